@@ -1,0 +1,75 @@
+"""The exception tree of quicfs.
+
+Every error the library raises derives from :class:`QuicfsError`. Each kind says who broke
+the rules (h11 style): the user (:class:`UsageError`), the server (:class:`SMBError` for a
+status it answered, :class:`ProtocolError` for bytes that break MS-SMB2), or the network
+(:class:`ConnectError`, :class:`ConnectionLost`). The CLI maps them to one line and an exit
+code; the FUSE edge maps them to errno.
+
+    QuicfsError
+    ├── UsageError            bad URL, unknown option, unreadable credentials file
+    ├── ConnectError          host unreachable, port closed, connect timeout
+    ├── ConnectionLost        the transport died while requests were in flight
+    ├── ProtocolError         the peer sent bytes that break the protocol
+    │   └── MalformedError    a decoder found a length/offset/count outside the buffer
+    ├── SecurityError         a signature or decryption check failed
+    └── SMBError              the server answered with an error NTSTATUS
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+
+class QuicfsError(Exception):
+    """Base class of every error quicfs raises on purpose."""
+
+    #: errno the FUSE edge returns for this error.
+    errno: int = _errno.EIO
+
+
+class UsageError(QuicfsError):
+    """The caller gave something we cannot use (URL, option, credentials file)."""
+
+    errno = _errno.EINVAL
+
+
+class ConnectError(QuicfsError):
+    """No transport could be opened to the server."""
+
+    errno = _errno.EHOSTUNREACH
+
+
+class ConnectionLost(QuicfsError):
+    """The transport closed or failed; every request waiting on it gets this."""
+
+    errno = _errno.EIO
+
+
+class ProtocolError(QuicfsError):
+    """The remote peer broke MS-SMB2 (or the framing under it)."""
+
+
+class MalformedError(ProtocolError):
+    """A decoder found bytes that do not fit the structure (bad length, offset, count)."""
+
+
+class SecurityError(QuicfsError):
+    """A message failed its signature check or could not be decrypted: never used as data."""
+
+    errno = _errno.EIO
+
+
+class SMBError(QuicfsError):
+    """The server answered a request with an error status (MS-ERREF 2.3)."""
+
+    def __init__(self, status: int, message: str | None = None) -> None:
+        from quicfs.smb2.status import errno_for_status, status_name
+
+        self.status = status
+        self.errno = errno_for_status(status)
+        self.name = status_name(status)
+        super().__init__(message or self.name)
+
+    def __repr__(self) -> str:
+        return f"SMBError(status={self.name})"

@@ -1,0 +1,400 @@
+"""Numbers MS-SMB2 defines, as enums. Section references are to MS-SMB2 unless noted."""
+
+from __future__ import annotations
+
+from enum import IntEnum, IntFlag
+
+PROTOCOL_ID = b"\xfeSMB"  # 2.2.1
+TRANSFORM_PROTOCOL_ID = b"\xfdSMB"  # 2.2.41
+COMPRESSION_PROTOCOL_ID = b"\xfcSMB"  # 2.2.42
+
+
+class Command(IntEnum):
+    """2.2.1.2 Command."""
+
+    NEGOTIATE = 0x0000
+    SESSION_SETUP = 0x0001
+    LOGOFF = 0x0002
+    TREE_CONNECT = 0x0003
+    TREE_DISCONNECT = 0x0004
+    CREATE = 0x0005
+    CLOSE = 0x0006
+    FLUSH = 0x0007
+    READ = 0x0008
+    WRITE = 0x0009
+    LOCK = 0x000A
+    IOCTL = 0x000B
+    CANCEL = 0x000C
+    ECHO = 0x000D
+    QUERY_DIRECTORY = 0x000E
+    CHANGE_NOTIFY = 0x000F
+    QUERY_INFO = 0x0010
+    SET_INFO = 0x0011
+    OPLOCK_BREAK = 0x0012
+
+
+class HeaderFlags(IntFlag):
+    """2.2.1.2 Flags."""
+
+    NONE = 0
+    SERVER_TO_REDIR = 0x00000001
+    ASYNC_COMMAND = 0x00000002
+    RELATED_OPERATIONS = 0x00000004
+    SIGNED = 0x00000008
+    PRIORITY_MASK = 0x00000070
+    DFS_OPERATIONS = 0x10000000
+    REPLAY_OPERATION = 0x20000000
+
+
+class Dialect(IntEnum):
+    """2.2.3 Dialects."""
+
+    SMB_2_0_2 = 0x0202
+    SMB_2_1 = 0x0210
+    SMB_3_0 = 0x0300
+    SMB_3_0_2 = 0x0302
+    SMB_3_1_1 = 0x0311
+    WILDCARD = 0x02FF
+
+
+class SecurityMode(IntFlag):
+    """2.2.3 SecurityMode."""
+
+    NONE = 0
+    SIGNING_ENABLED = 0x0001
+    SIGNING_REQUIRED = 0x0002
+
+
+class Capabilities(IntFlag):
+    """2.2.3 Capabilities."""
+
+    NONE = 0
+    DFS = 0x00000001
+    LEASING = 0x00000002
+    LARGE_MTU = 0x00000004
+    MULTI_CHANNEL = 0x00000008
+    PERSISTENT_HANDLES = 0x00000010
+    DIRECTORY_LEASING = 0x00000020
+    ENCRYPTION = 0x00000040
+    NOTIFICATIONS = 0x00000080
+
+
+class NegotiateContextType(IntEnum):
+    """2.2.3.1 ContextType."""
+
+    PREAUTH_INTEGRITY_CAPABILITIES = 0x0001
+    ENCRYPTION_CAPABILITIES = 0x0002
+    COMPRESSION_CAPABILITIES = 0x0003
+    NETNAME_NEGOTIATE_CONTEXT_ID = 0x0005
+    TRANSPORT_CAPABILITIES = 0x0006
+    RDMA_TRANSFORM_CAPABILITIES = 0x0007
+    SIGNING_CAPABILITIES = 0x0008
+
+
+class HashAlgorithm(IntEnum):
+    """2.2.3.1.1 HashAlgorithms."""
+
+    SHA_512 = 0x0001
+
+
+class Cipher(IntEnum):
+    """2.2.3.1.2 Ciphers."""
+
+    AES_128_CCM = 0x0001
+    AES_128_GCM = 0x0002
+    AES_256_CCM = 0x0003
+    AES_256_GCM = 0x0004
+
+
+class SigningAlgorithm(IntEnum):
+    """2.2.3.1.7 SigningAlgorithms."""
+
+    HMAC_SHA256 = 0x0000
+    AES_CMAC = 0x0001
+    AES_GMAC = 0x0002
+
+
+class TransportCapabilityFlags(IntFlag):
+    """2.2.3.1.5 Flags."""
+
+    NONE = 0
+    ACCEPT_TRANSPORT_LEVEL_SECURITY = 0x00000001
+
+
+class SessionFlags(IntFlag):
+    """2.2.6 SessionFlags (response)."""
+
+    NONE = 0
+    IS_GUEST = 0x0001
+    IS_NULL = 0x0002
+    ENCRYPT_DATA = 0x0004
+
+
+class ShareType(IntEnum):
+    """2.2.10 ShareType."""
+
+    DISK = 0x01
+    PIPE = 0x02
+    PRINT = 0x03
+
+
+class ShareFlags(IntFlag):
+    """2.2.10 ShareFlags."""
+
+    NONE = 0
+    MANUAL_CACHING = 0x00000000
+    AUTO_CACHING = 0x00000010
+    VDO_CACHING = 0x00000020
+    NO_CACHING = 0x00000030
+    DFS = 0x00000001
+    DFS_ROOT = 0x00000002
+    RESTRICT_EXCLUSIVE_OPENS = 0x00000100
+    FORCE_SHARED_DELETE = 0x00000200
+    ALLOW_NAMESPACE_CACHING = 0x00000400
+    ACCESS_BASED_DIRECTORY_ENUM = 0x00000800
+    FORCE_LEVELII_OPLOCK = 0x00001000
+    ENABLE_HASH_V1 = 0x00002000
+    ENABLE_HASH_V2 = 0x00004000
+    ENCRYPT_DATA = 0x00008000
+    IDENTITY_REMOTING = 0x00040000
+    COMPRESS_DATA = 0x00100000
+
+
+class OplockLevel(IntEnum):
+    """2.2.13 RequestedOplockLevel."""
+
+    NONE = 0x00
+    II = 0x01
+    EXCLUSIVE = 0x08
+    BATCH = 0x09
+    LEASE = 0xFF
+
+
+class ImpersonationLevel(IntEnum):
+    """2.2.13 ImpersonationLevel."""
+
+    ANONYMOUS = 0
+    IDENTIFICATION = 1
+    IMPERSONATION = 2
+    DELEGATE = 3
+
+
+class AccessMask(IntFlag):
+    """2.2.13.1 File_Pipe_Printer_Access_Mask / Directory_Access_Mask."""
+
+    NONE = 0
+    FILE_READ_DATA = 0x00000001  # FILE_LIST_DIRECTORY on a directory
+    FILE_WRITE_DATA = 0x00000002  # FILE_ADD_FILE
+    FILE_APPEND_DATA = 0x00000004  # FILE_ADD_SUBDIRECTORY
+    FILE_READ_EA = 0x00000008
+    FILE_WRITE_EA = 0x00000010
+    FILE_EXECUTE = 0x00000020  # FILE_TRAVERSE
+    FILE_DELETE_CHILD = 0x00000040
+    FILE_READ_ATTRIBUTES = 0x00000080
+    FILE_WRITE_ATTRIBUTES = 0x00000100
+    DELETE = 0x00010000
+    READ_CONTROL = 0x00020000
+    WRITE_DAC = 0x00040000
+    WRITE_OWNER = 0x00080000
+    SYNCHRONIZE = 0x00100000
+    ACCESS_SYSTEM_SECURITY = 0x01000000
+    MAXIMUM_ALLOWED = 0x02000000
+    GENERIC_ALL = 0x10000000
+    GENERIC_EXECUTE = 0x20000000
+    GENERIC_WRITE = 0x40000000
+    GENERIC_READ = 0x80000000
+
+
+class FileAttributes(IntFlag):
+    """MS-FSCC 2.6 File Attributes."""
+
+    NONE = 0
+    READONLY = 0x00000001
+    HIDDEN = 0x00000002
+    SYSTEM = 0x00000004
+    DIRECTORY = 0x00000010
+    ARCHIVE = 0x00000020
+    NORMAL = 0x00000080
+    TEMPORARY = 0x00000100
+    SPARSE_FILE = 0x00000200
+    REPARSE_POINT = 0x00000400
+    COMPRESSED = 0x00000800
+    OFFLINE = 0x00001000
+    NOT_CONTENT_INDEXED = 0x00002000
+    ENCRYPTED = 0x00004000
+    INTEGRITY_STREAM = 0x00008000
+    NO_SCRUB_DATA = 0x00020000
+
+
+class ShareAccess(IntFlag):
+    """2.2.13 ShareAccess."""
+
+    NONE = 0
+    READ = 0x00000001
+    WRITE = 0x00000002
+    DELETE = 0x00000004
+    ALL = 0x00000007
+
+
+class CreateDisposition(IntEnum):
+    """2.2.13 CreateDisposition."""
+
+    SUPERSEDE = 0x00000000
+    OPEN = 0x00000001
+    CREATE = 0x00000002
+    OPEN_IF = 0x00000003
+    OVERWRITE = 0x00000004
+    OVERWRITE_IF = 0x00000005
+
+
+class CreateOptions(IntFlag):
+    """2.2.13 CreateOptions."""
+
+    NONE = 0
+    DIRECTORY_FILE = 0x00000001
+    WRITE_THROUGH = 0x00000002
+    SEQUENTIAL_ONLY = 0x00000004
+    NO_INTERMEDIATE_BUFFERING = 0x00000008
+    SYNCHRONOUS_IO_ALERT = 0x00000010
+    SYNCHRONOUS_IO_NONALERT = 0x00000020
+    NON_DIRECTORY_FILE = 0x00000040
+    COMPLETE_IF_OPLOCKED = 0x00000100
+    NO_EA_KNOWLEDGE = 0x00000200
+    RANDOM_ACCESS = 0x00000800
+    DELETE_ON_CLOSE = 0x00001000
+    OPEN_BY_FILE_ID = 0x00002000
+    OPEN_FOR_BACKUP_INTENT = 0x00004000
+    NO_COMPRESSION = 0x00008000
+    OPEN_REMOTE_INSTANCE = 0x00000400
+    OPEN_REQUIRING_OPLOCK = 0x00010000
+    DISALLOW_EXCLUSIVE = 0x00020000
+    RESERVE_OPFILTER = 0x00100000
+    OPEN_REPARSE_POINT = 0x00200000
+    OPEN_NO_RECALL = 0x00400000
+    OPEN_FOR_FREE_SPACE_QUERY = 0x00800000
+
+
+class CreateAction(IntEnum):
+    """2.2.14 CreateAction."""
+
+    SUPERSEDED = 0
+    OPENED = 1
+    CREATED = 2
+    OVERWRITTEN = 3
+
+
+class InfoType(IntEnum):
+    """2.2.37 InfoType."""
+
+    FILE = 0x01
+    FILESYSTEM = 0x02
+    SECURITY = 0x03
+    QUOTA = 0x04
+
+
+class FileInfoClass(IntEnum):
+    """MS-FSCC 2.4 file information classes."""
+
+    DIRECTORY = 1
+    FULL_DIRECTORY = 2
+    BOTH_DIRECTORY = 3
+    BASIC = 4
+    STANDARD = 5
+    INTERNAL = 6
+    EA = 7
+    ACCESS = 8
+    NAME = 9
+    RENAME = 10
+    LINK = 11
+    NAMES = 12
+    DISPOSITION = 13
+    POSITION = 14
+    FULL_EA = 15
+    MODE = 16
+    ALIGNMENT = 17
+    ALL = 18
+    ALLOCATION = 19
+    END_OF_FILE = 20
+    ALTERNATE_NAME = 21
+    STREAM = 22
+    COMPRESSION = 28
+    NETWORK_OPEN = 34
+    ATTRIBUTE_TAG = 35
+    ID_BOTH_DIRECTORY = 37
+    ID_FULL_DIRECTORY = 38
+    NORMALIZED_NAME = 48
+    DISPOSITION_EX = 64
+    RENAME_EX = 65
+
+
+class FsInfoClass(IntEnum):
+    """MS-FSCC 2.5 file system information classes."""
+
+    VOLUME = 1
+    LABEL = 2
+    SIZE = 3
+    DEVICE = 4
+    ATTRIBUTE = 5
+    CONTROL = 6
+    FULL_SIZE = 7
+    OBJECT_ID = 8
+    SECTOR_SIZE = 11
+
+
+class QueryDirectoryFlags(IntFlag):
+    """2.2.33 Flags."""
+
+    NONE = 0
+    RESTART_SCANS = 0x01
+    RETURN_SINGLE_ENTRY = 0x02
+    INDEX_SPECIFIED = 0x04
+    REOPEN = 0x10
+
+
+class CloseFlags(IntFlag):
+    """2.2.15 Flags."""
+
+    NONE = 0
+    POSTQUERY_ATTRIB = 0x0001
+
+
+class LockFlags(IntFlag):
+    """2.2.26.1 Flags."""
+
+    NONE = 0
+    SHARED_LOCK = 0x00000001
+    EXCLUSIVE_LOCK = 0x00000002
+    UNLOCK = 0x00000004
+    FAIL_IMMEDIATELY = 0x00000010
+
+
+class IoctlFlags(IntFlag):
+    """2.2.31 Flags."""
+
+    NONE = 0
+    IS_FSCTL = 0x00000001
+
+
+class LeaseState(IntFlag):
+    """2.2.13.2.8 LeaseState."""
+
+    NONE = 0
+    READ_CACHING = 0x01
+    HANDLE_CACHING = 0x02
+    WRITE_CACHING = 0x04
+
+
+class WriteFlags(IntFlag):
+    """2.2.21 Flags."""
+
+    NONE = 0
+    WRITE_THROUGH = 0x00000001
+    WRITE_UNBUFFERED = 0x00000002
+
+
+class ReadFlags(IntFlag):
+    """2.2.19 Flags."""
+
+    NONE = 0
+    READ_UNBUFFERED = 0x01
+    REQUEST_COMPRESSED = 0x02
