@@ -1,0 +1,528 @@
+"""The SMB2 connection: one transport, many requests in flight.
+
+Theory of operation. A :class:`Connection` owns two tasks in its nursery: the *sender*,
+which writes queued messages to the transport one after the other (so a cancelled caller
+never cuts a message in half), and the *receiver*, which reads messages, decrypts them,
+splits compounds, checks signatures and wakes the task waiting for each MessageId. A caller
+of :meth:`Connection.request` takes credits and MessageIds from the :class:`CreditWindow`
+(waiting while short, MS-SMB2 3.2.4.1.5), builds, signs or encrypts its message, queues it,
+and waits. An interim STATUS_PENDING response (3.2.5.1.5) only records the AsyncId and
+re-arms the wait. When the transport dies every waiter is failed at once with the same
+error; when a caller is cancelled its entry stays in the table, marked abandoned, so the
+late response is recognised and its credits are not lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+
+from quicfs.errors import (
+    ConnectionLost,
+    MalformedError,
+    ProtocolError,
+    QuicfsError,
+    SecurityError,
+    SMBError,
+)
+from quicfs.smb2 import crypto
+from quicfs.smb2.constants import (
+    Capabilities,
+    Cipher,
+    Command,
+    Dialect,
+    HashAlgorithm,
+    HeaderFlags,
+    SecurityMode,
+    SigningAlgorithm,
+    TransportCapabilityFlags,
+)
+from quicfs.smb2.credits import CreditWindow, credit_charge
+from quicfs.smb2.header import Header, split_compound
+from quicfs.smb2.negotiate import (
+    EncryptionContext,
+    NegotiateContext,
+    NegotiateRequest,
+    NegotiateResponse,
+    NetnameContext,
+    PreauthIntegrityContext,
+    SigningContext,
+    TransportCapabilitiesContext,
+)
+from quicfs.smb2.status import Status, is_error
+from quicfs.smb2.wire import pad8
+from quicfs.transport.base import MessageTransport
+
+if TYPE_CHECKING:
+    from quicfs.client.session import Session
+
+log = logging.getLogger("quicfs.connection")
+
+#: MessageId of an unsolicited oplock/lease break notification (3.2.5.19).
+BREAK_MESSAGE_ID = 0xFFFFFFFFFFFFFFFF
+
+#: Ciphers and signing algorithms we offer, most preferred first.
+CIPHERS = (Cipher.AES_128_GCM, Cipher.AES_256_GCM, Cipher.AES_128_CCM, Cipher.AES_256_CCM)
+SIGNING_ALGORITHMS = (
+    SigningAlgorithm.AES_GMAC,
+    SigningAlgorithm.AES_CMAC,
+    SigningAlgorithm.HMAC_SHA256,
+)
+
+
+class Request(Protocol):
+    command: Any
+
+    def pack(self) -> bytes: ...
+
+
+@dataclass(slots=True)
+class Reply:
+    """One response: its header and the whole message (body at offset 64)."""
+
+    header: Header
+    message: memoryview
+
+    @property
+    def status(self) -> int:
+        return self.header.status
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    message_id: int
+    command: int
+    session: Session | None
+    signed: bool
+    encrypted: bool
+    done: trio.Event = field(default_factory=trio.Event)
+    reply: Reply | None = None
+    error: BaseException | None = None
+    async_id: int | None = None
+    abandoned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiatedParameters:
+    dialect: int
+    server_guid: uuid.UUID
+    security_mode: SecurityMode
+    capabilities: Capabilities
+    max_read_size: int
+    max_write_size: int
+    max_transact_size: int
+    cipher: Cipher | None
+    signing_algorithm: SigningAlgorithm
+    #: The server echoed SMB2_ACCEPT_TRANSPORT_LEVEL_SECURITY (2.2.3.1.5): over QUIC, SMB
+    #: encryption is then left to the transport.
+    transport_security: bool
+    gss_token: bytes
+
+
+class Connection:
+    def __init__(
+        self,
+        transport: MessageTransport,
+        *,
+        server_name: str,
+        client_guid: uuid.UUID | None = None,
+        offer_transport_security: bool = False,
+    ) -> None:
+        self.transport = transport
+        self.server_name = server_name
+        self.client_guid = client_guid or uuid.uuid4()
+        self.offer_transport_security = offer_transport_security
+        self.params: NegotiatedParameters | None = None
+        self.preauth = crypto.PreauthIntegrity()
+        self.sessions: dict[int, Session] = {}
+        self.break_handler: Any = None  # callable(Reply) for oplock/lease breaks
+        self._credits = CreditWindow(initial=1)
+        self._credit_changed = trio.Event()
+        self._pending: dict[int, _Pending] = {}
+        self._dead: BaseException | None = None
+        self._send_in, self._send_out = trio.open_memory_channel[bytes](32)
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    # ------------------------------------------------------------------ lifetime
+    @property
+    def closed(self) -> bool:
+        return self._dead is not None
+
+    async def _sender(self) -> None:
+        try:
+            async for message in self._send_out:
+                await self.transport.send_message(message)
+                self.bytes_sent += len(message)
+        except QuicfsError as exc:
+            self._fail(exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._fail(ConnectionLost(f"connection to {self.transport.peer} lost: {exc}"))
+
+    async def _receiver(self) -> None:
+        try:
+            while True:
+                frame = await self.transport.receive_message()
+                self.bytes_received += len(frame)
+                self._on_frame(frame)
+        except QuicfsError as exc:
+            self._fail(exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._fail(ConnectionLost(f"connection to {self.transport.peer} lost: {exc}"))
+
+    def _fail(self, exc: BaseException) -> None:
+        """Fail every waiter at once with one error and refuse new requests."""
+        if self._dead is None:
+            self._dead = exc
+            log.debug("connection to %s failed: %s", self.transport.peer, exc)
+        for pending in self._pending.values():
+            if not pending.done.is_set():
+                pending.error = self._dead
+                pending.done.set()
+        self._pending.clear()
+        self._wake_credit_waiters()
+        self._send_in.close()
+
+    def _wake_credit_waiters(self) -> None:
+        # Waiters hold the old event; a fresh one serves the next round.
+        self._credit_changed.set()
+        self._credit_changed = trio.Event()
+
+    async def aclose(self) -> None:
+        self._fail(ConnectionLost("connection closed"))
+        with trio.CancelScope(shield=True):
+            try:
+                await self.transport.aclose()
+            except (QuicfsError, OSError, trio.BrokenResourceError):
+                pass
+
+    # ------------------------------------------------------------------ negotiate
+    async def negotiate(self) -> NegotiatedParameters:
+        """3.2.4.2.2.2: offer SMB 3.1.1 with its contexts and check what comes back."""
+        contexts: list[NegotiateContext] = [
+            PreauthIntegrityContext((HashAlgorithm.SHA_512,), os.urandom(32)),
+            EncryptionContext(tuple(CIPHERS)),
+            SigningContext(tuple(SIGNING_ALGORITHMS)),
+            NetnameContext(self.server_name),
+        ]
+        if self.offer_transport_security:
+            contexts.append(TransportCapabilitiesContext())
+        req = NegotiateRequest(
+            dialects=(Dialect.SMB_3_1_1,),
+            security_mode=SecurityMode.SIGNING_ENABLED,
+            capabilities=Capabilities.LARGE_MTU | Capabilities.LEASING | Capabilities.ENCRYPTION,
+            client_guid=self.client_guid,
+            contexts=tuple(contexts),
+        )
+        message, reply = await self._negotiate_exchange(req)
+        if reply.status != Status.SUCCESS:
+            raise SMBError(reply.status, f"server refused NEGOTIATE: {reply.header.status:#x}")
+        resp = NegotiateResponse.unpack(reply.message)
+        if resp.dialect != Dialect.SMB_3_1_1:
+            raise ProtocolError(
+                f"server chose dialect {resp.dialect:#06x}; quicfs speaks SMB 3.1.1 only"
+            )
+        preauth = resp.context(PreauthIntegrityContext)
+        if not isinstance(preauth, PreauthIntegrityContext) or preauth.hash_algorithms != (
+            HashAlgorithm.SHA_512,
+        ):
+            raise ProtocolError("server sent no SHA-512 preauth integrity context (3.1.1)")
+        self.preauth.update(message)
+        self.preauth.update(bytes(reply.message))
+        cipher: Cipher | None = None
+        enc = resp.context(EncryptionContext)
+        if isinstance(enc, EncryptionContext) and enc.ciphers and enc.ciphers[0] != 0:
+            if len(enc.ciphers) != 1 or enc.ciphers[0] not in CIPHERS:
+                raise ProtocolError(f"server chose a cipher we did not offer: {enc.ciphers}")
+            cipher = Cipher(enc.ciphers[0])
+        signing = SigningAlgorithm.AES_CMAC  # 3.2.5.2: absent context means AES-CMAC
+        sig = resp.context(SigningContext)
+        if isinstance(sig, SigningContext) and sig.algorithms:
+            if len(sig.algorithms) != 1 or sig.algorithms[0] not in SIGNING_ALGORITHMS:
+                raise ProtocolError(f"server chose a signing algorithm we did not offer: "
+                                    f"{sig.algorithms}")
+            signing = SigningAlgorithm(sig.algorithms[0])
+        transport_security = False
+        tc = resp.context(TransportCapabilitiesContext)
+        if self.offer_transport_security and isinstance(tc, TransportCapabilitiesContext):
+            transport_security = bool(
+                tc.flags & TransportCapabilityFlags.ACCEPT_TRANSPORT_LEVEL_SECURITY
+            )
+        self.params = NegotiatedParameters(
+            dialect=resp.dialect,
+            server_guid=resp.server_guid,
+            security_mode=resp.security_mode,
+            capabilities=resp.capabilities,
+            max_read_size=resp.max_read_size,
+            max_write_size=resp.max_write_size,
+            max_transact_size=resp.max_transact_size,
+            cipher=cipher,
+            signing_algorithm=signing,
+            transport_security=transport_security,
+            gss_token=resp.security_buffer,
+        )
+        log.debug("negotiated %s", self.params)
+        return self.params
+
+    async def _negotiate_exchange(self, req: NegotiateRequest) -> tuple[bytes, Reply]:
+        # MS-SMB2 3.2.4.2.2.2: NEGOTIATE goes with CreditCharge 0 and asks for credits.
+        header = Header(command=Command.NEGOTIATE, message_id=self._credits.take(1),
+                        credit_charge=0, credits=self._credits.request_for(1))
+        message = header.pack() + req.pack()
+        pending = _Pending(header.message_id, Command.NEGOTIATE, None, False, False)
+        reply = await self._exchange(pending, message)
+        return message, reply
+
+    # ------------------------------------------------------------------ requests
+    async def _take_credits(self, charge: int) -> int:
+        while not self._credits.can_take(charge):
+            self._check_alive()
+            if not self._pending:
+                # Nothing in flight will ever grant more: the server starved us.
+                exc = ProtocolError(
+                    f"server granted too few credits ({self._credits.available} for a request "
+                    f"needing {charge})"
+                )
+                self._fail(exc)
+                raise exc
+            await self._credit_changed.wait()
+        return self._credits.take(charge)
+
+    def _check_alive(self) -> None:
+        if self._dead is not None:
+            if isinstance(self._dead, QuicfsError):
+                raise type(self._dead)(str(self._dead)) from self._dead
+            raise ConnectionLost(str(self._dead)) from self._dead
+
+    async def request(
+        self,
+        req: Request,
+        *,
+        session: Session | None = None,
+        tree_id: int = 0,
+        encrypt: bool = False,
+        allowed: Sequence[int] = (),
+    ) -> Reply:
+        """Send one request and wait for its final response.
+
+        An error status raises :class:`SMBError` unless it is in ``allowed``.
+        """
+        [reply] = await self.send_chain([req], session=session, tree_id=tree_id,
+                                        encrypt=encrypt)
+        if is_error(reply.status) and reply.status not in allowed:
+            raise SMBError(reply.status)
+        return reply
+
+    async def send_chain(
+        self,
+        reqs: Sequence[Request],
+        *,
+        session: Session | None = None,
+        tree_id: int = 0,
+        encrypt: bool = False,
+        related: bool = False,
+        message_hook: Any = None,
+    ) -> list[Reply]:
+        """Send requests as one compound (3.2.4.1.4) and wait for all their responses.
+
+        With ``related`` the second and later requests act on the first's FileId. Replies
+        come back in order; their statuses are not checked here.
+        """
+        self._check_alive()
+        charges = [credit_charge(getattr(r, "payload_size", 0)) for r in reqs]
+        total = sum(charges)
+        first_mid = await self._take_credits(total)
+        sign = session is not None and session.signs and not encrypt
+        session_id = session.session_id if session is not None else 0
+        chain = bytearray()
+        pendings: list[_Pending] = []
+        mid = first_mid
+        for i, (req, charge) in enumerate(zip(reqs, charges, strict=True)):
+            flags = HeaderFlags.NONE
+            if related and i > 0:
+                flags |= HeaderFlags.RELATED_OPERATIONS
+            ask = self._credits.request_for(charge) if i == len(reqs) - 1 else charge
+            header = Header(command=req.command, message_id=mid, credit_charge=charge,
+                            credits=ask, flags=flags, tree_id=tree_id, session_id=session_id)
+            member = bytearray(header.pack())
+            member += req.pack()
+            if i != len(reqs) - 1:
+                member += bytes(pad8(len(member)))
+                member[20:24] = len(member).to_bytes(4, "little")
+            if sign:
+                assert session is not None
+                crypto.sign_message(session.signing_algorithm, session.signing_key, member)
+            if message_hook is not None:
+                message_hook(bytes(member))
+            chain += member
+            pendings.append(_Pending(mid, int(req.command), session, sign, encrypt))
+            mid += charge
+        data: bytes | bytearray = chain
+        if encrypt:
+            assert session is not None and session.cipher is not None
+            data = crypto.encrypt_message(session.cipher, session.encryption_key, session_id,
+                                          bytes(chain))
+        for p in pendings:
+            self._pending[p.message_id] = p
+        try:
+            await self._send_in.send(bytes(data))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self._check_alive()
+            raise
+        return [await self._wait(p) for p in pendings]
+
+    async def _exchange(self, pending: _Pending, message: bytes) -> Reply:
+        self._pending[pending.message_id] = pending
+        await self._send_in.send(message)
+        return await self._wait(pending)
+
+    async def _wait(self, pending: _Pending) -> Reply:
+        try:
+            await pending.done.wait()
+        except trio.Cancelled:
+            # Keep the entry: the server will still answer, and that answer must not be
+            # taken for a stray MessageId. Ask it to stop if it went async (3.2.4.24).
+            pending.abandoned = True
+            if pending.async_id is not None and not self.closed:
+                self._send_cancel(pending)
+            raise
+        if pending.error is not None:
+            if isinstance(pending.error, QuicfsError):
+                raise type(pending.error)(*pending.error.args) from pending.error
+            raise ConnectionLost(str(pending.error)) from pending.error
+        assert pending.reply is not None
+        return pending.reply
+
+    def _send_cancel(self, pending: _Pending) -> None:
+        from quicfs.smb2.control import CancelRequest
+
+        header = Header(command=Command.CANCEL, message_id=pending.message_id,
+                        async_id=pending.async_id,
+                        session_id=pending.session.session_id if pending.session else 0)
+        message = bytearray(header.pack() + CancelRequest().pack())
+        if pending.signed and pending.session is not None:
+            crypto.sign_message(pending.session.signing_algorithm, pending.session.signing_key,
+                                message)
+        try:
+            self._send_in.send_nowait(bytes(message))
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    # ------------------------------------------------------------------ receiving
+    def _on_frame(self, frame: bytearray) -> None:
+        encrypted = crypto.is_encrypted(frame)
+        if encrypted:
+            data = self._decrypt(frame)
+        else:
+            data = frame
+        for member in split_compound(data):
+            self._on_message(member, encrypted)
+
+    def _decrypt(self, frame: bytearray) -> bytes:
+        from quicfs.smb2.transform import TransformHeader
+
+        th = TransformHeader.unpack(frame)
+        session = self.sessions.get(th.session_id)
+        if session is None or session.cipher is None:
+            raise ProtocolError(f"encrypted message for unknown session {th.session_id:#x}")
+        _, plaintext = crypto.decrypt_message(session.cipher, session.decryption_key, frame)
+        return plaintext
+
+    def _on_message(self, msg: memoryview, encrypted: bool) -> None:
+        header = Header.unpack(msg)
+        if not header.is_response:
+            raise ProtocolError(f"server sent a request ({header.command!r})")
+        if header.message_id == BREAK_MESSAGE_ID:
+            if header.command != Command.OPLOCK_BREAK:
+                raise ProtocolError(f"unsolicited {header.command!r} message")
+            self._on_break(Reply(header, msg), encrypted)
+            return
+        pending = self._pending.get(header.message_id)
+        if pending is None:
+            raise ProtocolError(f"response for unknown MessageId {header.message_id}")
+        self._credits.grant(header.credits)
+        self._wake_credit_waiters()
+        if header.status == Status.PENDING and header.is_async:
+            pending.async_id = header.async_id
+            if pending.abandoned:
+                self._send_cancel(pending)
+            return
+        del self._pending[header.message_id]
+        try:
+            self._check_security(pending, header, msg, encrypted)
+        except SecurityError as exc:
+            pending.error = exc
+        else:
+            pending.reply = Reply(header, msg)
+        pending.done.set()
+
+    def _check_security(self, pending: _Pending, header: Header, msg: memoryview,
+                        encrypted: bool) -> None:
+        """A response whose signature or encryption is not what we asked for is never
+        taken as data (3.2.5.1.3)."""
+        if pending.encrypted and not encrypted:
+            raise SecurityError(f"{_name(header.command)} response was not encrypted")
+        if encrypted:
+            return
+        session = self.sessions.get(header.session_id)
+        if header.is_signed and session is not None and session.signing_key:
+            crypto.verify(session.signing_algorithm, session.signing_key, msg)
+        elif pending.signed:
+            raise SecurityError(f"{_name(header.command)} response was not signed")
+
+    def _on_break(self, reply: Reply, encrypted: bool) -> None:
+        session = self.sessions.get(reply.header.session_id)
+        if not encrypted and session is not None and session.signs:
+            if not reply.header.is_signed:
+                raise SecurityError("unsigned oplock break notification")
+            crypto.verify(session.signing_algorithm, session.signing_key, reply.message)
+        if self.break_handler is not None:
+            self.break_handler(reply)
+
+    # ------------------------------------------------------------------ info
+    @property
+    def credits_available(self) -> int:
+        return self._credits.available
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+
+def _name(command: int) -> str:
+    try:
+        return Command(command).name
+    except ValueError:
+        return f"command {command:#x}"
+
+
+@asynccontextmanager
+async def open_connection(
+    transport: MessageTransport, *, server_name: str, client_guid: uuid.UUID | None = None
+) -> AsyncIterator[Connection]:
+    """Run a connection over ``transport``: negotiated on entry, closed on exit."""
+    conn = Connection(
+        transport,
+        server_name=server_name,
+        client_guid=client_guid,
+        offer_transport_security=transport.kind == "quic",
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn._receiver)
+        nursery.start_soon(conn._sender)
+        try:
+            await conn.negotiate()
+            yield conn
+        finally:
+            await conn.aclose()
+            nursery.cancel_scope.cancel()
+
+
+__all__ = ["Connection", "NegotiatedParameters", "Reply", "open_connection", "MalformedError"]

@@ -1,0 +1,49 @@
+"""SESSION_SETUP (MS-SMB2 2.2.5, 2.2.6)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import ClassVar
+
+from quicfs.errors import MalformedError
+from quicfs.smb2.constants import Capabilities, Command, SecurityMode, SessionFlags
+from quicfs.smb2.wire import HEADER_SIZE, Reader
+
+_FIXED = 24
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSetupRequest:
+    """2.2.5 SMB2 SESSION_SETUP Request: carries one SPNEGO token."""
+
+    command: ClassVar[Command] = Command.SESSION_SETUP
+    security_buffer: bytes
+    security_mode: SecurityMode = SecurityMode.SIGNING_ENABLED
+    capabilities: Capabilities = Capabilities.NONE
+    binding: bool = False  # Flags SMB2_SESSION_FLAG_BINDING (multichannel)
+    previous_session_id: int = 0
+
+    def pack(self) -> bytes:
+        return struct.pack(
+            "<HBBIIHHQ", _FIXED + 1, 0x01 if self.binding else 0, int(self.security_mode),
+            int(self.capabilities), 0, HEADER_SIZE + _FIXED, len(self.security_buffer),
+            self.previous_session_id,
+        ) + self.security_buffer
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSetupResponse:
+    """2.2.6 SMB2 SESSION_SETUP Response."""
+
+    session_flags: SessionFlags
+    security_buffer: bytes
+
+    @classmethod
+    def unpack(cls, msg: bytes | memoryview) -> SessionSetupResponse:
+        r = Reader(msg, HEADER_SIZE)
+        if (size := r.u16()) != 9:
+            raise MalformedError(f"SESSION_SETUP response StructureSize {size}, expected 9")
+        flags = SessionFlags(r.u16() & 0x7)
+        offset, length = r.u16(), r.u16()
+        return cls(flags, bytes(r.slice(offset, length)) if length else b"")

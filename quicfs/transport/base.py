@@ -1,0 +1,22 @@
+"""MessageTransport: what the SMB client needs from a transport — send and receive whole
+SMB2 messages. TCP and QUIC both provide it (MS-SMB2 2.1: the same 4-byte framing on both)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class MessageTransport(Protocol):
+    #: "tcp" or "quic": the client offers the transport capabilities context over QUIC only.
+    kind: str
+    #: "host:port" of the peer, for messages and stats.
+    peer: str
+
+    async def send_message(self, message: bytes | bytearray | memoryview) -> None:
+        """Send one whole SMB2 message (or compound chain, or transform)."""
+
+    async def receive_message(self) -> bytearray:
+        """The next whole message; raises ConnectionLost when the peer has gone."""
+
+    async def aclose(self) -> None:
+        """Close the transport; pending receives end with ConnectionLost."""

@@ -1,0 +1,72 @@
+"""Direct TCP framing (MS-SMB2 2.1): one zero byte and a 24-bit big-endian length before
+each message. It lives once, here, above the byte streams of TCP and QUIC.
+
+Theory of operation: :class:`FramedStream` wraps any ``trio.abc.Stream``. Receiving keeps
+one growing buffer and cuts whole messages out of it; sending writes header and message in
+one call. A send that is cancelled or fails half-way leaves the peer's deframer in an unknown
+state, so the stream is then marked broken and refuses to send more.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from quicfs.errors import ConnectionLost, ProtocolError
+
+#: The largest message we accept: 8 MiB of READ data plus headers, with room to spare. The
+#: 24-bit length allows 16 MiB; a bigger claim means a broken or hostile peer.
+MAX_MESSAGE = 16 * 1024 * 1024 - 1
+_RECEIVE_CHUNK = 256 * 1024
+
+
+def frame_header(length: int) -> bytes:
+    if length > MAX_MESSAGE:
+        raise ValueError(f"SMB2 message of {length} bytes exceeds the 24-bit frame length")
+    return length.to_bytes(4, "big")
+
+
+class FramedStream:
+    """A MessageTransport over a byte stream."""
+
+    def __init__(self, stream: trio.abc.Stream, *, kind: str, peer: str) -> None:
+        self._stream = stream
+        self.kind = kind
+        self.peer = peer
+        self._buf = bytearray()
+        self._broken: BaseException | None = None
+        self._send_lock = trio.Lock()
+
+    async def send_message(self, message: bytes | bytearray | memoryview) -> None:
+        if self._broken is not None:
+            raise ConnectionLost(f"connection to {self.peer} is broken") from self._broken
+        async with self._send_lock:
+            try:
+                # One call, so a small message leaves in one segment with its header.
+                await self._stream.send_all(frame_header(len(message)) + bytes(message))
+            except BaseException as exc:
+                self._broken = exc
+                if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError, OSError)):
+                    raise ConnectionLost(f"connection to {self.peer} lost: {exc}") from exc
+                raise
+
+    async def receive_message(self) -> bytearray:
+        while True:
+            if len(self._buf) >= 4:
+                if self._buf[0] != 0:
+                    raise ProtocolError(f"bad frame header {bytes(self._buf[:4]).hex()}")
+                length = int.from_bytes(self._buf[1:4], "big")
+                if len(self._buf) >= 4 + length:
+                    message = self._buf[4 : 4 + length]
+                    del self._buf[: 4 + length]
+                    return message
+            try:
+                data = await self._stream.receive_some(_RECEIVE_CHUNK)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise ConnectionLost(f"connection to {self.peer} lost: {exc}") from exc
+            if not data:
+                raise ConnectionLost(f"{self.peer} closed the connection")
+            self._buf += data
+
+    async def aclose(self) -> None:
+        self._broken = self._broken or ConnectionLost("closed")
+        await self._stream.aclose()

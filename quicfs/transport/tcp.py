@@ -1,0 +1,51 @@
+"""SMB over TCP (MS-SMB2 2.1, port 445)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import trio
+
+from quicfs.errors import ConnectError
+from quicfs.transport.framing import FramedStream
+
+DEFAULT_PORT = 445
+
+
+def _peer(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def open_tcp(host: str, port: int = DEFAULT_PORT, *, timeout: float = 5.0) -> FramedStream:
+    """Connect within ``timeout`` seconds; failures become one clear ConnectError."""
+    peer = _peer(host, port)
+    try:
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(host, port)
+    except trio.TooSlowError:
+        raise ConnectError(f"no TCP answer from {peer} within {timeout:g} s") from None
+    except OSError as exc:
+        raise ConnectError(_describe(exc, peer)) from None
+    stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Large socket buffers let several MiB of reads and writes stay in flight.
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            stream.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
+        except OSError:
+            pass
+    return FramedStream(stream, kind="tcp", peer=peer)
+
+
+def _describe(exc: OSError, peer: str) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host of {peer}: {exc.strerror}"
+    # trio raises an OSError wrapping every address attempt; look for a reason inside.
+    reasons = [exc, *getattr(exc, "__cause__", None) and [exc.__cause__] or []]
+    for e in reasons:
+        code = getattr(e, "errno", None)
+        if code == errno.ECONNREFUSED or "refused" in str(e).lower():
+            return f"connection refused by {peer} (is an SMB server listening there?)"
+        if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return f"host of {peer} is unreachable"
+    return f"cannot connect to {peer}: {exc.strerror or exc}"
