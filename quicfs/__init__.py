@@ -12,6 +12,7 @@ from quicfs.errors import (
 )
 
 __all__ = [
+    "connect",
     "ConnectError",
     "ConnectionLost",
     "MalformedError",
@@ -21,3 +22,12 @@ __all__ = [
     "SecurityError",
     "UsageError",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Lazy, so that importing the pure layers (quicfs.smb2) does not pull in trio.
+    if name == "connect":
+        from quicfs.client.share import connect
+
+        return connect
+    raise AttributeError(name)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from quicfs.client.nursery import open_nursery
 from quicfs.errors import (
     ConnectionLost,
     MalformedError,
@@ -514,7 +515,7 @@ async def open_connection(
         client_guid=client_guid,
         offer_transport_security=transport.kind == "quic",
     )
-    async with trio.open_nursery() as nursery:
+    async with open_nursery() as nursery:
         nursery.start_soon(conn._receiver)
         nursery.start_soon(conn._sender)
         try:

@@ -1,0 +1,194 @@
+"""The ``quicfs`` command: one-shot ls / get / put against a share.
+
+Thin by design: parse, call the library, print one clear line on error (never a traceback).
+Exit codes: 0 success, 1 failure, 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import trio
+
+from quicfs.cli.errors import describe
+from quicfs.client.share import Share, connect
+from quicfs.errors import QuicfsError, SMBError, UsageError
+from quicfs.options import Options, parse_options
+from quicfs.smb2.status import Status
+from quicfs.url import ShareURL, parse_url
+
+PROG = "quicfs"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="SMB 3.1.1 over QUIC (and TCP)")
+    p.add_argument("--debug", action="store_true", help="log protocol details to stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("-o", dest="options", default="", metavar="OPTIONS",
+                        help="comma-separated options, as mount.quicfs takes them")
+        return sp
+
+    ls = add("ls", "list a directory (or show one file)")
+    ls.add_argument("url", metavar="URL", help="//HOST[:PORT]/SHARE[/PATH]")
+    get = add("get", "copy a file from the share (LOCAL '-' is stdout)")
+    get.add_argument("url", metavar="URL")
+    get.add_argument("local", metavar="LOCAL")
+    put = add("put", "copy a file to the share (LOCAL '-' is stdin)")
+    put.add_argument("local", metavar="LOCAL")
+    put.add_argument("url", metavar="URL")
+    return p
+
+
+def _fmt_time(ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ns / 1e9))
+
+
+async def cmd_ls(share: Share, url: ShareURL) -> int:
+    target = await share.stat(url.path) if url.path else None
+    if target is not None and not target.is_dir:
+        entries = [target]
+    else:
+        entries = sorted(await share.listdir(url.path), key=lambda e: e.name)
+    out = sys.stdout
+    for e in entries:
+        kind = "d" if e.is_dir else "-"
+        name = e.name + ("/" if e.is_dir else "")
+        out.write(f"{kind} {e.size:>14} {_fmt_time(e.mtime_ns)} {name}\n")
+    out.flush()
+    return 0
+
+
+async def cmd_get(share: Share, url: ShareURL, local: str) -> int:
+    if not url.path:
+        raise UsageError(f"{url}: names a share, not a file")
+    if local == "-":
+        out = sys.stdout.buffer
+
+        async def to_stdout(data: bytes) -> None:
+            out.write(data)
+
+        await share.download(url.path, to_stdout)
+        out.flush()
+        return 0
+    dest = local
+    if os.path.isdir(dest):
+        dest = os.path.join(dest, url.path.rsplit("/", 1)[-1])
+    # Write beside the destination and rename at the end: a failed transfer never leaves a
+    # truncated file under the real name.
+    tmp = f"{dest}.quicfs-part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        async def to_file(data: bytes) -> None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+
+        await share.download(url.path, to_file)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, dest)
+    return 0
+
+
+async def cmd_put(share: Share, local: str, url: ShareURL, to_dir: bool) -> int:
+    path = url.path
+    name = "stdin" if local == "-" else os.path.basename(local.rstrip("/"))
+    if not path or to_dir:
+        path = f"{path.rstrip('/')}/{name}".lstrip("/")
+    elif await _is_remote_dir(share, path):
+        path = f"{path}/{name}"
+    fd = sys.stdin.buffer.fileno() if local == "-" else os.open(local, os.O_RDONLY)
+    if local != "-" and os.path.isdir(local):
+        os.close(fd)
+        raise UsageError(f"{local}: is a directory")
+
+    async def source(n: int) -> bytes:
+        return os.read(fd, n) if local != "-" else await trio.to_thread.run_sync(_read_full,
+                                                                                 fd, n)
+
+    # Upload under a temporary name and rename over the target when all of it is there.
+    head, _, base = path.rpartition("/")
+    tmp = f"{head}/.{base}.quicfs-part" if head else f".{base}.quicfs-part"
+    try:
+        await share.upload(source, tmp)
+        await share.rename(tmp, path, replace=True)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            try:
+                await share.remove(tmp)
+            except (QuicfsError, OSError):
+                pass
+        raise
+    finally:
+        if local != "-":
+            os.close(fd)
+    return 0
+
+
+def _read_full(fd: int, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        data = os.read(fd, n - len(buf))
+        if not data:
+            break
+        buf += data
+    return bytes(buf)
+
+
+async def _is_remote_dir(share: Share, path: str) -> bool:
+    try:
+        return (await share.stat(path)).is_dir
+    except SMBError as exc:
+        if exc.status in (Status.OBJECT_NAME_NOT_FOUND, Status.OBJECT_PATH_NOT_FOUND):
+            return False
+        raise
+
+
+async def run(args: argparse.Namespace) -> int:
+    url = parse_url(args.url)
+    if args.command == "put" and args.local != "-" and not os.path.exists(args.local):
+        raise FileNotFoundError(2, "No such file or directory", args.local)
+    opts: Options = parse_options(args.options)
+    async with connect(url, opts) as share:
+        if args.command == "ls":
+            return await cmd_ls(share, url)
+        if args.command == "get":
+            return await cmd_get(share, url, args.local)
+        return await cmd_put(share, args.local, url, args.url.endswith(("/", "\\")))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format=f"{PROG}: %(message)s",
+    )
+    try:
+        return trio.run(run, args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BaseException as exc:  # the one place that turns errors into a line
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        message, code = describe(exc, args)
+        print(f"{PROG}: {message}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""The small public API: a connected share with path operations.
+
+    async with quicfs.connect("//host/share", "username=u,password=p") as share:
+        await share.write_file("dir/a.txt", b"hello")
+        print(await share.listdir("dir"))
+
+Paths are '/'-separated and relative to the share root. Each path operation is one
+compounded round trip where MS-SMB2 allows it (CREATE + operation + CLOSE, 3.2.4.1.4).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import trio
+
+from quicfs.client.connection import Connection, Reply, open_connection
+from quicfs.client.directory import DirEntry, iter_directory
+from quicfs.client.open import FileStat, Open
+from quicfs.client.session import Session
+from quicfs.client.tree import NotADiskShare, Tree
+from quicfs.errors import QuicfsError, SMBError, UsageError
+from quicfs.options import Options, parse_options
+from quicfs.smb2.constants import (
+    AccessMask,
+    CloseFlags,
+    CreateDisposition,
+    CreateOptions,
+    FileAttributes,
+    FileInfoClass,
+    ImpersonationLevel,
+    InfoType,
+    OplockLevel,
+    ShareAccess,
+)
+from quicfs.smb2.create import CreateRequest, CreateResponse
+from quicfs.smb2.fileid import FileId
+from quicfs.smb2.filetime import filetime_to_ns, ns_to_filetime
+from quicfs.smb2.info import (
+    FileAllInformation,
+    FileBasicInformation,
+    FileDispositionInformation,
+    FileEndOfFileInformation,
+    FileRenameInformation,
+    QueryInfoRequest,
+    QueryInfoResponse,
+    SetInfoRequest,
+)
+from quicfs.smb2.io import CloseRequest
+from quicfs.smb2.status import Status, is_error
+from quicfs.transport.tcp import DEFAULT_PORT as TCP_PORT
+from quicfs.transport.tcp import open_tcp
+from quicfs.url import ShareURL, parse_url
+
+log = logging.getLogger("quicfs")
+
+_MODES = {
+    # mode: (desired access, disposition)
+    "r": (AccessMask.GENERIC_READ, CreateDisposition.OPEN),
+    "r+": (AccessMask.GENERIC_READ | AccessMask.GENERIC_WRITE, CreateDisposition.OPEN),
+    "w": (AccessMask.GENERIC_READ | AccessMask.GENERIC_WRITE, CreateDisposition.OVERWRITE_IF),
+    "x": (AccessMask.GENERIC_READ | AccessMask.GENERIC_WRITE, CreateDisposition.CREATE),
+    "a": (AccessMask.GENERIC_READ | AccessMask.GENERIC_WRITE, CreateDisposition.OPEN_IF),
+}
+
+
+def smb_path(path: str) -> str:
+    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UsageError(f"path {path!r} leaves the share")
+    return "\\".join(parts)
+
+
+class Share:
+    def __init__(self, url: ShareURL, conn: Connection, session: Session, tree: Tree) -> None:
+        self.url = url
+        self.conn = conn
+        self.session = session
+        self.tree = tree
+
+    @property
+    def transport(self) -> str:
+        return self.conn.transport.kind
+
+    # ------------------------------------------------------------------ opens
+    def _create(
+        self,
+        path: str,
+        *,
+        access: AccessMask,
+        disposition: CreateDisposition,
+        options: CreateOptions = CreateOptions.NONE,
+        attributes: FileAttributes = FileAttributes.NONE,
+        share: ShareAccess = ShareAccess.ALL,
+    ) -> CreateRequest:
+        return CreateRequest(
+            name=smb_path(path),
+            desired_access=access,
+            file_attributes=attributes,
+            share_access=share,
+            create_disposition=disposition,
+            create_options=options,
+            requested_oplock_level=OplockLevel.NONE,
+            impersonation_level=ImpersonationLevel.IMPERSONATION,
+        )
+
+    async def open(self, path: str, mode: str = "r") -> Open:
+        """Open a file: ``r``, ``r+``, ``w`` (create/truncate), ``x`` (must not exist),
+        ``a`` (create if missing). A directory where a file is expected is EISDIR."""
+        if mode not in _MODES:
+            raise ValueError(f"bad mode {mode!r}")
+        access, disposition = _MODES[mode]
+        req = self._create(path, access=access, disposition=disposition,
+                           options=CreateOptions.NON_DIRECTORY_FILE)
+        reply = await self.tree.request(req)
+        created = CreateResponse.unpack(reply.message)
+        return Open(self.tree, created.file_id, path, created)
+
+    async def open_dir(self, path: str) -> Open:
+        req = self._create(
+            path,
+            access=AccessMask.FILE_READ_DATA | AccessMask.FILE_READ_ATTRIBUTES
+            | AccessMask.SYNCHRONIZE,
+            disposition=CreateDisposition.OPEN,
+            options=CreateOptions.DIRECTORY_FILE,
+        )
+        reply = await self.tree.request(req)
+        created = CreateResponse.unpack(reply.message)
+        return Open(self.tree, created.file_id, path, created)
+
+    @asynccontextmanager
+    async def opened(self, path: str, mode: str = "r") -> AsyncIterator[Open]:
+        handle = await self.open(path, mode)
+        try:
+            yield handle
+        finally:
+            with trio.CancelScope(shield=True):
+                await handle.close()
+
+    # ------------------------------------------------------------------ compounds
+    async def _on_path(self, create: CreateRequest, *middle: object) -> list[Reply]:
+        """CREATE + ``middle`` + CLOSE as one related compound; raises the first error."""
+        close = CloseRequest(file_id=FileId.related(), flags=CloseFlags.NONE)
+        replies = await self.tree.chain([create, *middle, close])  # type: ignore[list-item]
+        for reply in replies:
+            if is_error(reply.status) and reply.status != Status.BUFFER_OVERFLOW:
+                raise SMBError(reply.status)
+        return replies
+
+    async def stat(self, path: str) -> FileStat:
+        create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES,
+                              disposition=CreateDisposition.OPEN)
+        query = QueryInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.ALL,
+                                 file_id=FileId.related(), output_buffer_length=4096)
+        replies = await self._on_path(create, query)
+        info = FileAllInformation.unpack(QueryInfoResponse.unpack(replies[1].message).buffer)
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        return FileStat(
+            name=name,
+            size=info.end_of_file,
+            allocation_size=info.allocation_size,
+            attributes=FileAttributes(info.file_attributes),
+            creation_ns=filetime_to_ns(info.creation_time),
+            atime_ns=filetime_to_ns(info.last_access_time),
+            mtime_ns=filetime_to_ns(info.last_write_time),
+            ctime_ns=filetime_to_ns(info.change_time),
+            file_id=info.index_number,
+            nlink=info.number_of_links,
+        )
+
+    async def exists(self, path: str) -> bool:
+        try:
+            await self.stat(path)
+        except SMBError as exc:
+            if exc.status in (Status.OBJECT_NAME_NOT_FOUND, Status.OBJECT_PATH_NOT_FOUND):
+                return False
+            raise
+        return True
+
+    async def mkdir(self, path: str) -> None:
+        create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES,
+                              disposition=CreateDisposition.CREATE,
+                              options=CreateOptions.DIRECTORY_FILE,
+                              attributes=FileAttributes.DIRECTORY)
+        await self._on_path(create)
+
+    async def _delete(self, path: str, options: CreateOptions) -> None:
+        create = self._create(path, access=AccessMask.DELETE | AccessMask.FILE_READ_ATTRIBUTES,
+                              disposition=CreateDisposition.OPEN, options=options)
+        dispose = SetInfoRequest(info_type=InfoType.FILE,
+                                 info_class=FileInfoClass.DISPOSITION,
+                                 file_id=FileId.related(),
+                                 buffer=FileDispositionInformation(True).pack())
+        await self._on_path(create, dispose)
+
+    async def remove(self, path: str) -> None:
+        """Delete a file; a directory is refused with EISDIR (STATUS_FILE_IS_A_DIRECTORY)."""
+        await self._delete(path, CreateOptions.NON_DIRECTORY_FILE)
+
+    async def rmdir(self, path: str) -> None:
+        await self._delete(path, CreateOptions.DIRECTORY_FILE)
+
+    async def rename(self, src: str, dst: str, *, replace: bool = False) -> None:
+        create = self._create(src, access=AccessMask.DELETE | AccessMask.FILE_READ_ATTRIBUTES,
+                              disposition=CreateDisposition.OPEN)
+        rename = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.RENAME,
+                                file_id=FileId.related(),
+                                buffer=FileRenameInformation(replace, smb_path(dst)).pack())
+        await self._on_path(create, rename)
+
+    async def truncate(self, path: str, size: int) -> None:
+        create = self._create(path, access=AccessMask.FILE_WRITE_DATA,
+                              disposition=CreateDisposition.OPEN,
+                              options=CreateOptions.NON_DIRECTORY_FILE)
+        setsize = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.END_OF_FILE,
+                                 file_id=FileId.related(),
+                                 buffer=FileEndOfFileInformation(size).pack())
+        await self._on_path(create, setsize)
+
+    async def set_times(self, path: str, *, atime_ns: int | None = None,
+                        mtime_ns: int | None = None) -> None:
+        """Set access and/or modification time; None leaves a time as it is (0 on the wire,
+        MS-FSCC 2.4.7)."""
+        create = self._create(path, access=AccessMask.FILE_WRITE_ATTRIBUTES,
+                              disposition=CreateDisposition.OPEN)
+        basic = FileBasicInformation(
+            creation_time=0,
+            last_access_time=0 if atime_ns is None else ns_to_filetime(atime_ns),
+            last_write_time=0 if mtime_ns is None else ns_to_filetime(mtime_ns),
+            change_time=0,
+            file_attributes=0,
+        )
+        setinfo = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.BASIC,
+                                 file_id=FileId.related(), buffer=basic.pack())
+        await self._on_path(create, setinfo)
+
+    # ------------------------------------------------------------------ directories
+    async def scandir(self, path: str = "") -> AsyncIterator[DirEntry]:
+        """Every entry of a directory (without ``.`` and ``..``), page by page."""
+        handle = await self.open_dir(path)
+        try:
+            async for entry in iter_directory(handle):
+                yield entry
+        finally:
+            with trio.CancelScope(shield=True):
+                await handle.close()
+
+    async def listdir(self, path: str = "") -> list[DirEntry]:
+        return [entry async for entry in self.scandir(path)]
+
+    # ------------------------------------------------------------------ whole files
+    async def read_file(self, path: str) -> bytes:
+        chunks: list[bytes] = []
+
+        async def sink(data: bytes) -> None:
+            chunks.append(data)
+
+        await self.download(path, sink)
+        return b"".join(chunks)
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        view = memoryview(data)
+        pos = 0
+
+        async def source(n: int) -> bytes:
+            nonlocal pos
+            piece = bytes(view[pos : pos + n])
+            pos += len(piece)
+            return piece
+
+        await self.upload(source, path)
+
+    async def download(self, path: str, sink: Callable[[bytes], Awaitable[None]], *,
+                       chunk: int | None = None, depth: int | None = None) -> int:
+        async with self.opened(path, "r") as handle:
+            kwargs = _transfer_kwargs(chunk, depth)
+            return await handle.read_stream(sink, size_hint=handle.size, **kwargs)
+
+    async def upload(self, source: Callable[[int], Awaitable[bytes]], path: str, *,
+                     chunk: int | None = None, depth: int | None = None) -> int:
+        async with self.opened(path, "w") as handle:
+            return await handle.write_stream(source, **_transfer_kwargs(chunk, depth))
+
+
+def _transfer_kwargs(chunk: int | None, depth: int | None) -> dict[str, int]:
+    kwargs: dict[str, int] = {}
+    if chunk:
+        kwargs["chunk"] = chunk
+    if depth:
+        kwargs["depth"] = depth
+    return kwargs
+
+
+@asynccontextmanager
+async def connect(url: str | ShareURL, options: Options | str | None = None) -> AsyncIterator[Share]:
+    """Connect, authenticate and tree-connect to ``//host[:port]/share``."""
+    share_url = parse_url(url) if isinstance(url, str) else url
+    opts = parse_options(options) if isinstance(options, str) or options is None else options
+    creds = opts.resolved_credentials()
+    transport_kind = opts.transport
+    if transport_kind == "quic":
+        raise UsageError("transport=quic is not available yet; use transport=tcp")
+    port = share_url.port or opts.port or TCP_PORT
+    transport = await open_tcp(share_url.host, port, timeout=opts.connect_timeout)
+    async with open_connection(transport, server_name=share_url.host) as conn:
+        session = Session(conn, seal=opts.seal)
+        with trio.fail_after(max(opts.connect_timeout, 1.0) * 6):
+            await session.setup(username=creds.username, password=creds.password,
+                                domain=creds.domain)
+        tree = Tree(session, share_url.host, share_url.share)
+        try:
+            await tree.connect()
+        except NotADiskShare as exc:
+            raise UsageError(str(exc)) from None
+        share = Share(share_url, conn, session, tree)
+        try:
+            yield share
+        finally:
+            with trio.CancelScope(shield=True):
+                if not conn.closed:
+                    try:
+                        with trio.move_on_after(2):
+                            await tree.disconnect()
+                            await session.logoff()
+                    except (QuicfsError, OSError):
+                        pass
+
+
+__all__ = ["DirEntry", "FileStat", "Share", "connect", "smb_path", "Sequence"]
