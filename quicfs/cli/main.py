@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
@@ -81,17 +81,20 @@ async def cmd_get(share: Share, url: ShareURL, local: str) -> int:
     dest = local
     if os.path.isdir(dest):
         dest = os.path.join(dest, url.path.rsplit("/", 1)[-1])
+    if os.path.exists(dest) and not os.path.isfile(dest):
+        # A device or pipe (/dev/null, a FIFO): write straight into it.
+        fd = os.open(dest, os.O_WRONLY)
+        try:
+            await share.download(url.path, _fd_sink(fd))
+        finally:
+            os.close(fd)
+        return 0
     # Write beside the destination and rename at the end: a failed transfer never leaves a
     # truncated file under the real name.
     tmp = f"{dest}.quicfs-part"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        async def to_file(data: bytes) -> None:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-
-        await share.download(url.path, to_file)
+        await share.download(url.path, _fd_sink(fd))
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -100,6 +103,15 @@ async def cmd_get(share: Share, url: ShareURL, local: str) -> int:
     os.close(fd)
     os.replace(tmp, dest)
     return 0
+
+
+def _fd_sink(fd: int) -> Callable[[bytes], Awaitable[None]]:
+    async def sink(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return sink
 
 
 async def cmd_put(share: Share, local: str, url: ShareURL, to_dir: bool) -> int:

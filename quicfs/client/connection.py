@@ -526,4 +526,4 @@ async def open_connection(
             nursery.cancel_scope.cancel()
 
 
-__all__ = ["Connection", "NegotiatedParameters", "Reply", "open_connection", "MalformedError"]
+__all__ = ["Connection", "MalformedError", "NegotiatedParameters", "Reply", "open_connection"]

@@ -164,7 +164,7 @@ class Open:
         size_hint: int | None = None,
     ) -> int:
         """Read ``length`` bytes (default: to the end of file) with up to ``depth`` READs
-        in flight, handing them to ``sink`` in order. Memory stays within depth × chunk.
+        in flight, handing them to ``sink`` in order. Memory stays within depth * chunk.
         Past ``size_hint`` (the size the file had when opened) only one read is in flight,
         so a file that did not grow costs one extra round trip, not ``depth``."""
         chunk = max(1, min(chunk, self.max_read))

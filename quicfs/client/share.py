@@ -100,10 +100,10 @@ class Share:
             desired_access=access,
             file_attributes=attributes,
             share_access=share,
-            create_disposition=disposition,
-            create_options=options,
-            requested_oplock_level=OplockLevel.NONE,
-            impersonation_level=ImpersonationLevel.IMPERSONATION,
+            disposition=disposition,
+            options=options,
+            oplock_level=OplockLevel.NONE,
+            impersonation=ImpersonationLevel.IMPERSONATION,
         )
 
     async def open(self, path: str, mode: str = "r") -> Open:
@@ -294,7 +294,9 @@ def _transfer_kwargs(chunk: int | None, depth: int | None) -> dict[str, int]:
 
 
 @asynccontextmanager
-async def connect(url: str | ShareURL, options: Options | str | None = None) -> AsyncIterator[Share]:
+async def connect(
+    url: str | ShareURL, options: Options | str | None = None
+) -> AsyncIterator[Share]:
     """Connect, authenticate and tree-connect to ``//host[:port]/share``."""
     share_url = parse_url(url) if isinstance(url, str) else url
     opts = parse_options(options) if isinstance(options, str) or options is None else options
@@ -303,7 +305,7 @@ async def connect(url: str | ShareURL, options: Options | str | None = None) -> 
     if transport_kind == "quic":
         raise UsageError("transport=quic is not available yet; use transport=tcp")
     port = share_url.port or opts.port or TCP_PORT
-    transport = await open_tcp(share_url.host, port, timeout=opts.connect_timeout)
+    transport = await open_tcp(share_url.host, port, within=opts.connect_timeout)
     async with open_connection(transport, server_name=share_url.host) as conn:
         session = Session(conn, seal=opts.seal)
         with trio.fail_after(max(opts.connect_timeout, 1.0) * 6):
@@ -328,4 +330,4 @@ async def connect(url: str | ShareURL, options: Options | str | None = None) -> 
                         pass
 
 
-__all__ = ["DirEntry", "FileStat", "Share", "connect", "smb_path", "Sequence"]
+__all__ = ["DirEntry", "FileStat", "Sequence", "Share", "connect", "smb_path"]

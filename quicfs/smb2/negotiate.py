@@ -10,13 +10,11 @@ from typing import ClassVar
 from quicfs.errors import MalformedError
 from quicfs.smb2.constants import (
     Capabilities,
-    Cipher,
     Command,
     Dialect,
     HashAlgorithm,
     NegotiateContextType,
     SecurityMode,
-    SigningAlgorithm,
     TransportCapabilityFlags,
 )
 from quicfs.smb2.wire import HEADER_SIZE, Reader, encode_utf16, pad8, utf16

@@ -17,14 +17,14 @@ def _peer(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def open_tcp(host: str, port: int = DEFAULT_PORT, *, timeout: float = 5.0) -> FramedStream:
-    """Connect within ``timeout`` seconds; failures become one clear ConnectError."""
+async def open_tcp(host: str, port: int = DEFAULT_PORT, *, within: float = 5.0) -> FramedStream:
+    """Connect within ``within`` seconds; failures become one clear ConnectError."""
     peer = _peer(host, port)
     try:
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             stream = await trio.open_tcp_stream(host, port)
     except trio.TooSlowError:
-        raise ConnectError(f"no TCP answer from {peer} within {timeout:g} s") from None
+        raise ConnectError(f"no TCP answer from {peer} within {within:g} s") from None
     except OSError as exc:
         raise ConnectError(_describe(exc, peer)) from None
     stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -41,7 +41,9 @@ def _describe(exc: OSError, peer: str) -> str:
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve host of {peer}: {exc.strerror}"
     # trio raises an OSError wrapping every address attempt; look for a reason inside.
-    reasons = [exc, *getattr(exc, "__cause__", None) and [exc.__cause__] or []]
+    reasons: list[BaseException] = [exc]
+    if exc.__cause__ is not None:
+        reasons.append(exc.__cause__)
     for e in reasons:
         code = getattr(e, "errno", None)
         if code == errno.ECONNREFUSED or "refused" in str(e).lower():
