@@ -231,7 +231,9 @@ CreateRequestContext = (
 )
 
 
-def pack_create_contexts(contexts: Sequence[CreateRequestContext]) -> bytes:
+def pack_create_contexts(
+    contexts: Sequence[CreateRequestContext] | Sequence[CreateResponseContext],
+) -> bytes:
     """The chain of 2.2.13.2 records; each but the last padded to 8 bytes, Next pointing
     at the following one."""
     out = bytearray()
@@ -260,6 +262,9 @@ class DurableHandleResponse:
     """2.2.14.2.3 SMB2_CREATE_DURABLE_HANDLE_RESPONSE ("DHnQ", 8 reserved bytes)."""
 
     name: ClassVar[bytes] = DURABLE_HANDLE_REQUEST
+
+    def pack(self) -> bytes:
+        return bytes(8)
 
     @classmethod
     def unpack(cls, data: memoryview) -> DurableHandleResponse:
@@ -490,6 +495,17 @@ class CreateResponse:
     file_attributes: FileAttributes
     file_id: FileId
     contexts: tuple[CreateResponseContext, ...] = ()
+
+    def pack(self) -> bytes:
+        """The body as a server sends it (for tests and the in-memory test server)."""
+        chain = pack_create_contexts(self.contexts) if self.contexts else b""
+        ctx_offset = HEADER_SIZE + _RESP_FIXED if chain else 0
+        return struct.pack(
+            "<HBBIQQQQQQII", _RESP_FIXED + 1, int(self.oplock_level), int(self.flags),
+            int(self.create_action), self.creation_time, self.last_access_time,
+            self.last_write_time, self.change_time, self.allocation_size, self.end_of_file,
+            int(self.file_attributes), 0,
+        ) + self.file_id.pack() + struct.pack("<II", ctx_offset, len(chain)) + chain
 
     def context(self, kind: type[_C]) -> _C | None:
         """The first response context of class ``kind``, if the server sent one."""

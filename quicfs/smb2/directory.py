@@ -50,6 +50,11 @@ class QueryDirectoryResponse:
 
     buffer: memoryview
 
+    def pack(self) -> bytes:
+        """The body as a server sends it, the buffer at offset 72."""
+        return struct.pack("<HHI", _RESP_FIXED + 1, HEADER_SIZE + _RESP_FIXED,
+                           len(self.buffer)) + (bytes(self.buffer) or b"\0")
+
     def entries(self, info_class: FileInfoClass | int) -> list[DirectoryEntry]:
         return parse_directory_entries(self.buffer, info_class)
 

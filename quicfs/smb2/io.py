@@ -8,8 +8,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from quicfs.errors import MalformedError
-from quicfs.smb2.constants import CloseFlags, Command, FileAttributes, LockFlags, ReadFlags, \
-    WriteFlags
+from quicfs.smb2.constants import (
+    CloseFlags,
+    Command,
+    FileAttributes,
+    LockFlags,
+    ReadFlags,
+    WriteFlags,
+)
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.wire import HEADER_SIZE, Reader
 
@@ -58,6 +64,13 @@ class CloseResponse:
     def has_attributes(self) -> bool:
         return bool(self.flags & CloseFlags.POSTQUERY_ATTRIB)
 
+    def pack(self) -> bytes:
+        return struct.pack(
+            "<HHIQQQQQQI", 60, int(self.flags), 0, self.creation_time, self.last_access_time,
+            self.last_write_time, self.change_time, self.allocation_size, self.end_of_file,
+            int(self.file_attributes),
+        )
+
     @classmethod
     def unpack(cls, msg: bytes | memoryview) -> CloseResponse:
         r = Reader(msg, HEADER_SIZE)
@@ -83,6 +96,9 @@ class FlushRequest:
 @dataclass(frozen=True, slots=True)
 class FlushResponse:
     """2.2.18 SMB2 FLUSH Response."""
+
+    def pack(self) -> bytes:
+        return struct.pack("<HH", 4, 0)
 
     @classmethod
     def unpack(cls, msg: bytes | memoryview) -> FlushResponse:
@@ -125,6 +141,11 @@ class ReadResponse:
 
     data: memoryview
     data_remaining: int = 0
+
+    def pack(self) -> bytes:
+        """The body as a server sends it, data at offset 80."""
+        return struct.pack("<HBBIII", _READ_RESP_FIXED + 1, READ_DATA_OFFSET, 0,
+                           len(self.data), self.data_remaining, 0) + bytes(self.data)
 
     @classmethod
     def unpack(cls, msg: bytes | memoryview) -> ReadResponse:
@@ -174,6 +195,9 @@ class WriteResponse:
 
     count: int
     remaining: int = 0
+
+    def pack(self) -> bytes:
+        return struct.pack("<HHIIHH", 17, 0, self.count, self.remaining, 0, 0)
 
     @classmethod
     def unpack(cls, msg: bytes | memoryview) -> WriteResponse:
@@ -241,6 +265,9 @@ class LockRequest:
 @dataclass(frozen=True, slots=True)
 class LockResponse:
     """2.2.27 SMB2 LOCK Response."""
+
+    def pack(self) -> bytes:
+        return struct.pack("<HH", 4, 0)
 
     @classmethod
     def unpack(cls, msg: bytes | memoryview) -> LockResponse:
