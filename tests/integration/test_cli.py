@@ -1,0 +1,197 @@
+"""The `quicfs` command as a user runs it: content, messages and exit codes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+QUICFS = [sys.executable, "-m", "quicfs.cli.main"]
+
+
+def run(*args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*QUICFS, *args], input=stdin, capture_output=True, timeout=timeout)
+
+
+def creds(samba, **extra: str) -> str:
+    parts = ["transport=tcp", f"username={samba.username}", f"password={samba.password}"]
+    parts += [f"{k}={v}" for k, v in extra.items()]
+    return ",".join(parts)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    err = proc.stderr.decode()
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("share", ["plain", "signed", "sealed"])
+def test_put_get_ls(samba, share, tmp_path):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    url = samba.url(share)
+    proc = run("put", "-o", creds(samba), str(src), f"{url}/cli.bin")
+    assert proc.returncode == 0, proc.stderr
+    assert samba.share_path(share).joinpath("cli.bin").read_bytes() == data
+    # no temporary file is left behind
+    assert [p.name for p in samba.share_path(share).iterdir() if "quicfs-part" in p.name] == []
+    out = tmp_path / "out.bin"
+    proc = run("get", "-o", creds(samba), f"{url}/cli.bin", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest()
+    proc = run("ls", "-o", creds(samba), url)
+    assert proc.returncode == 0, proc.stderr
+    line = [ln for ln in proc.stdout.decode().splitlines() if ln.endswith(" cli.bin")]
+    assert len(line) == 1 and line[0].split()[1] == str(len(data))
+
+
+def test_stdin_stdout(samba):
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    url = samba.url("plain", "piped.bin")
+    proc = run("put", "-o", creds(samba), "-", url, stdin=data)
+    assert proc.returncode == 0, proc.stderr
+    proc = run("get", "-o", creds(samba), url, "-")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == data
+
+
+def test_put_into_directory_and_get_into_directory(samba, tmp_path):
+    (samba.share_path("plain") / "into").mkdir(exist_ok=True)
+    src = tmp_path / "named.txt"
+    src.write_bytes(b"named")
+    assert run("put", "-o", creds(samba), str(src), samba.url("plain", "into")).returncode == 0
+    assert (samba.share_path("plain") / "into" / "named.txt").read_bytes() == b"named"
+    dest = tmp_path / "d"
+    dest.mkdir()
+    proc = run("get", "-o", creds(samba), samba.url("plain", "into/named.txt"), str(dest))
+    assert proc.returncode == 0, proc.stderr
+    assert (dest / "named.txt").read_bytes() == b"named"
+
+
+def test_credentials_file(samba, tmp_path):
+    cred = tmp_path / "cred"
+    cred.write_text(f"username={samba.username}\npassword={samba.password}\n")
+    cred.chmod(0o600)
+    proc = run("ls", "-o", f"transport=tcp,credentials={cred}", samba.url("plain"))
+    assert proc.returncode == 0, proc.stderr
+    cred.chmod(0o644)
+    proc = run("ls", "-o", f"transport=tcp,credentials={cred}", samba.url("plain"))
+    assert proc.returncode == 2
+    assert one_line_error(proc) == (
+        f"quicfs: credentials file {cred} is readable by group or others (mode 0644); "
+        f"run chmod 600 {cred}"
+    )
+    proc = run("ls", "-o", f"transport=tcp,credentials={tmp_path / 'nope'}", samba.url("plain"))
+    assert proc.returncode == 2
+    assert one_line_error(proc) == f"quicfs: credentials file {tmp_path / 'nope'}: no such file"
+
+
+def test_wrong_password(samba):
+    proc = run("ls", "-o", f"transport=tcp,username={samba.username},password=wrong",
+               samba.url("plain"))
+    assert proc.returncode == 1
+    assert one_line_error(proc) == (
+        f"quicfs: logon failure for user '{samba.username}' on //{samba.host}:{samba.port}: "
+        "wrong user name or password"
+    )
+
+
+def test_unknown_share(samba):
+    proc = run("ls", "-o", creds(samba), samba.url("nosuchshare"))
+    assert proc.returncode == 1
+    assert one_line_error(proc) == (
+        f"quicfs: //{samba.host}:{samba.port}/nosuchshare: no such share on the server"
+    )
+
+
+def test_missing_file_and_directory_as_file(samba, tmp_path):
+    url = samba.url("plain", "does/not/exist.txt")
+    proc = run("get", "-o", creds(samba), url, str(tmp_path / "x"))
+    assert proc.returncode == 1
+    assert one_line_error(proc) == (
+        f"quicfs: {url}: no such file or directory (STATUS_OBJECT_PATH_NOT_FOUND)"
+    )
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.quicfs-part").exists()
+    (samba.share_path("plain") / "somedir").mkdir(exist_ok=True)
+    url = samba.url("plain", "somedir")
+    proc = run("get", "-o", creds(samba), url, str(tmp_path / "y"))
+    assert proc.returncode == 1
+    assert one_line_error(proc) == f"quicfs: {url}: is a directory (STATUS_FILE_IS_A_DIRECTORY)"
+
+
+def test_port_closed(tmp_path):
+    port = free_port()
+    proc = run("ls", "-o", "transport=tcp,username=u,password=p", f"//127.0.0.1:{port}/share")
+    assert proc.returncode == 1
+    assert one_line_error(proc) == (
+        f"quicfs: connection refused by 127.0.0.1:{port} (is an SMB server listening there?)"
+    )
+
+
+def test_host_unreachable_within_timeout():
+    # A listening socket that never accepts fills its backlog; connects then hang, so the
+    # connect timeout decides. 127.0.0.1 only, per the house rules.
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(c)
+        proc = run("ls", "-o", "transport=tcp,username=u,password=p,connect_timeout=1",
+                   f"//127.0.0.1:{port}/share", timeout=30)
+    finally:
+        for c in fillers:
+            c.close()
+        srv.close()
+    assert proc.returncode == 1
+    line = one_line_error(proc)
+    assert line in (
+        f"quicfs: no TCP answer from 127.0.0.1:{port} within 1 s",
+        f"quicfs: //127.0.0.1:{port}/share: timed out",
+    ), line
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("nothing", "quicfs: malformed URL 'nothing': expected //HOST[:PORT]/SHARE[/PATH]"),
+        ("//host", "quicfs: URL '//host' names no share"),
+    ],
+)
+def test_malformed_url(url, message):
+    proc = run("ls", "-o", "transport=tcp", url)
+    assert proc.returncode == 2
+    assert one_line_error(proc) == message
+
+
+def test_unknown_option(samba):
+    proc = run("ls", "-o", "transport=tcp,bogus=1", samba.url("plain"))
+    assert proc.returncode == 2
+    assert one_line_error(proc) == "quicfs: unknown option 'bogus'"
+
+
+def test_local_file_missing(samba, tmp_path):
+    proc = run("put", "-o", creds(samba), str(tmp_path / "absent"), samba.url("plain", "x"))
+    assert proc.returncode == 1
+    assert one_line_error(proc) == f"quicfs: {tmp_path / 'absent'}: No such file or directory"
