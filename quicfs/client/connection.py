@@ -148,7 +148,7 @@ class Connection:
         self._credit_changed = trio.Event()
         self._pending: dict[int, _Pending] = {}
         self._dead: BaseException | None = None
-        self._send_in, self._send_out = trio.open_memory_channel[bytes](32)
+        self._send_in, self._send_out = trio.open_memory_channel[bytes | bytearray](32)
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -362,7 +362,10 @@ class Connection:
                 crypto.sign_message(session.signing_algorithm, session.signing_key, member)
             if message_hook is not None:
                 message_hook(bytes(member))
-            chain += member
+            if len(reqs) == 1:
+                chain = member  # the common case: no copy into a chain
+            else:
+                chain += member
             pendings.append(_Pending(mid, int(req.command), session, sign, encrypt))
             mid += charge
         data: bytes | bytearray = chain
@@ -373,13 +376,13 @@ class Connection:
         for p in pendings:
             self._pending[p.message_id] = p
         try:
-            await self._send_in.send(bytes(data))
+            await self._send_in.send(data)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             self._check_alive()
             raise
         return [await self._wait(p) for p in pendings]
 
-    async def _exchange(self, pending: _Pending, message: bytes) -> Reply:
+    async def _exchange(self, pending: _Pending, message: bytes | bytearray) -> Reply:
         self._pending[pending.message_id] = pending
         await self._send_in.send(message)
         return await self._wait(pending)

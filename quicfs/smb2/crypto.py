@@ -99,16 +99,10 @@ def derive_keys_311(session_key: bytes, preauth_hash: bytes, cipher: Cipher | No
     )
 
 
-def _zeroed(message: bytes | bytearray | memoryview) -> bytes:
-    data = bytearray(message)
-    data[SIGNATURE_OFFSET : SIGNATURE_OFFSET + SIGNATURE_SIZE] = bytes(SIGNATURE_SIZE)
-    return bytes(data)
-
-
-def _gmac_nonce(message: bytes) -> bytes:
+def _gmac_nonce(message: bytes | bytearray | memoryview) -> bytes:
     """3.1.4.1: MessageId, then a 32-bit field whose bit 0 is the role (1 = server) and
     bit 1 marks a CANCEL request."""
-    message_id = message[24:32]
+    message_id = bytes(message[24:32])
     flags = int.from_bytes(message[16:20], "little")
     command = int.from_bytes(message[12:14], "little")
     extra = 0
@@ -119,12 +113,9 @@ def _gmac_nonce(message: bytes) -> bytes:
     return message_id + extra.to_bytes(4, "little")
 
 
-def sign(algorithm: SigningAlgorithm | int, key: bytes,
-         message: bytes | bytearray | memoryview) -> bytes:
-    """The 16-byte signature of one message, its signature field taken as zero (3.1.4.1)."""
-    if len(message) < 64:
-        raise MalformedError("message shorter than an SMB2 header cannot be signed")
-    data = _zeroed(message)
+def _mac(algorithm: SigningAlgorithm | int, key: bytes,
+         data: bytes | bytearray | memoryview) -> bytes:
+    """The MAC of ``data`` exactly as given (its signature field already zero)."""
     if algorithm == SigningAlgorithm.AES_CMAC:
         mac = cmac.CMAC(algorithms.AES(key))
         mac.update(data)
@@ -137,20 +128,50 @@ def sign(algorithm: SigningAlgorithm | int, key: bytes,
     raise ValueError(f"unknown signing algorithm {algorithm}")
 
 
+_SIG = slice(SIGNATURE_OFFSET, SIGNATURE_OFFSET + SIGNATURE_SIZE)
+
+
+def sign(algorithm: SigningAlgorithm | int, key: bytes,
+         message: bytes | bytearray | memoryview) -> bytes:
+    """The 16-byte signature of one message, its signature field taken as zero (3.1.4.1)."""
+    if len(message) < 64:
+        raise MalformedError("message shorter than an SMB2 header cannot be signed")
+    data = bytearray(message)
+    data[_SIG] = bytes(SIGNATURE_SIZE)
+    return _mac(algorithm, key, data)
+
+
 def sign_message(algorithm: SigningAlgorithm | int, key: bytes, message: bytearray) -> None:
-    """Set SMB2_FLAGS_SIGNED and write the signature into ``message`` in place."""
+    """Set SMB2_FLAGS_SIGNED and write the signature into ``message`` in place (no copy of
+    the message is made: large WRITEs are signed where they lie)."""
+    if len(message) < 64:
+        raise MalformedError("message shorter than an SMB2 header cannot be signed")
     flags = int.from_bytes(message[_FLAGS_OFFSET : _FLAGS_OFFSET + 4], "little")
     message[_FLAGS_OFFSET : _FLAGS_OFFSET + 4] = (flags | HeaderFlags.SIGNED).to_bytes(4, "little")
-    message[SIGNATURE_OFFSET : SIGNATURE_OFFSET + SIGNATURE_SIZE] = sign(algorithm, key, message)
+    message[_SIG] = bytes(SIGNATURE_SIZE)
+    message[_SIG] = _mac(algorithm, key, message)
 
 
 def verify(algorithm: SigningAlgorithm | int, key: bytes,
            message: bytes | bytearray | memoryview) -> None:
-    """Raise SecurityError unless the message carries the right signature (3.2.5.1.3)."""
+    """Raise SecurityError unless the message carries the right signature (3.2.5.1.3).
+
+    A writable buffer (the receiver's own frame) is checked in place: its signature field
+    is zeroed for the MAC and put back afterwards.
+    """
     if len(message) < 64:
         raise MalformedError("message shorter than an SMB2 header")
-    got = bytes(message[SIGNATURE_OFFSET : SIGNATURE_OFFSET + SIGNATURE_SIZE])
-    if not hmac.compare_digest(got, sign(algorithm, key, message)):
+    got = bytes(message[_SIG])
+    view = memoryview(message)
+    if view.readonly:
+        expected = sign(algorithm, key, message)
+    else:
+        view[_SIG] = bytes(SIGNATURE_SIZE)
+        try:
+            expected = _mac(algorithm, key, view)
+        finally:
+            view[_SIG] = got
+    if not hmac.compare_digest(got, expected):
         command = int.from_bytes(bytes(message[12:14]), "little")
         mid = int.from_bytes(bytes(message[24:32]), "little")
         try:

@@ -17,6 +17,7 @@ from quicfs.errors import ConnectionLost, ProtocolError
 #: 24-bit length allows 16 MiB; a bigger claim means a broken or hostile peer.
 MAX_MESSAGE = 16 * 1024 * 1024 - 1
 _RECEIVE_CHUNK = 256 * 1024
+_JOIN_LIMIT = 64 * 1024
 
 
 def frame_header(length: int) -> bytes:
@@ -41,8 +42,14 @@ class FramedStream:
             raise ConnectionLost(f"connection to {self.peer} is broken") from self._broken
         async with self._send_lock:
             try:
-                # One call, so a small message leaves in one segment with its header.
-                await self._stream.send_all(frame_header(len(message)) + bytes(message))
+                header = frame_header(len(message))
+                if len(message) <= _JOIN_LIMIT:
+                    # One call, so a small message leaves in one segment with its header.
+                    await self._stream.send_all(header + bytes(message))
+                else:
+                    # A large one is not copied just to put four bytes before it.
+                    await self._stream.send_all(header)
+                    await self._stream.send_all(message)
             except BaseException as exc:
                 self._broken = exc
                 if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError, OSError)):
