@@ -13,9 +13,11 @@ import trio
 
 from quicfs.errors import ConnectionLost, ProtocolError
 
-#: The largest message we accept: 8 MiB of READ data plus headers, with room to spare. The
-#: 24-bit length allows 16 MiB; a bigger claim means a broken or hostile peer.
+#: The 24-bit length field allows up to 16 MiB - 1.
 MAX_MESSAGE = 16 * 1024 * 1024 - 1
+#: The largest message we accept: 8 MiB of READ data (the most any server offers and the
+#: most we ask for) plus headers, with room to spare. A bigger claim is a hostile peer.
+MAX_RECEIVE = 9 * 1024 * 1024
 _RECEIVE_CHUNK = 256 * 1024
 _JOIN_LIMIT = 64 * 1024
 
@@ -62,6 +64,11 @@ class FramedStream:
                 if self._buf[0] != 0:
                     raise ProtocolError(f"bad frame header {bytes(self._buf[:4]).hex()}")
                 length = int.from_bytes(self._buf[1:4], "big")
+                if length > MAX_RECEIVE:
+                    raise ProtocolError(
+                        f"{self.peer} announced a {length}-byte message; the limit is "
+                        f"{MAX_RECEIVE}"
+                    )
                 if len(self._buf) >= 4 + length:
                     message = self._buf[4 : 4 + length]
                     del self._buf[: 4 + length]
