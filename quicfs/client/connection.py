@@ -490,6 +490,12 @@ class Connection:
         if self.break_handler is not None:
             self.break_handler(reply)
 
+    async def echo(self, session: Session | None = None) -> None:
+        """ECHO (3.2.4.20): is the server still there?"""
+        from quicfs.smb2.control import EchoRequest
+
+        await self.request(EchoRequest(), session=session)
+
     # ------------------------------------------------------------------ info
     @property
     def credits_available(self) -> int:

@@ -11,7 +11,7 @@ import trio
 from quicfs.client.nursery import open_nursery
 from quicfs.client.tree import Tree
 from quicfs.errors import MalformedError, ProtocolError
-from quicfs.smb2.constants import CloseFlags, FileAttributes, FileInfoClass, InfoType
+from quicfs.smb2.constants import CloseFlags, FileAttributes, FileInfoClass, InfoType, LockFlags
 from quicfs.smb2.create import CreateResponse
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.info import QueryInfoRequest, QueryInfoResponse, SetInfoRequest
@@ -19,6 +19,8 @@ from quicfs.smb2.io import (
     CloseRequest,
     CloseResponse,
     FlushRequest,
+    LockElement,
+    LockRequest,
     ReadRequest,
     ReadResponse,
     WriteRequest,
@@ -118,6 +120,22 @@ class Open:
             # A short write on a disk share means the server could not take it all.
             raise ProtocolError(f"server wrote {count} of {len(data)} bytes at {offset}")
         return count
+
+    async def lock(self, offset: int, length: int, *, exclusive: bool = True,
+                   wait: bool = False) -> None:
+        """Take a byte-range lock (3.2.4.19). With ``wait`` the server may hold the request
+        (STATUS_PENDING) until the range is free; cancelling the caller cancels it."""
+        flags = LockFlags.EXCLUSIVE_LOCK if exclusive else LockFlags.SHARED_LOCK
+        if not wait:
+            flags |= LockFlags.FAIL_IMMEDIATELY
+        await self.tree.request(LockRequest(
+            file_id=self.file_id, locks=(LockElement(offset, length, flags),)
+        ))
+
+    async def unlock(self, offset: int, length: int) -> None:
+        await self.tree.request(LockRequest(
+            file_id=self.file_id, locks=(LockElement(offset, length, LockFlags.UNLOCK),)
+        ))
 
     async def flush(self) -> None:
         await self.tree.request(FlushRequest(file_id=self.file_id))

@@ -245,3 +245,23 @@ async def test_connection_reports_time(samba):
         assert s.transport == "tcp"
         assert s.conn.params is not None and s.conn.params.dialect == 0x0311
     assert time.monotonic() - start < 10
+
+
+async def test_blocking_lock_goes_async_and_cancel_cancels_it(samba):
+    """A conflicting lock without FAIL_IMMEDIATELY is answered STATUS_PENDING (interim,
+    3.3.4.2); cancelling the waiting task sends CANCEL and the connection stays usable."""
+    async with quicfs.connect(samba.url("plain"), opts(samba)) as s:
+        await s.write_file("locked.bin", b"x" * 100)
+        async with s.opened("locked.bin", "r+") as a, s.opened("locked.bin", "r+") as b:
+            await a.lock(0, 10)
+            with pytest.raises(SMBError) as err:
+                await b.lock(0, 10)  # fails at once
+            assert err.value.status in (Status.LOCK_NOT_GRANTED, Status.FILE_LOCK_CONFLICT)
+            with trio.move_on_after(1.0) as scope:
+                await b.lock(5, 10, wait=True)
+            assert scope.cancelled_caught
+            await s.conn.echo(s.session)
+            await a.unlock(0, 10)
+            await b.lock(0, 10)  # now free
+            await b.unlock(0, 10)
+        assert await s.read_file("locked.bin") == b"x" * 100
