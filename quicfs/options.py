@@ -1,0 +1,299 @@
+"""Mount and command options (../shared/design.md "Mount options"), one parser for
+`quicfs -o` and `mount.quicfs -o`. Pure: the only I/O is reading a credentials file.
+
+Names follow mount.cifs where it has them. Unknown options are an error naming the option;
+mount(8)'s generic flags are accepted and left to mount(8). A literal comma inside a value
+is written ``,,`` as with mount.cifs.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from quicfs.errors import UsageError
+
+TRANSPORTS = ("auto", "quic", "tcp")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str | None
+    password: str | None
+    domain: str | None
+
+    def __repr__(self) -> str:
+        shown = "***" if self.password is not None else None
+        return f"Credentials(username={self.username!r}, password={shown!r}, " \
+               f"domain={self.domain!r})"
+
+
+@dataclass(frozen=True)
+class Options:
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    credentials: str | None = None
+    domain: str | None = None
+    port: int | None = None
+    quic_port: int | None = None
+    transport: str = "auto"
+    cafile: str | None = None
+    fingerprint: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    insecure: bool = False
+    seal: bool = False
+    sign: bool = False
+    uid: int | None = None
+    gid: int | None = None
+    file_mode: int | None = None
+    dir_mode: int | None = None
+    actimeo: float = 1.0
+    rsize: int | None = None
+    wsize: int | None = None
+    echo_interval: float = 60.0
+    hard: bool = True
+    ro: bool = False
+    allow_other: bool = False
+    netdev: bool = False
+    nofail: bool = False
+    debug: bool = False
+    qlog: str | None = None
+    connect_timeout: float = 5.0
+
+    def resolved_credentials(self) -> Credentials:
+        """Credentials file, then explicit options (which win), then the environment
+        the way mount.cifs reads it: USER (a ``user%password`` form is split) and PASSWD."""
+        username, password, domain = None, None, None
+        if self.credentials:
+            creds = load_credentials(self.credentials)
+            username, password, domain = creds.username, creds.password, creds.domain
+        username = self.username if self.username is not None else username
+        password = self.password if self.password is not None else password
+        domain = self.domain if self.domain is not None else domain
+        if username is None and os.environ.get("USER"):
+            username = os.environ["USER"]
+            if "%" in username and password is None:
+                username, password = username.split("%", 1)
+        if password is None and "PASSWD" in os.environ:
+            password = os.environ["PASSWD"]
+        if username is not None and "/" in username and domain is None:
+            domain, username = username.split("/", 1)
+        if username is not None and "\\" in username and domain is None:
+            domain, username = username.split("\\", 1)
+        return Credentials(username, password, domain)
+
+
+def _int_range(lo: int, hi: int, what: str) -> Callable[[str], int]:
+    def conv(text: str) -> int:
+        if not text.isdigit() or not lo <= int(text) <= hi:
+            raise ValueError(f"expected {what}")
+        return int(text)
+
+    return conv
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not 0 <= value < 1e9:
+        raise ValueError("expected a number of seconds")
+    return value
+
+
+def _octal(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise ValueError("expected an octal mode such as 0644") from None
+    if not 0 <= value <= 0o7777:
+        raise ValueError("expected an octal mode such as 0644")
+    return value
+
+
+def _transport(text: str) -> str:
+    if text not in TRANSPORTS:
+        raise ValueError("expected quic, tcp or auto")
+    return text
+
+
+def _id(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    import grp
+    import pwd
+
+    for lookup in (pwd.getpwnam, grp.getgrnam):
+        try:
+            entry: Any = lookup(text)
+            return int(entry[2])
+        except KeyError:
+            continue
+    raise ValueError("expected a number or a known user/group name")
+
+
+def _text(text: str) -> str:
+    return text
+
+
+_PORT = _int_range(1, 65535, "a number 1-65535")
+_SIZE = _int_range(4096, 16 * 1024 * 1024, "a size in bytes from 4096 to 16777216")
+
+# option name -> (field, converter); a converter of None means a flag.
+_VALUES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "username": ("username", _text),
+    "user": ("username", _text),
+    "password": ("password", _text),
+    "pass": ("password", _text),
+    "credentials": ("credentials", _text),
+    "cred": ("credentials", _text),
+    "domain": ("domain", _text),
+    "dom": ("domain", _text),
+    "workgroup": ("domain", _text),
+    "port": ("port", _PORT),
+    "quic_port": ("quic_port", _PORT),
+    "transport": ("transport", _transport),
+    "cafile": ("cafile", _text),
+    "fingerprint": ("fingerprint", _text),
+    "cert": ("cert", _text),
+    "key": ("key", _text),
+    "uid": ("uid", _id),
+    "gid": ("gid", _id),
+    "file_mode": ("file_mode", _octal),
+    "dir_mode": ("dir_mode", _octal),
+    "actimeo": ("actimeo", _seconds),
+    "rsize": ("rsize", _SIZE),
+    "wsize": ("wsize", _SIZE),
+    "echo_interval": ("echo_interval", _seconds),
+    "qlog": ("qlog", _text),
+    "connect_timeout": ("connect_timeout", _seconds),
+}
+_FLAGS: dict[str, tuple[str, bool]] = {
+    "insecure": ("insecure", True),
+    "seal": ("seal", True),
+    "sign": ("sign", True),
+    "hard": ("hard", True),
+    "soft": ("hard", False),
+    "ro": ("ro", True),
+    "rw": ("ro", False),
+    "allow_other": ("allow_other", True),
+    "_netdev": ("netdev", True),
+    "nofail": ("nofail", True),
+    "debug": ("debug", True),
+}
+#: mount(8)'s own flags: accepted, meaning nothing to us.
+_IGNORED = {
+    "defaults", "auto", "noauto", "users", "nouser", "exec", "noexec", "suid", "nosuid",
+    "dev", "nodev", "atime", "noatime", "relatime", "norelatime", "strictatime", "nodiratime",
+    "diratime", "sync", "async", "loud", "silent", "owner", "group", "nomand", "mand",
+    "lazytime", "nolazytime", "iversion", "noiversion", "remount",
+}
+
+
+def split_options(text: str) -> list[str]:
+    """Split on single commas; ``,,`` stands for a literal comma (mount.cifs)."""
+    items: list[str] = []
+    current = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == ",":
+            if i + 1 < len(text) and text[i + 1] == ",":
+                current += ","
+                i += 2
+                continue
+            items.append(current)
+            current = ""
+        else:
+            current += c
+        i += 1
+    items.append(current)
+    return [item for item in items if item != ""]
+
+
+def parse_options(text: str | None, base: Options | None = None) -> Options:
+    changes: dict[str, Any] = {}
+    for item in split_options(text or ""):
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if name == "user" and not eq:
+            continue  # mount(8)'s "user" flag (allow users to mount); user=NAME is the name
+        if name in _VALUES:
+            fld, conv = _VALUES[name]
+            if not eq:
+                raise UsageError(f"option {name} needs a value ({name}=...)")
+            if value == "" and fld not in ("password",):
+                raise UsageError(f"option {name} needs a value ({name}=...)")
+            try:
+                changes[fld] = conv(value)
+            except ValueError as exc:
+                raise UsageError(f"bad value for option {name}: '{value}' ({exc})") from None
+        elif name in _FLAGS:
+            if eq:
+                raise UsageError(f"option {name} takes no value")
+            fld, flag = _FLAGS[name]
+            changes[fld] = flag
+        elif name in _IGNORED or name.startswith("x-") or name == "comment":
+            continue
+        else:
+            raise UsageError(f"unknown option '{name}'")
+    return replace(base or Options(), **changes)
+
+
+def format_options(opts: Options) -> str:
+    """The options that differ from the defaults, without the password (for logs)."""
+    default = Options()
+    out = []
+    for f in fields(opts):
+        value = getattr(opts, f.name)
+        if value != getattr(default, f.name):
+            out.append(f"{f.name}=***" if f.name == "password" else f"{f.name}={value}")
+    return ",".join(out)
+
+
+def load_credentials(path: str) -> Credentials:
+    """A cifs-utils credentials file: ``username=``, ``password=``, ``domain=`` lines.
+
+    It must not be readable by group or others: it holds a password.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"credentials file {path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"credentials file {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"credentials file {path} is not a regular file")
+    if st.st_mode & 0o077:
+        mode = stat.S_IMODE(st.st_mode)
+        raise UsageError(
+            f"credentials file {path} is readable by group or others (mode {mode:04o}); "
+            f"run chmod 600 {path}"
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise UsageError(f"credentials file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"credentials file {path} is not UTF-8 text") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, eq, value = line.lstrip().partition("=")
+        key = key.strip().lower()
+        if not eq:
+            raise UsageError(f"credentials file {path}, line {number}: expected key=value")
+        key = {"user": "username", "pass": "password", "dom": "domain",
+               "workgroup": "domain"}.get(key, key)
+        if key not in ("username", "password", "domain"):
+            raise UsageError(f"credentials file {path}, line {number}: unknown key '{key}'")
+        values[key] = value
+    return Credentials(values.get("username"), values.get("password"), values.get("domain"))
