@@ -42,8 +42,11 @@ def _describe(exc: OSError, peer: str) -> str:
         return f"cannot resolve host of {peer}: {exc.strerror}"
     # trio raises an OSError wrapping every address attempt; look for a reason inside.
     reasons: list[BaseException] = [exc]
-    if exc.__cause__ is not None:
-        reasons.append(exc.__cause__)
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        reasons.extend(cause.exceptions)
+    elif cause is not None:
+        reasons.append(cause)
     for e in reasons:
         code = getattr(e, "errno", None)
         if code == errno.ECONNREFUSED or "refused" in str(e).lower():

@@ -69,7 +69,7 @@ def test_stdin_stdout(samba):
 
 
 def test_put_into_directory_and_get_into_directory(samba, tmp_path):
-    (samba.share_path("plain") / "into").mkdir(exist_ok=True)
+    samba.mkdir("plain", "into")
     src = tmp_path / "named.txt"
     src.write_bytes(b"named")
     assert run("put", "-o", creds(samba), str(src), samba.url("plain", "into")).returncode == 0
@@ -125,7 +125,7 @@ def test_missing_file_and_directory_as_file(samba, tmp_path):
         f"quicfs: {url}: no such file or directory (STATUS_OBJECT_PATH_NOT_FOUND)"
     )
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.quicfs-part").exists()
-    (samba.share_path("plain") / "somedir").mkdir(exist_ok=True)
+    samba.mkdir("plain", "somedir")
     url = samba.url("plain", "somedir")
     proc = run("get", "-o", creds(samba), url, str(tmp_path / "y"))
     assert proc.returncode == 1

@@ -94,8 +94,7 @@ async def test_smbclient_reads_what_we_wrote_and_back(samba, tmp_path):
 
 
 async def test_large_directory_listed_completely(samba):
-    root = samba.share_path("plain") / "big-dir"
-    root.mkdir(exist_ok=True)
+    root = samba.mkdir("plain", "big-dir")
     names = {f"file-{i:05d}-{'x' * (i % 40)}.txt" for i in range(5000)}
     for n in names:
         (root / n).touch()

@@ -69,6 +69,14 @@ class SambaServer:
     def share_path(self, name: str) -> Path:
         return self.root / "shares" / name
 
+    def mkdir(self, share: str, rel: str) -> Path:
+        """A directory made behind the server's back, owned by the share's user."""
+        p = self.share_path(share) / rel
+        p.mkdir(parents=True, exist_ok=True)
+        user = pwd.getpwnam(self.username)
+        os.chown(p, user.pw_uid, user.pw_gid)
+        return p
+
     def url(self, share: str, path: str = "") -> str:
         base = f"//{self.host}:{self.port}/{share}"
         return f"{base}/{path}" if path else base
