@@ -12,7 +12,6 @@ from quicfs.errors import (
 )
 
 __all__ = [
-    "connect",
     "ConnectError",
     "ConnectionLost",
     "MalformedError",
@@ -21,6 +20,7 @@ __all__ = [
     "SMBError",
     "SecurityError",
     "UsageError",
+    "connect",
 ]
 
 
