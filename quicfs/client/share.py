@@ -74,11 +74,13 @@ def smb_path(path: str) -> str:
 
 
 class Share:
-    def __init__(self, url: ShareURL, conn: Connection, session: Session, tree: Tree) -> None:
+    def __init__(self, url: ShareURL, conn: Connection, session: Session, tree: Tree,
+                 options: Options | None = None) -> None:
         self.url = url
         self.conn = conn
         self.session = session
         self.tree = tree
+        self.options = options or Options()
 
     @property
     def transport(self) -> str:
@@ -275,13 +277,15 @@ class Share:
     async def download(self, path: str, sink: Callable[[bytes], Awaitable[None]], *,
                        chunk: int | None = None, depth: int | None = None) -> int:
         async with self.opened(path, "r") as handle:
-            kwargs = _transfer_kwargs(chunk, depth)
+            kwargs = _transfer_kwargs(chunk or self.options.rsize, depth)
             return await handle.read_stream(sink, size_hint=handle.size, **kwargs)
 
     async def upload(self, source: Callable[[int], Awaitable[bytes]], path: str, *,
                      chunk: int | None = None, depth: int | None = None) -> int:
         async with self.opened(path, "w") as handle:
-            return await handle.write_stream(source, **_transfer_kwargs(chunk, depth))
+            return await handle.write_stream(
+                source, **_transfer_kwargs(chunk or self.options.wsize, depth)
+            )
 
 
 def _transfer_kwargs(chunk: int | None, depth: int | None) -> dict[str, int]:
@@ -316,7 +320,7 @@ async def connect(
             await tree.connect()
         except NotADiskShare as exc:
             raise UsageError(str(exc)) from None
-        share = Share(share_url, conn, session, tree)
+        share = Share(share_url, conn, session, tree, opts)
         try:
             yield share
         finally:
