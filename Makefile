@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PKGS := fuse3 libfuse3-dev pkg-config samba smbclient
 PYTEST_ARGS ?=
 
-.PHONY: deps venv test lint bench clean
+.PHONY: deps venv compile test lint bench clean
 
 # apt-get only what is missing, so a machine that has everything stays offline.
 deps:
@@ -23,7 +23,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-venv: deps $(VENV)/.installed
+# Byte-compile our sources: with PYTHONDONTWRITEBYTECODE set (as on CI machines) every
+# command would otherwise compile them afresh at each start.
+compile: $(VENV)/.installed
+	@$(PY) -m compileall -q quicfs
+
+venv: deps $(VENV)/.installed compile
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
