@@ -44,7 +44,25 @@ def _parser() -> argparse.ArgumentParser:
     put = add("put", "copy a file to the share (LOCAL '-' is stdin)")
     put.add_argument("local", metavar="LOCAL")
     put.add_argument("url", metavar="URL")
+    cert = sub.add_parser("cert", help="certificates for the gateway and tests")
+    cert_sub = cert.add_subparsers(dest="cert_command", required=True, metavar="ACTION")
+    new = cert_sub.add_parser("new", help="make a self-signed certificate and key")
+    new.add_argument("--name", required=True, help="server name (DNS name or IP address)")
+    new.add_argument("--alt", action="append", default=[], metavar="NAME",
+                     help="another name the certificate covers (repeatable)")
+    new.add_argument("--out", default=".", metavar="DIR", help="where to write NAME.crt/.key")
+    new.add_argument("--days", type=int, default=365)
     return p
+
+
+def cmd_cert_new(args: argparse.Namespace) -> int:
+    from quicfs.cert import write_self_signed
+
+    files = write_self_signed(args.name, args.out, extra_names=args.alt, days=args.days)
+    print(f"certificate: {files.cert}")
+    print(f"key:         {files.key}")
+    print(f"fingerprint={files.fingerprint}")
+    return 0
 
 
 def _fmt_time(ns: int) -> str:
@@ -188,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format=f"{PROG}: %(message)s",
     )
     try:
+        if args.command == "cert":
+            return cmd_cert_new(args)
         return trio.run(run, args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -1,0 +1,83 @@
+"""Self-signed certificates for the gateway and tests (`quicfs cert new`), and the SHA-256
+fingerprint form that ``fingerprint=`` takes. Uses `cryptography`; nothing hand-rolled."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+@dataclass(frozen=True, slots=True)
+class CertFiles:
+    cert: Path
+    key: Path
+    fingerprint: str  # "sha256:HEX"
+
+
+def fingerprint(cert_pem_or_der: bytes) -> str:
+    """``sha256:`` and the hex SHA-256 of the certificate's DER encoding."""
+    if cert_pem_or_der.lstrip().startswith(b"-----BEGIN"):
+        cert = x509.load_pem_x509_certificate(cert_pem_or_der)
+    else:
+        cert = x509.load_der_x509_certificate(cert_pem_or_der)
+    return "sha256:" + cert.fingerprint(hashes.SHA256()).hex()
+
+
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def make_self_signed(names: list[str], *, days: int = 365,
+                     not_before: datetime.datetime | None = None,
+                     ) -> tuple[bytes, bytes]:
+    """(certificate PEM, private key PEM) for ``names`` (DNS names or IP addresses), an
+    ECDSA P-256 key, valid for server authentication (TLS 1.3 as SMB over QUIC uses)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = not_before or datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert_pem, key_pem
+
+
+def write_self_signed(name: str, out_dir: str | os.PathLike[str], *,
+                      extra_names: list[str] | None = None, days: int = 365) -> CertFiles:
+    """Write NAME.crt (0644) and NAME.key (0600) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cert_pem, key_pem = make_self_signed([name, *(extra_names or [])], days=days)
+    safe = name.replace("/", "_").replace(":", "_")
+    cert_path, key_path = out / f"{safe}.crt", out / f"{safe}.key"
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key_pem)
+    os.chmod(key_path, 0o600)
+    cert_path.write_bytes(cert_pem)
+    return CertFiles(cert_path, key_path, fingerprint(cert_pem))
