@@ -50,8 +50,7 @@ from quicfs.smb2.info import (
 )
 from quicfs.smb2.io import CloseRequest
 from quicfs.smb2.status import Status, is_error
-from quicfs.transport.tcp import DEFAULT_PORT as TCP_PORT
-from quicfs.transport.tcp import open_tcp
+from quicfs.transport.connect import open_transport
 from quicfs.url import ShareURL, parse_url
 
 log = logging.getLogger("quicfs")
@@ -305,11 +304,7 @@ async def connect(
     share_url = parse_url(url) if isinstance(url, str) else url
     opts = parse_options(options) if isinstance(options, str) or options is None else options
     creds = opts.resolved_credentials()
-    transport_kind = opts.transport
-    if transport_kind == "quic":
-        raise UsageError("transport=quic is not available yet; use transport=tcp")
-    port = share_url.port or opts.port or TCP_PORT
-    transport = await open_tcp(share_url.host, port, within=opts.connect_timeout)
+    transport = await open_transport(share_url.host, share_url.port, opts)
     async with open_connection(transport, server_name=share_url.host) as conn:
         session = Session(conn, seal=opts.seal)
         with trio.fail_after(max(opts.connect_timeout, 1.0) * 6):
