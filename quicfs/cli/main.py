@@ -110,7 +110,10 @@ async def cmd_get(share: Share, url: ShareURL, local: str) -> int:
     # Write beside the destination and rename at the end: a failed transfer never leaves a
     # truncated file under the real name.
     tmp = f"{dest}.quicfs-part"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, dest) from None
     try:
         await share.download(url.path, _fd_sink(fd))
         os.fsync(fd)

@@ -195,3 +195,11 @@ def test_local_file_missing(samba, tmp_path):
     proc = run("put", "-o", creds(samba), str(tmp_path / "absent"), samba.url("plain", "x"))
     assert proc.returncode == 1
     assert one_line_error(proc) == f"quicfs: {tmp_path / 'absent'}: No such file or directory"
+
+
+def test_get_into_missing_local_directory(samba, tmp_path):
+    (samba.share_path("plain") / "g.txt").write_bytes(b"g")
+    dest = tmp_path / "no" / "such" / "dir" / "g.txt"
+    proc = run("get", "-o", creds(samba), samba.url("plain", "g.txt"), str(dest))
+    assert proc.returncode == 1
+    assert one_line_error(proc) == f"quicfs: {dest}: No such file or directory"

@@ -106,8 +106,9 @@ async def test_large_directory_listed_completely(samba):
     assert set(got) == names
 
 
-async def test_metadata_operations(samba):
-    async with quicfs.connect(samba.url("plain"), opts(samba)) as s:
+@pytest.mark.parametrize("share", SHARES)
+async def test_metadata_operations(samba, share):
+    async with quicfs.connect(samba.url(share), opts(samba)) as s:
         await s.mkdir("meta")
         with pytest.raises(SMBError) as err:
             await s.mkdir("meta")
@@ -140,7 +141,7 @@ async def test_metadata_operations(samba):
         st = await s.stat("meta/c.txt")
         assert st.mtime_ns == mtime
         assert st.atime_ns == atime
-        assert os.stat(samba.share_path("plain") / "meta" / "c.txt").st_mtime_ns == mtime
+        assert os.stat(samba.share_path(share) / "meta" / "c.txt").st_mtime_ns == mtime
 
         # delete: a non-empty directory refuses, files go, then the directory
         with pytest.raises(SMBError) as err:
@@ -152,7 +153,7 @@ async def test_metadata_operations(samba):
         await s.remove("meta/c.txt")
         await s.rmdir("meta")
         assert not await s.exists("meta")
-        assert not (samba.share_path("plain") / "meta").exists()
+        assert not (samba.share_path(share) / "meta").exists()
 
 
 async def test_64_reads_in_flight_on_one_connection(samba):

@@ -57,7 +57,9 @@ async def run_against(peer_script, client_script):
             msg = await server_side.receive_message()
         except ConnectionLost:
             return
-        await peer_script(server_side, Header.unpack(msg), b)
+        # An encrypted request has no plain header; its MessageId is the next one, 1.
+        h = Header.unpack(msg) if msg[:4] == b"\xfeSMB" else Header(command=0, message_id=1)
+        await peer_script(server_side, h, b)
 
     async with trio.open_nursery() as n:
         n.start_soon(peer)
@@ -230,5 +232,62 @@ async def test_tampered_signed_response_is_refused():
         conn.sessions[0x77] = FakeSession()
         with pytest.raises(SecurityError, match="bad signature on ECHO"):
             await conn.request(EchoRequest(), session=FakeSession())
+
+    await run_against(peer, client)
+
+
+async def test_undecryptable_response_is_never_data():
+    """An encrypted answer that fails its tag ends the connection; nothing reaches the
+    caller as data (MS-SMB2 3.2.5.1.1.1)."""
+    from quicfs.errors import SecurityError
+    from quicfs.smb2 import crypto
+
+    key = b"e" * 16
+
+    class FakeSession:
+        session_id = 0x99
+        signs = True
+        signing_algorithm = SigningAlgorithm.AES_CMAC
+        signing_key = b"k" * 16
+        cipher = Cipher.AES_128_GCM
+        encryption_key = key
+        decryption_key = key
+
+    async def peer(s, h, raw):
+        plain = Header(command=Command.ECHO, message_id=h.message_id, credits=5,
+                       flags=HeaderFlags.SERVER_TO_REDIR, session_id=0x99).pack() + ECHO_OK
+        sealed = bytearray(crypto.encrypt_message(Cipher.AES_128_GCM, key, 0x99, plain))
+        sealed[-1] ^= 0x01
+        await s.send_message(sealed)
+
+    async def client(conn):
+        conn.sessions[0x99] = FakeSession()
+        with pytest.raises(SecurityError, match="decryption failed"):
+            await conn.request(EchoRequest(), session=FakeSession(), encrypt=True)
+        assert conn.closed
+
+    await run_against(peer, client)
+
+
+async def test_plaintext_answer_to_encrypted_request_is_refused():
+    from quicfs.errors import SecurityError
+
+    class FakeSession:
+        session_id = 0x99
+        signs = True
+        signing_algorithm = SigningAlgorithm.AES_CMAC
+        signing_key = b"k" * 16
+        cipher = Cipher.AES_128_GCM
+        encryption_key = b"e" * 16
+        decryption_key = b"e" * 16
+
+    async def peer(s, h, raw):
+        # The request came encrypted, so it is not a plain header at all.
+        await s.send_message(response(Command.ECHO, h.message_id, ECHO_OK))
+
+    async def client(conn):
+        conn.sessions[0x99] = FakeSession()
+        with pytest.raises(SecurityError, match="not encrypted"):
+            await conn.request(EchoRequest(), session=FakeSession(), encrypt=True)
 
     await run_against(peer, client)
