@@ -63,6 +63,7 @@ class Options:
     debug: bool = False
     qlog: str | None = None
     connect_timeout: float = 5.0
+    max_datagram_size: int | None = None
 
     def resolved_credentials(self) -> Credentials:
         """Credentials file, then explicit options (which win), then the environment
@@ -142,6 +143,7 @@ def _text(text: str) -> str:
 
 
 _PORT = _int_range(1, 65535, "a number 1-65535")
+_DATAGRAM = _int_range(1200, 65527, "a size from 1200 to 65527")
 _SIZE = _int_range(4096, 16 * 1024 * 1024, "a size in bytes from 4096 to 16777216")
 
 # option name -> (field, converter); a converter of None means a flag.
@@ -172,6 +174,7 @@ _VALUES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "echo_interval": ("echo_interval", _seconds),
     "qlog": ("qlog", _text),
     "connect_timeout": ("connect_timeout", _seconds),
+    "max_datagram_size": ("max_datagram_size", _DATAGRAM),
 }
 _FLAGS: dict[str, tuple[str, bool]] = {
     "insecure": ("insecure", True),

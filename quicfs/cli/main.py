@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     put = add("put", "copy a file to the share (LOCAL '-' is stdin)")
     put.add_argument("local", metavar="LOCAL")
     put.add_argument("url", metavar="URL")
+    gw = sub.add_parser("gateway", help="serve SMB over QUIC in front of a TCP SMB server")
+    gw.add_argument("--listen", default="0.0.0.0:443", metavar="ADDR:PORT",
+                    help="UDP address to listen on (default 0.0.0.0:443)")
+    gw.add_argument("--backend", default="127.0.0.1:445", metavar="HOST:PORT",
+                    help="the SMB server behind the gateway (default 127.0.0.1:445)")
+    gw.add_argument("--cert", required=True, metavar="FILE", help="certificate (PEM)")
+    gw.add_argument("--key", required=True, metavar="FILE", help="private key (PEM)")
     cert = sub.add_parser("cert", help="certificates for the gateway and tests")
     cert_sub = cert.add_subparsers(dest="cert_command", required=True, metavar="ACTION")
     new = cert_sub.add_parser("new", help="make a self-signed certificate and key")
@@ -53,6 +60,20 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--out", default=".", metavar="DIR", help="where to write NAME.crt/.key")
     new.add_argument("--days", type=int, default=365)
     return p
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from quicfs.gateway import Gateway, parse_hostport, run_gateway
+
+    for path in (args.cert, args.key):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(2, "No such file or directory", path)
+    gateway = Gateway(listen=parse_hostport(args.listen, "--listen"),
+                      backend=parse_hostport(args.backend, "--backend"),
+                      cert=args.cert, key=args.key)
+    logging.getLogger("quicfs.gateway").setLevel(logging.INFO)
+    trio.run(run_gateway, gateway)
+    return 0
 
 
 def cmd_cert_new(args: argparse.Namespace) -> int:
@@ -211,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "cert":
             return cmd_cert_new(args)
+        if args.command == "gateway":
+            return cmd_gateway(args)
         return trio.run(run, args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -18,6 +18,7 @@ import trio
 
 from quicfs.client.connection import Connection, Reply, open_connection
 from quicfs.client.directory import DirEntry, iter_directory
+from quicfs.client.nursery import open_nursery
 from quicfs.client.open import FileStat, Open
 from quicfs.client.session import Session
 from quicfs.client.tree import NotADiskShare, Tree
@@ -304,29 +305,35 @@ async def connect(
     share_url = parse_url(url) if isinstance(url, str) else url
     opts = parse_options(options) if isinstance(options, str) or options is None else options
     creds = opts.resolved_credentials()
-    transport = await open_transport(share_url.host, share_url.port, opts)
-    async with open_connection(transport, server_name=share_url.host) as conn:
-        session = Session(conn, seal=opts.seal)
-        with trio.fail_after(max(opts.connect_timeout, 1.0) * 6):
-            await session.setup(username=creds.username, password=creds.password,
-                                domain=creds.domain)
-        tree = Tree(session, share_url.host, share_url.share)
+    async with open_nursery() as nursery:
+        transport = await open_transport(share_url.host, share_url.port, opts, nursery)
         try:
-            await tree.connect()
-        except NotADiskShare as exc:
-            raise UsageError(str(exc)) from None
-        share = Share(share_url, conn, session, tree, opts)
-        try:
-            yield share
+            async with open_connection(transport, server_name=share_url.host) as conn:
+                session = Session(conn, seal=opts.seal)
+                with trio.fail_after(max(opts.connect_timeout, 1.0) * 6):
+                    await session.setup(username=creds.username, password=creds.password,
+                                        domain=creds.domain)
+                tree = Tree(session, share_url.host, share_url.share)
+                try:
+                    await tree.connect()
+                except NotADiskShare as exc:
+                    raise UsageError(str(exc)) from None
+                share = Share(share_url, conn, session, tree, opts)
+                try:
+                    yield share
+                finally:
+                    with trio.CancelScope(shield=True):
+                        if not conn.closed:
+                            try:
+                                with trio.move_on_after(2):
+                                    await tree.disconnect()
+                                    await session.logoff()
+                            except (QuicfsError, OSError):
+                                pass
         finally:
             with trio.CancelScope(shield=True):
-                if not conn.closed:
-                    try:
-                        with trio.move_on_after(2):
-                            await tree.disconnect()
-                            await session.logoff()
-                    except (QuicfsError, OSError):
-                        pass
+                await transport.aclose()
+            nursery.cancel_scope.cancel()
 
 
 __all__ = ["DirEntry", "FileStat", "Sequence", "Share", "connect", "smb_path"]

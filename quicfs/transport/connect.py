@@ -47,7 +47,8 @@ def endpoints(host: str, url_port: int | None, opts: Options) -> Endpoints:
     return Endpoints(host, tcp_port, quic_port)
 
 
-async def open_quic_transport(ep: Endpoints, opts: Options) -> MessageTransport:
+async def open_quic_transport(ep: Endpoints, opts: Options,
+                              nursery: trio.Nursery) -> MessageTransport:
     # Imported here: only this path needs qh3 (design.md: only quic.py imports it).
     try:
         from quicfs.transport.quic import QuicTLSOptions, open_quic
@@ -56,22 +57,26 @@ async def open_quic_transport(ep: Endpoints, opts: Options) -> MessageTransport:
 
     tls = QuicTLSOptions(cafile=opts.cafile, fingerprint=opts.fingerprint,
                          insecure=opts.insecure, cert=opts.cert, key=opts.key)
-    return await open_quic(ep.host, ep.quic_port, server_name=ep.host, tls=tls,
-                           within=opts.connect_timeout, qlog_dir=opts.qlog)
+    return await open_quic(ep.host, ep.quic_port, nursery=nursery, server_name=ep.host,
+                           tls=tls, within=opts.connect_timeout, qlog_dir=opts.qlog,
+                           max_datagram_size=opts.max_datagram_size)
 
 
-async def open_transport(host: str, url_port: int | None, opts: Options) -> MessageTransport:
+async def open_transport(host: str, url_port: int | None, opts: Options,
+                         nursery: trio.Nursery) -> MessageTransport:
+    """Open the transport ``opts.transport`` names; QUIC's worker task lives in
+    ``nursery`` (the caller's, which outlives the transport)."""
     ep = endpoints(host, url_port, opts)
     if opts.transport == "tcp":
         return await open_tcp(host, ep.tcp_port, within=opts.connect_timeout)
     if opts.transport == "quic":
-        return await open_quic_transport(ep, opts)
+        return await open_quic_transport(ep, opts, nursery)
     if opts.transport == "auto":
-        return await race(ep, opts)
+        return await race(ep, opts, nursery)
     raise UsageError(f"unknown transport '{opts.transport}'")
 
 
-async def race(ep: Endpoints, opts: Options) -> MessageTransport:
+async def race(ep: Endpoints, opts: Options, outer: trio.Nursery) -> MessageTransport:
     """Happy-eyeballs between QUIC and TCP: first ready wins, the loser is cancelled."""
     winner: list[MessageTransport] = []
     errors: dict[str, BaseException] = {}
@@ -87,7 +92,7 @@ async def race(ep: Endpoints, opts: Options) -> MessageTransport:
                     transport = await open_tcp(ep.host, ep.tcp_port,
                                                within=opts.connect_timeout)
                 else:
-                    transport = await open_quic_transport(ep, opts)
+                    transport = await open_quic_transport(ep, opts, outer)
             except (ConnectError, OSError) as exc:
                 errors[kind] = exc
                 if kind == "quic":

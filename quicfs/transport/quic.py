@@ -1,0 +1,703 @@
+"""SMB over QUIC: qh3's sans-I/O QUIC engine driven by trio (MS-SMB2 2.1; RFC 9000).
+
+Theory of operation
+-------------------
+A :class:`QuicDriver` owns one ``qh3.quic.connection.QuicConnection`` and one *worker*
+task. The worker loops: send what the engine has to send (``datagrams_to_send``), then
+wait for whichever comes first -- input (datagrams) or the engine's timer (``get_timer``)
+-- then feed the input (``receive_datagram``) or fire the timer (``handle_timer``) and hand
+the engine's events to the streams. ``now`` is always ``trio.current_time()``, so timers
+are monotonic and tests may run on a MockClock.
+
+Other tasks never touch the socket. A stream writer queues data in the engine
+(``send_stream_data``) and *wakes* the worker, which cancels its wait and sends. A wake
+that arrives while the worker is busy is remembered in a flag, so none is lost. Writers
+wait while the engine holds more than ``SEND_HIGH_WATER`` bytes not yet sent (flow or
+congestion control): memory stays bounded.
+
+Input comes from the driver's own UDP socket on the client, and from the server's
+dispatcher on the server (:mod:`quicfs.transport.quic_server`), which routes datagrams by
+connection id. The client's socket is never ``connect()``-ed, so the connection can move
+to a new local socket (:meth:`QuicDriver.migrate`, RFC 9000 section 9) and the engine
+validates the new path itself.
+
+One bidirectional stream carries SMB, framed exactly as on TCP
+(:class:`~quicfs.transport.framing.FramedStream` on top of :class:`QuicStream`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+import pickle
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+from qh3.quic import events
+from qh3.quic.configuration import QuicConfiguration
+from qh3.quic.connection import QuicConnection
+
+from quicfs.errors import ConnectError, ConnectionLost, UsageError
+from quicfs.transport.framing import FramedStream
+
+log = logging.getLogger("quicfs.quic")
+
+ALPN = "smb"
+DEFAULT_PORT = 443
+#: Bytes a stream may have queued in the engine, not yet sent, before writers wait.
+SEND_HIGH_WATER = 2 * 1024 * 1024
+#: A PING after this much silence keeps NAT bindings and the idle timer alive.
+KEEPALIVE_INTERVAL = 10.0
+IDLE_TIMEOUT = 30.0
+#: Linux UDP_SEGMENT (GSO) and UDP_GRO socket options, include/uapi/linux/udp.h.
+UDP_SEGMENT = 103
+UDP_GRO = 104
+_CMSG_SPACE = socket.CMSG_SPACE(4)
+_RECV_SIZE = 65536
+
+
+# ---------------------------------------------------------------------------- TLS options
+@dataclass(frozen=True, slots=True)
+class QuicTLSOptions:
+    """How the server's certificate is checked, and the client's own certificate."""
+
+    cafile: str | None = None
+    fingerprint: str | None = None  # sha256 of the DER certificate, "sha256:HEX"
+    insecure: bool = False
+    cert: str | None = None
+    key: str | None = None
+
+    def pinned_sha256(self) -> str | None:
+        if not self.fingerprint:
+            return None
+        text = self.fingerprint.strip().lower()
+        if text.startswith("sha256:"):
+            text = text[7:]
+        text = text.replace(":", "")
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            raise UsageError(
+                f"bad fingerprint '{self.fingerprint}': expected sha256:<64 hex digits>"
+            )
+        return text
+
+
+def client_configuration(server_name: str, tls: QuicTLSOptions, *,
+                         max_datagram_size: int | None = None,
+                         qlog_dir: str | None = None,
+                         session_ticket: object | None = None) -> QuicConfiguration:
+    import ssl
+
+    config = QuicConfiguration(
+        alpn_protocols=[ALPN],
+        is_client=True,
+        server_name=server_name,
+        idle_timeout=IDLE_TIMEOUT,
+        max_datagram_size=max_datagram_size or 1452,
+        probe_datagram_size=True,
+    )
+    pin = tls.pinned_sha256()
+    if tls.insecure:
+        log.warning("insecure: the server's certificate is NOT verified (for tests only)")
+        config.verify_mode = ssl.CERT_NONE
+    elif pin is not None:
+        # A pinned certificate stands on its own: no CA, no name (like ssh's known_hosts).
+        config.verify_mode = ssl.CERT_NONE
+        config.assert_fingerprint = pin
+    else:
+        config.verify_mode = ssl.CERT_REQUIRED
+        if tls.cafile:
+            if not os.path.isfile(tls.cafile):
+                raise UsageError(f"cafile {tls.cafile}: no such file")
+            config.cafile = tls.cafile
+        else:
+            paths = ssl.get_default_verify_paths()
+            if paths.cafile:
+                config.cafile = paths.cafile
+            elif paths.capath:
+                config.capath = paths.capath
+    if tls.cert or tls.key:
+        if not (tls.cert and tls.key):
+            raise UsageError("a client certificate needs both cert= and key=")
+        for path in (tls.cert, tls.key):
+            if not os.path.isfile(path):
+                raise UsageError(f"{path}: no such file")
+        config.load_cert_chain(tls.cert, tls.key)
+    if qlog_dir:
+        from qh3.quic.logger import QuicFileLogger
+
+        os.makedirs(qlog_dir, exist_ok=True)
+        config.quic_logger = QuicFileLogger(qlog_dir)
+    if session_ticket is not None:
+        config.session_ticket = session_ticket  # type: ignore[assignment]
+    return config
+
+
+# ---------------------------------------------------------------------------- tickets
+class TicketStore:
+    """TLS session tickets per server, one 0600 file each under the user's cache dir, so
+    the next connection resumes (and may send 0-RTT) instead of a full handshake."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        base = directory or os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        self.dir = Path(base) / "quicfs" / "tickets" if directory is None else Path(base)
+
+    def _path(self, server: str, port: int) -> Path:
+        safe = "".join(c if c.isalnum() or c in ".-_" else "_" for c in f"{server}_{port}")
+        return self.dir / safe
+
+    def load(self, server: str, port: int) -> object | None:
+        path = self._path(server, port)
+        try:
+            st = path.stat()
+            if st.st_uid != os.getuid() or st.st_mode & 0o077:
+                return None  # not ours alone: do not trust it
+            return pickle.loads(path.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+            return None
+
+    def save(self, server: str, port: int, ticket: object) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = self._path(server, port)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pickle.dumps(ticket))
+            os.replace(tmp, path)
+        except (OSError, pickle.PicklingError) as exc:
+            log.debug("cannot store session ticket: %s", exc)
+
+
+# ---------------------------------------------------------------------------- the driver
+class QuicDriver:
+    """One QUIC connection and the task that drives it."""
+
+    def __init__(self, quic: QuicConnection, *, sock: socket.socket | None,
+                 peer: tuple[str, int] | tuple[str, int, int, int], label: str) -> None:
+        self.quic = quic
+        self.sock = sock  # client: our own socket; server: None (the dispatcher sends)
+        self.peer_addr = peer
+        self.label = label
+        self.send_datagrams: Callable[[list[tuple[bytes, object]]], None] | None = None
+        self.streams: dict[int, QuicStream] = {}
+        self.accept_handler: Callable[[QuicStream], None] | None = None
+        self.handshake_done = trio.Event()
+        self.terminated = trio.Event()
+        self.close_reason: str | None = None
+        self.close_error_code: int | None = None
+        self.migrations = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.datagrams_sent = 0
+        self.datagrams_received = 0
+        self.alpn: str | None = None
+        self.session_resumed = False
+        self.early_data_accepted = False
+        self._inbox: deque[tuple[bytes, object]] = deque()
+        self._wake_scope: trio.CancelScope | None = None
+        self._wake_pending = False
+        self._worker_scope: trio.CancelScope | None = None
+        self._last_rx = trio.current_time()
+        self._gso = sock is not None and hasattr(socket, "SOL_UDP")
+        self.on_event: Callable[[events.QuicEvent], None] | None = None
+
+    # -- called by other tasks
+    def wake(self) -> None:
+        self._wake_pending = True
+        if self._wake_scope is not None:
+            self._wake_scope.cancel()
+
+    def deliver(self, data: bytes, addr: object) -> None:
+        """Server side: the dispatcher hands over a datagram for this connection."""
+        self._inbox.append((data, addr))
+        self.wake()
+
+    # -- the worker
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        with trio.CancelScope() as self._worker_scope:
+            task_status.started()
+            try:
+                while True:
+                    self._flush()
+                    if self.terminated.is_set() and not self.quic.datagrams_to_send(
+                        trio.current_time()
+                    ):
+                        return
+                    deadline = self._deadline()
+                    if not self._wake_pending:
+                        with trio.CancelScope(deadline=deadline) as scope:
+                            self._wake_scope = scope
+                            await self._wait_input()
+                        self._wake_scope = None
+                    self._wake_pending = False
+                    now = trio.current_time()
+                    self._drain_input(now)
+                    timer = self.quic.get_timer()
+                    if timer is not None and now >= timer:
+                        self.quic.handle_timer(now)
+                    if now - self._last_rx >= KEEPALIVE_INTERVAL and self.handshake_done.is_set():
+                        self.quic.send_ping(0)
+                        self._last_rx = now
+                    self._process_events()
+            finally:
+                self._fail_streams(ConnectionLost(self._lost_message()))
+                self.terminated.set()
+
+    def _deadline(self) -> float:
+        timer = self.quic.get_timer()
+        keepalive = self._last_rx + KEEPALIVE_INTERVAL
+        return min(timer if timer is not None else math.inf, keepalive)
+
+    async def _wait_input(self) -> None:
+        if self.sock is not None:
+            await trio.lowlevel.wait_readable(self.sock)
+        else:
+            await trio.sleep_forever()  # the dispatcher wakes us
+
+    def _drain_input(self, now: float) -> None:
+        """Feed everything waiting, in batches: one engine call per run of datagrams from
+        one address (``receive_many_datagrams``), or per GRO super-buffer."""
+        batch: list[bytes] = []
+        batch_addr: object = None
+
+        def flush_batch() -> None:
+            nonlocal batch
+            if batch:
+                self._receive_many(batch, batch_addr, now)
+                batch = []
+
+        if self.sock is not None:
+            sock = self.sock
+            for _ in range(512):
+                try:
+                    data, ancdata, _flags, addr = sock.recvmsg(_RECV_SIZE, _CMSG_SPACE)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    # ICMP port unreachable and the like: QUIC's timers decide.
+                    log.debug("%s: recvmsg: %s", self.label, exc)
+                    break
+                segment = _gro_segment(ancdata)
+                if addr != batch_addr:
+                    flush_batch()
+                    batch_addr = addr
+                if segment and len(data) > segment:
+                    flush_batch()
+                    self._account(len(data), (len(data) + segment - 1) // segment, now)
+                    self.quic.receive_gro_buffer(data, segment, addr, now)
+                else:
+                    batch.append(data)
+        while self._inbox:
+            data, addr = self._inbox.popleft()
+            if addr != batch_addr:
+                flush_batch()
+                batch_addr = addr
+            batch.append(data)
+        flush_batch()
+
+    def _account(self, nbytes: int, count: int, now: float) -> None:
+        self.bytes_received += nbytes
+        self.datagrams_received += count
+        self._last_rx = now
+
+    def _receive_many(self, batch: list[bytes], addr: object, now: float) -> None:
+        self._account(sum(len(d) for d in batch), len(batch), now)
+        if len(batch) == 1:
+            self.quic.receive_datagram(batch[0], addr, now)  # type: ignore[arg-type]
+        else:
+            self.quic.receive_many_datagrams(batch, addr, now)  # type: ignore[arg-type]
+
+    def _flush(self) -> None:
+        datagrams = self.quic.datagrams_to_send(trio.current_time())
+        if not datagrams:
+            return
+        for data, _ in datagrams:
+            self.bytes_sent += len(data)
+        self.datagrams_sent += len(datagrams)
+        if self.sock is None:
+            assert self.send_datagrams is not None
+            self.send_datagrams(datagrams)  # type: ignore[arg-type]
+        else:
+            send_batch(self.sock, datagrams, gso=self._gso)  # type: ignore[arg-type]
+
+    def _process_events(self) -> None:
+        while (event := self.quic.next_event()) is not None:
+            if self.on_event is not None:
+                self.on_event(event)
+            if isinstance(event, events.StreamDataReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is None:
+                    stream = QuicStream(self, event.stream_id)
+                    self.streams[event.stream_id] = stream
+                    if self.accept_handler is not None:
+                        self.accept_handler(stream)
+                stream._on_data(event.data, event.end_stream)
+            elif isinstance(event, events.StreamReset):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream._on_error(ConnectionLost(f"peer reset the stream ({event.error_code})"))
+            elif isinstance(event, events.HandshakeCompleted):
+                self.alpn = event.alpn_protocol
+                self.session_resumed = bool(event.session_resumed)
+                self.early_data_accepted = bool(event.early_data_accepted)
+                self.handshake_done.set()
+            elif isinstance(event, events.ConnectionTerminated):
+                self.close_error_code = event.error_code
+                self.close_reason = event.reason_phrase
+                self._fail_streams(ConnectionLost(self._lost_message()))
+                self.terminated.set()
+        for stream in self.streams.values():
+            stream._maybe_writable()
+
+    def _lost_message(self) -> str:
+        if self.close_reason:
+            return f"QUIC connection to {self.label} closed: {self.close_reason}"
+        if self.close_error_code is not None:
+            return f"QUIC connection to {self.label} closed (error {self.close_error_code:#x})"
+        return f"QUIC connection to {self.label} closed"
+
+    def _fail_streams(self, exc: Exception) -> None:
+        for stream in self.streams.values():
+            stream._on_error(exc)
+
+    # -- lifetime
+    def open_stream(self) -> QuicStream:
+        stream_id = self.quic.get_next_available_stream_id()
+        stream = QuicStream(self, stream_id)
+        self.streams[stream_id] = stream
+        return stream
+
+    async def aclose(self, reason: str = "closed") -> None:
+        if not self.terminated.is_set():
+            self.quic.close(reason_phrase=reason)
+            self.wake()
+            with trio.move_on_after(0.5), trio.CancelScope(shield=True):
+                await self.terminated.wait()
+        if self._worker_scope is not None:
+            self._worker_scope.cancel()
+        if self.sock is not None:
+            self.sock.close()
+
+    async def migrate(self) -> None:
+        """Move to a new local UDP socket (new port) and carry on (RFC 9000 section 9).
+
+        A fresh connection id goes with the new path, so it is not linkable to the old
+        one (9.5); the server validates the path (8.2) and follows."""
+        if self.sock is None:
+            raise RuntimeError("only a client connection migrates")
+        old = self.sock
+        self.sock = new_udp_socket(old.family)
+        self.quic.change_connection_id()
+        self.migrations += 1
+        old.close()
+        self.quic.send_ping(self.migrations)
+        self.wake()
+        await trio.lowlevel.checkpoint()
+
+
+def _gro_segment(ancdata: list[tuple[int, int, bytes]]) -> int:
+    for level, kind, data in ancdata:
+        if level == socket.SOL_UDP and kind == UDP_GRO and len(data) >= 2:
+            return int.from_bytes(data[:2], "little") if len(data) == 2 else \
+                struct.unpack("=i", data[:4])[0]
+    return 0
+
+
+def new_udp_socket(family: int, bind: tuple[str, int] | None = None, *,
+                   gro: bool = True) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    if gro:
+        try:
+            # The kernel may hand us runs of datagrams as one buffer (UDP GRO).
+            sock.setsockopt(socket.SOL_UDP, UDP_GRO, 1)
+        except OSError:
+            pass
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
+        except OSError:
+            pass
+    if bind is None:
+        bind = ("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
+    sock.bind(bind)
+    return sock
+
+
+def send_batch(sock: socket.socket, datagrams: list[tuple[bytes, object]], *,
+               gso: bool) -> None:
+    """Send datagrams; runs of equal-size datagrams to one address go as one GSO
+    super-buffer where the kernel takes it (UDP_SEGMENT). A full socket buffer drops the
+    rest: QUIC's loss recovery resends (RFC 9002), as a router's queue would."""
+    i = 0
+    while i < len(datagrams):
+        data, addr = datagrams[i]
+        j = i + 1
+        if gso:
+            size = len(data)
+            while (j < len(datagrams) and j - i < 64 and datagrams[j][1] == addr
+                   and len(datagrams[j][0]) == size):
+                j += 1
+            if j < len(datagrams) and j - i < 64 and datagrams[j][1] == addr \
+                    and len(datagrams[j][0]) < size:
+                j += 1  # the last segment may be shorter
+        try:
+            if j - i > 1:
+                buf = b"".join(d for d, _ in datagrams[i:j])
+                sock.sendmsg([buf], [(socket.SOL_UDP, UDP_SEGMENT,
+                                      struct.pack("=H", len(data)))], 0, addr)
+            else:
+                sock.sendto(data, addr)  # type: ignore[arg-type]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP) \
+                    and j - i > 1:
+                gso = False  # the kernel or path refuses GSO: one by one from now on
+                continue
+            log.debug("sendto %s: %s", addr, exc)
+        i = j
+
+
+# ---------------------------------------------------------------------------- the stream
+class QuicStream(trio.abc.HalfCloseableStream):
+    """One bidirectional QUIC stream as a trio stream."""
+
+    def __init__(self, driver: QuicDriver, stream_id: int) -> None:
+        self.driver = driver
+        self.stream_id = stream_id
+        self._recv = bytearray()
+        self._recv_eof = False
+        self._readable = trio.Event()
+        self._writable = trio.Event()
+        self._error: Exception | None = None
+        self._send_closed = False
+        self._closed = False
+        self._send_conflict = trio.lowlevel.ParkingLot()
+        self._sending = False
+        self._receiving = False
+
+    # -- from the driver
+    def _on_data(self, data: bytes, end: bool) -> None:
+        if data:
+            self._recv += data
+        if end:
+            self._recv_eof = True
+        self._readable.set()
+
+    def _on_error(self, exc: Exception) -> None:
+        if self._error is None:
+            self._error = exc
+        self._readable.set()
+        self._writable.set()
+
+    def _maybe_writable(self) -> None:
+        if self.driver.quic.get_send_buffer_size(self.stream_id) < SEND_HIGH_WATER:
+            self._writable.set()
+
+    # -- trio.abc.Stream
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        if self._closed or self._send_closed:
+            raise trio.ClosedResourceError("stream is closed for sending")
+        self._sending = True
+        try:
+            view = memoryview(data).cast("B")
+            quic = self.driver.quic
+            while True:
+                if self._error is not None:
+                    raise trio.BrokenResourceError(str(self._error)) from self._error
+                room = SEND_HIGH_WATER - quic.get_send_buffer_size(self.stream_id)
+                if room > 0:
+                    piece = view[:room]
+                    quic.send_stream_data(self.stream_id, bytes(piece))
+                    view = view[len(piece):]
+                    self.driver.wake()
+                    if not view:
+                        break
+                self._writable = trio.Event()
+                self._maybe_writable_after_flush()
+                await self._writable.wait()
+            await trio.lowlevel.checkpoint()
+        finally:
+            self._sending = False
+
+    def _maybe_writable_after_flush(self) -> None:
+        # If the engine already drained, do not wait for an event that may never come.
+        if self.driver.quic.get_send_buffer_size(self.stream_id) < SEND_HIGH_WATER // 2:
+            self._writable.set()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError
+        if not self._send_closed:
+            self._send_closed = True
+            if self._error is None:
+                self.driver.quic.send_stream_data(self.stream_id, b"", end_stream=True)
+                self.driver.wake()
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this stream")
+        if self._closed:
+            raise trio.ClosedResourceError
+        self._receiving = True
+        try:
+            while not self._recv and not self._recv_eof:
+                if self._error is not None:
+                    raise trio.BrokenResourceError(str(self._error)) from self._error
+                self._readable = trio.Event()
+                await self._readable.wait()
+                if self._closed:
+                    raise trio.ClosedResourceError
+            n = len(self._recv) if max_bytes is None else max_bytes
+            data = bytes(self._recv[:n])
+            del self._recv[:n]
+            await trio.lowlevel.checkpoint()
+            return data
+        finally:
+            self._receiving = False
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            if not self._send_closed and self._error is None:
+                try:
+                    self.driver.quic.send_stream_data(self.stream_id, b"", end_stream=True)
+                    self.driver.wake()
+                except Exception:
+                    pass
+            self._closed = True
+            self._readable.set()
+            self._writable.set()
+        await trio.lowlevel.checkpoint()
+
+
+# ---------------------------------------------------------------------------- the transport
+class QuicTransport(FramedStream):
+    """A MessageTransport over one QUIC bidirectional stream."""
+
+    def __init__(self, driver: QuicDriver, stream: QuicStream, peer: str) -> None:
+        super().__init__(stream, kind="quic", peer=peer)
+        self.driver = driver
+        self.quic_stream = stream
+
+    @property
+    def migrations(self) -> int:
+        return self.driver.migrations
+
+    async def migrate(self) -> None:
+        await self.driver.migrate()
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            await self.driver.aclose("SMB connection closed")
+
+
+def _peer_label(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def describe_failure(driver: QuicDriver, label: str, within: float) -> str:
+    """One line naming why a QUIC handshake failed (RFC 9001 4.8: TLS alerts arrive as
+    CRYPTO_ERROR 0x100 + alert)."""
+    reason = (driver.close_reason or "").strip()
+    code = driver.close_error_code
+    low = reason.lower()
+    if code is None and not reason:
+        return (f"no QUIC answer from {label} within {within:g} s — is UDP "
+                f"{label.rsplit(':', 1)[-1]} blocked?")
+    if "fingerprint" in low:
+        return f"certificate of {label} does not match the pinned fingerprint"
+    if "hostname" in low or "name mismatch" in low or "doesn't match" in low \
+            or "does not match" in low:
+        return f"certificate of {label} is not valid for that name: {reason}"
+    if "expired" in low or "not yet valid" in low:
+        return f"certificate of {label} has expired or is not yet valid: {reason}"
+    if "unknown ca" in low or "self-signed" in low or "self signed" in low or \
+            "unable to get" in low or "issuer" in low or "verify failed" in low \
+            or "untrusted" in low:
+        return f"certificate of {label} is not signed by a trusted CA: {reason}"
+    if code == 0x100 + 120 or "alpn" in low or "application protocol" in low:
+        return f"{label} refused ALPN 'smb': it does not serve SMB over QUIC"
+    alert = code - 0x100 if code is not None and 0x100 <= code < 0x200 else None
+    detail = reason or (f"TLS alert {alert}" if alert is not None else f"error {code:#x}")
+    return f"QUIC handshake with {label} failed: {detail}"
+
+
+async def open_quic(
+    host: str,
+    port: int = DEFAULT_PORT,
+    *,
+    nursery: trio.Nursery,
+    server_name: str | None = None,
+    tls: QuicTLSOptions | None = None,
+    within: float = 5.0,
+    qlog_dir: str | None = None,
+    max_datagram_size: int | None = None,
+    tickets: TicketStore | None = None,
+) -> QuicTransport:
+    """Handshake with ``host:port`` (TLS 1.3, ALPN smb) and open the SMB stream.
+
+    The driver's worker runs in ``nursery``; closing the transport ends it."""
+    tls = tls or QuicTLSOptions()
+    label = _peer_label(host, port)
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise ConnectError(f"cannot resolve host of {label}: {exc.strerror or exc}") from None
+    family, _, _, _, addr = infos[0]
+    name = server_name or host
+    store = tickets if tickets is not None else TicketStore()
+    ticket = store.load(name, port)
+    config = client_configuration(name, tls, max_datagram_size=max_datagram_size,
+                                  qlog_dir=qlog_dir, session_ticket=ticket)
+
+    def keep_ticket(t: object) -> None:
+        store.save(name, port, t)
+
+    quic = QuicConnection(configuration=config, session_ticket_handler=keep_ticket)
+    sock = new_udp_socket(family)
+    driver = QuicDriver(quic, sock=sock, peer=addr, label=label)  # type: ignore[arg-type]
+    quic.connect(addr, now=trio.current_time())  # type: ignore[arg-type]
+    await nursery.start(driver.run)
+    ok = False
+    try:
+        with trio.move_on_after(within):
+            async with trio.open_nursery() as wait:
+
+                async def until(event: trio.Event) -> None:
+                    await event.wait()
+                    wait.cancel_scope.cancel()
+
+                wait.start_soon(until, driver.handshake_done)
+                wait.start_soon(until, driver.terminated)
+        if driver.handshake_done.is_set() and not driver.terminated.is_set():
+            if driver.alpn != ALPN:
+                raise ConnectError(f"{label} refused ALPN 'smb': it does not serve SMB over QUIC")
+            ok = True
+        else:
+            raise ConnectError(describe_failure(driver, label, within))
+    finally:
+        if not ok:
+            with trio.CancelScope(shield=True):
+                await driver.aclose("handshake abandoned")
+    stream = driver.open_stream()
+    log.debug("QUIC to %s ready (resumed=%s)", label, driver.session_resumed)
+    return QuicTransport(driver, stream, label)
