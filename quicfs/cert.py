@@ -38,18 +38,30 @@ def _san(name: str) -> x509.GeneralName:
         return x509.DNSName(name)
 
 
+def _pem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[bytes, bytes]:
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
 def make_self_signed(names: list[str], *, days: int = 365,
                      not_before: datetime.datetime | None = None,
-                     ) -> tuple[bytes, bytes]:
+                     issuer: tuple[bytes, bytes] | None = None) -> tuple[bytes, bytes]:
     """(certificate PEM, private key PEM) for ``names`` (DNS names or IP addresses), an
-    ECDSA P-256 key, valid for server authentication (TLS 1.3 as SMB over QUIC uses)."""
+    ECDSA P-256 key, valid for server authentication (TLS 1.3 as SMB over QUIC uses).
+    With ``issuer`` (a CA's certificate and key PEM) it is signed by that CA instead."""
     key = ec.generate_private_key(ec.SECP256R1())
     start = not_before or datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    issuer_name, signing_key = subject, key
+    if issuer is not None:
+        ca_cert = x509.load_pem_x509_certificate(issuer[0])
+        ca_key = serialization.load_pem_private_key(issuer[1], password=None)
+        issuer_name, signing_key = ca_cert.subject, ca_key  # type: ignore[assignment]
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
@@ -58,13 +70,32 @@ def make_self_signed(names: list[str], *, days: int = 365,
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
                        critical=False)
+        .sign(signing_key, hashes.SHA256())
+    )
+    return _pem(cert, key)
+
+
+def make_ca(name: str = "quicfs test CA", *, days: int = 365) -> tuple[bytes, bytes]:
+    """A certificate authority (certificate PEM, key PEM), for ``cafile=`` setups."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
         .sign(key, hashes.SHA256())
     )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return cert_pem, key_pem
+    return _pem(cert, key)
 
 
 def write_self_signed(name: str, out_dir: str | os.PathLike[str], *,

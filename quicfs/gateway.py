@@ -105,7 +105,12 @@ class Gateway:
                         reason = "closed by client" if upstream else "closed by backend"
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError,
                             QuicfsError) as exc:
-                        reason = f"{'client' if upstream else 'backend'} side failed: {exc}"
+                        driver = getattr(stream, "driver", None)
+                        if driver is not None and driver.close_error_code == 0:
+                            reason = "closed by client"  # CONNECTION_CLOSE with NO_ERROR
+                        else:
+                            side = "client" if upstream else "backend"
+                            reason = f"{side} side failed: {exc}"
                     # One side ended: end the whole splice.
                     nursery.cancel_scope.cancel()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.gateway import GatewayError, GatewayProcess
 from tests.support.samba import SambaError, SambaServer
 
 
@@ -42,3 +43,26 @@ def samba_factory() -> Iterator[Callable[..., SambaServer]]:
     yield make
     for server in started:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def gateway(samba: SambaServer, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[GatewayProcess]:
+    """`quicfs gateway` on a free UDP port in front of the session's smbd."""
+    gw = GatewayProcess(tmp_path_factory.mktemp("gateway"), samba.port)
+    try:
+        gw.start()
+    except GatewayError as exc:
+        pytest.fail(f"cannot start the gateway: {exc}", pytrace=False)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture(autouse=True)
+def _private_ticket_cache(tmp_path_factory: pytest.TempPathFactory,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session tickets go to a per-run cache, not the user's."""
+    cache = tmp_path_factory.getbasetemp() / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))

@@ -28,6 +28,8 @@ PROG = "quicfs"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="SMB 3.1.1 over QUIC (and TCP)")
     p.add_argument("--debug", action="store_true", help="log protocol details to stderr")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="say which transport was chosen and how the connection went")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
@@ -225,10 +227,12 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format=f"{PROG}: %(message)s",
-    )
+    level = logging.WARNING
+    if args.verbose:
+        level = logging.INFO
+    if args.debug or "debug" in getattr(args, "options", "").split(","):
+        level = logging.DEBUG
+    logging.basicConfig(level=level, format=f"{PROG}: %(message)s")
     try:
         if args.command == "cert":
             return cmd_cert_new(args)

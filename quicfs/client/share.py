@@ -319,6 +319,8 @@ async def connect(
                 except NotADiskShare as exc:
                     raise UsageError(str(exc)) from None
                 share = Share(share_url, conn, session, tree, opts)
+                log.info("connected to %s over %s%s", share_url, conn.transport.kind.upper(),
+                         ", SMB encryption on" if tree.encrypt else ", signed")
                 try:
                     yield share
                 finally:

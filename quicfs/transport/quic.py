@@ -48,6 +48,9 @@ from quicfs.errors import ConnectError, ConnectionLost, UsageError
 from quicfs.transport.framing import FramedStream
 
 log = logging.getLogger("quicfs.quic")
+# qh3 reports every peer close at WARNING under "quic"; a close is not a warning to us,
+# and our own log lines say what matters.
+logging.getLogger("quic").setLevel(logging.ERROR)
 
 ALPN = "smb"
 DEFAULT_PORT = 443
@@ -56,6 +59,7 @@ SEND_HIGH_WATER = 2 * 1024 * 1024
 #: A PING after this much silence keeps NAT bindings and the idle timer alive.
 KEEPALIVE_INTERVAL = 10.0
 IDLE_TIMEOUT = 30.0
+ACTIVE_CID_LIMIT = 8
 #: Linux UDP_SEGMENT (GSO) and UDP_GRO socket options, include/uapi/linux/udp.h.
 UDP_SEGMENT = 103
 UDP_GRO = 104
@@ -73,6 +77,15 @@ class QuicTLSOptions:
     insecure: bool = False
     cert: str | None = None
     key: str | None = None
+
+    def policy_id(self) -> str:
+        """Names how the server was verified. A session ticket is reused only under the
+        same policy: resumption skips the certificate (RFC 8446 2.2), so a ticket won
+        under one pin or CA must not stand in for another."""
+        import hashlib
+
+        text = f"{self.pinned_sha256()}|{self.cafile}|{self.insecure}|{self.cert}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def pinned_sha256(self) -> str | None:
         if not self.fingerprint:
@@ -99,7 +112,11 @@ def client_configuration(server_name: str, tls: QuicTLSOptions, *,
         is_client=True,
         server_name=server_name,
         idle_timeout=IDLE_TIMEOUT,
+        # 1452 B fits an Ethernet path. A larger max_datagram_size= is faster on paths
+        # that carry it, but qh3 2.1 then cannot migrate the connection.
         max_datagram_size=max_datagram_size or 1452,
+        # Spare connection ids let either side move to a new path (RFC 9000 5.1.1, 9.5).
+        active_connection_id_limit=ACTIVE_CID_LIMIT,
         probe_datagram_size=True,
     )
     pin = tls.pinned_sha256()
@@ -148,12 +165,13 @@ class TicketStore:
         base = directory or os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
         self.dir = Path(base) / "quicfs" / "tickets" if directory is None else Path(base)
 
-    def _path(self, server: str, port: int) -> Path:
-        safe = "".join(c if c.isalnum() or c in ".-_" else "_" for c in f"{server}_{port}")
+    def _path(self, server: str, port: int, policy: str) -> Path:
+        name = f"{server}_{port}_{policy}"
+        safe = "".join(c if c.isalnum() or c in ".-_" else "_" for c in name)
         return self.dir / safe
 
-    def load(self, server: str, port: int) -> object | None:
-        path = self._path(server, port)
+    def load(self, server: str, port: int, policy: str) -> object | None:
+        path = self._path(server, port, policy)
         try:
             st = path.stat()
             if st.st_uid != os.getuid() or st.st_mode & 0o077:
@@ -162,10 +180,10 @@ class TicketStore:
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
             return None
 
-    def save(self, server: str, port: int, ticket: object) -> None:
+    def save(self, server: str, port: int, policy: str, ticket: object) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = self._path(server, port)
+            path = self._path(server, port, policy)
             tmp = path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
@@ -243,8 +261,9 @@ class QuicDriver:
                     timer = self.quic.get_timer()
                     if timer is not None and now >= timer:
                         self.quic.handle_timer(now)
-                    if now - self._last_rx >= KEEPALIVE_INTERVAL and self.handshake_done.is_set():
-                        self.quic.send_ping(0)
+                    if (now - self._last_rx >= KEEPALIVE_INTERVAL
+                            and self.handshake_done.is_set() and not self.terminated.is_set()):
+                        self._ping()
                         self._last_rx = now
                     self._process_events()
             finally:
@@ -256,9 +275,18 @@ class QuicDriver:
         keepalive = self._last_rx + KEEPALIVE_INTERVAL
         return min(timer if timer is not None else math.inf, keepalive)
 
+    def _ping(self, uid: int = 0) -> None:
+        try:
+            self.quic.send_ping(uid)
+        except Exception as exc:
+            log.debug("%s: ping: %s", self.label, exc)
+
     async def _wait_input(self) -> None:
         if self.sock is not None:
-            await trio.lowlevel.wait_readable(self.sock)
+            try:
+                await trio.lowlevel.wait_readable(self.sock)
+            except trio.ClosedResourceError:
+                pass  # migrate() swapped the socket under us: wait on the new one
         else:
             await trio.sleep_forever()  # the dispatcher wakes us
 
@@ -292,7 +320,10 @@ class QuicDriver:
                 if segment and len(data) > segment:
                     flush_batch()
                     self._account(len(data), (len(data) + segment - 1) // segment, now)
-                    self.quic.receive_gro_buffer(data, segment, addr, now)
+                    try:
+                        self.quic.receive_gro_buffer(data, segment, addr, now)
+                    except ValueError as exc:
+                        log.debug("%s: dropped GRO buffer: %s", self.label, exc)
                 else:
                     batch.append(data)
         while self._inbox:
@@ -310,10 +341,24 @@ class QuicDriver:
 
     def _receive_many(self, batch: list[bytes], addr: object, now: float) -> None:
         self._account(sum(len(d) for d in batch), len(batch), now)
-        if len(batch) == 1:
-            self.quic.receive_datagram(batch[0], addr, now)  # type: ignore[arg-type]
-        else:
-            self.quic.receive_many_datagrams(batch, addr, now)  # type: ignore[arg-type]
+        if len(batch) > 1 and addr == self.peer_addr:
+            try:
+                self.quic.receive_many_datagrams(batch, addr, now)  # type: ignore[arg-type]
+                return
+            except ValueError:
+                pass  # one by one below
+        # From a new address (a migrating or rebinding peer) each datagram goes alone:
+        # the engine's batch path does not open new paths (RFC 9000 9.3).
+        for data in batch:
+            try:
+                self.quic.receive_datagram(data, addr, now)  # type: ignore[arg-type]
+            except ValueError as exc:
+                # Refused by the engine: dropped like a damaged packet; QUIC's loss
+                # recovery decides what follows.
+                log.debug("%s: dropped a datagram from %s: %s", self.label, addr, exc)
+                return
+        if addr != self.peer_addr and self.quic._remote_addr == addr:
+            self.peer_addr = addr  # type: ignore[assignment]
 
     def _flush(self) -> None:
         datagrams = self.quic.datagrams_to_send(trio.current_time())
@@ -397,8 +442,9 @@ class QuicDriver:
         self.sock = new_udp_socket(old.family)
         self.quic.change_connection_id()
         self.migrations += 1
+        trio.lowlevel.notify_closing(old)
         old.close()
-        self.quic.send_ping(self.migrations)
+        self._ping(self.migrations)
         self.wake()
         await trio.lowlevel.checkpoint()
 
@@ -443,10 +489,12 @@ def send_batch(sock: socket.socket, datagrams: list[tuple[bytes, object]], *,
         j = i + 1
         if gso:
             size = len(data)
-            while (j < len(datagrams) and j - i < 64 and datagrams[j][1] == addr
+            # The kernel takes at most 64 segments and 64 KiB in one GSO send.
+            most = max(1, min(64, 65000 // size))
+            while (j < len(datagrams) and j - i < most and datagrams[j][1] == addr
                    and len(datagrams[j][0]) == size):
                 j += 1
-            if j < len(datagrams) and j - i < 64 and datagrams[j][1] == addr \
+            if j < len(datagrams) and j - i < most and datagrams[j][1] == addr \
                     and len(datagrams[j][0]) < size:
                 j += 1  # the last segment may be shorter
         try:
@@ -614,9 +662,57 @@ def _peer_label(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def describe_failure(driver: QuicDriver, label: str, within: float) -> str:
+def _peer_certificate(driver: QuicDriver) -> object | None:
+    """The server's certificate as ``cryptography`` sees it, if the handshake got that far
+    (qh3 keeps it even when verification failed)."""
+    from cryptography import x509
+
+    try:
+        cert = driver.quic.get_peercert()
+        if cert is None:
+            return None
+        return x509.load_der_x509_certificate(bytes(cert.public_bytes()))
+    except Exception:
+        return None
+
+
+def _certificate_problem(cert: object, server_name: str) -> str | None:
+    """What is wrong with ``cert`` for ``server_name``: time or name; None if neither."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+
+    assert isinstance(cert, x509.Certificate)
+    now = datetime.datetime.now(datetime.UTC)
+    if cert.not_valid_after_utc < now:
+        return f"has expired (not valid after {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
+    if cert.not_valid_before_utc > now:
+        return f"is not yet valid (not before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC)"
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = san.get_values_for_type(x509.DNSName)
+        ips = [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        dns, ips = [], []
+    try:
+        wanted_ip = str(ipaddress.ip_address(server_name))
+        ok = wanted_ip in ips
+    except ValueError:
+        name = server_name.lower().rstrip(".")
+        ok = any(d.lower() == name or (d.startswith("*.") and name.endswith(d[1:].lower())
+                                       and name.count(".") == d.count("."))
+                 for d in dns)
+    if not ok:
+        names = ", ".join(dns + ips) or "no names"
+        return f"is not valid for that name (it is for {names})"
+    return None
+
+
+def describe_failure(driver: QuicDriver, label: str, within: float,
+                     server_name: str = "") -> str:
     """One line naming why a QUIC handshake failed (RFC 9001 4.8: TLS alerts arrive as
-    CRYPTO_ERROR 0x100 + alert)."""
+    CRYPTO_ERROR 0x100 + alert); a rejected certificate is examined to say why."""
     reason = (driver.close_reason or "").strip()
     code = driver.close_error_code
     low = reason.lower()
@@ -625,14 +721,17 @@ def describe_failure(driver: QuicDriver, label: str, within: float) -> str:
                 f"{label.rsplit(':', 1)[-1]} blocked?")
     if "fingerprint" in low:
         return f"certificate of {label} does not match the pinned fingerprint"
-    if "hostname" in low or "name mismatch" in low or "doesn't match" in low \
-            or "does not match" in low:
-        return f"certificate of {label} is not valid for that name: {reason}"
-    if "expired" in low or "not yet valid" in low:
-        return f"certificate of {label} has expired or is not yet valid: {reason}"
-    if "unknown ca" in low or "self-signed" in low or "self signed" in low or \
-            "unable to get" in low or "issuer" in low or "verify failed" in low \
-            or "untrusted" in low:
+    certificate_words = ("certificate", "issuer", "expired", "not yet valid", "unknown ca",
+                         "self-signed", "self signed", "verify", "untrusted", "server name")
+    if any(w in low for w in certificate_words):
+        cert = _peer_certificate(driver)
+        problem = _certificate_problem(cert, server_name) if cert is not None else None
+        if problem is not None:
+            return f"certificate of {label} {problem}"
+        if "expired" in low or "not yet valid" in low:
+            return f"certificate of {label} has expired or is not yet valid: {reason}"
+        if "name" in low:
+            return f"certificate of {label} is not valid for that name: {reason}"
         return f"certificate of {label} is not signed by a trusted CA: {reason}"
     if code == 0x100 + 120 or "alpn" in low or "application protocol" in low:
         return f"{label} refused ALPN 'smb': it does not serve SMB over QUIC"
@@ -665,12 +764,15 @@ async def open_quic(
     family, _, _, _, addr = infos[0]
     name = server_name or host
     store = tickets if tickets is not None else TicketStore()
-    ticket = store.load(name, port)
+    policy = tls.policy_id()
+    # An unverified server gets no ticket kept and none offered.
+    ticket = None if tls.insecure else store.load(name, port, policy)
     config = client_configuration(name, tls, max_datagram_size=max_datagram_size,
                                   qlog_dir=qlog_dir, session_ticket=ticket)
 
     def keep_ticket(t: object) -> None:
-        store.save(name, port, t)
+        if not tls.insecure:
+            store.save(name, port, policy, t)
 
     quic = QuicConnection(configuration=config, session_ticket_handler=keep_ticket)
     sock = new_udp_socket(family)
@@ -693,7 +795,7 @@ async def open_quic(
                 raise ConnectError(f"{label} refused ALPN 'smb': it does not serve SMB over QUIC")
             ok = True
         else:
-            raise ConnectError(describe_failure(driver, label, within))
+            raise ConnectError(describe_failure(driver, label, within, name))
     finally:
         if not ok:
             with trio.CancelScope(shield=True):

@@ -21,6 +21,7 @@ from qh3.quic.connection import QuicConnection
 from qh3.quic.packet import QuicPacketType, encode_quic_version_negotiation
 
 from quicfs.transport.quic import (
+    ACTIVE_CID_LIMIT,
     ALPN,
     IDLE_TIMEOUT,
     QuicDriver,
@@ -30,16 +31,17 @@ from quicfs.transport.quic import (
 )
 
 log = logging.getLogger("quicfs.quic.server")
-#: The largest datagram the server may send when the path allows (probed, RFC 9000 14.3).
-MAX_DATAGRAM = 16384
+#: The largest datagram the server sends (RFC 9000 14). Above 1452 B, qh3 2.1 cannot open
+#: a new path for a migrating client ("path allocation failed"), so migration wins.
+MAX_DATAGRAM = 1452
 
 Handler = Callable[[QuicStream, str], Awaitable[None]]
 
 
 def server_configuration(cert: str, key: str) -> QuicConfiguration:
     config = QuicConfiguration(alpn_protocols=[ALPN], is_client=False,
-
-                               idle_timeout=IDLE_TIMEOUT, max_datagram_size=MAX_DATAGRAM)
+                               idle_timeout=IDLE_TIMEOUT, max_datagram_size=MAX_DATAGRAM,
+                               active_connection_id_limit=ACTIVE_CID_LIMIT)
     config.load_cert_chain(cert, key)
     return config
 
