@@ -1,0 +1,172 @@
+"""An in-process UDP impairment proxy: loss, duplication, reordering, delay, blackouts and
+NAT rebinding, between a QUIC client and server on loopback (kernel netem is not
+available here).
+
+    async with trio.open_nursery() as n:
+        proxy = UdpImpairProxy(("127.0.0.1", server_port), loss=0.05, seed=1)
+        port = await n.start(proxy.run)
+        ...  # the client dials 127.0.0.1:port
+        proxy.rebind()  # the server now sees the client from a new source port
+
+Each client address gets its own upstream socket, as behind a NAT; ``rebind()`` swaps
+those sockets for new ones (new source ports), so the server sees the client move
+(RFC 9000 9.3). Randomness is seeded, so a run can be repeated.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from dataclasses import dataclass, field
+
+import trio
+
+
+@dataclass
+class Counters:
+    seen: int = 0
+    forwarded: int = 0
+    dropped: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+
+
+@dataclass
+class _Mapping:
+    client: tuple[str, int]
+    sock: socket.socket
+    held: list[bytes] = field(default_factory=list)
+
+
+class UdpImpairProxy:
+    def __init__(self, upstream: tuple[str, int], *, loss: float = 0.0,
+                 duplicate: float = 0.0, reorder: float = 0.0, delay: float = 0.0,
+                 seed: int = 0, rebind_every: float | None = None) -> None:
+        self.upstream = upstream
+        self.loss = loss
+        self.duplicate = duplicate
+        self.reorder = reorder
+        self.delay = delay
+        self.rebind_every = rebind_every
+        self.blackout = False
+        self.rng = random.Random(seed)
+        self.up = Counters()  # client -> server
+        self.down = Counters()  # server -> client
+        self.rebinds = 0
+        self.port = 0
+        self._listen: socket.socket | None = None
+        self._maps: dict[tuple[str, int], _Mapping] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------ control
+    def rebind(self) -> None:
+        """Give every client a new upstream source port (a NAT rebinding)."""
+        for m in self._maps.values():
+            old = m.sock
+            m.sock = self._new_upstream()
+            trio.lowlevel.notify_closing(old)
+            old.close()
+        self.rebinds += 1
+
+    def set_blackout(self, on: bool) -> None:
+        self.blackout = on
+
+    # ------------------------------------------------------------------ running
+    def _new_upstream(self) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        s.bind(("127.0.0.1", 0))
+        return s
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        listen = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        listen.setblocking(False)
+        listen.bind(("127.0.0.1", 0))
+        self._listen = listen
+        self.port = listen.getsockname()[1]
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self.rebind_every:
+                    nursery.start_soon(self._rebinder)
+                task_status.started(self.port)
+                while True:
+                    await trio.lowlevel.wait_readable(listen)
+                    while True:
+                        try:
+                            data, addr = listen.recvfrom(65536)
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        m = self._maps.get(addr)
+                        if m is None:
+                            m = _Mapping(addr, self._new_upstream())
+                            self._maps[addr] = m
+                            nursery.start_soon(self._from_server, m)
+                        self._impair(data, self.up, m, lambda d, m=m: self._send_up(m, d))
+        finally:
+            listen.close()
+            for m in self._maps.values():
+                m.sock.close()
+
+    async def _rebinder(self) -> None:
+        assert self.rebind_every is not None
+        while True:
+            await trio.sleep(self.rebind_every)
+            self.rebind()
+
+    async def _from_server(self, m: _Mapping) -> None:
+        while True:
+            sock = m.sock
+            try:
+                await trio.lowlevel.wait_readable(sock)
+            except trio.ClosedResourceError:
+                continue  # rebound: wait on the new socket
+            while True:
+                try:
+                    data, _ = sock.recvfrom(65536)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break
+                self._impair(data, self.down, m, lambda d, m=m: self._send_down(m, d))
+
+    def _send_up(self, m: _Mapping, data: bytes) -> None:
+        try:
+            m.sock.sendto(data, self.upstream)
+        except OSError:
+            pass
+
+    def _send_down(self, m: _Mapping, data: bytes) -> None:
+        assert self._listen is not None
+        try:
+            self._listen.sendto(data, m.client)
+        except OSError:
+            pass
+
+    def _impair(self, data: bytes, counters: Counters, m: _Mapping, send) -> None:
+        counters.seen += 1
+        if self.blackout or self.rng.random() < self.loss:
+            counters.dropped += 1
+            return
+        copies = 2 if self.rng.random() < self.duplicate else 1
+        if copies == 2:
+            counters.duplicated += 1
+        if self.rng.random() < self.reorder:
+            # Hold this one back: it leaves after the next datagram in this direction.
+            counters.reordered += 1
+            m.held.append(data)
+            return
+        out = [data] * copies + m.held
+        m.held = []
+        for d in out:
+            counters.forwarded += 1
+            if self.delay > 0:
+                assert self._nursery is not None
+                self._nursery.start_soon(self._later, send, d)
+            else:
+                send(d)
+
+    async def _later(self, send, data: bytes) -> None:
+        await trio.sleep(self.delay)
+        send(data)
