@@ -262,3 +262,13 @@ async def test_quic_connect_error_is_connecterror(samba):
         async with quicfs.connect(f"//127.0.0.1:{free_udp_port()}/plain",
                                   "transport=quic,connect_timeout=0.5,username=u,password=p"):
             pass
+
+
+def test_qlog_traces_written(samba, gateway, tmp_path):
+    qdir = tmp_path / "qlog"
+    proc = run("ls", "-o", f"{gateway.options(samba)},qlog={qdir}", gateway.url("plain"))
+    assert proc.returncode == 0, proc.stderr
+    traces = list(qdir.iterdir())
+    assert len(traces) == 1 and traces[0].stat().st_size > 0
+    text = traces[0].read_text()
+    assert "qlog_version" in text and "packet_sent" in text
