@@ -1,0 +1,94 @@
+"""A second, independent SMB-over-QUIC server for interop tests, built on aioquic (a test
+dependency only): it splices each stream to the TCP SMB backend, like our gateway.
+
+    python tests/support/aioquic_gateway.py --port P --backend-port B --cert C --key K
+        [--request-client-cert]
+
+With ``--request-client-cert`` the TLS server sends a CertificateRequest (aioquic keeps
+that switch for tests) and prints the SHA-256 of the certificate each client presents:
+``client certificate: sha256:HEX`` (or ``client certificate: none``). It prints
+``listening PORT`` once ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import sys
+
+from aioquic import tls
+from aioquic.asyncio import QuicConnectionProtocol, serve
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import HandshakeCompleted
+from cryptography.hazmat.primitives.serialization import Encoding
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--backend-port", type=int, required=True)
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--request-client-cert", action="store_true")
+    args = ap.parse_args()
+
+    if args.request_client_cert:
+        original_init = tls.Context.__init__
+
+        def init(self: tls.Context, *a: object, **kw: object) -> None:
+            original_init(self, *a, **kw)
+            if not self._is_client:
+                self._request_client_certificate = True
+
+        tls.Context.__init__ = init  # type: ignore[method-assign]
+
+    class Protocol(QuicConnectionProtocol):
+        def quic_event_received(self, event: object) -> None:
+            if isinstance(event, HandshakeCompleted) and args.request_client_cert:
+                cert = self._quic.tls._peer_certificate
+                if cert is None:
+                    print("client certificate: none", flush=True)
+                else:
+                    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+                    print(f"client certificate: sha256:{digest}", flush=True)
+            super().quic_event_received(event)  # type: ignore[arg-type]
+
+    async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        b_reader, b_writer = await asyncio.open_connection("127.0.0.1", args.backend_port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(262144):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                try:
+                    dst.write_eof()
+                except (OSError, RuntimeError, AttributeError):
+                    pass
+
+        await asyncio.gather(pump(reader, b_writer), pump(b_reader, writer))
+        b_writer.close()
+
+    def on_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        asyncio.ensure_future(splice(reader, writer))
+
+    async def run() -> None:
+        config = QuicConfiguration(is_client=False, alpn_protocols=["smb"])
+        config.load_cert_chain(args.cert, args.key)
+        await serve("127.0.0.1", args.port, configuration=config, create_protocol=Protocol,
+                    stream_handler=on_stream)
+        print(f"listening {args.port}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
