@@ -73,8 +73,12 @@ def main() -> None:
         await asyncio.gather(pump(reader, b_writer), pump(b_reader, writer))
         b_writer.close()
 
+    splices: set[asyncio.Task[None]] = set()
+
     def on_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        asyncio.ensure_future(splice(reader, writer))
+        task = asyncio.ensure_future(splice(reader, writer))
+        splices.add(task)  # held until done, so the task is not collected mid-splice
+        task.add_done_callback(splices.discard)
 
     async def run() -> None:
         config = QuicConfiguration(is_client=False, alpn_protocols=["smb"])
