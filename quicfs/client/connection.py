@@ -522,7 +522,10 @@ async def open_connection(
         transport,
         server_name=server_name,
         client_guid=client_guid,
-        offer_transport_security=transport.kind == "quic",
+        # Offered over QUIC only, and only when the server's certificate was verified:
+        # never under `insecure` (design.md, MS-SMB2 2.2.3.1.5).
+        offer_transport_security=transport.kind == "quic"
+        and bool(getattr(transport, "verified", False)),
     )
     async with open_nursery() as nursery:
         nursery.start_soon(conn._receiver)

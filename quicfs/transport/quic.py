@@ -639,10 +639,14 @@ class QuicStream(trio.abc.HalfCloseableStream):
 class QuicTransport(FramedStream):
     """A MessageTransport over one QUIC bidirectional stream."""
 
-    def __init__(self, driver: QuicDriver, stream: QuicStream, peer: str) -> None:
+    def __init__(self, driver: QuicDriver, stream: QuicStream, peer: str, *,
+                 verified: bool) -> None:
         super().__init__(stream, kind="quic", peer=peer)
         self.driver = driver
         self.quic_stream = stream
+        #: The server's certificate was verified (CA and name, or a pin). Only then may
+        #: SMB leave encryption to QUIC (MS-SMB2 2.2.3.1.5, design.md).
+        self.verified = verified
 
     @property
     def migrations(self) -> int:
@@ -802,4 +806,4 @@ async def open_quic(
                 await driver.aclose("handshake abandoned")
     stream = driver.open_stream()
     log.debug("QUIC to %s ready (resumed=%s)", label, driver.session_resumed)
-    return QuicTransport(driver, stream, label)
+    return QuicTransport(driver, stream, label, verified=not tls.insecure)

@@ -272,3 +272,50 @@ def test_qlog_traces_written(samba, gateway, tmp_path):
     assert len(traces) == 1 and traces[0].stat().st_size > 0
     text = traces[0].read_text()
     assert "qlog_version" in text and "packet_sent" in text
+
+
+async def test_negotiate_over_quic_offers_transport_security_only_when_verified(samba, gateway):
+    """Over QUIC the NEGOTIATE carries SMB2_TRANSPORT_CAPABILITIES (MS-SMB2 2.2.3.1.5) when
+    the certificate was verified, and not under `insecure`."""
+    from quicfs.smb2.constants import NegotiateContextType
+
+    async with quicfs.connect(gateway.url("plain"), gateway.options(samba)) as s:
+        assert s.conn.offer_transport_security
+        assert s.conn.params.dialect == 0x0311
+    insecure = (f"transport=quic,insecure,username={samba.username},"
+                f"password={samba.password}")
+    async with quicfs.connect(gateway.url("plain"), insecure) as s:
+        assert not s.conn.offer_transport_security
+        await s.listdir("")
+    # Samba (behind the gateway) does not echo the context, so SMB keeps its own
+    # protection even over QUIC: the sealed share is still encrypted by SMB.
+    async with quicfs.connect(gateway.url("sealed"), gateway.options(samba)) as s:
+        assert not s.conn.params.transport_security
+        assert s.tree.encrypt
+    assert NegotiateContextType.TRANSPORT_CAPABILITIES == 6
+
+
+async def test_ipv6(samba, tmp_path):
+    import socket as _socket
+
+    with _socket.socket(_socket.AF_INET6, _socket.SOCK_DGRAM) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    gw = GatewayProcess(tmp_path, samba.port)
+    gw.host, gw.port = "::1", port
+    proc = subprocess.Popen(
+        [*QUICFS, "gateway", "--listen", f"[::1]:{port}", "--backend",
+         f"127.0.0.1:{samba.port}", "--cert", gw.cert, "--key", gw.key],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        line = proc.stdout.readline().decode()
+        assert "gateway listening" in line, line
+        opts = (f"transport=quic,fingerprint={gw.fingerprint},username={samba.username},"
+                f"password={samba.password}")
+        async with quicfs.connect(f"//[::1]:{port}/plain", opts) as s:
+            data = os.urandom(2_000_000)
+            await s.write_file("v6.bin", data)
+            assert await s.read_file("v6.bin") == data
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

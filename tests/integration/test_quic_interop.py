@@ -20,7 +20,8 @@ SERVER = Path(__file__).resolve().parent.parent / "support" / "aioquic_gateway.p
 
 
 class AioquicGateway:
-    def __init__(self, root: Path, backend_port: int, *, request_client_cert: bool = False):
+    def __init__(self, root: Path, backend_port: int, *, request_client_cert: bool = False,
+                 alpn: str = "smb"):
         files = write_self_signed("localhost", root, extra_names=["127.0.0.1"])
         self.cert, self.key, self.fingerprint = str(files.cert), str(files.key), files.fingerprint
         self.port = free_udp_port()
@@ -29,6 +30,7 @@ class AioquicGateway:
                 str(backend_port), "--cert", self.cert, "--key", self.key]
         if request_client_cert:
             args.append("--request-client-cert")
+        args += ["--alpn", alpn]
         self.proc = subprocess.Popen(args, stdout=open(self.log, "wb"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 15
@@ -83,3 +85,18 @@ async def test_client_certificate_is_presented(samba, tmp_path):
         gw.stop()
     expected = fingerprint(Path(mine.cert).read_bytes())
     assert f"client certificate: {expected}" in gw.text().splitlines(), gw.text()
+
+
+def test_alpn_refused(samba, tmp_path):
+    gw = AioquicGateway(tmp_path, samba.port, alpn="h3")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "quicfs.cli.main", "ls", "-o",
+             f"transport=quic,fingerprint={gw.fingerprint},username=u,password=p",
+             f"//127.0.0.1:{gw.port}/plain"], capture_output=True, text=True, timeout=60)
+    finally:
+        gw.stop()
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"quicfs: 127.0.0.1:{gw.port} refused ALPN 'smb': it does not serve SMB over QUIC"
+    ), proc.stderr

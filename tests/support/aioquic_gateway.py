@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--request-client-cert", action="store_true")
+    ap.add_argument("--alpn", default="smb")
     args = ap.parse_args()
 
     if args.request_client_cert:
@@ -81,7 +82,7 @@ def main() -> None:
         task.add_done_callback(splices.discard)
 
     async def run() -> None:
-        config = QuicConfiguration(is_client=False, alpn_protocols=["smb"])
+        config = QuicConfiguration(is_client=False, alpn_protocols=[args.alpn])
         config.load_cert_chain(args.cert, args.key)
         await serve("127.0.0.1", args.port, configuration=config, create_protocol=Protocol,
                     stream_handler=on_stream)
