@@ -515,9 +515,12 @@ def _name(command: int) -> str:
 
 @asynccontextmanager
 async def open_connection(
-    transport: MessageTransport, *, server_name: str, client_guid: uuid.UUID | None = None
+    transport: MessageTransport, *, server_name: str, client_guid: uuid.UUID | None = None,
+    negotiate_within: float = 30.0,
 ) -> AsyncIterator[Connection]:
-    """Run a connection over ``transport``: negotiated on entry, closed on exit."""
+    """Run a connection over ``transport``: negotiated on entry (a server that accepts the
+    transport and then says nothing fails after ``negotiate_within`` seconds), closed on
+    exit."""
     conn = Connection(
         transport,
         server_name=server_name,
@@ -531,7 +534,13 @@ async def open_connection(
         nursery.start_soon(conn._receiver)
         nursery.start_soon(conn._sender)
         try:
-            await conn.negotiate()
+            try:
+                with trio.fail_after(negotiate_within):
+                    await conn.negotiate()
+            except trio.TooSlowError:
+                raise ConnectionLost(
+                    f"{transport.peer} did not answer NEGOTIATE within {negotiate_within:g} s"
+                ) from None
             yield conn
         finally:
             await conn.aclose()

@@ -308,7 +308,9 @@ async def connect(
     async with open_nursery() as nursery:
         transport = await open_transport(share_url.host, share_url.port, opts, nursery)
         try:
-            async with open_connection(transport, server_name=share_url.host) as conn:
+            async with open_connection(transport, server_name=share_url.host,
+                                       negotiate_within=max(opts.connect_timeout, 1.0) * 2
+                                       ) as conn:
                 session = Session(conn, seal=opts.seal)
                 with trio.fail_after(max(opts.connect_timeout, 1.0) * 6):
                     await session.setup(username=creds.username, password=creds.password,

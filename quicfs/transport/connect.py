@@ -47,8 +47,8 @@ def endpoints(host: str, url_port: int | None, opts: Options) -> Endpoints:
     return Endpoints(host, tcp_port, quic_port)
 
 
-async def open_quic_transport(ep: Endpoints, opts: Options,
-                              nursery: trio.Nursery) -> MessageTransport:
+async def open_quic_transport(ep: Endpoints, opts: Options, nursery: trio.Nursery, *,
+                              allow_early: bool = False) -> MessageTransport:
     # Imported here: only this path needs qh3 (design.md: only quic.py imports it).
     try:
         from quicfs.transport.quic import QuicTLSOptions, open_quic
@@ -59,7 +59,8 @@ async def open_quic_transport(ep: Endpoints, opts: Options,
                          insecure=opts.insecure, cert=opts.cert, key=opts.key)
     return await open_quic(ep.host, ep.quic_port, nursery=nursery, server_name=ep.host,
                            tls=tls, within=opts.connect_timeout, qlog_dir=opts.qlog,
-                           max_datagram_size=opts.max_datagram_size)
+                           max_datagram_size=opts.max_datagram_size,
+                           allow_early=allow_early)
 
 
 async def open_transport(host: str, url_port: int | None, opts: Options,
@@ -70,7 +71,7 @@ async def open_transport(host: str, url_port: int | None, opts: Options,
     if opts.transport == "tcp":
         return await open_tcp(host, ep.tcp_port, within=opts.connect_timeout)
     if opts.transport == "quic":
-        return await open_quic_transport(ep, opts, nursery)
+        return await open_quic_transport(ep, opts, nursery, allow_early=True)
     if opts.transport == "auto":
         return await race(ep, opts, nursery)
     raise UsageError(f"unknown transport '{opts.transport}'")

@@ -755,10 +755,14 @@ async def open_quic(
     qlog_dir: str | None = None,
     max_datagram_size: int | None = None,
     tickets: TicketStore | None = None,
+    allow_early: bool = False,
 ) -> QuicTransport:
     """Handshake with ``host:port`` (TLS 1.3, ALPN smb) and open the SMB stream.
 
-    The driver's worker runs in ``nursery``; closing the transport ends it."""
+    The driver's worker runs in ``nursery``; closing the transport ends it. With
+    ``allow_early`` and a ticket that permits it, the transport is returned before the
+    handshake ends so the first message goes in 0-RTT; callers racing transports leave it
+    off, since only a finished handshake proves the path works."""
     tls = tls or QuicTLSOptions()
     label = _peer_label(host, port)
     try:
@@ -783,6 +787,34 @@ async def open_quic(
     driver = QuicDriver(quic, sock=sock, peer=addr, label=label)  # type: ignore[arg-type]
     quic.connect(addr, now=trio.current_time())  # type: ignore[arg-type]
     await nursery.start(driver.run)
+    early = allow_early and bool(
+        ticket is not None and getattr(ticket, "max_early_data_size", None) == 0xFFFFFFFF
+    )
+    if early:
+        # A ticket that allows early data: hand back the stream at once, so the first SMB
+        # message (NEGOTIATE, which is safe to replay) rides in 0-RTT (RFC 9001 4.6.1).
+        # A watchdog still holds the handshake to ``within``; its failure reaches the
+        # first request as ConnectionLost naming the cause.
+        stream = driver.open_stream()
+        log.debug("QUIC to %s: sending 0-RTT", label)
+
+        async def watchdog() -> None:
+            with trio.move_on_after(within):
+                async with trio.open_nursery() as wait:
+
+                    async def until(event: trio.Event) -> None:
+                        await event.wait()
+                        wait.cancel_scope.cancel()
+
+                    wait.start_soon(until, driver.handshake_done)
+                    wait.start_soon(until, driver.terminated)
+            if not driver.handshake_done.is_set():
+                driver._fail_streams(ConnectError(describe_failure(driver, label, within,
+                                                                   name)))
+                await driver.aclose("handshake failed")
+
+        nursery.start_soon(watchdog)
+        return QuicTransport(driver, stream, label, verified=not tls.insecure)
     ok = False
     try:
         with trio.move_on_after(within):
