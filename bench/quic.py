@@ -23,34 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 import trio  # noqa: E402
 
-import quicfs  # noqa: E402
+from bench.common import library_rates  # noqa: E402
 from tests.support.gateway import GatewayProcess  # noqa: E402
 from tests.support.impair import UdpImpairProxy  # noqa: E402
 from tests.support.samba import SambaServer  # noqa: E402
 
-
-async def transfer(url: str, opts: str, data: bytes, repeat: int) -> tuple[float, float]:
-    best_put = best_get = float("inf")
-    async with quicfs.connect(url, opts) as share:
-        for _ in range(repeat):
-            pos = 0
-
-            async def source(n: int) -> bytes:
-                nonlocal pos
-                piece = data[pos : pos + n]
-                pos += len(piece)
-                return piece
-
-            async def sink(_: bytes) -> None:
-                return None
-
-            t = time.perf_counter()
-            await share.upload(source, "bench.bin")
-            best_put = min(best_put, time.perf_counter() - t)
-            t = time.perf_counter()
-            await share.download("bench.bin", sink)
-            best_get = min(best_get, time.perf_counter() - t)
-    return len(data) / best_put / 1e6, len(data) / best_get / 1e6
+transfer = library_rates
 
 
 async def via_proxy(url_port: int, gw: GatewayProcess, opts: str, data: bytes,

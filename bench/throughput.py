@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import trio  # noqa: E402
 
+from bench.common import library_rates  # noqa: E402
 from tests.support.samba import SambaServer  # noqa: E402
 
 QUICFS = [sys.executable, "-m", "quicfs.cli.main"]
@@ -48,34 +49,6 @@ def sha(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
-
-
-async def library_rates(url: str, qopts: str, src: Path, repeat: int) -> tuple[float, float]:
-    """MB/s of Share.upload / Share.download in this process (no process start)."""
-    import quicfs
-
-    data = src.read_bytes()
-    best_put = best_get = float("inf")
-    async with quicfs.connect(url, qopts) as share:
-        for _ in range(repeat):
-            pos = 0
-
-            async def source(n: int) -> bytes:
-                nonlocal pos
-                piece = data[pos : pos + n]
-                pos += len(piece)
-                return piece
-
-            async def sink(_: bytes) -> None:
-                return None
-
-            start = time.perf_counter()
-            await share.upload(source, "lib.bin")
-            best_put = min(best_put, time.perf_counter() - start)
-            start = time.perf_counter()
-            await share.download("lib.bin", sink)
-            best_get = min(best_get, time.perf_counter() - start)
-    return len(data) / best_put / 1e6, len(data) / best_get / 1e6
 
 
 def main() -> None:
@@ -119,7 +92,8 @@ def main() -> None:
             for out in ("q.out", "s.out"):
                 if sha(scratch / out) != digest:
                     raise SystemExit(f"{share}: {out} does not match what was put")
-            lib_put, lib_get = trio.run(library_rates, url, qopts, src, args.repeat)
+            lib_put, lib_get = trio.run(library_rates, url, qopts, src.read_bytes(),
+                                        args.repeat)
             results[share]["library put"] = lib_put
             results[share]["library get"] = lib_get
     for p in scratch.iterdir():

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from quicfs.client.open import FileStat, Open
-from quicfs.smb2.constants import FileAttributes, FileInfoClass, QueryDirectoryFlags
+from quicfs.smb2.constants import FileInfoClass, QueryDirectoryFlags
 from quicfs.smb2.directory import (
     QueryDirectoryRequest,
     QueryDirectoryResponse,
     parse_directory_entries,
 )
-from quicfs.smb2.filetime import filetime_to_ns
 from quicfs.smb2.status import Status
 
 #: One page of entries; a large buffer means fewer round trips for huge directories.
@@ -40,14 +39,4 @@ async def iter_directory(handle: Open, pattern: str = "*") -> AsyncIterator[DirE
         for e in parse_directory_entries(buffer, FileInfoClass.ID_BOTH_DIRECTORY):
             if e.name in (".", ".."):
                 continue
-            yield FileStat(
-                name=e.name,
-                size=e.end_of_file,
-                allocation_size=e.allocation_size,
-                attributes=FileAttributes(e.file_attributes),
-                creation_ns=filetime_to_ns(e.creation_time),
-                atime_ns=filetime_to_ns(e.last_access_time),
-                mtime_ns=filetime_to_ns(e.last_write_time),
-                ctime_ns=filetime_to_ns(e.change_time),
-                file_id=e.file_id,
-            )
+            yield FileStat.from_info(e.name, e, file_id=e.file_id)

@@ -53,6 +53,26 @@ class FileStat:
     def is_dir(self) -> bool:
         return bool(self.attributes & FileAttributes.DIRECTORY)
 
+    @classmethod
+    def from_info(cls, name: str, info: object, *, file_id: int, nlink: int = 1) -> FileStat:
+        """From any MS-FSCC structure with the usual times, sizes and attributes
+        (directory entries, FileAllInformation)."""
+        from quicfs.smb2.filetime import filetime_to_ns
+
+        get = info.__getattribute__
+        return cls(
+            name=name,
+            size=get("end_of_file"),
+            allocation_size=get("allocation_size"),
+            attributes=FileAttributes(get("file_attributes")),
+            creation_ns=filetime_to_ns(get("creation_time")),
+            atime_ns=filetime_to_ns(get("last_access_time")),
+            mtime_ns=filetime_to_ns(get("last_write_time")),
+            ctime_ns=filetime_to_ns(get("change_time")),
+            file_id=file_id,
+            nlink=nlink,
+        )
+
 
 class Open:
     def __init__(self, tree: Tree, file_id: FileId, name: str, created: CreateResponse) -> None:

@@ -38,7 +38,7 @@ from quicfs.smb2.constants import (
 )
 from quicfs.smb2.create import CreateRequest, CreateResponse
 from quicfs.smb2.fileid import FileId
-from quicfs.smb2.filetime import filetime_to_ns, ns_to_filetime
+from quicfs.smb2.filetime import ns_to_filetime
 from quicfs.smb2.info import (
     FileAllInformation,
     FileBasicInformation,
@@ -159,18 +159,8 @@ class Share:
         replies = await self._on_path(create, query)
         info = FileAllInformation.unpack(QueryInfoResponse.unpack(replies[1].message).buffer)
         name = path.rstrip("/").rsplit("/", 1)[-1]
-        return FileStat(
-            name=name,
-            size=info.end_of_file,
-            allocation_size=info.allocation_size,
-            attributes=FileAttributes(info.file_attributes),
-            creation_ns=filetime_to_ns(info.creation_time),
-            atime_ns=filetime_to_ns(info.last_access_time),
-            mtime_ns=filetime_to_ns(info.last_write_time),
-            ctime_ns=filetime_to_ns(info.change_time),
-            file_id=info.index_number,
-            nlink=info.number_of_links,
-        )
+        return FileStat.from_info(name, info, file_id=info.index_number,
+                                  nlink=info.number_of_links)
 
     async def exists(self, path: str) -> bool:
         try:

@@ -69,6 +69,18 @@ async def run_against(peer_script, client_script):
         n.cancel_scope.cancel()
 
 
+class FakeSession:
+    """Just what Connection reads of a Session: keys and policy, no handshake."""
+
+    session_id = 0x77
+    signs = True
+    signing_algorithm = SigningAlgorithm.AES_CMAC
+    signing_key = b"k" * 16
+    cipher = Cipher.AES_128_GCM
+    encryption_key = b"e" * 16
+    decryption_key = b"e" * 16
+
+
 ECHO_OK = struct.pack("<HH", 4, 0)
 
 
@@ -190,12 +202,6 @@ async def test_unsigned_response_to_signed_request_is_refused():
     """A response that should be signed and is not is never taken as data."""
     from quicfs.errors import SecurityError
 
-    class FakeSession:
-        session_id = 0x77
-        signs = True
-        signing_algorithm = SigningAlgorithm.AES_CMAC
-        signing_key = b"k" * 16
-        cipher = None
 
     async def peer(s, h, raw):
         assert h.is_signed
@@ -213,12 +219,6 @@ async def test_tampered_signed_response_is_refused():
     from quicfs.errors import SecurityError
     from quicfs.smb2 import crypto
 
-    class FakeSession:
-        session_id = 0x77
-        signs = True
-        signing_algorithm = SigningAlgorithm.AES_CMAC
-        signing_key = b"k" * 16
-        cipher = None
 
     async def peer(s, h, raw):
         msg = bytearray(Header(command=Command.ECHO, message_id=h.message_id, credits=5,
@@ -242,26 +242,18 @@ async def test_undecryptable_response_is_never_data():
     from quicfs.errors import SecurityError
     from quicfs.smb2 import crypto
 
-    key = b"e" * 16
+    key = FakeSession.encryption_key
 
-    class FakeSession:
-        session_id = 0x99
-        signs = True
-        signing_algorithm = SigningAlgorithm.AES_CMAC
-        signing_key = b"k" * 16
-        cipher = Cipher.AES_128_GCM
-        encryption_key = key
-        decryption_key = key
 
     async def peer(s, h, raw):
         plain = Header(command=Command.ECHO, message_id=h.message_id, credits=5,
-                       flags=HeaderFlags.SERVER_TO_REDIR, session_id=0x99).pack() + ECHO_OK
-        sealed = bytearray(crypto.encrypt_message(Cipher.AES_128_GCM, key, 0x99, plain))
+                       flags=HeaderFlags.SERVER_TO_REDIR, session_id=0x77).pack() + ECHO_OK
+        sealed = bytearray(crypto.encrypt_message(Cipher.AES_128_GCM, key, 0x77, plain))
         sealed[-1] ^= 0x01
         await s.send_message(sealed)
 
     async def client(conn):
-        conn.sessions[0x99] = FakeSession()
+        conn.sessions[0x77] = FakeSession()
         with pytest.raises(SecurityError, match="decryption failed"):
             await conn.request(EchoRequest(), session=FakeSession(), encrypt=True)
         assert conn.closed
@@ -272,21 +264,13 @@ async def test_undecryptable_response_is_never_data():
 async def test_plaintext_answer_to_encrypted_request_is_refused():
     from quicfs.errors import SecurityError
 
-    class FakeSession:
-        session_id = 0x99
-        signs = True
-        signing_algorithm = SigningAlgorithm.AES_CMAC
-        signing_key = b"k" * 16
-        cipher = Cipher.AES_128_GCM
-        encryption_key = b"e" * 16
-        decryption_key = b"e" * 16
 
     async def peer(s, h, raw):
         # The request came encrypted, so it is not a plain header at all.
         await s.send_message(response(Command.ECHO, h.message_id, ECHO_OK))
 
     async def client(conn):
-        conn.sessions[0x99] = FakeSession()
+        conn.sessions[0x77] = FakeSession()
         with pytest.raises(SecurityError, match="not encrypted"):
             await conn.request(EchoRequest(), session=FakeSession(), encrypt=True)
 
