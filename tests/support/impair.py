@@ -170,3 +170,34 @@ class UdpImpairProxy:
     async def _later(self, send, data: bytes) -> None:
         await trio.sleep(self.delay)
         send(data)
+
+
+def main() -> None:
+    """Run the proxy as its own process (benchmarks: so it does not share a CPU with the
+    client it measures). Prints ``listening PORT`` once ready."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--upstream", required=True, metavar="HOST:PORT")
+    ap.add_argument("--loss", type=float, default=0.0)
+    ap.add_argument("--duplicate", type=float, default=0.0)
+    ap.add_argument("--reorder", type=float, default=0.0)
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--rebind-every", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    host, _, port = args.upstream.rpartition(":")
+    proxy = UdpImpairProxy((host, int(port)), loss=args.loss, duplicate=args.duplicate,
+                           reorder=args.reorder, delay=args.delay, seed=args.seed,
+                           rebind_every=args.rebind_every)
+
+    async def run() -> None:
+        async with trio.open_nursery() as n:
+            listening = await n.start(proxy.run)
+            print(f"listening {listening}", flush=True)
+
+    trio.run(run)
+
+
+if __name__ == "__main__":
+    main()
