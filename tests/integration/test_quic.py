@@ -7,8 +7,10 @@ import datetime
 import hashlib
 import os
 import socket
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -112,6 +114,10 @@ async def test_second_connection_resumes_tls_session(samba, gateway):
         assert s.conn.transport.driver.session_resumed, "no TLS resumption on reconnect"
         await s.listdir("")
     assert first in (False, True)  # the first may resume from an earlier test
+    # Tickets live in a 0600 file per server under the user's cache directory.
+    store = Path(os.environ["XDG_CACHE_HOME"]) / "quicfs" / "tickets"
+    files = [p for p in store.iterdir() if p.name.startswith(f"127.0.0.1_{gateway.port}_")]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
 
 
 def test_auto_picks_quic_when_tcp_is_closed(samba, gateway):
