@@ -1,17 +1,182 @@
-"""``mount.quicfs``: the filesystem arrives with the FUSE layer; until then it says so."""
+"""``mount.quicfs SOURCE MOUNTPOINT [-o OPTIONS] [-f]``: mount a share, as mount(8) calls it.
+
+Without ``-f`` the command returns only once the mount is live: it starts the serving
+process (detached: own session, stdio on /dev/null) and waits on a pipe for "ready" or
+the one-line reason it failed. The options, password included, reach the serving process
+through another pipe, never its command line, so ``ps`` does not show the password.
+
+Exit codes follow mount(8): 0 success, 1 bad invocation, 32 mount failure.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-#: mount(8) exit code for "mount failure".
+PROG = "mount.quicfs"
+EX_USAGE = 1
 EX_FAIL = 32
 
 
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="mount an SMB share over QUIC or TCP")
+    p.add_argument("source", metavar="//HOST[:PORT]/SHARE[/PATH]")
+    p.add_argument("mountpoint")
+    p.add_argument("-o", dest="options", default="", metavar="OPTIONS")
+    p.add_argument("-f", dest="foreground", action="store_true", help="stay in front")
+    p.add_argument("-n", dest="no_mtab", action="store_true", help="(ignored, as mount(8))")
+    p.add_argument("-s", dest="sloppy", action="store_true", help="(ignored)")
+    p.add_argument("-v", dest="verbose", action="store_true")
+    p.add_argument("--serve", nargs=2, type=int, help=argparse.SUPPRESS)
+    return p
+
+
+def is_mounted(mountpoint: str) -> bool:
+    target = os.path.realpath(mountpoint)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and fields[4].encode().decode("unicode_escape") == target:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def check_mountpoint(mountpoint: str) -> str | None:
+    if not os.path.exists(mountpoint):
+        return f"mount point {mountpoint} does not exist"
+    if not os.path.isdir(mountpoint):
+        return f"mount point {mountpoint} is not a directory"
+    if is_mounted(mountpoint):
+        return f"{mountpoint} is already mounted"
+    return None
+
+
+async def serve(source: str, options: str, mountpoint: str,
+                ready: Callable[[str | None], None]) -> None:
+    """Connect, mount, signal ``ready(None)``, serve until unmounted or SIGTERM."""
+    import pyfuse3
+    import trio
+
+    from quicfs.client.share import connect
+    from quicfs.fs.operations import Operations, fuse_options
+    from quicfs.options import parse_options
+
+    opts = parse_options(options)
+    async with connect(source, opts) as share:
+        ops = Operations(share, opts)
+        try:
+            pyfuse3.init(ops, mountpoint, fuse_options(opts, source))
+        except RuntimeError as exc:
+            raise OSError(f"cannot mount on {mountpoint}: {exc}") from None
+        try:
+            ready(None)
+            async with trio.open_nursery() as nursery:
+
+                async def on_signal() -> None:
+                    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
+                        async for _ in sigs:
+                            pyfuse3.terminate()
+                            return
+
+                nursery.start_soon(on_signal)
+                await pyfuse3.main()
+                nursery.cancel_scope.cancel()
+        finally:
+            pyfuse3.close(unmount=True)
+
+
+def _describe(exc: BaseException, source: str, options: str) -> str:
+    from quicfs.cli.errors import describe
+
+    ns = argparse.Namespace(url=source, options=options)
+    return describe(exc, ns)[0]
+
+
+def run_server(cfg_fd: int, ready_fd: int) -> int:
+    """The detached serving process: config from one pipe, readiness to the other."""
+    import trio
+
+    with os.fdopen(cfg_fd, "rb") as f:
+        cfg = json.loads(f.read())
+    ready_file = os.fdopen(ready_fd, "w")
+
+    def ready(error: str | None) -> None:
+        ready_file.write("ready\n" if error is None else f"error {error}\n")
+        ready_file.flush()
+        ready_file.close()
+
+    logging.basicConfig(level=logging.DEBUG if cfg.get("debug") else logging.WARNING,
+                        format=f"{PROG}: %(message)s")
+    try:
+        trio.run(serve, cfg["source"], cfg["options"], cfg["mountpoint"], ready)
+    except BaseException as exc:
+        if not ready_file.closed:
+            ready(_describe(exc, cfg["source"], cfg["options"]))
+        return EX_FAIL
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    print("mount.quicfs: mounting is not implemented yet; use 'quicfs ls/get/put'",
-          file=sys.stderr)
+    args = _parser().parse_args(argv)
+    if args.serve:
+        return run_server(*args.serve)
+    from quicfs.errors import QuicfsError
+    from quicfs.options import parse_options
+    from quicfs.url import parse_url
+
+    try:
+        parse_url(args.source)
+        opts = parse_options(args.options)
+        opts.resolved_credentials()
+    except QuicfsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EX_USAGE
+    problem = check_mountpoint(args.mountpoint)
+    if problem:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+        return EX_FAIL
+    mountpoint = os.path.realpath(args.mountpoint)
+    if args.foreground:
+        import trio
+
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format=f"{PROG}: %(message)s")
+        try:
+            trio.run(serve, args.source, args.options, mountpoint,
+                     lambda error: None)
+        except BaseException as exc:
+            print(f"{PROG}: {_describe(exc, args.source, args.options)}", file=sys.stderr)
+            return EX_FAIL
+        return 0
+    cfg_r, cfg_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quicfs.cli.mount", "--serve", str(cfg_r), str(ready_w),
+         args.source, mountpoint],
+        pass_fds=(cfg_r, ready_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+    )
+    os.close(cfg_r)
+    os.close(ready_w)
+    with os.fdopen(cfg_w, "w") as f:
+        json.dump({"source": args.source, "options": args.options, "mountpoint": mountpoint,
+                   "debug": opts.debug}, f)
+    with os.fdopen(ready_r) as f:
+        line = f.readline().strip()
+    if line == "ready":
+        return 0
+    proc.wait(timeout=30)
+    message = line[len("error "):] if line.startswith("error ") else "mount failed"
+    print(f"{PROG}: {message}", file=sys.stderr)
     return EX_FAIL
 
 

@@ -31,6 +31,7 @@ from quicfs.smb2.constants import (
     CreateOptions,
     FileAttributes,
     FileInfoClass,
+    FsInfoClass,
     ImpersonationLevel,
     InfoType,
     OplockLevel,
@@ -44,6 +45,7 @@ from quicfs.smb2.info import (
     FileBasicInformation,
     FileDispositionInformation,
     FileEndOfFileInformation,
+    FileFsFullSizeInformation,
     FileRenameInformation,
     QueryInfoRequest,
     QueryInfoResponse,
@@ -227,6 +229,34 @@ class Share:
         setinfo = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.BASIC,
                                  file_id=FileId.related(), buffer=basic.pack())
         await self._on_path(create, setinfo)
+
+    async def statfs(self) -> FileFsFullSizeInformation:
+        """Sizes of the share's volume (MS-FSCC 2.5.4), for statfs(2)."""
+        create = self._create("", access=AccessMask.FILE_READ_ATTRIBUTES,
+                              disposition=CreateDisposition.OPEN,
+                              options=CreateOptions.DIRECTORY_FILE)
+        query = QueryInfoRequest(info_type=InfoType.FILESYSTEM,
+                                 info_class=FsInfoClass.FULL_SIZE, file_id=FileId.related(),
+                                 output_buffer_length=64)
+        replies = await self._on_path(create, query)
+        return FileFsFullSizeInformation.unpack(
+            QueryInfoResponse.unpack(replies[1].message).buffer
+        )
+
+    async def create_file(self, path: str, *, exclusive: bool, truncate: bool) -> Open:
+        """Create (or open) a regular file for reading and writing: O_CREAT with
+        O_EXCL / O_TRUNC semantics."""
+        if exclusive:
+            disposition = CreateDisposition.CREATE
+        elif truncate:
+            disposition = CreateDisposition.OVERWRITE_IF
+        else:
+            disposition = CreateDisposition.OPEN_IF
+        req = self._create(path, access=AccessMask.GENERIC_READ | AccessMask.GENERIC_WRITE,
+                           disposition=disposition, options=CreateOptions.NON_DIRECTORY_FILE)
+        reply = await self.tree.request(req)
+        created = CreateResponse.unpack(reply.message)
+        return Open(self.tree, created.file_id, path, created)
 
     # ------------------------------------------------------------------ directories
     async def scandir(self, path: str = "") -> AsyncIterator[DirEntry]:

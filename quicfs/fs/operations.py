@@ -1,0 +1,324 @@
+"""pyfuse3 operations over a connected share.
+
+The kernel speaks in inodes and handles; SMB in paths and FileIds. The inode table maps
+one to the other; each open file is an SMB Open kept in the handle table; directory
+listings are read whole at opendir and served from that snapshot. Errors from the client
+(``SMBError`` and the rest of the tree) become errno here, at the FUSE edge, and nowhere
+else.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import pyfuse3
+import trio
+
+from quicfs.client.open import FileStat, Open
+from quicfs.client.share import Share
+from quicfs.errors import ConnectionLost, QuicfsError, SMBError
+from quicfs.fs.attrs import posix_attrs
+from quicfs.fs.inodes import ROOT_INODE, InodeTable, join
+from quicfs.options import Options
+from quicfs.smb2.status import Status
+
+log = logging.getLogger("quicfs.fs")
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def fuse_errors(func: F) -> F:
+    """Map the client's errors to FUSEError(errno): the one place it happens."""
+
+    @wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await func(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except SMBError as exc:
+            raise pyfuse3.FUSEError(exc.errno) from None
+        except ConnectionLost as exc:
+            log.warning("%s: %s", func.__name__, exc)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except QuicfsError as exc:
+            log.warning("%s: %s", func.__name__, exc)
+            raise pyfuse3.FUSEError(exc.errno) from None
+        except trio.TooSlowError:
+            raise pyfuse3.FUSEError(errno.ETIMEDOUT) from None
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Operations(pyfuse3.Operations):
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+
+    def __init__(self, share: Share, opts: Options) -> None:
+        super().__init__()
+        self.share = share
+        self.opts = opts
+        self.inodes = InodeTable()
+        self.files: dict[int, Open] = {}
+        self.dirs: dict[int, list[tuple[str, FileStat]]] = {}
+        self._dir_paths: dict[int, str] = {}
+        self._next_fh = 1
+
+    # ------------------------------------------------------------------ helpers
+    def _fh(self) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        return fh
+
+    def _entry(self, inode: int, st: FileStat) -> pyfuse3.EntryAttributes:
+        a = posix_attrs(st, self.opts)
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = inode
+        e.generation = 0
+        e.entry_timeout = self.opts.actimeo
+        e.attr_timeout = self.opts.actimeo
+        e.st_mode = a.mode
+        e.st_nlink = a.nlink
+        e.st_uid = a.uid
+        e.st_gid = a.gid
+        e.st_rdev = 0
+        e.st_size = a.size
+        e.st_blksize = 65536
+        e.st_blocks = a.blocks
+        e.st_atime_ns = a.atime_ns
+        e.st_mtime_ns = a.mtime_ns
+        e.st_ctime_ns = a.ctime_ns
+        return e
+
+    def _check_writable(self) -> None:
+        if self.opts.ro:
+            raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def _stat(self, path: str) -> FileStat:
+        return await self.share.stat(path)
+
+    # ------------------------------------------------------------------ metadata
+    @fuse_errors
+    async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None
+                     ) -> pyfuse3.EntryAttributes:
+        parent = self.inodes.path(parent_inode)
+        text = os.fsdecode(name)
+        if text == ".":
+            path = parent
+        elif text == "..":
+            path = parent.rpartition("/")[0]
+        else:
+            path = join(parent, text)
+        try:
+            st = await self._stat(path)
+        except SMBError as exc:
+            if exc.status in (Status.OBJECT_NAME_NOT_FOUND, Status.OBJECT_PATH_NOT_FOUND,
+                              Status.NO_SUCH_FILE, Status.DELETE_PENDING):
+                raise pyfuse3.FUSEError(errno.ENOENT) from None
+            raise
+        inode = ROOT_INODE if path == "" else self.inodes.remember(path, st.file_id)
+        return self._entry(inode, st)
+
+    @fuse_errors
+    async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        return self._entry(inode, await self._stat(self.inodes.path(inode)))
+
+    @fuse_errors
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: int | None, ctx: Any
+                      ) -> pyfuse3.EntryAttributes:
+        path = self.inodes.path(inode)
+        if fields.update_size:
+            self._check_writable()
+            handle = self.files.get(fh) if fh is not None else None
+            if handle is not None:
+                await handle.set_end_of_file(attr.st_size)
+            else:
+                await self.share.truncate(path, attr.st_size)
+        if fields.update_atime or fields.update_mtime:
+            self._check_writable()
+            await self.share.set_times(
+                path,
+                atime_ns=attr.st_atime_ns if fields.update_atime else None,
+                mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+            )
+        # Mode, owner and group are not SMB's to keep (uid=/gid=/file_mode= set them).
+        return self._entry(inode, await self._stat(path))
+
+    def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        for inode, count in inode_list:
+            self.inodes.forget(inode, count)
+
+    @fuse_errors
+    async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
+        info = await self.share.statfs()
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = info.bytes_per_allocation_unit
+        s.f_frsize = info.bytes_per_allocation_unit
+        s.f_blocks = info.total_allocation_units
+        s.f_bfree = info.actual_available_allocation_units
+        s.f_bavail = info.caller_available_allocation_units
+        s.f_files = 0
+        s.f_ffree = 0
+        s.f_favail = 0
+        s.f_namemax = 255
+        return s
+
+    # ------------------------------------------------------------------ directories
+    @fuse_errors
+    async def opendir(self, inode: int, ctx: Any) -> int:
+        path = self.inodes.path(inode)
+        here = await self._stat(path)
+        # "." and ".." first, as readdir(3) users expect; the kernel takes no lookup
+        # reference for them.
+        entries = [(".", here), ("..", here)]
+        entries += [(e.name, e) for e in await self.share.listdir(path)]
+        fh = self._fh()
+        self.dirs[fh] = entries
+        self._dir_paths[fh] = path
+        return fh
+
+    @fuse_errors
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        entries = self.dirs[fh]
+        here = self._dir_path(fh)
+        for i in range(start_id, len(entries)):
+            name, st = entries[i]
+            if name in (".", ".."):
+                target = here if name == "." else here.rpartition("/")[0]
+                inode = self.inodes.inode_of(target) or ROOT_INODE
+                if not pyfuse3.readdir_reply(token, name.encode(), self._entry(inode, st),
+                                             i + 1):
+                    return
+                continue
+            path = join(here, name)
+            inode = self.inodes.peek(path, st.file_id) or 0
+            attrs = self._entry(inode, st)
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, i + 1):
+                return
+            # An entry handed over counts as a lookup for the kernel (readdirplus).
+            self.inodes.remember(path, st.file_id)
+
+    def _dir_path(self, fh: int) -> str:
+        return self._dir_paths.get(fh, "")
+
+    async def releasedir(self, fh: int) -> None:
+        self.dirs.pop(fh, None)
+        self._dir_paths.pop(fh, None)
+
+    @fuse_errors
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any
+                    ) -> pyfuse3.EntryAttributes:
+        self._check_writable()
+        path = join(self.inodes.path(parent_inode), os.fsdecode(name))
+        await self.share.mkdir(path)
+        st = await self._stat(path)
+        return self._entry(self.inodes.remember(path, st.file_id), st)
+
+    @fuse_errors
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        self._check_writable()
+        path = join(self.inodes.path(parent_inode), os.fsdecode(name))
+        await self.share.rmdir(path)
+        self.inodes.removed(path)
+
+    @fuse_errors
+    async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        self._check_writable()
+        path = join(self.inodes.path(parent_inode), os.fsdecode(name))
+        await self.share.remove(path)
+        self.inodes.removed(path)
+
+    @fuse_errors
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: Any) -> None:
+        self._check_writable()
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        old = join(self.inodes.path(parent_inode_old), os.fsdecode(name_old))
+        new = join(self.inodes.path(parent_inode_new), os.fsdecode(name_new))
+        replace = not flags & pyfuse3.RENAME_NOREPLACE
+        try:
+            await self.share.rename(old, new, replace=replace)
+        except SMBError as exc:
+            if exc.status == Status.OBJECT_NAME_COLLISION and replace:
+                # POSIX rename replaces an empty directory too; SMB refuses: remove it first.
+                target = await self._stat(new)
+                if target.is_dir:
+                    await self.share.rmdir(new)
+                    await self.share.rename(old, new, replace=True)
+                else:
+                    raise
+            else:
+                raise
+        self.inodes.renamed(old, new)
+
+    # ------------------------------------------------------------------ files
+    @fuse_errors
+    async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
+        path = self.inodes.path(inode)
+        writing = flags & (os.O_WRONLY | os.O_RDWR)
+        if writing:
+            self._check_writable()
+        handle = await self.share.open(path, "r+" if writing else "r")
+        if flags & os.O_TRUNC and writing:
+            await handle.set_end_of_file(0)
+        fh = self._fh()
+        self.files[fh] = handle
+        return pyfuse3.FileInfo(fh=fh)
+
+    @fuse_errors
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
+                     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        self._check_writable()
+        path = join(self.inodes.path(parent_inode), os.fsdecode(name))
+        handle = await self.share.create_file(path, exclusive=bool(flags & os.O_EXCL),
+                                              truncate=bool(flags & os.O_TRUNC))
+        fh = self._fh()
+        self.files[fh] = handle
+        st = await self._stat(path)
+        return pyfuse3.FileInfo(fh=fh), self._entry(self.inodes.remember(path, st.file_id), st)
+
+    @fuse_errors
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return await self.files[fh].read(off, size)
+
+    @fuse_errors
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        return await self.files[fh].write(off, buf)
+
+    @fuse_errors
+    async def flush(self, fh: int) -> None:
+        return None  # writes go straight to the server; close/fsync make them durable
+
+    @fuse_errors
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self.files[fh].flush()
+
+    @fuse_errors
+    async def release(self, fh: int) -> None:
+        handle = self.files.pop(fh, None)
+        if handle is not None:
+            await handle.close()
+
+
+def fuse_options(opts: Options, fsname: str) -> set[str]:
+    options = set(pyfuse3.default_options)
+    options.discard("default_permissions")
+    options.add(f"fsname={fsname}")
+    options.add("default_permissions")
+    if opts.allow_other:
+        options.add("allow_other")
+    if opts.ro:
+        options.add("ro")
+    return options
+
+
+__all__ = ["Operations", "fuse_options"]

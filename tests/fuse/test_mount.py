@@ -1,0 +1,171 @@
+"""A real FUSE mount of the share, over QUIC through the gateway and over TCP."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+
+from tests.fuse.conftest import MOUNT, Mount, is_mounted
+
+
+def digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_tree(root, count: int, seed: int = 1) -> dict[str, bytes]:
+    import random
+
+    rng = random.Random(seed)
+    files = {}
+    for i in range(count):
+        d = f"d{i % 17}/e{i % 5}"
+        size = rng.choice([0, 1, 100, 4096, 65537, 300_000])
+        files[f"{d}/f{i}.bin"] = rng.randbytes(size)
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return files
+
+
+def test_tree_workload_matches_local(mounted, samba, tmp_path):
+    local = tmp_path / "local"
+    local.mkdir()
+    work = mounted / "tree"
+    work.mkdir()
+    files = make_tree(local, 400)
+    # Copy in, read back by checksum.
+    for rel in files:
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local / rel, work / rel)
+    for rel, data in files.items():
+        assert digest(work / rel) == hashlib.sha256(data).hexdigest(), rel
+    # The server holds the same bytes.
+    server = samba.share_path("plain") / "tree"
+    for rel, data in list(files.items())[:50]:
+        assert (server / rel).read_bytes() == data
+    # Same operations on both sides: rename, truncate, append, delete, rmdir.
+    for side in (local, work):
+        os.rename(side / "d1", side / "d1-renamed")
+        with open(side / "d2/e2/f2.bin", "r+b") as f:
+            f.truncate(10)
+        with open(side / "d3/e3/f3.bin", "ab") as f:
+            f.write(b"appended")
+        os.unlink(side / "d4/e4/f4.bin")
+        shutil.rmtree(side / "d5")
+    def listing(root):
+        out = {}
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel = os.path.relpath(dirpath, root)
+            for n in filenames:
+                p = os.path.join(dirpath, n)
+                out[os.path.join(rel, n)] = digest(p)
+            for n in dirnames:
+                out[os.path.join(rel, n) + "/"] = "dir"
+        return out
+    assert listing(work) == listing(local)
+    shutil.rmtree(work)
+    assert not (samba.share_path("plain") / "tree").exists()
+
+
+def test_dot_entries_stat_and_statfs(mounted):
+    (mounted / "sub").mkdir()
+    names = os.listdir(mounted)  # listdir hides . and ..; readdir must still send them
+    assert "sub" in names
+    out = subprocess.run(["ls", "-a", str(mounted / "sub")], capture_output=True, text=True)
+    assert out.stdout.split() == [".", ".."]
+    st = os.stat(mounted / "sub")
+    assert st.st_nlink >= 2 and (st.st_mode & 0o170000) == 0o040000
+    vfs = os.statvfs(mounted)
+    assert vfs.f_blocks > 0 and vfs.f_bsize > 0
+    os.rmdir(mounted / "sub")
+
+
+def test_large_file_and_concurrent_readers(mounted, tmp_path):
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:
+        for _ in range(64):
+            f.write(os.urandom(1 << 20))
+    shutil.copyfile(src, mounted / "big.bin")
+    want = digest(src)
+    results = []
+
+    def reader():
+        results.append(digest(mounted / "big.bin"))
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [want, want]
+    os.unlink(mounted / "big.bin")
+
+
+def test_errors_map_to_errno(mounted):
+    import errno
+
+    import pytest
+
+    with pytest.raises(FileNotFoundError):
+        open(mounted / "nope.txt", "rb")
+    (mounted / "full").mkdir()
+    (mounted / "full" / "x").write_bytes(b"x")
+    with pytest.raises(OSError) as err:
+        os.rmdir(mounted / "full")
+    assert err.value.errno == errno.ENOTEMPTY
+    with pytest.raises(FileExistsError):
+        os.mkdir(mounted / "full")
+    with pytest.raises(FileExistsError):
+        os.open(mounted / "full" / "x", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    shutil.rmtree(mounted / "full")
+
+
+def run_mount(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*MOUNT, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_mount_bad_inputs(samba, gateway, tmp_path):
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    good = f"transport=tcp,username={samba.username},password={samba.password}"
+    proc = run_mount(samba.url("plain"), str(tmp_path / "missing"), "-o", good)
+    assert proc.returncode == 32
+    assert proc.stderr.strip() == f"mount.quicfs: mount point {tmp_path / 'missing'} does not exist"
+    proc = run_mount(samba.url("plain"), str(mnt), "-o", good + ",bogus")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "mount.quicfs: unknown option 'bogus'"
+    proc = run_mount(samba.url("plain"), str(mnt), "-o",
+                     f"transport=tcp,username={samba.username},password=wrong")
+    assert proc.returncode == 32
+    assert proc.stderr.strip() == (
+        f"mount.quicfs: logon failure for user '{samba.username}' on "
+        f"//{samba.host}:{samba.port}: wrong user name or password")
+    proc = run_mount(gateway.url("plain"), str(mnt), "-o",
+                     f"transport=quic,fingerprint=sha256:{'00' * 32},username=u,password=p")
+    assert proc.returncode == 32
+    assert "does not match the pinned fingerprint" in proc.stderr
+    assert not is_mounted(mnt)
+    # Already mounted.
+    with Mount(mnt, samba.url("plain"), good):
+        proc = run_mount(samba.url("plain"), str(mnt), "-o", good)
+        assert proc.returncode == 32
+        assert proc.stderr.strip() == f"mount.quicfs: {mnt} is already mounted"
+    assert not is_mounted(mnt)
+
+
+def test_password_not_in_ps(samba, tmp_path):
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    secret_opts = f"transport=tcp,username={samba.username},password={samba.password}"
+    with Mount(mnt, samba.url("plain"), secret_opts):
+        ps = subprocess.run(["ps", "axww", "-o", "args"], capture_output=True, text=True)
+        assert "quicfs.cli.mount" in ps.stdout
+        assert samba.password not in ps.stdout
