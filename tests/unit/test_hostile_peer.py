@@ -275,3 +275,30 @@ async def test_plaintext_answer_to_encrypted_request_is_refused():
             await conn.request(EchoRequest(), session=FakeSession(), encrypt=True)
 
     await run_against(peer, client)
+
+
+async def test_transport_security_accepted_only_when_offered():
+    """A server that echoes SMB2_ACCEPT_TRANSPORT_LEVEL_SECURITY (MS-SMB2 2.2.3.1.5) is
+    taken at its word only if we offered it (QUIC with a verified certificate)."""
+    from quicfs.smb2.negotiate import TransportCapabilitiesContext
+
+    ctx = pack_contexts([PreauthIntegrityContext(salt=b"s" * 32),
+                         EncryptionContext((Cipher.AES_128_GCM,)),
+                         TransportCapabilitiesContext()])
+    body = struct.pack("<HHHH16sIIIIQQHHI", 65, 1, Dialect.SMB_3_1_1, 3, bytes(16), 0x4,
+                       1 << 20, 1 << 20, 1 << 20, 0, 0, 0, 0, 128) + ctx
+    for offered in (True, False):
+        a, b = trio.testing.memory_stream_pair()
+        client_side = FramedStream(a, kind="quic", peer="test")
+        server_side = FramedStream(b, kind="quic", peer="client")
+        client_side.verified = offered  # type: ignore[attr-defined]
+
+        async def peer():
+            h = Header.unpack(await server_side.receive_message())
+            await server_side.send_message(response(Command.NEGOTIATE, h.message_id, body))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(peer)
+            async with open_connection(client_side, server_name="t") as conn:
+                assert conn.offer_transport_security is offered
+                assert conn.params.transport_security is offered
