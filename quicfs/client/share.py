@@ -46,6 +46,7 @@ from quicfs.smb2.info import (
     FileDispositionInformation,
     FileEndOfFileInformation,
     FileFsFullSizeInformation,
+    FileLinkInformation,
     FileRenameInformation,
     QueryInfoRequest,
     QueryInfoResponse,
@@ -203,6 +204,17 @@ class Share:
                                 file_id=FileId.related(),
                                 buffer=FileRenameInformation(replace, smb_path(dst)).pack())
         await self._on_path(create, rename)
+
+    async def link(self, src: str, dst: str) -> None:
+        """A hard link ``dst`` to the file ``src`` (MS-FSCC FileLinkInformation)."""
+        create = self._create(src, access=AccessMask.FILE_READ_ATTRIBUTES
+                              | AccessMask.FILE_WRITE_ATTRIBUTES,
+                              disposition=CreateDisposition.OPEN,
+                              options=CreateOptions.NON_DIRECTORY_FILE)
+        link = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.LINK,
+                              file_id=FileId.related(),
+                              buffer=FileLinkInformation(False, smb_path(dst)).pack())
+        await self._on_path(create, link)
 
     async def truncate(self, path: str, size: int) -> None:
         create = self._create(path, access=AccessMask.FILE_WRITE_DATA,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ import trio
 from quicfs.client.open import FileStat, Open
 from quicfs.client.share import Share
 from quicfs.errors import ConnectionLost, QuicfsError, SMBError
+from quicfs.fs import symlinks
 from quicfs.fs.attrs import posix_attrs
 from quicfs.fs.inodes import ROOT_INODE, InodeTable, join
 from quicfs.options import Options
@@ -104,6 +106,24 @@ class Operations(pyfuse3.Operations):
     async def _stat(self, path: str) -> FileStat:
         return await self.share.stat(path)
 
+    async def _link_target(self, path: str, st: FileStat) -> bytes | None:
+        """The target if ``path`` is an mfsymlink file (only 1067-byte files are read)."""
+        if st.is_dir or st.size != symlinks.FILE_SIZE:
+            return None
+        try:
+            return symlinks.decode(await self.share.read_file(path))
+        except SMBError:
+            return None
+
+    async def _entry_for(self, inode: int, path: str, st: FileStat
+                         ) -> pyfuse3.EntryAttributes:
+        entry = self._entry(inode, st)
+        target = await self._link_target(path, st)
+        if target is not None:
+            entry.st_mode = stat.S_IFLNK | 0o777
+            entry.st_size = len(target)
+        return entry
+
     # ------------------------------------------------------------------ metadata
     @fuse_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None
@@ -124,11 +144,12 @@ class Operations(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.ENOENT) from None
             raise
         inode = ROOT_INODE if path == "" else self.inodes.remember(path, st.file_id)
-        return self._entry(inode, st)
+        return await self._entry_for(inode, path, st)
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
-        return self._entry(inode, await self._stat(self.inodes.path(inode)))
+        path = self.inodes.path(inode)
+        return await self._entry_for(inode, path, await self._stat(path))
 
     @fuse_errors
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
@@ -150,7 +171,7 @@ class Operations(pyfuse3.Operations):
                 mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
             )
         # Mode, owner and group are not SMB's to keep (uid=/gid=/file_mode= set them).
-        return self._entry(inode, await self._stat(path))
+        return await self._entry_for(inode, path, await self._stat(path))
 
     def forget(self, inode_list: list[tuple[int, int]]) -> None:
         for inode, count in inode_list:
@@ -201,6 +222,8 @@ class Operations(pyfuse3.Operations):
             path = join(here, name)
             inode = self.inodes.peek(path, st.file_id) or 0
             attrs = self._entry(inode, st)
+            if st.size == symlinks.FILE_SIZE and not st.is_dir:
+                attrs = await self._entry_for(inode, path, st)
             if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, i + 1):
                 return
             # An entry handed over counts as a lookup for the kernel (readdirplus).
@@ -259,6 +282,43 @@ class Operations(pyfuse3.Operations):
             else:
                 raise
         self.inodes.renamed(old, new)
+
+    @fuse_errors
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any
+                      ) -> pyfuse3.EntryAttributes:
+        self._check_writable()
+        path = join(self.inodes.path(parent_inode), os.fsdecode(name))
+        try:
+            data = symlinks.encode(target)
+        except ValueError:
+            raise pyfuse3.FUSEError(errno.ENAMETOOLONG) from None
+        handle = await self.share.create_file(path, exclusive=True, truncate=False)
+        try:
+            await handle.write(0, data)
+        finally:
+            await handle.close()
+        st = await self._stat(path)
+        return await self._entry_for(self.inodes.remember(path, st.file_id), path, st)
+
+    @fuse_errors
+    async def readlink(self, inode: int, ctx: Any) -> bytes:
+        path = self.inodes.path(inode)
+        target = await self._link_target(path, await self._stat(path))
+        if target is None:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return target
+
+    @fuse_errors
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any
+                   ) -> pyfuse3.EntryAttributes:
+        self._check_writable()
+        src = self.inodes.path(inode)
+        dst = join(self.inodes.path(new_parent_inode), os.fsdecode(new_name))
+        await self.share.link(src, dst)
+        st = await self._stat(dst)
+        self.inodes.remember(dst, st.file_id)
+        # Both names are one file: the kernel expects the same inode back.
+        return await self._entry_for(inode, dst, st)
 
     # ------------------------------------------------------------------ files
     @fuse_errors

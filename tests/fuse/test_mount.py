@@ -169,3 +169,22 @@ def test_password_not_in_ps(samba, tmp_path):
         ps = subprocess.run(["ps", "axww", "-o", "args"], capture_output=True, text=True)
         assert "quicfs.cli.mount" in ps.stdout
         assert samba.password not in ps.stdout
+
+
+def test_hard_links_and_symlinks(mounted, samba):
+    (mounted / "orig.txt").write_bytes(b"one file, two names")
+    os.link(mounted / "orig.txt", mounted / "alias.txt")
+    a, b = os.stat(mounted / "orig.txt"), os.stat(mounted / "alias.txt")
+    assert a.st_ino == b.st_ino and a.st_nlink == b.st_nlink == 2
+    with open(mounted / "alias.txt", "ab") as f:
+        f.write(b"!")
+    assert (mounted / "orig.txt").read_bytes() == b"one file, two names!"
+    os.symlink("orig.txt", mounted / "sym")
+    assert os.readlink(mounted / "sym") == "orig.txt"
+    assert (mounted / "sym").is_symlink()
+    assert (mounted / "sym").read_bytes() == b"one file, two names!"
+    # Stored the way cifs.ko's mfsymlinks stores it: a 1067-byte XSym file on the server.
+    raw = (samba.share_path("plain") / "sym").read_bytes()
+    assert len(raw) == 1067 and raw.startswith(b"XSym\n0008\n")
+    for name in ("orig.txt", "alias.txt", "sym"):
+        os.unlink(mounted / name)
