@@ -293,12 +293,12 @@ async def test_transport_security_accepted_only_when_offered():
         server_side = FramedStream(b, kind="quic", peer="client")
         client_side.verified = offered  # type: ignore[attr-defined]
 
-        async def peer():
-            h = Header.unpack(await server_side.receive_message())
-            await server_side.send_message(response(Command.NEGOTIATE, h.message_id, body))
+        async def peer(side: FramedStream) -> None:
+            h = Header.unpack(await side.receive_message())
+            await side.send_message(response(Command.NEGOTIATE, h.message_id, body))
 
         async with trio.open_nursery() as n:
-            n.start_soon(peer)
+            n.start_soon(peer, server_side)
             async with open_connection(client_side, server_name="t") as conn:
                 assert conn.offer_transport_security is offered
                 assert conn.params.transport_security is offered
