@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PKGS := fuse3 libfuse3-dev pkg-config samba smbclient
 PYTEST_ARGS ?=
 
-.PHONY: deps venv compile test lint bench clean
+.PHONY: deps venv compile test lint bench clean install
 
 # apt-get only what is missing, so a machine that has everything stays offline.
 deps:
@@ -41,3 +41,10 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# mount(8) finds helpers in /sbin: `mount -t quicfs` and fstab lines then work.
+# A mount shows as type fuse.quicfs, so remounts come to mount.fuse.quicfs: the same helper.
+install: venv
+	ln -sf $(CURDIR)/mount.quicfs /sbin/mount.quicfs
+	ln -sf $(CURDIR)/mount.quicfs /sbin/mount.fuse.quicfs
+	@echo "installed /sbin/mount.quicfs and /sbin/mount.fuse.quicfs -> $(CURDIR)/mount.quicfs"

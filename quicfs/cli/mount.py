@@ -94,6 +94,22 @@ async def serve(source: str, options: str, mountpoint: str,
             pyfuse3.close(unmount=True)
 
 
+def remount(mountpoint: str, read_only: bool) -> int:
+    """``mount -o remount,ro|rw``: the kernel flips the superblock's read-only flag; the
+    serving process needs no word of it (the VFS refuses writes on a read-only mount)."""
+    if not is_mounted(mountpoint):
+        print(f"{PROG}: {mountpoint} is not mounted", file=sys.stderr)
+        return EX_FAIL
+    flag = "ro" if read_only else "rw"
+    # -i: do the remount ourselves, do not call this helper again.
+    proc = subprocess.run(["mount", "-i", "-o", f"remount,{flag}", mountpoint],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"{PROG}: remount failed: {proc.stderr.strip()}", file=sys.stderr)
+        return EX_FAIL
+    return 0
+
+
 def _describe(exc: BaseException, source: str, options: str) -> str:
     from quicfs.cli.errors import describe
 
@@ -133,6 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from quicfs.options import parse_options
     from quicfs.url import parse_url
 
+    given = args.options.split(",")
+    if "remount" in given:
+        # mount(8) passes the kernel's options of the live mount (user_id=, ...) along;
+        # only ro/rw matter here, the last one given wins.
+        flags = [o for o in given if o in ("ro", "rw")]
+        return remount(args.mountpoint, bool(flags) and flags[-1] == "ro")
     try:
         parse_url(args.source)
         opts = parse_options(args.options)

@@ -373,6 +373,9 @@ def fuse_options(opts: Options, fsname: str) -> set[str]:
     options = set(pyfuse3.default_options)
     options.discard("default_permissions")
     options.add(f"fsname={fsname}")
+    # Type "fuse.quicfs": mount(8) then hands a remount to /sbin/mount.fuse.quicfs (ours)
+    # instead of fuse3's generic mount.fuse, which cannot parse //host/share.
+    options.add("subtype=quicfs")
     options.add("default_permissions")
     if opts.allow_other:
         options.add("allow_other")

@@ -1,0 +1,83 @@
+"""mount(8) itself: `mount -t quicfs`, an fstab line (`mount -T`), remount read-only,
+and `umount`. mount(8) looks for helpers in /sbin, so the test installs one for the
+duration (as `make install` does) and removes it again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fuse.conftest import is_mounted, unmount
+
+HELPERS = [Path("/sbin/mount.quicfs"), Path("/sbin/mount.fuse.quicfs")]
+
+
+@pytest.fixture
+def helper():
+    saved = []
+    for path in HELPERS:
+        link = os.readlink(path) if path.is_symlink() else None
+        data = path.read_bytes() if link is None and path.exists() else None
+        saved.append((path, link, data))
+        path.unlink(missing_ok=True)
+        path.write_text(f"#!/bin/sh\nexec {sys.executable} -m quicfs.cli.mount \"$@\"\n")
+        path.chmod(0o755)
+    yield HELPERS[0]
+    for path, link, data in saved:
+        path.unlink(missing_ok=True)
+        if link is not None:
+            path.symlink_to(link)
+        elif data is not None:
+            path.write_bytes(data)
+            path.chmod(0o755)
+
+
+def test_mount_t_quicfs_remount_ro_and_umount(helper, samba, gateway, tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "quicfs", gateway.url("plain"), str(mnt), "-o",
+                           gateway.options(samba)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    try:
+        (mnt / "via-mount8.txt").write_bytes(b"mounted by mount(8)")
+        proc = subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        with pytest.raises(OSError) as err:
+            (mnt / "refused.txt").write_bytes(b"x")
+        assert err.value.errno == 30  # EROFS
+        assert (mnt / "via-mount8.txt").read_bytes() == b"mounted by mount(8)"
+        proc = subprocess.run(["mount", "-o", "remount,rw", str(mnt)], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        os.unlink(mnt / "via-mount8.txt")
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        unmount(mnt)
+    assert not is_mounted(mnt)
+
+
+def test_fstab_line_with_credentials_file(helper, samba, tmp_path):
+    mnt = tmp_path / "fstab-mnt"
+    mnt.mkdir()
+    cred = tmp_path / "cred"
+    cred.write_text(f"username={samba.username}\npassword={samba.password}\n")
+    cred.chmod(0o600)
+    fstab = tmp_path / "fstab"
+    fstab.write_text(f"{samba.url('plain')} {mnt} quicfs "
+                     f"transport=tcp,credentials={cred},_netdev,nofail 0 0\n")
+    proc = subprocess.run(["mount", "-T", str(fstab), str(mnt)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    try:
+        assert is_mounted(mnt)
+        (mnt / "fstab.txt").write_bytes(b"from fstab")
+        assert (samba.share_path("plain") / "fstab.txt").read_bytes() == b"from fstab"
+        os.unlink(mnt / "fstab.txt")
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        unmount(mnt)
