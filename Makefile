@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PKGS := fuse3 libfuse3-dev pkg-config samba smbclient
 PYTEST_ARGS ?=
 
-.PHONY: deps venv compile test lint bench clean install
+.PHONY: deps venv compile test lint bench clean install demo demo-stop
 
 # apt-get only what is missing, so a machine that has everything stays offline.
 deps:
@@ -48,3 +48,11 @@ install: venv
 	ln -sf $(CURDIR)/mount.quicfs /sbin/mount.quicfs
 	ln -sf $(CURDIR)/mount.quicfs /sbin/mount.fuse.quicfs
 	@echo "installed /sbin/mount.quicfs and /sbin/mount.fuse.quicfs -> $(CURDIR)/mount.quicfs"
+
+# A local Samba, our QUIC gateway in front of it, and the share mounted over QUIC at
+# ./demo/mnt. `make demo-stop` undoes it.
+demo: venv
+	$(VENV)/bin/quicfs demo start demo
+
+demo-stop:
+	@if [ -x $(VENV)/bin/quicfs ]; then $(VENV)/bin/quicfs demo stop demo; fi

@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="the SMB server behind the gateway (default 127.0.0.1:445)")
     gw.add_argument("--cert", required=True, metavar="FILE", help="certificate (PEM)")
     gw.add_argument("--key", required=True, metavar="FILE", help="private key (PEM)")
+    demo = sub.add_parser("demo", help="a local share mounted over QUIC, to try quicfs")
+    demo.add_argument("action", choices=["start", "stop"])
+    demo.add_argument("dir", nargs="?", default="demo", help="where it all lives (./demo)")
     cert = sub.add_parser("cert", help="certificates for the gateway and tests")
     cert_sub = cert.add_subparsers(dest="cert_command", required=True, metavar="ACTION")
     new = cert_sub.add_parser("new", help="make a self-signed certificate and key")
@@ -238,6 +241,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_cert_new(args)
         if args.command == "gateway":
             return cmd_gateway(args)
+        if args.command == "demo":
+            from pathlib import Path
+
+            from quicfs import demo
+
+            action = demo.start if args.action == "start" else demo.stop
+            print(action(Path(args.dir)), end="" if args.action == "start" else "\n")
+            return 0
         return trio.run(run, args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
