@@ -88,6 +88,7 @@ async def serve(source: str, options: str, mountpoint: str,
                             return
 
                 nursery.start_soon(on_signal)
+                ops.nursery = nursery  # background writes live as long as the mount
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
         finally:

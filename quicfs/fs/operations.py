@@ -26,6 +26,7 @@ from quicfs.errors import ConnectionLost, QuicfsError, SMBError
 from quicfs.fs import symlinks
 from quicfs.fs.attrs import posix_attrs
 from quicfs.fs.inodes import ROOT_INODE, InodeTable, join
+from quicfs.fs.writeback import WriteBehind
 from quicfs.options import Options
 from quicfs.smb2.status import Status
 
@@ -69,6 +70,11 @@ class Operations(pyfuse3.Operations):
         self.opts = opts
         self.inodes = InodeTable()
         self.files: dict[int, Open] = {}
+        self.writers: dict[int, WriteBehind] = {}
+        self.handles_of: dict[int, set[int]] = {}  # inode -> open fhs
+        self.fh_inode: dict[int, int] = {}
+        #: Where background writes run; the mount's serve() sets it.
+        self.nursery: trio.Nursery | None = None
         self.dirs: dict[int, list[tuple[str, FileStat]]] = {}
         self._dir_paths: dict[int, str] = {}
         self._next_fh = 1
@@ -98,6 +104,20 @@ class Operations(pyfuse3.Operations):
         e.st_mtime_ns = a.mtime_ns
         e.st_ctime_ns = a.ctime_ns
         return e
+
+    def _track(self, fh: int, inode: int, handle: Open) -> None:
+        self.files[fh] = handle
+        self.fh_inode[fh] = inode
+        self.handles_of.setdefault(inode, set()).add(fh)
+        if self.nursery is not None:
+            self.writers[fh] = WriteBehind(handle, self.nursery)
+
+    async def _drain_inode(self, inode: int) -> None:
+        """Before anything looks at a file's size or data, what we gathered goes out."""
+        for fh in list(self.handles_of.get(inode, ())):
+            writer = self.writers.get(fh)
+            if writer is not None and writer.pending:
+                await writer.drain()
 
     def _check_writable(self) -> None:
         if self.opts.ro:
@@ -148,6 +168,7 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        await self._drain_inode(inode)
         path = self.inodes.path(inode)
         return await self._entry_for(inode, path, await self._stat(path))
 
@@ -156,6 +177,7 @@ class Operations(pyfuse3.Operations):
                       fields: pyfuse3.SetattrFields, fh: int | None, ctx: Any
                       ) -> pyfuse3.EntryAttributes:
         path = self.inodes.path(inode)
+        await self._drain_inode(inode)
         if fields.update_size:
             self._check_writable()
             handle = self.files.get(fh) if fh is not None else None
@@ -331,7 +353,7 @@ class Operations(pyfuse3.Operations):
         if flags & os.O_TRUNC and writing:
             await handle.set_end_of_file(0)
         fh = self._fh()
-        self.files[fh] = handle
+        self._track(fh, inode, handle)
         return pyfuse3.FileInfo(fh=fh)
 
     @fuse_errors
@@ -342,31 +364,50 @@ class Operations(pyfuse3.Operations):
         handle = await self.share.create_file(path, exclusive=bool(flags & os.O_EXCL),
                                               truncate=bool(flags & os.O_TRUNC))
         fh = self._fh()
-        self.files[fh] = handle
         st = await self._stat(path)
-        return pyfuse3.FileInfo(fh=fh), self._entry(self.inodes.remember(path, st.file_id), st)
+        inode = self.inodes.remember(path, st.file_id)
+        self._track(fh, inode, handle)
+        return pyfuse3.FileInfo(fh=fh), self._entry(inode, st)
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
+        await self._drain_inode(self.fh_inode[fh])
         return await self.files[fh].read(off, size)
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        return await self.files[fh].write(off, buf)
+        writer = self.writers.get(fh)
+        if writer is None:
+            return await self.files[fh].write(off, buf)
+        return await writer.write(off, buf)
 
     @fuse_errors
     async def flush(self, fh: int) -> None:
-        return None  # writes go straight to the server; close/fsync make them durable
+        # close(2) reports what went wrong with gathered writes (close-to-open).
+        writer = self.writers.get(fh)
+        if writer is not None:
+            await writer.drain()
 
     @fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
+        writer = self.writers.get(fh)
+        if writer is not None:
+            await writer.drain()
         await self.files[fh].flush()
 
     @fuse_errors
     async def release(self, fh: int) -> None:
+        writer = self.writers.pop(fh, None)
         handle = self.files.pop(fh, None)
-        if handle is not None:
-            await handle.close()
+        inode = self.fh_inode.pop(fh, None)
+        if inode is not None:
+            self.handles_of.get(inode, set()).discard(fh)
+        try:
+            if writer is not None:
+                await writer.drain()
+        finally:
+            if handle is not None:
+                await handle.close()
 
 
 def fuse_options(opts: Options, fsname: str) -> set[str]:

@@ -188,3 +188,70 @@ def test_hard_links_and_symlinks(mounted, samba):
     assert len(raw) == 1067 and raw.startswith(b"XSym\n0008\n")
     for name in ("orig.txt", "alias.txt", "sym"):
         os.unlink(mounted / name)
+
+
+def test_eight_writers_two_readers(mounted, tmp_path):
+    src = tmp_path / "shared.bin"
+    src.write_bytes(os.urandom(8 * 1024 * 1024))
+    shutil.copyfile(src, mounted / "shared.bin")
+    want_shared = digest(src)
+    payloads = {i: os.urandom(3 * 1024 * 1024 + i) for i in range(8)}
+    results: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            with open(mounted / f"w{i}.bin", "wb") as f:
+                data = payloads[i]
+                for pos in range(0, len(data), 100_000):
+                    f.write(data[pos : pos + 100_000])
+        except BaseException as exc:
+            errors.append(exc)
+
+    def reader(i: int) -> None:
+        try:
+            results[f"r{i}"] = digest(mounted / "shared.bin")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    threads += [threading.Thread(target=reader, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert results == {"r0": want_shared, "r1": want_shared}
+    for i, data in payloads.items():
+        assert digest(mounted / f"w{i}.bin") == hashlib.sha256(data).hexdigest()
+        os.unlink(mounted / f"w{i}.bin")
+    os.unlink(mounted / "shared.bin")
+
+
+def test_one_gib_write_and_read_back(mounted, tmp_path):
+    block = os.urandom(1 << 20)
+    want = hashlib.sha256()
+    with open(mounted / "gib.bin", "wb") as f:
+        for i in range(1024):
+            piece = bytes([i % 256]) + block[1:]
+            want.update(piece)
+            f.write(piece)
+    assert os.stat(mounted / "gib.bin").st_size == 1 << 30
+    assert digest(mounted / "gib.bin") == want.hexdigest()
+    os.unlink(mounted / "gib.bin")
+
+
+def test_unlink_while_open_and_append(mounted):
+    with open(mounted / "a.log", "ab") as f:
+        f.write(b"one\n")
+    with open(mounted / "a.log", "ab") as f:
+        f.write(b"two\n")
+    assert (mounted / "a.log").read_bytes() == b"one\ntwo\n"
+    f = open(mounted / "a.log", "rb")
+    try:
+        os.unlink(mounted / "a.log")
+        assert not (mounted / "a.log").exists()
+        assert f.read() == b"one\ntwo\n"  # the open file still reads (delete on close)
+    finally:
+        f.close()
+    assert not (mounted / "a.log").exists()
