@@ -40,7 +40,7 @@ def test_tree_workload_matches_local(mounted, samba, tmp_path):
     local.mkdir()
     work = mounted / "tree"
     work.mkdir()
-    files = make_tree(local, 400)
+    files = make_tree(local, 2000)
     # Copy in, read back by checksum.
     for rel in files:
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -255,3 +255,43 @@ def test_unlink_while_open_and_append(mounted):
     finally:
         f.close()
     assert not (mounted / "a.log").exists()
+
+
+def test_ownership_and_modes_from_options(samba, tmp_path):
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    opts = (f"transport=tcp,username={samba.username},password={samba.password},"
+            "uid=1234,gid=2345,file_mode=0600,dir_mode=0700")
+    with Mount(mnt, samba.url("plain"), opts):
+        (mnt / "own.txt").write_bytes(b"x")
+        (mnt / "owndir").mkdir()
+        st = os.stat(mnt / "own.txt")
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 2345, 0o600)
+        st = os.stat(mnt / "owndir")
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 2345, 0o700)
+        os.unlink(mnt / "own.txt")
+        os.rmdir(mnt / "owndir")
+
+
+def test_server_gone_gives_eio_not_a_hang(samba_factory, tmp_path):
+    import errno
+    import time
+
+    import pytest
+
+    server = samba_factory()
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    opts = f"transport=tcp,username={server.username},password={server.password},actimeo=0"
+    with Mount(mnt, server.url("plain"), opts):
+        (mnt / "before.txt").write_bytes(b"written before the server went away")
+        server.stop()
+        start = time.monotonic()
+        with pytest.raises(OSError) as err:
+            (mnt / "before.txt").read_bytes()
+        assert err.value.errno in (errno.EIO, errno.ETIMEDOUT, errno.ECONNABORTED)
+        with pytest.raises(OSError) as err:
+            os.listdir(mnt)
+        assert err.value.errno in (errno.EIO, errno.ETIMEDOUT, errno.ECONNABORTED)
+        assert time.monotonic() - start < 30
+    assert not is_mounted(mnt)
