@@ -26,6 +26,7 @@ from quicfs.errors import ConnectionLost, QuicfsError, SMBError
 from quicfs.fs import symlinks
 from quicfs.fs.attrs import posix_attrs
 from quicfs.fs.inodes import ROOT_INODE, InodeTable, join
+from quicfs.fs.readahead import ReadAhead
 from quicfs.fs.writeback import WriteBehind
 from quicfs.options import Options
 from quicfs.smb2.status import Status
@@ -71,6 +72,7 @@ class Operations(pyfuse3.Operations):
         self.inodes = InodeTable()
         self.files: dict[int, Open] = {}
         self.writers: dict[int, WriteBehind] = {}
+        self.readers: dict[int, ReadAhead] = {}
         self.handles_of: dict[int, set[int]] = {}  # inode -> open fhs
         self.fh_inode: dict[int, int] = {}
         #: Where background writes run; the mount's serve() sets it.
@@ -111,6 +113,14 @@ class Operations(pyfuse3.Operations):
         self.handles_of.setdefault(inode, set()).add(fh)
         if self.nursery is not None:
             self.writers[fh] = WriteBehind(handle, self.nursery)
+            self.readers[fh] = ReadAhead(handle, self.nursery)
+
+    def _invalidate_reads(self, inode: int) -> None:
+        """A write or truncate through any handle makes read-ahead of the file stale."""
+        for fh in self.handles_of.get(inode, ()):
+            reader = self.readers.get(fh)
+            if reader is not None:
+                reader.invalidate()
 
     async def _drain_inode(self, inode: int) -> None:
         """Before anything looks at a file's size or data, what we gathered goes out."""
@@ -179,6 +189,7 @@ class Operations(pyfuse3.Operations):
         path = self.inodes.path(inode)
         await self._drain_inode(inode)
         if fields.update_size:
+            self._invalidate_reads(inode)
             self._check_writable()
             handle = self.files.get(fh) if fh is not None else None
             if handle is not None:
@@ -372,10 +383,14 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
         await self._drain_inode(self.fh_inode[fh])
-        return await self.files[fh].read(off, size)
+        reader = self.readers.get(fh)
+        if reader is None:
+            return await self.files[fh].read(off, size)
+        return await reader.read(off, size)
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        self._invalidate_reads(self.fh_inode[fh])
         writer = self.writers.get(fh)
         if writer is None:
             return await self.files[fh].write(off, buf)
@@ -397,6 +412,7 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def release(self, fh: int) -> None:
+        self.readers.pop(fh, None)
         writer = self.writers.pop(fh, None)
         handle = self.files.pop(fh, None)
         inode = self.fh_inode.pop(fh, None)

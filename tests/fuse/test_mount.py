@@ -295,3 +295,20 @@ def test_server_gone_gives_eio_not_a_hang(samba_factory, tmp_path):
         assert err.value.errno in (errno.EIO, errno.ETIMEDOUT, errno.ECONNABORTED)
         assert time.monotonic() - start < 30
     assert not is_mounted(mnt)
+
+
+def test_read_ahead_sees_writes_through_the_mount(mounted):
+    """Read-ahead must never serve bytes older than a write made through the mount."""
+    data = bytearray(os.urandom(6 * 1024 * 1024))
+    (mounted / "ra.bin").write_bytes(bytes(data))
+    with open(mounted / "ra.bin", "rb", buffering=0) as r, \
+            open(mounted / "ra.bin", "r+b", buffering=0) as w:
+        first = r.read(65536)  # sequential: the next chunks are being fetched now
+        assert first == bytes(data[:65536])
+        w.seek(3 * 1024 * 1024)
+        w.write(b"NEW" * 1000)
+        data[3 * 1024 * 1024 : 3 * 1024 * 1024 + 3000] = b"NEW" * 1000
+        os.posix_fadvise(r.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        rest = r.read()
+    assert first + rest == bytes(data)
+    os.unlink(mounted / "ra.bin")
