@@ -28,6 +28,19 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def record_frames(share) -> list[bytes]:
+    """Every frame the client sends from now on, as it goes onto the transport."""
+    frames: list[bytes] = []
+    real_send = share.conn.transport.send_message
+
+    async def spy(message):
+        frames.append(bytes(message))
+        await real_send(message)
+
+    share.conn.transport.send_message = spy
+    return frames
+
+
 @pytest.mark.parametrize("share", SHARES)
 async def test_round_trips(samba, share):
     async with quicfs.connect(samba.url(share), opts(samba)) as s:
@@ -183,14 +196,7 @@ async def test_compound_round_trip(samba):
     """stat() is CREATE + QUERY_INFO + CLOSE in one frame: three messages, one round trip."""
     async with quicfs.connect(samba.url("plain"), opts(samba)) as s:
         await s.write_file("cmp.txt", b"x" * 77)
-        frames: list[bytes] = []
-        real_send = s.conn.transport.send_message
-
-        async def spy(message):
-            frames.append(bytes(message))
-            await real_send(message)
-
-        s.conn.transport.send_message = spy  # type: ignore[method-assign]
+        frames = record_frames(s)
         st = await s.stat("cmp.txt")
         assert st.size == 77
         assert len(frames) == 1
@@ -218,14 +224,7 @@ async def test_missing_file_and_directory_as_file(samba):
 async def test_sealed_share_is_encrypted_on_the_wire(samba):
     async with quicfs.connect(samba.url("sealed"), opts(samba)) as s:
         assert s.tree.encrypt
-        frames: list[bytes] = []
-        real_send = s.conn.transport.send_message
-
-        async def spy(message):
-            frames.append(bytes(message))
-            await real_send(message)
-
-        s.conn.transport.send_message = spy  # type: ignore[method-assign]
+        frames = record_frames(s)
         secret = b"very secret payload " * 100
         await s.write_file("secret.txt", secret)
         assert frames and all(f[:4] == b"\xfdSMB" for f in frames)
