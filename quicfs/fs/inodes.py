@@ -2,15 +2,16 @@
 
 Pure bookkeeping (no pyfuse3, no I/O). The server's file id is the inode number when it
 gives one (MS-FSCC FileInternalInformation / directory entry FileId): stable across
-lookups and shared by hard links. A number the kernel still holds for another path is
-never reused for a different file: a fresh one is allocated instead. Lookup counts follow
-the kernel's (FUSE ``lookup`` adds one, ``forget`` takes away); a path is dropped only
+lookups and shared by hard links, so one inode may have several names. A number is never
+reused for a different file while the kernel still holds it: a file id whose old owner
+was deleted but not yet forgotten gets a fresh local number instead. Lookup counts follow
+the kernel's (FUSE ``lookup`` adds one, ``forget`` takes away); an inode is dropped only
 when its count reaches zero.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ROOT_INODE = 1
 #: Numbers we allocate ourselves live above any server file id we expect.
@@ -19,19 +20,23 @@ _FIRST_LOCAL = 1 << 62
 
 @dataclass
 class _Entry:
-    path: str
+    paths: list[str] = field(default_factory=list)  # its names; empty once all are gone
     lookups: int = 0
+    deleted: bool = False
 
 
 class InodeTable:
     def __init__(self) -> None:
-        self._by_inode: dict[int, _Entry] = {ROOT_INODE: _Entry("", 1)}
+        self._by_inode: dict[int, _Entry] = {ROOT_INODE: _Entry([""], 1)}
         self._by_path: dict[str, int] = {"": ROOT_INODE}
         self._next_local = _FIRST_LOCAL
 
     def path(self, inode: int) -> str:
-        """The path of a known inode; KeyError if the kernel sent one we never gave."""
-        return self._by_inode[inode].path
+        """A current name of ``inode``; KeyError if it has none (never given, or gone)."""
+        entry = self._by_inode[inode]
+        if not entry.paths:
+            raise KeyError(inode)
+        return entry.paths[0]
 
     def inode_of(self, path: str) -> int | None:
         return self._by_path.get(path)
@@ -40,8 +45,9 @@ class InodeTable:
         """The inode for ``path`` (looked up now), counting one kernel reference."""
         inode = self._by_path.get(path)
         if inode is None:
-            inode = file_id if self._usable(file_id, path) else self._allocate()
-            self._by_inode[inode] = _Entry(path)
+            inode = self._choose(file_id)
+            entry = self._by_inode.setdefault(inode, _Entry())
+            entry.paths.append(path)
             self._by_path[path] = inode
         self._by_inode[inode].lookups += 1
         return inode
@@ -51,18 +57,20 @@ class InodeTable:
         inode = self._by_path.get(path)
         if inode is not None:
             return inode
-        return file_id if self._usable(file_id, path) else 0
+        return file_id if self._id_usable(file_id) else 0
 
-    def _usable(self, file_id: int, path: str) -> bool:
-        if file_id <= ROOT_INODE or file_id >= _FIRST_LOCAL:
-            return False
-        held = self._by_inode.get(file_id)
-        return held is None or held.path == path
-
-    def _allocate(self) -> int:
+    def _choose(self, file_id: int) -> int:
+        if self._id_usable(file_id):
+            return file_id  # new, or another name of a live file (a hard link)
         inode = self._next_local
         self._next_local += 1
         return inode
+
+    def _id_usable(self, file_id: int) -> bool:
+        if file_id <= ROOT_INODE or file_id >= _FIRST_LOCAL:
+            return False
+        held = self._by_inode.get(file_id)
+        return held is None or not held.deleted
 
     def forget(self, inode: int, count: int) -> None:
         entry = self._by_inode.get(inode)
@@ -71,14 +79,21 @@ class InodeTable:
         entry.lookups -= count
         if entry.lookups <= 0:
             del self._by_inode[inode]
-            if self._by_path.get(entry.path) == inode:
-                del self._by_path[entry.path]
+            for p in entry.paths:
+                if self._by_path.get(p) == inode:
+                    del self._by_path[p]
 
     def removed(self, path: str) -> None:
-        """``path`` is gone on the server: a new file there must get its own inode."""
+        """The name ``path`` is gone on the server. When a file loses its last name, a
+        new file must not inherit its inode while the kernel still holds it."""
         inode = self._by_path.pop(path, None)
-        if inode is not None and inode in self._by_inode:
-            self._by_inode[inode].path = f"\0deleted\0{inode}"
+        if inode is None or inode not in self._by_inode:
+            return
+        entry = self._by_inode[inode]
+        if path in entry.paths:
+            entry.paths.remove(path)
+        if not entry.paths:
+            entry.deleted = True
 
     def renamed(self, old: str, new: str) -> None:
         """Move ``old`` and everything below it to ``new`` (open handles stay valid)."""
@@ -90,7 +105,8 @@ class InodeTable:
         for p, inode in moves:
             target = new + p[len(old):]
             self._by_path[target] = inode
-            self._by_inode[inode].path = target
+            entry = self._by_inode[inode]
+            entry.paths = [target if q == p else q for q in entry.paths]
 
     def __len__(self) -> int:
         return len(self._by_inode)

@@ -29,6 +29,8 @@ from quicfs.fs.inodes import ROOT_INODE, InodeTable, join
 from quicfs.fs.readahead import ReadAhead
 from quicfs.fs.writeback import WriteBehind
 from quicfs.options import Options
+from quicfs.smb2.constants import FileInfoClass
+from quicfs.smb2.info import FileAllInformation
 from quicfs.smb2.status import Status
 
 log = logging.getLogger("quicfs.fs")
@@ -179,6 +181,15 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
         await self._drain_inode(inode)
+        fhs = self.handles_of.get(inode)
+        if fhs:
+            # An open file is asked through its handle: that works even once every name
+            # is gone (fstat after unlink), and costs one message instead of three.
+            handle = self.files[next(iter(fhs))]
+            info = FileAllInformation.unpack(await handle.query_info(FileInfoClass.ALL))
+            st = FileStat.from_info(handle.name.rpartition("/")[2], info,
+                                    file_id=info.index_number, nlink=info.number_of_links)
+            return self._entry(inode, st)
         path = self.inodes.path(inode)
         return await self._entry_for(inode, path, await self._stat(path))
 

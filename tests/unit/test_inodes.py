@@ -1,0 +1,57 @@
+"""The inode table: stable numbers, hard links, no reuse while the kernel holds one."""
+
+from __future__ import annotations
+
+import pytest
+
+from quicfs.fs.inodes import ROOT_INODE, InodeTable
+
+
+def test_server_ids_become_inodes_and_hard_links_share_them():
+    t = InodeTable()
+    a = t.remember("dir/a", 1000)
+    assert a == 1000 and t.path(a) == "dir/a"
+    b = t.remember("dir/b", 1000)  # a second name of the same file
+    assert b == a
+    t.removed("dir/a")
+    assert t.path(a) == "dir/b"  # still reachable through its other name
+    t.removed("dir/b")
+    with pytest.raises(KeyError):
+        t.path(a)
+
+
+def test_deleted_file_id_is_not_reused_while_held():
+    t = InodeTable()
+    old = t.remember("x", 77)
+    t.removed("x")
+    new = t.remember("x", 77)  # the server reused the id for a new file
+    assert new != old and new > 77
+    t.forget(old, 1)
+    assert t.remember("y", 77) == 77  # once forgotten, the number is free again
+
+
+def test_lookup_counts_and_forget():
+    t = InodeTable()
+    i = t.remember("f", 5)
+    assert t.remember("f", 5) == i
+    t.forget(i, 1)
+    assert t.inode_of("f") == i
+    t.forget(i, 1)
+    assert t.inode_of("f") is None
+    t.forget(ROOT_INODE, 10)
+    assert t.path(ROOT_INODE) == ""
+
+
+def test_rename_moves_subtree():
+    t = InodeTable()
+    d = t.remember("d", 10)
+    f = t.remember("d/e/f", 11)
+    t.renamed("d", "z")
+    assert t.path(d) == "z" and t.path(f) == "z/e/f"
+    assert t.inode_of("d/e/f") is None
+
+
+def test_ids_without_server_numbers_are_allocated():
+    t = InodeTable()
+    a, b = t.remember("a"), t.remember("b")
+    assert a != b and a > 1 << 61 and b > 1 << 61
