@@ -168,6 +168,9 @@ class Operations(pyfuse3.Operations):
             path = parent.rpartition("/")[0]
         else:
             path = join(parent, text)
+        known = self.inodes.inode_of(path)
+        if known is not None:
+            await self._drain_inode(known)  # the size we report includes what we gathered
         try:
             st = await self._stat(path)
         except SMBError as exc:
@@ -240,6 +243,11 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def opendir(self, inode: int, ctx: Any) -> int:
         path = self.inodes.path(inode)
+        # readdirplus hands the kernel each entry's attributes: sizes must include the
+        # writes still gathered here, or the kernel would shrink its idea of a file.
+        for writer in list(self.writers.values()):
+            if writer.pending:
+                await writer.drain()
         here = await self._stat(path)
         # "." and ".." first, as readdir(3) users expect; the kernel takes no lookup
         # reference for them.

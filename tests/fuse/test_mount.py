@@ -318,3 +318,15 @@ def test_read_ahead_sees_writes_through_the_mount(mounted):
         rest = r.read()
     assert first + rest == bytes(data)
     os.unlink(mounted / "ra.bin")
+
+
+def test_listing_while_writing_shows_the_written_size(mounted):
+    """Sizes from readdir (readdirplus) include writes still gathered in the mount."""
+    with open(mounted / "growing.bin", "wb") as f:
+        f.write(b"x" * 300_000)
+        f.flush()
+        entries = {e.name: e.stat().st_size for e in os.scandir(mounted)}
+        assert entries["growing.bin"] == 300_000
+        assert os.stat(mounted / "growing.bin").st_size == 300_000
+    assert (mounted / "growing.bin").read_bytes() == b"x" * 300_000
+    os.unlink(mounted / "growing.bin")
