@@ -384,7 +384,9 @@ class Operations(pyfuse3.Operations):
             await handle.set_end_of_file(0)
         fh = self._fh()
         self._track(fh, inode, handle)
-        return pyfuse3.FileInfo(fh=fh)
+        # Close-to-open consistency (as cifs.ko without a lease): each open drops the
+        # kernel's cached pages, so a file another client changed is read afresh.
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False)
 
     @fuse_errors
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
@@ -397,7 +399,7 @@ class Operations(pyfuse3.Operations):
         st = await self._stat(path)
         inode = self.inodes.remember(path, st.file_id)
         self._track(fh, inode, handle)
-        return pyfuse3.FileInfo(fh=fh), self._entry(inode, st)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False), self._entry(inode, st)
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:

@@ -330,3 +330,16 @@ def test_listing_while_writing_shows_the_written_size(mounted):
         assert os.stat(mounted / "growing.bin").st_size == 300_000
     assert (mounted / "growing.bin").read_bytes() == b"x" * 300_000
     os.unlink(mounted / "growing.bin")
+
+
+def test_close_to_open_sees_other_clients_changes(mounted, samba):
+    """A file changed by another client (smbclient here) is read afresh on the next
+    open, not served from the kernel's page cache."""
+    (mounted / "shared.txt").write_bytes(b"A" * 5000)
+    assert (mounted / "shared.txt").read_bytes() == b"A" * 5000  # now in the page cache
+    local = samba.root / "other-client.txt"
+    local.write_bytes(b"B" * 5000)  # same size: only the content differs
+    proc = samba.smbclient("plain", f"put {local} shared.txt")
+    assert proc.returncode == 0, proc.stdout
+    assert (mounted / "shared.txt").read_bytes() == b"B" * 5000
+    os.unlink(mounted / "shared.txt")
