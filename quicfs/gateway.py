@@ -118,7 +118,12 @@ class Gateway:
                     nursery.start_soon(pump, stream, backend, True)
                     nursery.start_soon(pump, backend, stream, False)
         except ConnectError:
-            pass
+            # Tell the client why, in the CONNECTION_CLOSE reason (RFC 9000 19.19), so its
+            # error names the backend rather than a bare closed connection.
+            driver = getattr(stream, "driver", None)
+            if driver is not None:
+                with trio.CancelScope(shield=True):
+                    await driver.aclose(f"gateway: {reason}")
         finally:
             stats.active -= 1
             with trio.CancelScope(shield=True):

@@ -338,3 +338,16 @@ async def test_resumed_connection_sends_0rtt(samba, gateway):
         data = os.urandom(100_000)
         await s.write_file("zero-rtt.bin", data)
         assert await s.read_file("zero-rtt.bin") == data
+
+
+def test_gateway_with_backend_down_says_so(samba, tmp_path):
+    dead = free_tcp_port()
+    gw = GatewayProcess(tmp_path, dead).start()
+    try:
+        proc = run("ls", "-o", gw.options(samba), gw.url("plain"))
+    finally:
+        gw.stop()
+    assert proc.returncode == 1
+    line = one_line_error(proc)
+    assert f"gateway: backend 127.0.0.1:{dead} unreachable" in line, line
+    assert "backend 127.0.0.1" in gw.log() and "unreachable" in gw.log()
