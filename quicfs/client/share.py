@@ -226,17 +226,20 @@ class Share:
         await self._on_path(create, setsize)
 
     async def set_times(self, path: str, *, atime_ns: int | None = None,
-                        mtime_ns: int | None = None) -> None:
-        """Set access and/or modification time; None leaves a time as it is (0 on the wire,
-        MS-FSCC 2.4.7)."""
+                        mtime_ns: int | None = None,
+                        attributes: FileAttributes | None = None) -> None:
+        """Set access and/or modification time, and/or the DOS attributes; None leaves a
+        value as it is (0 on the wire, MS-FSCC 2.4.7)."""
         create = self._create(path, access=AccessMask.FILE_WRITE_ATTRIBUTES,
                               disposition=CreateDisposition.OPEN)
+        if attributes is not None and not attributes:
+            attributes = FileAttributes.NORMAL  # 0 would mean "leave as it is"
         basic = FileBasicInformation(
             creation_time=0,
             last_access_time=0 if atime_ns is None else ns_to_filetime(atime_ns),
             last_write_time=0 if mtime_ns is None else ns_to_filetime(mtime_ns),
             change_time=0,
-            file_attributes=0,
+            file_attributes=0 if attributes is None else int(attributes),
         )
         setinfo = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.BASIC,
                                  file_id=FileId.related(), buffer=basic.pack())

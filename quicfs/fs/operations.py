@@ -29,7 +29,7 @@ from quicfs.fs.inodes import ROOT_INODE, InodeTable, join
 from quicfs.fs.readahead import ReadAhead
 from quicfs.fs.writeback import WriteBehind
 from quicfs.options import Options
-from quicfs.smb2.constants import FileInfoClass
+from quicfs.smb2.constants import FileAttributes, FileInfoClass
 from quicfs.smb2.info import FileAllInformation
 from quicfs.smb2.status import Status
 
@@ -217,7 +217,19 @@ class Operations(pyfuse3.Operations):
                 atime_ns=attr.st_atime_ns if fields.update_atime else None,
                 mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
             )
-        # Mode, owner and group are not SMB's to keep (uid=/gid=/file_mode= set them).
+        if fields.update_mode:
+            # Of a mode, SMB keeps one bit: no write permission for anyone is the
+            # read-only attribute (MS-FSCC 2.6), as cifs.ko maps it.
+            self._check_writable()
+            st = await self._stat(path)
+            if not st.is_dir:
+                readonly = not attr.st_mode & 0o222
+                attrs = st.attributes & ~FileAttributes.NORMAL
+                attrs = (attrs | FileAttributes.READONLY) if readonly \
+                    else (attrs & ~FileAttributes.READONLY)
+                if attrs != st.attributes & ~FileAttributes.NORMAL:
+                    await self.share.set_times(path, attributes=FileAttributes(attrs))
+        # Owner and group are not SMB's to keep (uid=/gid=/file_mode= set them).
         return await self._entry_for(inode, path, await self._stat(path))
 
     def forget(self, inode_list: list[tuple[int, int]]) -> None:

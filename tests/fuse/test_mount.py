@@ -343,3 +343,18 @@ def test_close_to_open_sees_other_clients_changes(mounted, samba):
     assert proc.returncode == 0, proc.stdout
     assert (mounted / "shared.txt").read_bytes() == b"B" * 5000
     os.unlink(mounted / "shared.txt")
+
+
+def test_chmod_maps_write_bits_to_readonly(mounted):
+    import stat as st_
+
+    p = mounted / "ro.txt"
+    p.write_bytes(b"keep me")
+    os.chmod(p, 0o444)
+    assert st_.S_IMODE(os.stat(p).st_mode) & 0o222 == 0
+    os.chmod(p, 0o644)
+    assert st_.S_IMODE(os.stat(p).st_mode) & 0o200
+    with open(p, "ab") as f:
+        f.write(b"!")
+    assert p.read_bytes() == b"keep me!"
+    os.unlink(p)
