@@ -81,6 +81,10 @@ class Operations(pyfuse3.Operations):
         self.nursery: trio.Nursery | None = None
         self.dirs: dict[int, list[tuple[str, FileStat]]] = {}
         self._dir_paths: dict[int, str] = {}
+        # Listings reused within actimeo, as long as nothing changed through this mount
+        # (any change bumps the generation).
+        self._listings: dict[str, tuple[float, int, list[tuple[str, FileStat]]]] = {}
+        self._generation = 0
         self._next_fh = 1
 
     # ------------------------------------------------------------------ helpers
@@ -134,6 +138,11 @@ class Operations(pyfuse3.Operations):
     def _check_writable(self) -> None:
         if self.opts.ro:
             raise pyfuse3.FUSEError(errno.EROFS)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._generation += 1
+        self._listings.clear()
 
     async def _stat(self, path: str) -> FileStat:
         return await self.share.stat(path)
@@ -260,11 +269,18 @@ class Operations(pyfuse3.Operations):
         for writer in list(self.writers.values()):
             if writer.pending:
                 await writer.drain()
-        here = await self._stat(path)
-        # "." and ".." first, as readdir(3) users expect; the kernel takes no lookup
-        # reference for them.
-        entries = [(".", here), ("..", here)]
-        entries += [(e.name, e) for e in await self.share.listdir(path)]
+        cached = self._listings.get(path)
+        now = trio.current_time()
+        if cached is not None and cached[1] == self._generation \
+                and now - cached[0] < self.opts.actimeo:
+            entries = cached[2]
+        else:
+            here = await self._stat(path)
+            # "." and ".." first, as readdir(3) users expect; the kernel takes no lookup
+            # reference for them.
+            entries = [(".", here), ("..", here)]
+            entries += [(e.name, e) for e in await self.share.listdir(path)]
+            self._listings[path] = (now, self._generation, entries)
         fh = self._fh()
         self.dirs[fh] = entries
         self._dir_paths[fh] = path
@@ -423,6 +439,7 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        self._changed()
         self._invalidate_reads(self.fh_inode[fh])
         writer = self.writers.get(fh)
         if writer is None:

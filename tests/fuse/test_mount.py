@@ -358,3 +358,17 @@ def test_chmod_maps_write_bits_to_readonly(mounted):
         f.write(b"!")
     assert p.read_bytes() == b"keep me!"
     os.unlink(p)
+
+
+def test_listing_reuse_is_bounded_and_sees_own_changes(mounted, samba):
+    import time
+
+    (mounted / "lst").mkdir()
+    assert os.listdir(mounted / "lst") == []
+    (mounted / "lst" / "mine").write_bytes(b"")
+    assert os.listdir(mounted / "lst") == ["mine"]  # our own change: at once
+    other = samba.share_path("plain") / "lst" / "theirs"
+    other.write_bytes(b"")  # another client's change: within actimeo (1 s)
+    time.sleep(1.2)
+    assert sorted(os.listdir(mounted / "lst")) == ["mine", "theirs"]
+    shutil.rmtree(mounted / "lst")
