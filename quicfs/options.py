@@ -52,6 +52,8 @@ class Options:
     file_mode: int | None = None
     dir_mode: int | None = None
     actimeo: float = 1.0
+    #: How long a closed file's handle is kept while its lease allows (cifs.ko's name).
+    closetimeo: float = 1.0
     rsize: int | None = None
     wsize: int | None = None
     echo_interval: float = 60.0
@@ -169,6 +171,7 @@ _VALUES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "file_mode": ("file_mode", _octal),
     "dir_mode": ("dir_mode", _octal),
     "actimeo": ("actimeo", _seconds),
+    "closetimeo": ("closetimeo", _seconds),
     "rsize": ("rsize", _SIZE),
     "wsize": ("wsize", _SIZE),
     "echo_interval": ("echo_interval", _seconds),

@@ -67,6 +67,7 @@ async def serve(source: str, options: str, mountpoint: str,
     import trio
 
     from quicfs.client.share import connect
+    from quicfs.fs.kernel import raise_read_ahead
     from quicfs.fs.operations import Operations, fuse_options
     from quicfs.options import parse_options
 
@@ -88,6 +89,9 @@ async def serve(source: str, options: str, mountpoint: str,
                             return
 
                 nursery.start_soon(on_signal)
+                # stat() of the mount point waits for the kernel's INIT, which only
+                # pyfuse3.main() answers: a thread does it once the loop runs.
+                nursery.start_soon(trio.to_thread.run_sync, raise_read_ahead, mountpoint)
                 ops.nursery = nursery  # background writes live as long as the mount
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()

@@ -11,8 +11,16 @@ import trio
 from quicfs.client.nursery import open_nursery
 from quicfs.client.tree import Tree
 from quicfs.errors import MalformedError, ProtocolError
-from quicfs.smb2.constants import CloseFlags, FileAttributes, FileInfoClass, InfoType, LockFlags
-from quicfs.smb2.create import CreateResponse
+from quicfs.smb2.constants import (
+    CloseFlags,
+    FileAttributes,
+    FileInfoClass,
+    InfoType,
+    LeaseState,
+    LockFlags,
+    OplockLevel,
+)
+from quicfs.smb2.create import CreateResponse, LeaseResponseV1, LeaseResponseV2
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.info import QueryInfoRequest, QueryInfoResponse, SetInfoRequest
 from quicfs.smb2.io import (
@@ -93,6 +101,23 @@ class Open:
     @property
     def size(self) -> int:
         return self.created.end_of_file
+
+    @property
+    def _lease(self) -> LeaseResponseV1 | LeaseResponseV2 | None:
+        if self.created.oplock_level != OplockLevel.LEASE:
+            return None
+        return self.created.context(LeaseResponseV2) or self.created.context(LeaseResponseV1)
+
+    @property
+    def lease_state(self) -> LeaseState:
+        """The caching the server granted at CREATE (none without a lease)."""
+        lease = self._lease
+        return lease.state if lease is not None else LeaseState.NONE
+
+    @property
+    def lease_key(self) -> bytes | None:
+        lease = self._lease
+        return lease.lease_key if lease is not None else None
 
     async def read(self, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes at ``offset``; fewer only at end of file."""

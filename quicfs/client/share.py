@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import trio
 
 from quicfs.client.connection import Connection, Reply, open_connection
 from quicfs.client.directory import DirEntry, iter_directory
+from quicfs.client.leases import Leases
 from quicfs.client.nursery import open_nursery
 from quicfs.client.open import FileStat, Open
 from quicfs.client.session import Session
@@ -34,10 +36,11 @@ from quicfs.smb2.constants import (
     FsInfoClass,
     ImpersonationLevel,
     InfoType,
+    LeaseState,
     OplockLevel,
     ShareAccess,
 )
-from quicfs.smb2.create import CreateRequest, CreateResponse
+from quicfs.smb2.create import CreateRequest, CreateResponse, LeaseRequestV2
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.filetime import ns_to_filetime
 from quicfs.smb2.info import (
@@ -84,6 +87,7 @@ class Share:
         self.session = session
         self.tree = tree
         self.options = options or Options()
+        self.leases = Leases(tree)
 
     @property
     def transport(self) -> str:
@@ -111,14 +115,25 @@ class Share:
             impersonation=ImpersonationLevel.IMPERSONATION,
         )
 
-    async def open(self, path: str, mode: str = "r") -> Open:
+    async def open(self, path: str, mode: str = "r", *, lease_key: bytes | None = None
+                   ) -> Open:
         """Open a file: ``r``, ``r+``, ``w`` (create/truncate), ``x`` (must not exist),
-        ``a`` (create if missing). A directory where a file is expected is EISDIR."""
+        ``a`` (create if missing). A directory where a file is expected is EISDIR.
+
+        With ``lease_key`` the open asks for a lease under that key (3.2.4.3.8): Read and
+        Handle caching, and Write caching too when it may write; ``Open.lease_state``
+        says what the server granted."""
         if mode not in _MODES:
             raise ValueError(f"bad mode {mode!r}")
         access, disposition = _MODES[mode]
         req = self._create(path, access=access, disposition=disposition,
                            options=CreateOptions.NON_DIRECTORY_FILE)
+        if lease_key is not None:
+            wanted = LeaseState.READ_CACHING | LeaseState.HANDLE_CACHING
+            if mode != "r":
+                wanted |= LeaseState.WRITE_CACHING
+            req = replace(req, oplock_level=OplockLevel.LEASE,
+                          contexts=(LeaseRequestV2(lease_key=lease_key, state=wanted),))
         reply = await self.tree.request(req)
         created = CreateResponse.unpack(reply.message)
         return Open(self.tree, created.file_id, path, created)
@@ -258,20 +273,12 @@ class Share:
             QueryInfoResponse.unpack(replies[1].message).buffer
         )
 
-    async def create_file(self, path: str, *, exclusive: bool, truncate: bool) -> Open:
+    async def create_file(self, path: str, *, exclusive: bool, truncate: bool,
+                          lease_key: bytes | None = None) -> Open:
         """Create (or open) a regular file for reading and writing: O_CREAT with
         O_EXCL / O_TRUNC semantics."""
-        if exclusive:
-            disposition = CreateDisposition.CREATE
-        elif truncate:
-            disposition = CreateDisposition.OVERWRITE_IF
-        else:
-            disposition = CreateDisposition.OPEN_IF
-        req = self._create(path, access=AccessMask.GENERIC_READ | AccessMask.GENERIC_WRITE,
-                           disposition=disposition, options=CreateOptions.NON_DIRECTORY_FILE)
-        reply = await self.tree.request(req)
-        created = CreateResponse.unpack(reply.message)
-        return Open(self.tree, created.file_id, path, created)
+        mode = "x" if exclusive else "w" if truncate else "a"
+        return await self.open(path, mode, lease_key=lease_key)
 
     # ------------------------------------------------------------------ directories
     async def scandir(self, path: str = "") -> AsyncIterator[DirEntry]:
@@ -356,6 +363,7 @@ async def connect(
                 except NotADiskShare as exc:
                     raise UsageError(str(exc)) from None
                 share = Share(share_url, conn, session, tree, opts)
+                nursery.start_soon(share.leases.run)
                 log.info("connected to %s over %s%s", share_url, conn.transport.kind.upper(),
                          ", SMB encryption on" if tree.encrypt else ", signed")
                 try:

@@ -41,6 +41,14 @@ class InodeTable:
     def inode_of(self, path: str) -> int | None:
         return self._by_path.get(path)
 
+    def names(self, inode: int) -> list[str]:
+        entry = self._by_inode.get(inode)
+        return list(entry.paths) if entry is not None else []
+
+    def known(self, inode: int) -> bool:
+        """The kernel still holds ``inode`` (it has not forgotten every lookup)."""
+        return inode in self._by_inode
+
     def remember(self, path: str, file_id: int = 0) -> int:
         """The inode for ``path`` (looked up now), counting one kernel reference."""
         inode = self._by_path.get(path)

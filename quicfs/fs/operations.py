@@ -1,8 +1,9 @@
 """pyfuse3 operations over a connected share.
 
 The kernel speaks in inodes and handles; SMB in paths and FileIds. The inode table maps
-one to the other; each open file is an SMB Open kept in the handle table; directory
-listings are read whole at opendir and served from that snapshot. Errors from the client
+one to the other; each open file is an SMB Open kept in the handle table, under a lease
+that decides what the kernel may cache (pagecache.py); directories stream page by page
+as the kernel reads them (listing.py). Errors from the client
 (``SMBError`` and the rest of the tree) become errno here, at the FUSE edge, and nowhere
 else.
 """
@@ -20,12 +21,15 @@ from typing import Any, TypeVar
 import pyfuse3
 import trio
 
+from quicfs.client.directory import DirectoryReader
 from quicfs.client.open import FileStat, Open
 from quicfs.client.share import Share
 from quicfs.errors import ConnectionLost, QuicfsError, SMBError
 from quicfs.fs import symlinks
 from quicfs.fs.attrs import posix_attrs
 from quicfs.fs.inodes import ROOT_INODE, InodeTable, join
+from quicfs.fs.listing import Listing
+from quicfs.fs.pagecache import PageCache
 from quicfs.fs.readahead import ReadAhead
 from quicfs.fs.writeback import WriteBehind
 from quicfs.options import Options
@@ -77,15 +81,26 @@ class Operations(pyfuse3.Operations):
         self.readers: dict[int, ReadAhead] = {}
         self.handles_of: dict[int, set[int]] = {}  # inode -> open fhs
         self.fh_inode: dict[int, int] = {}
-        #: Where background writes run; the mount's serve() sets it.
-        self.nursery: trio.Nursery | None = None
-        self.dirs: dict[int, list[tuple[str, FileStat]]] = {}
-        self._dir_paths: dict[int, str] = {}
-        # Listings reused within actimeo, as long as nothing changed through this mount
-        # (any change bumps the generation).
-        self._listings: dict[str, tuple[float, int, list[tuple[str, FileStat]]]] = {}
+        self._writable: set[int] = set()  # fhs opened for writing
+        self.cache = PageCache(share.leases, hold=opts.closetimeo, drain=self._drain_inode,
+                               drop_pages=self._drop_pages)
+        self._nursery: trio.Nursery | None = None
+        self.dirs: dict[int, Listing] = {}
+        # Complete listings reused within actimeo, as long as nothing changed through
+        # this mount (any change bumps the generation).
+        self._listings: dict[str, Listing] = {}
         self._generation = 0
         self._next_fh = 1
+
+    @property
+    def nursery(self) -> trio.Nursery | None:
+        """Where background writes, read-ahead and parked handles live: the mount's."""
+        return self._nursery
+
+    @nursery.setter
+    def nursery(self, nursery: trio.Nursery | None) -> None:
+        self._nursery = nursery
+        self.cache.nursery = nursery
 
     # ------------------------------------------------------------------ helpers
     def _fh(self) -> int:
@@ -113,8 +128,10 @@ class Operations(pyfuse3.Operations):
         e.st_ctime_ns = a.ctime_ns
         return e
 
-    def _track(self, fh: int, inode: int, handle: Open) -> None:
+    def _track(self, fh: int, inode: int, handle: Open, writable: bool) -> None:
         self.files[fh] = handle
+        if writable:
+            self._writable.add(fh)
         self.fh_inode[fh] = inode
         self.handles_of.setdefault(inode, set()).add(fh)
         if self.nursery is not None:
@@ -127,6 +144,27 @@ class Operations(pyfuse3.Operations):
             reader = self.readers.get(fh)
             if reader is not None:
                 reader.invalidate()
+
+    async def _close_parked_under(self, path: str) -> None:
+        """Handles parked on ``path`` or below it close before we rename or delete it:
+        SMB refuses to rename a directory with open files inside, and a deleted name
+        stays pending while a handle is open."""
+        for inode in self.cache.parked_inodes():
+            names = self.inodes.names(inode)
+            # A handle whose names the kernel forgot may sit anywhere: it goes too.
+            if not names or any(n == path or n.startswith(path + "/") for n in names):
+                await self.cache.close_parked(inode)
+
+    async def _drop_pages(self, inode: int) -> None:
+        """Our Read caching is gone: read-ahead and the kernel's pages of ``inode`` go."""
+        self._invalidate_reads(inode)
+        try:
+            # In a thread: the kernel may wait on a page lock held by a read that only
+            # this loop can answer.
+            await trio.to_thread.run_sync(pyfuse3.invalidate_inode, inode, False)
+        except OSError as exc:
+            # ENOENT: the kernel holds nothing of this inode, so nothing to drop.
+            log.debug("invalidate inode %d: %s", inode, exc)
 
     async def _drain_inode(self, inode: int) -> None:
         """Before anything looks at a file's size or data, what we gathered goes out."""
@@ -244,6 +282,8 @@ class Operations(pyfuse3.Operations):
     def forget(self, inode_list: list[tuple[int, int]]) -> None:
         for inode, count in inode_list:
             self.inodes.forget(inode, count)
+            if not self.inodes.known(inode):
+                self.cache.forget(inode)
 
     @fuse_errors
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
@@ -269,34 +309,36 @@ class Operations(pyfuse3.Operations):
         for writer in list(self.writers.values()):
             if writer.pending:
                 await writer.drain()
-        cached = self._listings.get(path)
         now = trio.current_time()
-        if cached is not None and cached[1] == self._generation \
-                and now - cached[0] < self.opts.actimeo:
-            entries = cached[2]
+        cached = self._listings.get(path)
+        if cached is not None and cached.generation == self._generation \
+                and now - cached.started < self.opts.actimeo:
+            listing = Listing(path, cached.entries, None, started=cached.started,
+                              generation=cached.generation)
         else:
-            here = await self._stat(path)
+            handle = await self.share.open_dir(path)
+            # The directory's own attributes come with its CREATE response.
+            here = FileStat.from_info("", handle.created, file_id=0)
             # "." and ".." first, as readdir(3) users expect; the kernel takes no lookup
             # reference for them.
-            entries = [(".", here), ("..", here)]
-            entries += [(e.name, e) for e in await self.share.listdir(path)]
-            self._listings[path] = (now, self._generation, entries)
+            listing = Listing(path, [(".", here), ("..", here)], DirectoryReader(handle),
+                              started=now, generation=self._generation)
         fh = self._fh()
-        self.dirs[fh] = entries
-        self._dir_paths[fh] = path
+        self.dirs[fh] = listing
         return fh
 
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        entries = self.dirs[fh]
-        here = self._dir_path(fh)
-        for i in range(start_id, len(entries)):
-            name, st = entries[i]
+        listing = self.dirs[fh]
+        here = listing.path
+        i = start_id
+        while await listing.fill(i):
+            name, st = listing.entries[i]
+            i += 1
             if name in (".", ".."):
                 target = here if name == "." else here.rpartition("/")[0]
                 inode = self.inodes.inode_of(target) or ROOT_INODE
-                if not pyfuse3.readdir_reply(token, name.encode(), self._entry(inode, st),
-                                             i + 1):
+                if not pyfuse3.readdir_reply(token, name.encode(), self._entry(inode, st), i):
                     return
                 continue
             path = join(here, name)
@@ -304,17 +346,19 @@ class Operations(pyfuse3.Operations):
             attrs = self._entry(inode, st)
             if st.size == symlinks.FILE_SIZE and not st.is_dir:
                 attrs = await self._entry_for(inode, path, st)
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, i + 1):
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, i):
                 return
             # An entry handed over counts as a lookup for the kernel (readdirplus).
             self.inodes.remember(path, st.file_id)
-
-    def _dir_path(self, fh: int) -> str:
-        return self._dir_paths.get(fh, "")
+        # Read to the end with nothing changed through the mount meanwhile: reusable for
+        # the rest of actimeo.
+        if listing.generation == self._generation:
+            self._listings[here] = listing
 
     async def releasedir(self, fh: int) -> None:
-        self.dirs.pop(fh, None)
-        self._dir_paths.pop(fh, None)
+        listing = self.dirs.pop(fh, None)
+        if listing is not None:
+            await listing.close()
 
     @fuse_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any
@@ -329,6 +373,7 @@ class Operations(pyfuse3.Operations):
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
+        await self._close_parked_under(path)
         await self.share.rmdir(path)
         self.inodes.removed(path)
 
@@ -336,6 +381,7 @@ class Operations(pyfuse3.Operations):
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
+        await self._close_parked_under(path)
         await self.share.remove(path)
         self.inodes.removed(path)
 
@@ -348,6 +394,8 @@ class Operations(pyfuse3.Operations):
         old = join(self.inodes.path(parent_inode_old), os.fsdecode(name_old))
         new = join(self.inodes.path(parent_inode_new), os.fsdecode(name_new))
         replace = not flags & pyfuse3.RENAME_NOREPLACE
+        await self._close_parked_under(old)
+        await self._close_parked_under(new)
         try:
             await self.share.rename(old, new, replace=replace)
         except SMBError as exc:
@@ -404,29 +452,37 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         path = self.inodes.path(inode)
-        writing = flags & (os.O_WRONLY | os.O_RDWR)
+        writing = bool(flags & (os.O_WRONLY | os.O_RDWR))
         if writing:
             self._check_writable()
-        handle = await self.share.open(path, "r+" if writing else "r")
+        handle = self.cache.take_parked(inode, writable=writing)
+        reused = handle is not None
+        if handle is None:
+            handle = await self.share.open(path, "r+" if writing else "r",
+                                           lease_key=self.cache.key(inode))
+        keep = self.cache.opened(inode, handle, reused=reused)
+        fh = self._fh()
+        self._track(fh, inode, handle, writing)
         if flags & os.O_TRUNC and writing:
             await handle.set_end_of_file(0)
-        fh = self._fh()
-        self._track(fh, inode, handle)
-        # Close-to-open consistency (as cifs.ko without a lease): each open drops the
-        # kernel's cached pages, so a file another client changed is read afresh.
-        return pyfuse3.FileInfo(fh=fh, keep_cache=False)
+        # Close-to-open consistency (as cifs.ko): the kernel keeps its cached pages only
+        # while a lease has promised, since they were read, that nobody changed the file.
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
 
     @fuse_errors
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
-        handle = await self.share.create_file(path, exclusive=bool(flags & os.O_EXCL),
-                                              truncate=bool(flags & os.O_TRUNC))
+        handle = await self.share.create_file(
+            path, exclusive=bool(flags & os.O_EXCL), truncate=bool(flags & os.O_TRUNC),
+            lease_key=self.cache.key(self.inodes.inode_of(path)),
+        )
         fh = self._fh()
         st = await self._stat(path)
         inode = self.inodes.remember(path, st.file_id)
-        self._track(fh, inode, handle)
+        self.cache.opened(inode, handle, reused=False)
+        self._track(fh, inode, handle, True)
         return pyfuse3.FileInfo(fh=fh, keep_cache=False), self._entry(inode, st)
 
     @fuse_errors
@@ -466,6 +522,8 @@ class Operations(pyfuse3.Operations):
         writer = self.writers.pop(fh, None)
         handle = self.files.pop(fh, None)
         inode = self.fh_inode.pop(fh, None)
+        writable = fh in self._writable
+        self._writable.discard(fh)
         if inode is not None:
             self.handles_of.get(inode, set()).discard(fh)
         try:
@@ -473,7 +531,10 @@ class Operations(pyfuse3.Operations):
                 await writer.drain()
         finally:
             if handle is not None:
-                await handle.close()
+                if inode is None:
+                    await handle.close()
+                else:
+                    await self.cache.release(inode, handle, writable=writable)
 
 
 def fuse_options(opts: Options, fsname: str) -> set[str]:

@@ -372,3 +372,23 @@ def test_listing_reuse_is_bounded_and_sees_own_changes(mounted, samba):
     time.sleep(1.2)
     assert sorted(os.listdir(mounted / "lst")) == ["mine", "theirs"]
     shutil.rmtree(mounted / "lst")
+
+
+def test_huge_directory_streams_every_entry(mounted, samba):
+    """12,000 entries: many server pages and many kernel readdir calls, each resuming at
+    the offset the last one stopped; every name once, with its size."""
+    server = samba.share_path("plain") / "huge"
+    server.mkdir()
+    expected = {}
+    for i in range(12_000):
+        name = f"entry-{i:05d}-{'x' * (i % 40)}"
+        (server / name).write_bytes(b"z" * (i % 7))
+        expected[name] = i % 7
+    with os.scandir(mounted / "huge") as it:
+        seen = {e.name: e.stat().st_size for e in it}
+    assert seen == expected
+    # A reader that stops early and one that reads on both get what they read.
+    with os.scandir(mounted / "huge") as it:
+        first = [next(it).name for _ in range(10)]
+    assert len(set(first)) == 10 and set(first) <= set(expected)
+    shutil.rmtree(server)

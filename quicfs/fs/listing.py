@@ -1,0 +1,60 @@
+"""One open directory as the kernel reads it.
+
+A huge directory streams: opendir costs one CREATE, and each readdir fetches server pages
+(QUERY_DIRECTORY, 64 KiB each) only as far as the kernel has read, so `ls` of a
+million-entry directory starts at once and memory grows with what was read. The entries
+read so far stay, because the kernel may come back to any offset it was given (seekdir,
+or a readdir whose buffer filled up).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from quicfs.client.directory import DirectoryReader
+from quicfs.client.open import FileStat
+from quicfs.errors import QuicfsError
+
+log = logging.getLogger("quicfs.fs")
+
+Entry = tuple[str, FileStat]
+
+
+class Listing:
+    def __init__(self, path: str, entries: list[Entry], reader: DirectoryReader | None,
+                 *, started: float, generation: int) -> None:
+        self.path = path
+        self.entries = entries
+        self.reader = reader
+        #: When and at which change generation of the mount the listing began (its reuse
+        #: is bounded by both).
+        self.started = started
+        self.generation = generation
+
+    @property
+    def complete(self) -> bool:
+        return self.reader is None
+
+    async def fill(self, index: int) -> bool:
+        """Fetch pages until entry ``index`` is here; False once past the last entry."""
+        while self.reader is not None and index >= len(self.entries):
+            page = await self.reader.next_page()
+            if page:
+                self.entries.extend((e.name, e) for e in page)
+            else:
+                await self.close()
+        return index < len(self.entries)
+
+    async def close(self) -> None:
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            try:
+                with trio.CancelScope(shield=True):
+                    await reader.handle.close()
+            except QuicfsError as exc:
+                log.debug("closing directory %s: %s", self.path or "/", exc)
+
+
+__all__ = ["Entry", "Listing"]

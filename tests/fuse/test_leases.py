@@ -1,0 +1,133 @@
+"""Leases at the mount: the kernel's page cache kept while the server promises nobody
+changed the file, dropped on a break; gathered writes sent before a break is answered;
+parked (deferred-close) handles that never get in another client's way."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+LENGTH = 300_000
+
+
+def _behind_sambas_back(path, data: bytes) -> None:
+    """Change a file on the server's disk without SMB (no lease break can follow), keeping
+    size and mtime so the kernel has no attribute change to notice either."""
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _eventually(read, expected: bytes, within: float = 5.0) -> bytes:
+    deadline = time.monotonic() + within
+    while True:
+        got = read()
+        if got == expected or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def test_page_cache_kept_under_lease_and_dropped_on_break(mounted, samba):
+    a, b, c = (bytes([x]) * LENGTH for x in b"ABC")
+    name = "leased.bin"
+    server = samba.share_path("plain") / name
+    (mounted / name).write_bytes(a)
+    with open(mounted / name, "rb") as holder:  # holds the lease across the reads below
+        assert holder.read() == a
+        assert (mounted / name).read_bytes() == a
+        _behind_sambas_back(server, b)
+        # Only the kernel's pages can still say A: they were kept because the lease held.
+        assert (mounted / name).read_bytes() == a
+        # Another client writes through SMB: the server breaks our lease before its open
+        # completes, and the pages go.
+        local = samba.root / "lease-c.bin"
+        local.write_bytes(c)
+        proc = samba.smbclient("plain", f"put {local} {name}")
+        assert proc.returncode == 0, proc.stdout
+        assert _eventually(lambda: (mounted / name).read_bytes(), c) == c
+    os.unlink(mounted / name)
+
+
+def test_without_a_lease_holder_the_next_open_reads_afresh(mounted, samba):
+    """Once the last handle is closed and its parking time (closetimeo, 1 s) is over, the
+    lease is gone: nothing vouches for the pages, so the next open reads the server."""
+    a, b = b"a" * LENGTH, b"b" * LENGTH
+    server = samba.share_path("plain") / "unleased.bin"
+    server.write_bytes(a)
+    assert (mounted / "unleased.bin").read_bytes() == a
+    time.sleep(1.5)
+    _behind_sambas_back(server, b)
+    assert (mounted / "unleased.bin").read_bytes() == b
+    os.unlink(mounted / "unleased.bin")
+
+
+def test_gathered_writes_reach_another_client_on_break(mounted, samba, tmp_path):
+    """Writes still gathered in the mount (less than one SMB write) are sent before the
+    Write-caching break is acknowledged, so the other client reads every byte.
+
+    The writer is a process of its own: a fork of the process holding the file would
+    close its copy of the descriptor at exec, and that close flushes (FUSE FLUSH)."""
+    data = os.urandom(100_000)
+    src, out = tmp_path / "src.bin", tmp_path / "got.bin"
+    src.write_bytes(data)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(src), str(mounted / "gathered.bin")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert writer.stdout.readline() == "written\n"
+        proc = samba.smbclient("plain", f"get gathered.bin {out}")
+        assert proc.returncode == 0, proc.stdout
+        assert out.read_bytes() == data
+    finally:
+        writer.communicate("\n", timeout=30)
+    assert writer.returncode == 0
+    os.unlink(mounted / "gathered.bin")
+
+
+WRITER = """
+import sys
+with open(sys.argv[2], "wb") as f:
+    f.write(open(sys.argv[1], "rb").read())
+    f.flush()  # into the mount; the file stays open
+    print("written", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_parked_handles_never_block_renames_or_deletes(mounted, samba):
+    """A closed file's handle is parked for a second; renaming its directory, deleting
+    it, or another client deleting it must work at once all the same."""
+    d = mounted / "parkdir"
+    d.mkdir()
+    (d / "f.txt").write_bytes(b"x" * 1000)
+    assert (d / "f.txt").read_bytes() == b"x" * 1000
+    os.rename(d, mounted / "parkdir2")  # SMB refuses this with a handle open inside
+    assert (mounted / "parkdir2" / "f.txt").read_bytes() == b"x" * 1000
+    os.unlink(mounted / "parkdir2" / "f.txt")
+    assert not (samba.share_path("plain") / "parkdir2" / "f.txt").exists()
+    os.rmdir(mounted / "parkdir2")
+    # Another client deletes a file we just closed: its name is gone on the server at once
+    # (the break takes our parked handle away before the delete completes).
+    (mounted / "theirs.txt").write_bytes(b"y" * 1000)
+    assert (mounted / "theirs.txt").read_bytes() == b"y" * 1000
+    started = time.monotonic()
+    proc = samba.smbclient("plain", "rm theirs.txt")
+    assert proc.returncode == 0, proc.stdout
+    assert time.monotonic() - started < 10  # not the 35 s break timeout
+    # SMB keeps a deleted name "delete pending" until the last handle closes: our parked
+    # one closes within closetimeo (1 s), as with cifs.ko's deferred close.
+    assert _gone_soon(samba.share_path("plain") / "theirs.txt")
+    assert _gone_soon(mounted / "theirs.txt")
+
+
+def _gone_soon(path, within: float = 2.5) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not path.exists():
+            return True
+        time.sleep(0.05)
+    return not path.exists()
