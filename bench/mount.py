@@ -99,6 +99,8 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--entries", type=int, default=10000)
+    ap.add_argument("--extra-options", default="",
+                    help="more mount options, e.g. closetimeo=0 to compare")
     args = ap.parse_args()
     size = args.size_mib << 20
     scratch = Path(tempfile.mkdtemp(prefix="quicfs-bench-", dir="/dev/shm"))
@@ -112,9 +114,12 @@ def main() -> None:
         gw.start()
         try:
             creds = f"username={samba.username},password={samba.password}"
+            if args.extra_options:
+                creds += f",{args.extra_options}"
             setups = {
                 "tcp": (samba.url("plain"), f"transport=tcp,{creds}"),
-                "quic": (gw.url("plain"), gw.options(samba)),
+                "quic": (gw.url("plain"), ",".join(filter(None, [gw.options(samba),
+                                                                args.extra_options]))),
             }
             big = samba.mkdir("plain", "big")
             for i in range(args.entries):
