@@ -46,6 +46,13 @@ class ConnectionLost(QuicfsError):
     errno = _errno.EIO
 
 
+class StaleHandle(QuicfsError):
+    """An open the server no longer has after a reconnect (it restarted, or the durable
+    timeout passed): its data cannot be vouched for, so every use fails."""
+
+    errno = _errno.ESTALE
+
+
 class ProtocolError(QuicfsError):
     """The remote peer broke MS-SMB2 (or the framing under it)."""
 

@@ -132,8 +132,10 @@ class Gateway:
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError,
                         QuicfsError):
                     pass
+            moves = getattr(getattr(stream, "driver", None), "peer_moves", 0)
             line = (f"connection from {peer}: {up} bytes up, {down} bytes down, "
-                    f"{time.monotonic() - started:.1f} s, {reason}")
+                    f"{time.monotonic() - started:.1f} s, {reason}"
+                    + (f", client moved {moves} times" if moves else ""))
             stats.closed.append(line)
             log.info("%s", line)
 

@@ -58,6 +58,8 @@ class Options:
     wsize: int | None = None
     echo_interval: float = 60.0
     hard: bool = True
+    #: How long a soft mount waits for a lost server before calls fail.
+    timeo: float = 30.0
     ro: bool = False
     allow_other: bool = False
     netdev: bool = False
@@ -175,6 +177,7 @@ _VALUES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "rsize": ("rsize", _SIZE),
     "wsize": ("wsize", _SIZE),
     "echo_interval": ("echo_interval", _seconds),
+    "timeo": ("timeo", _seconds),
     "qlog": ("qlog", _text),
     "connect_timeout": ("connect_timeout", _seconds),
     "max_datagram_size": ("max_datagram_size", _DATAGRAM),

@@ -1,4 +1,5 @@
-"""The ``quicfs`` command: one-shot ls / get / put against a share.
+"""The ``quicfs`` command: one-shot ls / get / put against a share, and the tools
+around mounts (gateway, stats, cert, demo).
 
 Thin by design: parse, call the library, print one clear line on error (never a traceback).
 Exit codes: 0 success, 1 failure, 2 bad usage, 130 interrupted.
@@ -53,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="the SMB server behind the gateway (default 127.0.0.1:445)")
     gw.add_argument("--cert", required=True, metavar="FILE", help="certificate (PEM)")
     gw.add_argument("--key", required=True, metavar="FILE", help="private key (PEM)")
+    stats = sub.add_parser("stats", help="a mount's connection: transport, RTT, bytes, "
+                           "reconnects, migrations")
+    stats.add_argument("mountpoint", metavar="MOUNTPOINT")
+    stats.add_argument("--json", action="store_true", help="all counters, as JSON")
     demo = sub.add_parser("demo", help="a local share mounted over QUIC, to try quicfs")
     demo.add_argument("action", choices=["start", "stop"])
     demo.add_argument("dir", nargs="?", default="demo", help="where it all lives (./demo)")
@@ -241,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_cert_new(args)
         if args.command == "gateway":
             return cmd_gateway(args)
+        if args.command == "stats":
+            from quicfs.cli.stats import cmd_stats
+
+            return cmd_stats(args.mountpoint, args.json)
         if args.command == "demo":
             from pathlib import Path
 

@@ -38,16 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def is_mounted(mountpoint: str) -> bool:
-    target = os.path.realpath(mountpoint)
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > 4 and fields[4].encode().decode("unicode_escape") == target:
-                    return True
-    except OSError:
-        return False
-    return False
+    from quicfs.fs.kernel import mount_entry
+
+    return mount_entry(mountpoint) is not None
 
 
 def check_mountpoint(mountpoint: str) -> str | None:
@@ -66,14 +59,35 @@ async def serve(source: str, options: str, mountpoint: str,
     import pyfuse3
     import trio
 
+    from quicfs import control
     from quicfs.client.share import connect
     from quicfs.fs.kernel import raise_read_ahead
     from quicfs.fs.operations import Operations, fuse_options
     from quicfs.options import parse_options
 
     opts = parse_options(options)
+    control_path = control.socket_path(mountpoint)
+    events = control.EventLog()
+    logging.getLogger("quicfs").addHandler(events)
     async with connect(source, opts) as share:
         ops = Operations(share, opts)
+
+        async def answer(request: str) -> dict[str, object]:
+            if request == "stats":
+                out: dict[str, object] = {"mountpoint": mountpoint}
+                if share.uplink is not None:
+                    out.update(share.uplink.snapshot())
+                out.update(ops.stats())
+                out["events"] = list(events.lines)
+                return out
+            if request == "migrate":
+                migrate = getattr(share.conn.transport, "migrate", None)
+                if migrate is None:
+                    return {"error": "only a QUIC connection migrates"}
+                await migrate("asked through the control socket")
+                return {"migrated": True}
+            return {"error": f"unknown request {request!r}"}
+
         try:
             pyfuse3.init(ops, mountpoint, fuse_options(opts, source))
         except RuntimeError as exc:
@@ -89,6 +103,7 @@ async def serve(source: str, options: str, mountpoint: str,
                             return
 
                 nursery.start_soon(on_signal)
+                await nursery.start(control.serve, control_path, answer)
                 # stat() of the mount point waits for the kernel's INIT, which only
                 # pyfuse3.main() answers: a thread does it once the loop runs.
                 nursery.start_soon(trio.to_thread.run_sync, raise_read_ahead, mountpoint)
@@ -137,11 +152,31 @@ def run_server(cfg_fd: int, ready_fd: int) -> int:
 
     logging.basicConfig(level=logging.DEBUG if cfg.get("debug") else logging.WARNING,
                         format=f"{PROG}: %(message)s")
+    # Detached, stderr goes nowhere: reconnects and migrations go to the system log, as
+    # cifs.ko's go to the kernel's, and to a small file beside the control socket.
+    from logging.handlers import RotatingFileHandler, SysLogHandler
+
+    from quicfs.control import log_path
+
+    handlers: list[logging.Handler] = []
+    if os.path.exists("/dev/log"):
+        handlers.append(SysLogHandler(address="/dev/log"))
+    try:
+        handlers.append(RotatingFileHandler(log_path(cfg["mountpoint"]),
+                                            maxBytes=1 << 20, backupCount=1))
+    except OSError:
+        pass
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s {PROG}[%(process)d]: %(message)s"))
+        logging.getLogger().addHandler(handler)
     try:
         trio.run(serve, cfg["source"], cfg["options"], cfg["mountpoint"], ready)
     except BaseException as exc:
         if not ready_file.closed:
             ready(_describe(exc, cfg["source"], cfg["options"]))
+        else:
+            logging.getLogger("quicfs").exception("the mount stopped on an error")
         return EX_FAIL
     return 0
 

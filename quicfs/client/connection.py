@@ -157,6 +157,16 @@ class Connection:
     def closed(self) -> bool:
         return self._dead is not None
 
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the connection ended, once it has."""
+        return self._dead
+
+    def abandon(self, reason: str) -> None:
+        """Declare the connection dead (the server went silent): every waiter fails now
+        with ConnectionLost(reason), and nothing more is sent on it."""
+        self._fail(ConnectionLost(reason))
+
     async def _sender(self) -> None:
         try:
             async for message in self._send_out:
@@ -310,13 +320,14 @@ class Connection:
         tree_id: int = 0,
         encrypt: bool = False,
         allowed: Sequence[int] = (),
+        replay: bool = False,
     ) -> Reply:
         """Send one request and wait for its final response.
 
         An error status raises :class:`SMBError` unless it is in ``allowed``.
         """
         [reply] = await self.send_chain([req], session=session, tree_id=tree_id,
-                                        encrypt=encrypt)
+                                        encrypt=encrypt, replay=replay)
         if is_error(reply.status) and reply.status not in allowed:
             raise SMBError(reply.status)
         return reply
@@ -329,6 +340,7 @@ class Connection:
         tree_id: int = 0,
         encrypt: bool = False,
         related: bool = False,
+        replay: bool = False,
         message_hook: Any = None,
     ) -> list[Reply]:
         """Send requests as one compound (3.2.4.1.4) and wait for all their responses.
@@ -346,7 +358,9 @@ class Connection:
         pendings: list[_Pending] = []
         mid = first_mid
         for i, (req, charge) in enumerate(zip(reqs, charges, strict=True)):
-            flags = HeaderFlags.NONE
+            # 2.2.1.2 SMB2_FLAGS_REPLAY_OPERATION: a request sent again after a reconnect
+            # says so, and the server can tell a replayed CREATE from a new one.
+            flags = HeaderFlags.REPLAY_OPERATION if replay else HeaderFlags.NONE
             if related and i > 0:
                 flags |= HeaderFlags.RELATED_OPERATIONS
             ask = self._credits.request_for(charge) if i == len(reqs) - 1 else charge

@@ -3,6 +3,8 @@ close; and streaming transfers with many requests in flight."""
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -10,9 +12,10 @@ import trio
 
 from quicfs.client.nursery import open_nursery
 from quicfs.client.tree import Tree
-from quicfs.errors import MalformedError, ProtocolError
+from quicfs.errors import MalformedError, ProtocolError, SMBError, StaleHandle
 from quicfs.smb2.constants import (
     CloseFlags,
+    CreateDisposition,
     FileAttributes,
     FileInfoClass,
     InfoType,
@@ -20,7 +23,18 @@ from quicfs.smb2.constants import (
     LockFlags,
     OplockLevel,
 )
-from quicfs.smb2.create import CreateResponse, LeaseResponseV1, LeaseResponseV2
+from quicfs.smb2.create import (
+    CreateRequest,
+    CreateRequestContext,
+    CreateResponse,
+    DurableHandleReconnectV2,
+    DurableHandleRequestV2,
+    DurableHandleResponseV2,
+    LeaseRequestV2,
+    LeaseResponseV1,
+    LeaseResponseV2,
+    OnDiskIdResponse,
+)
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.info import QueryInfoRequest, QueryInfoResponse, SetInfoRequest
 from quicfs.smb2.io import (
@@ -83,16 +97,106 @@ class FileStat:
 
 
 class Open:
-    def __init__(self, tree: Tree, file_id: FileId, name: str, created: CreateResponse) -> None:
+    def __init__(self, tree: Tree, file_id: FileId, name: str, created: CreateResponse,
+                 request: CreateRequest | None = None) -> None:
         self.tree = tree
         self.file_id = file_id
         self.name = name
         self.created = created
+        #: The CREATE that made this open: a reopen after a reconnect repeats it.
+        self.request = request
         self.closed = False
+        self.stale = False
+        #: The server's promise to keep this open across a lost connection, and the
+        #: file's identity: both from the first CREATE (a reconnect's answer may carry
+        #: neither, and they stay true of this open).
+        self.durable = created.context(DurableHandleResponseV2)
+        self.disk_id = created.context(OnDiskIdResponse)
+        #: The file's latest time when we opened it: it existed by then.
+        self.seen = max(created.creation_time, created.last_write_time, created.change_time)
         params = tree.conn.params
         assert params is not None
         self.max_read = params.max_read_size
         self.max_write = params.max_write_size
+        tree.opens.add(self)
+
+
+    async def reopen(self) -> bool:
+        """Reclaim this open on a new connection (3.2.4.4): the same name, the CreateGuid
+        it was made with, and its lease key (a leased durable open must name its lease).
+
+        A server that kept nothing of it (Samba loses durable state with the smbd
+        process that held it) gets the name opened again, as cifs.ko does, but only if
+        it is still the same file (same on-disk id): never another file that took the
+        name. True if the durable open came back, False if reopened by name; raises
+        StaleHandle when neither works."""
+        guid = self._create_guid
+        if self.durable is None or self.request is None or guid is None:
+            raise StaleHandle(f"{self.name} was not durable")
+        contexts: list[CreateRequestContext] = [
+            DurableHandleReconnectV2(file_id=self.file_id, create_guid=guid)]
+        contexts += [c for c in self.request.contexts if isinstance(c, LeaseRequestV2)]
+        try:
+            created = await self._create_again(
+                dataclasses.replace(self.request, contexts=tuple(contexts)))
+            durable = True
+        except SMBError as exc:
+            created = await self._open_by_name(exc)
+            durable = False
+        old, self.created = self.file_id, created
+        self.file_id = created.file_id
+        self.tree.moved(old, self.file_id)
+        return durable
+
+    async def _create_again(self, req: CreateRequest) -> CreateResponse:
+        tree = self.tree
+        reply = await tree.conn.request(req, session=tree.session, tree_id=tree.tree_id,
+                                        encrypt=tree.encrypt)
+        return CreateResponse.unpack(reply.message)
+
+    async def _open_by_name(self, why: SMBError) -> CreateResponse:
+        assert self.request is not None
+        before = self.disk_id
+        if before is None or not before.disk_file_id:
+            raise StaleHandle(f"{self.name}: the server lost the open ({why}) and cannot "
+                              "tell whether the name is still the same file") from why
+        contexts = tuple(DurableHandleRequestV2(timeout=self.durable.timeout)  # type: ignore[union-attr]
+                         if isinstance(c, DurableHandleRequestV2) else c
+                         for c in self.request.contexts)
+        # OPEN only: never create or truncate a file on the way back.
+        req = dataclasses.replace(self.request, disposition=CreateDisposition.OPEN,
+                                  contexts=contexts)
+        try:
+            created = await self._create_again(req)
+        except SMBError as exc:
+            raise StaleHandle(f"{self.name} is gone since the connection was lost "
+                              f"({exc})") from exc
+        after = created.context(OnDiskIdResponse)
+        # The on-disk id alone is not enough: file systems hand a deleted file's inode
+        # number to the next file made. A file made after our open was is another file.
+        # (Not equal creation times: Samba reports a file's birth time at its first
+        # open and its stored DOS creation time afterwards, which may be later.)
+        if after is None or (after.disk_file_id, after.volume_id) != (
+                before.disk_file_id, before.volume_id) or created.creation_time > self.seen:
+            tree = self.tree
+            await tree.conn.request(CloseRequest(file_id=created.file_id),
+                                    session=tree.session, tree_id=tree.tree_id,
+                                    encrypt=tree.encrypt)
+            raise StaleHandle(f"{self.name} was replaced by another file while the "
+                              "connection was lost")
+        self.request = req
+        return created
+
+    @property
+    def _create_guid(self) -> uuid.UUID | None:
+        for c in self.request.contexts if self.request is not None else ():
+            if isinstance(c, DurableHandleRequestV2):
+                return c.create_guid
+        return None
+
+    def mark_stale(self) -> None:
+        self.stale = True
+        self.tree.stale(self.file_id)
 
     @property
     def is_dir(self) -> bool:
@@ -208,7 +312,8 @@ class Open:
         if self.closed:
             return None
         self.closed = True
-        if self.tree.conn.closed:
+        self.tree.opens.discard(self)
+        if self.stale or (self.tree.conn.closed and self.tree.recover is None):
             return None
         reply = await self.tree.request(
             CloseRequest(file_id=self.file_id, flags=CloseFlags.POSTQUERY_ATTRIB)

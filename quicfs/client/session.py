@@ -33,7 +33,10 @@ class Session:
         self.username = ""
 
     async def setup(self, *, username: str | None, password: str | None,
-                    domain: str | None) -> None:
+                    domain: str | None, previous_session_id: int = 0) -> None:
+        """Authenticate. After a reconnect, ``previous_session_id`` names the session
+        the lost connection had, so the server lets it go and its durable opens may be
+        reclaimed (3.2.4.2.3, 3.3.5.5.3)."""
         conn = self.conn
         assert conn.params is not None
         self.username = username or ""
@@ -44,7 +47,8 @@ class Session:
         while True:
             sent: list[bytes] = []
             req = SessionSetupRequest(security_buffer=token or b"",
-                                      security_mode=SecurityMode.SIGNING_ENABLED)
+                                      security_mode=SecurityMode.SIGNING_ENABLED,
+                                      previous_session_id=previous_session_id)
             [reply] = await conn.send_chain([req], session=self, message_hook=sent.append)
             preauth.update(sent[0])
             self.session_id = reply.header.session_id

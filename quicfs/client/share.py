@@ -17,14 +17,15 @@ from dataclasses import replace
 
 import trio
 
-from quicfs.client.connection import Connection, Reply, open_connection
+from quicfs.client.connection import Connection, Reply
 from quicfs.client.directory import DirEntry, iter_directory
 from quicfs.client.leases import Leases
+from quicfs.client.link import Link
 from quicfs.client.nursery import open_nursery
 from quicfs.client.open import FileStat, Open
 from quicfs.client.session import Session
 from quicfs.client.tree import NotADiskShare, Tree
-from quicfs.errors import QuicfsError, SMBError, UsageError
+from quicfs.errors import SMBError, UsageError
 from quicfs.options import Options, parse_options
 from quicfs.smb2.constants import (
     AccessMask,
@@ -40,7 +41,13 @@ from quicfs.smb2.constants import (
     OplockLevel,
     ShareAccess,
 )
-from quicfs.smb2.create import CreateRequest, CreateResponse, LeaseRequestV2
+from quicfs.smb2.create import (
+    CreateRequest,
+    CreateResponse,
+    DurableHandleRequestV2,
+    LeaseRequestV2,
+    QueryOnDiskId,
+)
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.filetime import ns_to_filetime
 from quicfs.smb2.info import (
@@ -57,7 +64,6 @@ from quicfs.smb2.info import (
 )
 from quicfs.smb2.io import CloseRequest
 from quicfs.smb2.status import Status, is_error
-from quicfs.transport.connect import open_transport
 from quicfs.url import ShareURL, parse_url
 
 log = logging.getLogger("quicfs")
@@ -72,6 +78,10 @@ _MODES = {
 }
 
 
+#: How long the server keeps a durable open for us after the connection is lost.
+DURABLE_TIMEOUT_MS = 120_000
+
+
 def smb_path(path: str) -> str:
     parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
     if ".." in parts:
@@ -80,14 +90,21 @@ def smb_path(path: str) -> str:
 
 
 class Share:
-    def __init__(self, url: ShareURL, conn: Connection, session: Session, tree: Tree,
-                 options: Options | None = None) -> None:
+    def __init__(self, url: ShareURL, tree: Tree, options: Options | None = None,
+                 uplink: Link | None = None) -> None:
         self.url = url
-        self.conn = conn
-        self.session = session
         self.tree = tree
         self.options = options or Options()
+        self.uplink = uplink  # the connection, and the way back to it
         self.leases = Leases(tree)
+
+    @property
+    def conn(self) -> Connection:
+        return self.tree.conn
+
+    @property
+    def session(self) -> Session:
+        return self.tree.session
 
     @property
     def transport(self) -> str:
@@ -132,11 +149,17 @@ class Share:
             wanted = LeaseState.READ_CACHING | LeaseState.HANDLE_CACHING
             if mode != "r":
                 wanted |= LeaseState.WRITE_CACHING
-            req = replace(req, oplock_level=OplockLevel.LEASE,
-                          contexts=(LeaseRequestV2(lease_key=lease_key, state=wanted),))
+            # Durable too (3.2.4.3.5): the open then survives a lost connection and is
+            # reclaimed by its CreateGuid (issue: resilience).
+            req = replace(req, oplock_level=OplockLevel.LEASE, contexts=(
+                LeaseRequestV2(lease_key=lease_key, state=wanted),
+                DurableHandleRequestV2(timeout=DURABLE_TIMEOUT_MS),
+                # The file's identity, to recognise it if it must be reopened by name.
+                QueryOnDiskId(),
+            ))
         reply = await self.tree.request(req)
         created = CreateResponse.unpack(reply.message)
-        return Open(self.tree, created.file_id, path, created)
+        return Open(self.tree, created.file_id, path, created, req)
 
     async def open_dir(self, path: str) -> Open:
         req = self._create(
@@ -343,43 +366,25 @@ def _transfer_kwargs(chunk: int | None, depth: int | None) -> dict[str, int]:
 async def connect(
     url: str | ShareURL, options: Options | str | None = None
 ) -> AsyncIterator[Share]:
-    """Connect, authenticate and tree-connect to ``//host[:port]/share``."""
+    """Connect, authenticate and tree-connect to ``//host[:port]/share``; a lost
+    connection is brought back (link.py) while the share is in use."""
     share_url = parse_url(url) if isinstance(url, str) else url
     opts = parse_options(options) if isinstance(options, str) or options is None else options
-    creds = opts.resolved_credentials()
+    opts.resolved_credentials()  # a bad credentials file fails before any connection
     async with open_nursery() as nursery:
-        transport = await open_transport(share_url.host, share_url.port, opts, nursery)
+        link = Link(share_url, opts, nursery)
         try:
-            async with open_connection(transport, server_name=share_url.host,
-                                       negotiate_within=max(opts.connect_timeout, 1.0) * 2
-                                       ) as conn:
-                session = Session(conn, seal=opts.seal)
-                with trio.fail_after(max(opts.connect_timeout, 1.0) * 6):
-                    await session.setup(username=creds.username, password=creds.password,
-                                        domain=creds.domain)
-                tree = Tree(session, share_url.host, share_url.share)
-                try:
-                    await tree.connect()
-                except NotADiskShare as exc:
-                    raise UsageError(str(exc)) from None
-                share = Share(share_url, conn, session, tree, opts)
-                nursery.start_soon(share.leases.run)
-                log.info("connected to %s over %s%s", share_url, conn.transport.kind.upper(),
-                         ", SMB encryption on" if tree.encrypt else ", signed")
-                try:
-                    yield share
-                finally:
-                    with trio.CancelScope(shield=True):
-                        if not conn.closed:
-                            try:
-                                with trio.move_on_after(2):
-                                    await tree.disconnect()
-                                    await session.logoff()
-                            except (QuicfsError, OSError):
-                                pass
+            try:
+                tree = await link.start()
+            except NotADiskShare as exc:
+                raise UsageError(str(exc)) from None
+            share = Share(share_url, tree, opts, link)
+            nursery.start_soon(share.leases.run)
+            log.info("connected to %s over %s%s", share_url, tree.conn.transport.kind.upper(),
+                     ", SMB encryption on" if tree.encrypt else ", signed")
+            yield share
         finally:
-            with trio.CancelScope(shield=True):
-                await transport.aclose()
+            await link.aclose()
             nursery.cancel_scope.cancel()
 
 

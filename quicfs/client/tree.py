@@ -1,15 +1,32 @@
-"""A connected share (MS-SMB2 3.2.4.2.4): TREE_CONNECT, and the requests made on it."""
+"""A connected share (MS-SMB2 3.2.4.2.4): TREE_CONNECT, and the requests made on it.
+
+Every request on the share passes here, so this is where a lost connection is survived:
+with a ``recover`` hook (the Link sets one), a request that failed with ConnectionLost
+waits for the hook to bring the connection back (new transport, session and tree, durable
+opens reopened) and is sent again, marked as a replay, with the FileId its open has now.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from quicfs.client.connection import Reply, Request
 from quicfs.client.session import Session
-from quicfs.errors import UsageError
+from quicfs.errors import ConnectionLost, StaleHandle, UsageError
 from quicfs.smb2.constants import ShareFlags, ShareType
 from quicfs.smb2.control import TreeDisconnectRequest
+from quicfs.smb2.fileid import FileId
 from quicfs.smb2.tree import TreeConnectRequest, TreeConnectResponse
+
+if TYPE_CHECKING:
+    from quicfs.client.connection import Connection
+    from quicfs.client.open import Open
+
+#: Brings the connection back after ``conn`` failed; raises if it cannot (soft mounts).
+RecoverHook = Callable[["Connection"], Awaitable[None]]
 
 
 class Tree:
@@ -21,6 +38,14 @@ class Tree:
         self.tree_id = 0
         self.share_flags = ShareFlags.NONE
         self.encrypt = False
+        self.recover: RecoverHook | None = None
+        #: Opens on this tree, for reopening after a reconnect.
+        self.opens: weakref.WeakSet[Open] = weakref.WeakSet()
+        #: FileIds of reopened handles: old -> current. Requests built before a reconnect
+        #: still carry the old one.
+        self._moved: dict[FileId, FileId] = {}
+        self._stale: set[FileId] = set()
+        self.replays = 0
 
     @property
     def unc(self) -> str:
@@ -48,13 +73,55 @@ class Tree:
             raise ProtocolError(f"share {self.share} requires encryption; no cipher negotiated")
 
     async def request(self, req: Request, *, allowed: Sequence[int] = ()) -> Reply:
-        return await self.conn.request(req, session=self.session, tree_id=self.tree_id,
-                                       encrypt=self.encrypt, allowed=allowed)
+        [reply] = await self._send([req], related=False, allowed=allowed)
+        return reply
 
     async def chain(self, reqs: Sequence[Request]) -> list[Reply]:
         """A related compound (3.2.4.1.4): later requests act on the first's FileId."""
-        return await self.conn.send_chain(reqs, session=self.session, tree_id=self.tree_id,
-                                          encrypt=self.encrypt, related=True)
+        return await self._send(reqs, related=True)
+
+    async def _send(self, reqs: Sequence[Request], *, related: bool,
+                    allowed: Sequence[int] = ()) -> list[Reply]:
+        replay = False
+        while True:
+            conn = self.conn
+            try:
+                if not related:
+                    return [await conn.request(
+                        self._current(reqs[0]), session=self.session, tree_id=self.tree_id,
+                        encrypt=self.encrypt, allowed=allowed, replay=replay)]
+                return await conn.send_chain(
+                    [self._current(r) for r in reqs], session=self.session,
+                    tree_id=self.tree_id, encrypt=self.encrypt, related=True, replay=replay)
+            except ConnectionLost:
+                if self.recover is None:
+                    raise
+                await self.recover(conn)
+                self.replays += 1
+                replay = True
+
+    def _current(self, req: Request) -> Request:
+        file_id = getattr(req, "file_id", None)
+        if file_id is None or not (self._moved or self._stale):
+            return req
+        if file_id in self._stale:
+            raise StaleHandle("the file's handle did not survive the reconnect")
+        now = self._moved.get(file_id)
+        return dataclasses.replace(req, file_id=now) if now is not None else req  # type: ignore[type-var]
+
+    def moved(self, old: FileId, new: FileId) -> None:
+        """A reopen gave ``old``'s open the FileId ``new``."""
+        for k, v in list(self._moved.items()):
+            if v == old:
+                self._moved[k] = new
+        self._moved[old] = new
+
+    def stale(self, file_id: FileId) -> None:
+        """The open once known by ``file_id`` is gone for good."""
+        for k, v in list(self._moved.items()):
+            if v == file_id:
+                self._stale.add(k)
+        self._stale.add(file_id)
 
     async def disconnect(self) -> None:
         if self.conn.closed or not self.tree_id:

@@ -19,15 +19,36 @@ log = logging.getLogger("quicfs.fs")
 READ_AHEAD_KIB = 4096
 
 
-def bdi_path(mountpoint: str) -> Path:
-    """The sysfs directory of the mount's backing device info (an anonymous 0:N device)."""
-    dev = os.stat(mountpoint).st_dev
-    return Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}")
+def mount_entry(mountpoint: str) -> list[str] | None:
+    """The mount's line of /proc/self/mountinfo, split in fields; None if not mounted."""
+    target = os.path.realpath(mountpoint)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            for line in f:
+                fields = line.split()
+                # mountinfo escapes spaces and the like as octal (\040).
+                if len(fields) > 4 and \
+                        fields[4].encode().decode("unicode_escape") == target:
+                    return fields
+    except OSError:
+        pass
+    return None
+
+
+def bdi_path(mountpoint: str) -> Path | None:
+    """The sysfs directory of the mount's backing device info (an anonymous 0:N device),
+    named in mountinfo: a stat() of the mount point would ask our own filesystem, which
+    may refuse (a share root the user cannot read) or not answer yet."""
+    entry = mount_entry(mountpoint)
+    return Path(f"/sys/class/bdi/{entry[2]}") if entry is not None else None
 
 
 def raise_read_ahead(mountpoint: str, kib: int = READ_AHEAD_KIB) -> int | None:
     """Set the mount's read-ahead window; the value in effect, or None if we may not."""
-    knob = bdi_path(mountpoint) / "read_ahead_kb"
+    bdi = bdi_path(mountpoint)
+    if bdi is None:
+        return None
+    knob = bdi / "read_ahead_kb"
     try:
         knob.write_text(f"{kib}\n")
         return int(knob.read_text())
@@ -37,4 +58,4 @@ def raise_read_ahead(mountpoint: str, kib: int = READ_AHEAD_KIB) -> int | None:
         return None
 
 
-__all__ = ["READ_AHEAD_KIB", "bdi_path", "raise_read_ahead"]
+__all__ = ["READ_AHEAD_KIB", "bdi_path", "mount_entry", "raise_read_ahead"]

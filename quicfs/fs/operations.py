@@ -85,6 +85,8 @@ class Operations(pyfuse3.Operations):
         self.cache = PageCache(share.leases, hold=opts.closetimeo, drain=self._drain_inode,
                                drop_pages=self._drop_pages)
         self._nursery: trio.Nursery | None = None
+        if share.uplink is not None:
+            share.uplink.on_reconnect.append(self.cache.connection_replaced)
         self.dirs: dict[int, Listing] = {}
         # Complete listings reused within actimeo, as long as nothing changed through
         # this mount (any change bumps the generation).
@@ -101,6 +103,10 @@ class Operations(pyfuse3.Operations):
     def nursery(self, nursery: trio.Nursery | None) -> None:
         self._nursery = nursery
         self.cache.nursery = nursery
+
+    def stats(self) -> dict[str, int]:
+        return {"open_files": len(self.files), "lease_breaks": self.share.leases.breaks,
+                "parked_handles": self.cache.parked_count}
 
     # ------------------------------------------------------------------ helpers
     def _fh(self) -> int:
@@ -458,8 +464,14 @@ class Operations(pyfuse3.Operations):
         handle = self.cache.take_parked(inode, writable=writing)
         reused = handle is not None
         if handle is None:
-            handle = await self.share.open(path, "r+" if writing else "r",
-                                           lease_key=self.cache.key(inode))
+            mode = "r+" if writing else "r"
+            try:
+                handle = await self.share.open(path, mode, lease_key=self.cache.key(inode))
+            except SMBError as exc:
+                if exc.status != Status.INVALID_PARAMETER:
+                    raise
+                self.cache.rekey(inode)
+                handle = await self.share.open(path, mode, lease_key=self.cache.key(inode))
         keep = self.cache.opened(inode, handle, reused=reused)
         fh = self._fh()
         self._track(fh, inode, handle, writing)

@@ -89,6 +89,14 @@ class PageCache:
             self.leases.watch(lease.key, lambda state: self._broken(inode, state))
         return lease
 
+    def rekey(self, inode: int) -> None:
+        """Forget ``inode``'s lease key. A server ties a key to one file (MS-SMB2
+        3.3.5.9.8) and refuses it for another: the file behind the inode was replaced
+        while the connection was lost."""
+        lease = self._by_inode.pop(inode, None)
+        if lease is not None:
+            self.leases.unwatch(lease.key)
+
     def state(self, inode: int) -> LeaseState:
         lease = self._by_inode.get(inode)
         return lease.state if lease is not None else LeaseState.NONE
@@ -100,6 +108,8 @@ class PageCache:
         if lease is None:
             return None
         for parked in lease.parked:
+            if parked.handle.stale:
+                continue  # lost in a reconnect: it expires, and the open goes to the server
             if parked.writable or not writable:
                 lease.parked.remove(parked)
                 parked.timer.cancel()
@@ -139,6 +149,10 @@ class PageCache:
                 lease.parked.remove(parked)
                 await self._close(inode, parked.handle)
 
+    @property
+    def parked_count(self) -> int:
+        return sum(len(lease.parked) for lease in self._by_inode.values())
+
     def parked_inodes(self) -> list[int]:
         return [inode for inode, lease in self._by_inode.items() if lease.parked]
 
@@ -176,6 +190,15 @@ class PageCache:
         if lease is not None and lease.holders == 0:
             del self._by_inode[inode]
             self.leases.unwatch(lease.key)
+
+    async def connection_replaced(self) -> None:
+        """After a reconnect nothing proves the lease held while we were away (another
+        client may have written): every inode's pages go, and come back from the
+        server."""
+        for inode, lease in list(self._by_inode.items()):
+            if lease.pages_valid:
+                lease.pages_valid = False
+                await self._drop_pages(inode)
 
     # ------------------------------------------------------------------ breaks
     async def _broken(self, inode: int, new: LeaseState) -> None:

@@ -11,6 +11,18 @@ class MessageTransport(Protocol):
     kind: str
     #: "host:port" of the peer, for messages and stats.
     peer: str
+    #: trio time the peer last sent bytes.
+    last_received: float
+    #: Requests outstanding and nothing heard for this long: the connection is dead.
+    dead_after: float
+
+    def heard(self) -> float:
+        """trio time the peer last showed it is alive (bytes, or transport ACKs)."""
+        ...
+
+    def probe(self) -> None:
+        """Ask the peer for a sign of life, if the transport can."""
+        ...
 
     async def send_message(self, message: bytes | bytearray | memoryview) -> None:
         """Send one whole SMB2 message (or compound chain, or transform)."""

@@ -31,6 +31,11 @@ def frame_header(length: int) -> bytes:
 class FramedStream:
     """A MessageTransport over a byte stream."""
 
+    #: Requests outstanding and nothing heard for this long: the connection is dead.
+    #: Over TCP the kernel retransmits and reports a reset by itself, and a server busy
+    #: with a slow request sends nothing meanwhile, so silence must last a while.
+    dead_after = 10.0
+
     def __init__(self, stream: trio.abc.Stream, *, kind: str, peer: str) -> None:
         self._stream = stream
         self.kind = kind
@@ -38,6 +43,16 @@ class FramedStream:
         self._buf = bytearray()
         self._broken: BaseException | None = None
         self._send_lock = trio.Lock()
+        #: trio time when the peer last sent us bytes: the client's liveness watch asks
+        #: this, not whole messages (one large READ response may take a while to arrive).
+        self.last_received = trio.current_time()
+
+    def heard(self) -> float:
+        """trio time the peer last showed it is alive."""
+        return self.last_received
+
+    def probe(self) -> None:
+        """Ask the peer for a sign of life (nothing to send over a plain stream)."""
 
     async def send_message(self, message: bytes | bytearray | memoryview) -> None:
         if self._broken is not None:
@@ -79,6 +94,7 @@ class FramedStream:
                 raise ConnectionLost(f"connection to {self.peer} lost: {exc}") from exc
             if not data:
                 raise ConnectionLost(f"{self.peer} closed the connection")
+            self.last_received = trio.current_time()
             self._buf += data
 
     async def aclose(self) -> None:

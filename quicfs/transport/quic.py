@@ -42,7 +42,7 @@ from pathlib import Path
 import trio
 from qh3.quic import events
 from qh3.quic.configuration import QuicConfiguration
-from qh3.quic.connection import QuicConnection
+from qh3.quic.connection import QuicConnection, QuicConnectionError
 
 from quicfs.errors import ConnectError, ConnectionLost, UsageError
 from quicfs.transport.framing import FramedStream
@@ -211,10 +211,16 @@ class QuicDriver:
         self.close_reason: str | None = None
         self.close_error_code: int | None = None
         self.migrations = 0
+        #: Times the peer's address changed under us (server side: client migrations and
+        #: NAT rebindings).
+        self.peer_moves = 0
         self.bytes_sent = 0
         self.bytes_received = 0
         self.datagrams_sent = 0
         self.datagrams_received = 0
+        self._answered: trio.Event | None = None
+        #: trio time of the last datagram from the peer (any: ACKs prove it alive).
+        self.last_heard = trio.current_time()
         self.alpn: str | None = None
         self.session_resumed = False
         self.early_data_accepted = False
@@ -266,6 +272,12 @@ class QuicDriver:
                         self._ping()
                         self._last_rx = now
                     self._process_events()
+            except QuicConnectionError as exc:
+                # The engine gave up on the connection in a way it reports by raising
+                # (seen: "missing OneRtt packet key" after a peer restart): the
+                # connection is over, the process is not.
+                log.info("%s: QUIC engine error: %s", self.label, exc)
+                self.close_reason = self.close_reason or f"QUIC engine error: {exc}"
             finally:
                 self._fail_streams(ConnectionLost(self._lost_message()))
                 self.terminated.set()
@@ -274,6 +286,12 @@ class QuicDriver:
         timer = self.quic.get_timer()
         keepalive = self._last_rx + KEEPALIVE_INTERVAL
         return min(timer if timer is not None else math.inf, keepalive)
+
+    def probe(self) -> None:
+        """A PING, which the peer's QUIC stack ACKs at once (RFC 9000 19.2) whatever the
+        SMB server behind it is busy with."""
+        self._ping()
+        self.wake()
 
     def _ping(self, uid: int = 0) -> None:
         try:
@@ -337,7 +355,10 @@ class QuicDriver:
     def _account(self, nbytes: int, count: int, now: float) -> None:
         self.bytes_received += nbytes
         self.datagrams_received += count
-        self._last_rx = now
+        if self._answered is not None:
+            self._answered.set()  # a migration's new path has been answered
+            self._answered = None
+        self._last_rx = self.last_heard = now
 
     def _receive_many(self, batch: list[bytes], addr: object, now: float) -> None:
         self._account(sum(len(d) for d in batch), len(batch), now)
@@ -357,8 +378,6 @@ class QuicDriver:
                 # recovery decides what follows.
                 log.debug("%s: dropped a datagram from %s: %s", self.label, addr, exc)
                 return
-        if addr != self.peer_addr and self.quic._remote_addr == addr:
-            self.peer_addr = addr  # type: ignore[assignment]
 
     def _flush(self) -> None:
         datagrams = self.quic.datagrams_to_send(trio.current_time())
@@ -366,6 +385,12 @@ class QuicDriver:
             return
         for data, _ in datagrams:
             self.bytes_sent += len(data)
+        to = datagrams[-1][1]
+        if self.sock is None and to != self.peer_addr:
+            # The engine validated the peer's new path and moved to it (RFC 9000 9.3):
+            # a migrating client, or a NAT that rebound its port.
+            self.peer_addr = to  # type: ignore[assignment]
+            self.peer_moves += 1
         self.datagrams_sent += len(datagrams)
         if self.sock is None:
             assert self.send_datagrams is not None
@@ -431,11 +456,12 @@ class QuicDriver:
         if self.sock is not None:
             self.sock.close()
 
-    async def migrate(self) -> None:
+    async def migrate(self, cause: str = "asked to") -> None:
         """Move to a new local UDP socket (new port) and carry on (RFC 9000 section 9).
 
         A fresh connection id goes with the new path, so it is not linkable to the old
-        one (9.5); the server validates the path (8.2) and follows."""
+        one (9.5); the server validates the path (8.2) and follows. Logged once the
+        server has answered on the new path."""
         if self.sock is None:
             raise RuntimeError("only a client connection migrates")
         old = self.sock
@@ -444,9 +470,33 @@ class QuicDriver:
         self.migrations += 1
         trio.lowlevel.notify_closing(old)
         old.close()
+        started, answered = trio.current_time(), trio.Event()
+        self._answered = answered
         self._ping(self.migrations)
         self.wake()
         await trio.lowlevel.checkpoint()
+        with trio.move_on_after(10):
+            await answered.wait()
+            log.warning("QUIC connection migrated to local port %d in %.3f s (cause: %s)",
+                        self.sock.getsockname()[1], trio.current_time() - started, cause)
+
+    def stats(self) -> dict[str, float | int]:
+        """What the engine knows of the path (qh3's native core)."""
+        core = getattr(self.quic, "_core", None)
+
+        def get(name: str) -> float:
+            value = getattr(core, name, 0) if core is not None else 0
+            return float(value() if callable(value) else value)
+
+        return {
+            "rtt_ms": round(get("smoothed_rtt") * 1000, 3),
+            "cwnd": int(get("congestion_window")),
+            "bytes_in_flight": int(get("bytes_in_flight")),
+            "lost_packets": int(get("loss_total")),
+            "datagrams_sent": self.datagrams_sent,
+            "datagrams_received": self.datagrams_received,
+            "migrations": self.migrations,
+        }
 
 
 def _gro_segment(ancdata: list[tuple[int, int, bytes]]) -> int:
@@ -648,12 +698,25 @@ class QuicTransport(FramedStream):
         #: SMB leave encryption to QUIC (MS-SMB2 2.2.3.1.5, design.md).
         self.verified = verified
 
+    #: PINGs get answered within an RTT by the QUIC peer itself, so silence means the
+    #: path or the peer is gone, not a slow server (link.py probes first).
+    dead_after = 3.0
+
+    def heard(self) -> float:
+        return max(self.last_received, self.driver.last_heard)
+
+    def probe(self) -> None:
+        self.driver.probe()
+
     @property
     def migrations(self) -> int:
         return self.driver.migrations
 
-    async def migrate(self) -> None:
-        await self.driver.migrate()
+    async def migrate(self, cause: str = "asked to") -> None:
+        await self.driver.migrate(cause)
+
+    def stats(self) -> dict[str, float | int]:
+        return self.driver.stats()
 
     async def aclose(self) -> None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 
 import trio
 
@@ -34,7 +35,27 @@ async def open_tcp(host: str, port: int = DEFAULT_PORT, *, within: float = 5.0) 
             stream.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
         except OSError:
             pass
-    return FramedStream(stream, kind="tcp", peer=peer)
+    return TcpTransport(stream, kind="tcp", peer=peer)
+
+
+class TcpTransport(FramedStream):
+    """A MessageTransport over one TCP connection."""
+
+    def __init__(self, stream: trio.SocketStream, *, kind: str, peer: str) -> None:
+        super().__init__(stream, kind=kind, peer=peer)
+        self.socket = stream.socket
+
+    def stats(self) -> dict[str, float | int]:
+        """The kernel's view of the connection (struct tcp_info, linux/tcp.h)."""
+        try:
+            info = self.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        except OSError:
+            return {}
+        # 8 one-byte fields, then u32s: [2] snd_mss, [15] rtt (us), [18] snd_cwnd
+        # (segments), [23] total_retrans.
+        u32 = struct.unpack_from("<24I", info, 8)
+        return {"rtt_ms": u32[15] / 1000, "cwnd": u32[18] * u32[2],
+                "lost_packets": u32[23]}
 
 
 def _describe(exc: OSError, peer: str) -> str:

@@ -36,7 +36,9 @@ class GatewayProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
-        log = open(self.log_path, "wb")
+        """Start (or start again, on the same port)."""
+        log = open(self.log_path, "ab")
+        mark = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "quicfs.cli.main", "gateway",
              "--listen", f"{self.host}:{self.port}",
@@ -48,7 +50,7 @@ class GatewayProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise GatewayError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
-            if b"gateway listening" in self.log_path.read_bytes():
+            if b"gateway listening" in self.log_path.read_bytes()[mark:]:
                 return self
             time.sleep(0.05)
         self.stop()
@@ -67,6 +69,13 @@ class GatewayProcess:
         code = self.proc.returncode
         self.proc = None
         return code
+
+    def kill(self) -> None:
+        """SIGKILL: the gateway dies without a word to anyone (a crash, a power cut)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
 
     def log(self) -> str:
         try:

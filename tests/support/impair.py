@@ -172,10 +172,53 @@ class UdpImpairProxy:
         send(data)
 
 
+class ImpairProcess:
+    """The proxy as its own process, steered through its stdin (the mount under test is a
+    process of its own too, and needs the proxy to run whatever the test is doing)."""
+
+    def __init__(self, upstream_port: int, *, rebind_every: float | None = None) -> None:
+        import subprocess
+        import sys
+
+        args = [sys.executable, "-m", "tests.support.impair", "--commands",
+                "--upstream", f"127.0.0.1:{upstream_port}"]
+        if rebind_every:
+            args += ["--rebind-every", str(rebind_every)]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening "):
+            self.close()
+            raise RuntimeError(f"the impairment proxy did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def command(self, line: str) -> dict[str, object]:
+        import json
+
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer: dict[str, object] = json.loads(self.proc.stdout.readline())
+        return answer
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def main() -> None:
     """Run the proxy as its own process (benchmarks: so it does not share a CPU with the
     client it measures). Prints ``listening PORT`` once ready."""
     import argparse
+    import json
+    import os
+    from dataclasses import asdict
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--upstream", required=True, metavar="HOST:PORT")
@@ -185,16 +228,40 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--rebind-every", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--commands", action="store_true",
+                    help="take commands on stdin (blackout on|off, rebind, stats); "
+                         "exit when it closes")
     args = ap.parse_args()
     host, _, port = args.upstream.rpartition(":")
     proxy = UdpImpairProxy((host, int(port)), loss=args.loss, duplicate=args.duplicate,
                            reorder=args.reorder, delay=args.delay, seed=args.seed,
                            rebind_every=args.rebind_every)
 
+    async def commands() -> None:
+        # One command a line on stdin, each answered with a line once done:
+        # "blackout on", "blackout off", "rebind", "stats".
+        async with trio.lowlevel.FdStream(os.dup(0)) as stdin:
+            buf = b""
+            while data := await stdin.receive_some():
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    words = line.decode().split()
+                    if words[:1] == ["blackout"]:
+                        proxy.set_blackout(words[1:] == ["on"])
+                    elif words == ["rebind"]:
+                        proxy.rebind()
+                    print(json.dumps({"rebinds": proxy.rebinds, "blackout": proxy.blackout,
+                                      "up": asdict(proxy.up), "down": asdict(proxy.down)}),
+                          flush=True)
+
     async def run() -> None:
         async with trio.open_nursery() as n:
             listening = await n.start(proxy.run)
             print(f"listening {listening}", flush=True)
+            if args.commands:
+                await commands()
+                n.cancel_scope.cancel()  # stdin closed: the test is done with us
 
     trio.run(run)
 

@@ -1,0 +1,354 @@
+"""The share's connection, and the way back to it when it is lost.
+
+A Link owns the current transport, Connection and Session of one Tree, and swaps them
+when the connection dies (TCP reset, QUIC idle timeout, gateway restart, the smbd serving
+us killed, a silent server):
+
+1. a new transport (racing QUIC and TCP under ``transport=auto``, so the way back may be
+   the other transport), NEGOTIATE;
+2. SESSION_SETUP naming the lost session as PreviousSessionId, so the server lets it go
+   and its durable opens become reclaimable (MS-SMB2 3.2.4.2.3, 3.3.5.5.3);
+3. TREE_CONNECT again; then every durable open is reopened by its CreateGuid and lease
+   key (3.2.4.4); one the server no longer has turns stale (ESTALE, never wrong data);
+4. the requests that failed with the connection are sent again by the Tree, marked as
+   replays (2.2.1.2).
+
+``hard`` (the default) tries without end; ``soft`` gives up after ``timeo`` seconds and
+the waiting calls fail. A watch task finds a dead connection nobody is told about: a
+request outstanding while nothing is heard for the transport's ``dead_after`` (QUIC
+probes with PINGs, so there that is a few seconds), or an idle
+connection that does not answer an ECHO (every ``echo_interval``).
+
+QUIC connection migration needs none of this: the QUIC connection itself survives an
+address change (quic.py), and the Link never notices.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from quicfs.client.connection import Connection, open_connection
+from quicfs.client.session import Session
+from quicfs.client.tree import Tree
+from quicfs.errors import ConnectionLost, QuicfsError, SMBError, StaleHandle
+from quicfs.options import Options
+from quicfs.transport.connect import open_transport
+from quicfs.url import ShareURL
+
+log = logging.getLogger("quicfs")
+
+#: A request outstanding and nothing heard for this long: ask the transport for a sign of
+#: life (a QUIC PING). It is declared dead after its own ``dead_after``.
+PROBE_AFTER = 1.0
+#: An idle connection's ECHO must be answered within this.
+ECHO_WITHIN = 5.0
+#: Backoff between reconnect attempts, from the first to the most.
+RETRY_FIRST, RETRY_MOST = 0.1, 2.0
+
+
+@dataclass(eq=False)
+class _Recovery:
+    done: trio.Event = field(default_factory=trio.Event)
+    error: QuicfsError | None = None
+
+
+@dataclass
+class LinkStats:
+    reconnects: int = 0
+    reopened: int = 0
+    #: Opens the server had lost, opened again by name (still the same file).
+    reopened_by_name: int = 0
+    lost_handles: int = 0
+    last_cause: str = ""
+    last_seconds: float = 0.0
+
+
+class Link:
+    def __init__(self, url: ShareURL, opts: Options, nursery: trio.Nursery) -> None:
+        self.url = url
+        self.opts = opts
+        self.nursery = nursery
+        self.tree: Tree | None = None
+        self.stats = LinkStats()
+        #: One ClientGuid for every connection of the link: a durable open is reclaimed
+        #: only by the client that made it (MS-SMB2 3.3.5.9.12).
+        self.client_guid = uuid.uuid4()
+        #: Called after each reconnect (the mount drops caches nothing vouches for now).
+        self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
+        self._scopes: dict[Connection, trio.CancelScope] = {}
+        # Totals of the connections before the current one.
+        self._bytes_before = [0, 0]
+        self._migrations_before = 0
+        self._recovery: _Recovery | None = None
+        self._closing = False
+        #: Why a soft mount stopped waiting for the server; "" while it has not.
+        self._given_up = ""
+
+    # ------------------------------------------------------------------ connecting
+    async def start(self) -> Tree:
+        """The first connection: its errors go straight to the caller (a mount that
+        cannot connect fails at once, it does not retry)."""
+        session = await self._open()
+        tree = Tree(session, self.url.host, self.url.share)
+        await tree.connect()
+        tree.recover = self.recover
+        self.tree = tree
+        self.nursery.start_soon(self._watch)
+        return tree
+
+    async def _open(self, previous_session_id: int = 0) -> Session:
+        opts = self.opts
+        transport = await open_transport(self.url.host, self.url.port, opts, self.nursery)
+        conn: Connection = await self.nursery.start(self._run_connection, transport)
+        try:
+            creds = opts.resolved_credentials()
+            session = Session(conn, seal=opts.seal)
+            with trio.fail_after(max(opts.connect_timeout, 1.0) * 6):
+                await session.setup(username=creds.username, password=creds.password,
+                                    domain=creds.domain,
+                                    previous_session_id=previous_session_id)
+        except BaseException:
+            self._drop(conn)
+            raise
+        return session
+
+    async def _run_connection(self, transport: object, *,
+                              task_status: trio.TaskStatus[Connection]) -> None:
+        """Holds one connection open until it is replaced or the link closes."""
+        with trio.CancelScope() as scope:
+            try:
+                async with open_connection(
+                    transport,  # type: ignore[arg-type]
+                    server_name=self.url.host,
+                    client_guid=self.client_guid,
+                    negotiate_within=max(self.opts.connect_timeout, 1.0) * 2,
+                ) as conn:
+                    self._scopes[conn] = scope
+                    task_status.started(conn)
+                    await trio.sleep_forever()
+            finally:
+                # Shielded, but bounded: a peer that is gone does not answer a close.
+                with trio.CancelScope(shield=True), trio.move_on_after(3):
+                    try:
+                        await transport.aclose()  # type: ignore[attr-defined]
+                    except (QuicfsError, OSError, trio.BrokenResourceError):
+                        pass
+
+    def _drop(self, conn: Connection) -> None:
+        scope = self._scopes.pop(conn, None)
+        if scope is not None:
+            scope.cancel()
+            self._bytes_before[0] += conn.bytes_sent
+            self._bytes_before[1] += conn.bytes_received
+            self._migrations_before += getattr(conn.transport, "migrations", 0)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters and the current path, for `quicfs stats`."""
+        tree = self.tree
+        assert tree is not None
+        conn = tree.conn
+        transport = conn.transport
+        out: dict[str, Any] = {
+            "server": str(self.url),
+            "transport": transport.kind,
+            "peer": transport.peer,
+            "connected": not conn.closed,
+            "bytes_sent": self._bytes_before[0] + conn.bytes_sent,
+            "bytes_received": self._bytes_before[1] + conn.bytes_received,
+            "requests_in_flight": conn.in_flight,
+            "credits": conn.credits_available,
+            "reconnects": self.stats.reconnects,
+            "migrations": self._migrations_before + getattr(transport, "migrations", 0),
+            "replays": tree.replays,
+            "reopened_handles": self.stats.reopened,
+            "reopened_by_name": self.stats.reopened_by_name,
+            "stale_handles": self.stats.lost_handles,
+            "last_reconnect_cause": self.stats.last_cause,
+            "last_reconnect_seconds": round(self.stats.last_seconds, 3),
+        }
+        transport_stats = getattr(transport, "stats", None)
+        if callable(transport_stats):
+            more = dict(transport_stats())
+            more.pop("migrations", None)
+            out.update(more)
+        return out
+
+    # ------------------------------------------------------------------ recovering
+    async def recover(self, broken: Connection) -> None:
+        """Wait until the connection that replaced ``broken`` is up (one reconnect for
+        all callers); raises ConnectionLost when a soft mount gives up."""
+        tree = self.tree
+        if tree is None or self._closing:
+            raise ConnectionLost("connection closed")
+        if tree.conn is not broken and not tree.conn.closed:
+            return  # someone brought it back already
+        if self._given_up:
+            # A soft mount whose server stayed away: calls fail at once until it is back
+            # (the watch keeps trying), rather than each waiting timeo again.
+            self._start_recovery(broken)
+            raise ConnectionLost(self._given_up)
+        recovery = self._start_recovery(broken)
+        await recovery.done.wait()
+        if recovery.error is not None:
+            raise type(recovery.error)(*recovery.error.args)
+
+    def _start_recovery(self, broken: Connection) -> _Recovery:
+        if self._recovery is None:
+            self._recovery = _Recovery()
+            self.nursery.start_soon(self._reconnect, broken, self._recovery)
+        return self._recovery
+
+    async def _reconnect(self, broken: Connection, recovery: _Recovery) -> None:
+        assert self.tree is not None
+        started = trio.current_time()
+        cause = str(broken.failure or "connection lost")
+        log.log(logging.INFO if self._given_up else logging.WARNING,
+                "connection to %s lost (%s); reconnecting", broken.transport.peer, cause)
+        self._drop(broken)
+        deadline = None if self.opts.hard else started + self.opts.timeo
+        delay = RETRY_FIRST
+        try:
+            while True:
+                if self._closing:
+                    recovery.error = ConnectionLost("the share is being closed")
+                    return
+                error: BaseException | None = None
+                # A soft mount's attempt ends at its deadline, however far it got.
+                with trio.move_on_at(deadline if deadline is not None else math.inf):
+                    try:
+                        await self._reestablish(broken)
+                        break
+                    except (QuicfsError, OSError, trio.TooSlowError) as exc:
+                        error = exc
+                now = trio.current_time()
+                if deadline is not None and now + delay > deadline:
+                    recovery.error = ConnectionLost(
+                        f"{self.url.host} did not come back within "
+                        f"{self.opts.timeo:g} s (soft mount)")
+                    if not self._given_up:  # said once; the retries go on quietly
+                        log.warning("%s", recovery.error)
+                    self._given_up = str(recovery.error)
+                    return
+                log.info("reconnect to %s failed: %s; again in %.1f s",
+                         self.url.host, error or "timed out", delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_MOST)
+            self._given_up = ""
+            seconds = trio.current_time() - started
+            self.stats.reconnects += 1
+            self.stats.last_cause, self.stats.last_seconds = cause, seconds
+            log.warning("reconnected to %s over %s in %.2f s (cause: %s)", self.url.host,
+                        self.tree.conn.transport.kind.upper(), seconds, cause)
+            # Not awaited: dropping the kernel's cached pages waits on pages that reads
+            # in flight hold locked, and those reads wait on this very recovery.
+            for callback in self.on_reconnect:
+                self.nursery.start_soon(callback)
+        finally:
+            self._recovery = None
+            recovery.done.set()
+
+    async def _reestablish(self, broken: Connection) -> None:
+        tree = self.tree
+        assert tree is not None
+        session = await self._open(previous_session_id=tree.session.session_id)
+        conn = session.conn
+        try:
+            conn.break_handler = broken.break_handler
+            tree.session, tree.conn = session, conn
+            await tree.connect()
+            await self._reopen_all(tree)
+        except BaseException:
+            self._drop(conn)
+            raise
+
+    async def _reopen_all(self, tree: Tree) -> None:
+        for handle in list(tree.opens):
+            if handle.closed or handle.stale:
+                continue
+            try:
+                if await handle.reopen():
+                    self.stats.reopened += 1
+                else:
+                    self.stats.reopened_by_name += 1
+            except (SMBError, StaleHandle) as exc:
+                # The server kept nothing of it (restarted, or the durable timeout
+                # passed): every later use fails, nothing is guessed.
+                log.warning("%s could not be reopened: %s", handle.name, exc)
+                handle.mark_stale()
+                self.stats.lost_handles += 1
+
+    # ------------------------------------------------------------------ watching
+    async def _watch(self) -> None:
+        last_echo = trio.current_time()
+        while True:
+            await trio.sleep(0.5)
+            tree = self.tree
+            if tree is None or self._closing:
+                return
+            conn = tree.conn
+            if conn.closed:
+                if self._recovery is None:
+                    # Nobody is waiting on it, but durable opens only last so long:
+                    # bring it back now.
+                    self._start_recovery(conn)
+                continue
+            now = trio.current_time()
+            transport = conn.transport
+            silent = now - transport.heard()
+            if conn.in_flight and silent > transport.dead_after:
+                conn.abandon(f"nothing heard from {transport.peer} for {silent:.1f} s")
+            elif conn.in_flight and silent > PROBE_AFTER:
+                transport.probe()
+            elif (not conn.in_flight
+                  # SMB's own silence: QUIC's keep-alive ACKs do not prove smbd alive.
+                  and now - transport.last_received >= self.opts.echo_interval
+                  and now - last_echo >= self.opts.echo_interval):
+                last_echo = now
+                self.nursery.start_soon(self._echo, conn)
+
+    async def _echo(self, conn: Connection) -> None:
+        """ECHO on an idle connection (3.2.4.20); no answer in time means it is dead."""
+        assert self.tree is not None
+        with trio.move_on_after(ECHO_WITHIN) as scope:
+            try:
+                await conn.echo(self.tree.session)
+            except QuicfsError:
+                return  # failed already: the watch sees it closed
+        if scope.cancelled_caught:
+            conn.abandon(f"{conn.transport.peer} did not answer ECHO in {ECHO_WITHIN:g} s")
+
+    # ------------------------------------------------------------------ closing
+    async def aclose(self) -> None:
+        """Disconnect the tree and log off (briefly; a dead server is not waited for)."""
+        self._closing = True
+        tree = self.tree
+        if tree is None:
+            return
+        tree.recover = None
+        with trio.CancelScope(shield=True):
+            if not tree.conn.closed:
+                try:
+                    with trio.move_on_after(2):
+                        await tree.disconnect()
+                        await tree.session.logoff()
+                except (QuicfsError, OSError):
+                    pass
+            for conn in list(self._scopes):
+                self._drop(conn)
+                # Closed here, not only by the connection's task: the nursery that runs
+                # the QUIC worker is cancelled next, and a close needs the worker.
+                with trio.move_on_after(3):
+                    try:
+                        await conn.transport.aclose()  # type: ignore[attr-defined]
+                    except (QuicfsError, OSError, trio.BrokenResourceError):
+                        pass
+
+
+__all__ = ["Link", "LinkStats"]

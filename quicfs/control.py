@@ -1,0 +1,138 @@
+"""The mount's control socket: `quicfs stats MOUNTPOINT` asks the serving process.
+
+One Unix stream socket per mount, in a root-only directory, named by a hash of the mount
+point (so the client finds it from the path alone). A request is one line, the answer one
+line of JSON:
+
+    stats      transport, server, RTT, congestion window, bytes, losses, in flight, and the
+               counters of reconnects, migrations, replays and reopened handles
+    migrate    move the QUIC connection to a new local port (tests and diagnosis: what a
+               laptop changing networks does)
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from quicfs.errors import QuicfsError, UsageError
+
+log = logging.getLogger("quicfs")
+
+Handler = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+def runtime_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/run/quicfs")
+    return Path(os.environ.get("XDG_RUNTIME_DIR", f"/tmp/quicfs-{os.geteuid()}")) / "quicfs"
+
+
+def socket_path(mountpoint: str) -> Path:
+    # The parent resolved, the mount point itself not: resolving it would stat the
+    # mount, which waits for a server that may be gone (hard mounts) -- the very moment
+    # `quicfs stats` is wanted.
+    path = os.path.abspath(mountpoint).rstrip("/") or "/"
+    path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    key = hashlib.sha256(path.encode()).hexdigest()[:24]
+    return runtime_dir() / f"{key}.sock"
+
+
+def log_path(mountpoint: str) -> Path:
+    """The detached mount's log (warnings: reconnects, migrations, lost handles)."""
+    path = socket_path(mountpoint).with_suffix(".log")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+async def serve(path: Path, handler: Handler, *,
+                task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
+    """Answer requests on the socket at ``path`` until cancelled; the socket goes with us.
+
+    The caller computes ``path`` (socket_path) before the mount exists: resolving the
+    mount point afterwards stats it, which waits for the kernel's INIT, which only the
+    serving loop answers."""
+    _clear(path)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(8)
+        listener = trio.SocketListener(sock)
+        task_status.started(path)
+
+        async def one(stream: trio.SocketStream) -> None:
+            async with stream:
+                with trio.move_on_after(30):
+                    request = (await stream.receive_some(1024)).decode(errors="replace")
+                    try:
+                        answer = await handler(request.strip())
+                    except QuicfsError as exc:
+                        answer = {"error": str(exc)}
+                    await stream.send_all(json.dumps(answer).encode() + b"\n")
+
+        await trio.serve_listeners(one, [listener])
+    finally:
+        sock.close()
+        path.unlink(missing_ok=True)  # noqa: ASYNC240 (one unlink at exit, tmpfs)
+
+
+def _clear(path: Path) -> None:
+    """The socket's directory, private; a socket left by a killed mount goes."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+
+
+def ask(mountpoint: str, request: str, *, timeout: float = 10.0) -> dict[str, Any]:
+    """One request to the mount at ``mountpoint`` (blocking: the CLI's side)."""
+    path = socket_path(mountpoint)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        try:
+            s.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise UsageError(f"{mountpoint} is not a quicfs mount (no control socket at "
+                             f"{path})") from None
+        s.sendall(request.encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        raise UsageError(f"the quicfs mount at {mountpoint} did not answer") from None
+    finally:
+        s.close()
+    answer: dict[str, Any] = json.loads(data)
+    if "error" in answer:
+        raise UsageError(answer["error"])
+    return answer
+
+
+class EventLog(logging.Handler):
+    """The last warnings of the mount (reconnects, migrations, lost handles), for stats:
+    a detached mount has no terminal to print them on."""
+
+    def __init__(self, size: int = 50) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: collections.deque[str] = collections.deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import time
+
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+        self.lines.append(f"{stamp} {record.getMessage()}")
+
+
+__all__ = ["EventLog", "ask", "log_path", "serve", "socket_path"]

@@ -1,0 +1,376 @@
+"""Faults survived through a real mount: while a 500 MiB file is written and another read
+(each by its own process, paced so the fault lands mid-transfer), the gateway is killed and
+restarted, the smbd serving us is killed, the client's UDP socket moves, a NAT rebinds
+every second, all UDP is dropped for 10 s, the TCP connection is reset. Each time both
+finish without an error, the bytes on the server and the bytes read are checked by sha256,
+and the mount's own counters (`quicfs stats`) say how it got through: a QUIC migration,
+or an SMB reconnect with the durable handles reclaimed.
+
+The mount process and the servers are real; the faults are real signals, sockets and
+datagrams (our impairment proxy for UDP, `ss -K` for TCP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from quicfs import control
+from tests.fuse.conftest import Mount
+from tests.support import workload
+from tests.support.gateway import GatewayProcess
+from tests.support.impair import ImpairProcess
+from tests.support.samba import SambaServer
+
+MIB = 500
+#: MiB/s each of the writer and the reader go at most: the transfer then lasts ~8 s and
+#: the fault lands in its middle, on 2 cores that also run the servers.
+RATE = 64
+FAULT_AT = 2.0
+SOURCE = "source.bin"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SambaServer]:
+    """A private smbd: these tests kill its children. (Its root must be reachable by the
+    share's user: pytest's own temporary directories are not.)"""
+    srv = SambaServer(Path(tempfile.mkdtemp(prefix="quicfs-faults-")))
+    try:
+        srv.start()
+    except Exception as exc:
+        pytest.fail(f"cannot start smbd: {exc}", pytrace=False)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(srv.root, ignore_errors=True)  # 500 MiB files
+
+
+@pytest.fixture(scope="module")
+def pattern(server: SambaServer) -> str:
+    """The file the readers read, put straight on the server; its sha256 is also what
+    every writer must leave there."""
+    path = server.share_path("plain") / SOURCE
+    sha = workload.write_pattern(str(path), MIB)
+    os.chmod(path, 0o666)
+    return sha
+
+
+@pytest.fixture
+def gw(server: SambaServer, tmp_path: Path) -> Iterator[GatewayProcess]:
+    (tmp_path / "gw").mkdir()
+    gateway = GatewayProcess(tmp_path / "gw", server.port)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        if gateway.proc is not None:
+            gateway.stop()
+
+
+def quic_options(gw: GatewayProcess, server: SambaServer, extra: str = "") -> str:
+    return gw.options(server) + (f",{extra}" if extra else "")
+
+
+def tcp_options(server: SambaServer) -> str:
+    return f"transport=tcp,username={server.username},password={server.password}"
+
+
+def serving_smbds(server: SambaServer) -> list[int]:
+    """The smbd children serving client connections (not its helpers)."""
+    assert server.proc is not None
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        # Helpers are named (smbd-notifyd, cleanupd, smbd-scavenger); servers are not.
+        if int(fields[1]) == server.proc.pid and (comm == "smbd" or comm.startswith("smbd[")):
+            pids.append(int(entry.name))
+    return pids
+
+
+class Transfer:
+    """The writer and the reader, each its own process, through the mount."""
+
+    def __init__(self, mnt: Path, tmp: Path, *, mib: int = MIB, read: bool = True) -> None:
+        self.mnt, self.tmp = mnt, tmp
+        run = [sys.executable, "-m", "tests.support.workload"]
+        self.procs = {"write": subprocess.Popen(
+            [*run, "write", str(mnt / "written.bin"), "--mib", str(mib), "--rate",
+             str(RATE), "--out", str(tmp / "write.json")])}
+        if read:
+            self.procs["read"] = subprocess.Popen(
+                [*run, "read", str(mnt / SOURCE), "--rate", str(RATE),
+                 "--out", str(tmp / "read.json")])
+
+    def wait(self, timeout: float = 150) -> dict[str, workload.Result]:
+        deadline = time.monotonic() + timeout
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 1))
+            except subprocess.TimeoutExpired:
+                for p in self.procs.values():
+                    p.kill()
+                try:
+                    stats: object = control.ask(str(self.mnt), "stats")
+                except Exception as exc:
+                    stats = exc
+                pytest.fail(f"the {name}r was still waiting after {timeout:g} s; the "
+                            f"mount says {stats}")
+        return {name: workload.load(str(self.tmp / f"{name}.json")) for name in self.procs}
+
+
+def survive(mnt: Path, tmp: Path, server: SambaServer, pattern: str,
+            fault: Callable[[], None]) -> tuple[dict[str, object], float]:
+    """Run the transfer, inject ``fault`` FAULT_AT s in, and check every byte; returns the
+    mount's stats and the writer's stall (s)."""
+    transfer = Transfer(mnt, tmp)
+    time.sleep(FAULT_AT)
+    assert all(p.poll() is None for p in transfer.procs.values()), "finished before the fault"
+    at = time.monotonic()
+    fault()
+    results = transfer.wait()
+    stats = control.ask(str(mnt), "stats")
+    for name, result in results.items():
+        assert result.error == "", f"the {name}r failed: {result.error}; {stats}"
+        assert result.bytes == MIB * workload.MIB
+        assert result.sha256 == pattern, f"the {name}r saw other bytes"
+    # What the server holds, read beside the mount.
+    assert workload.file_sha256(str(server.share_path("plain") / "written.bin")) == pattern
+    _start, end = results["write"].stall_after(at)
+    return stats, end - at
+
+
+def mount_dir(tmp_path: Path) -> Path:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    return mnt
+
+
+def test_gateway_killed_and_restarted(server, pattern, gw, tmp_path):
+    with Mount(mount_dir(tmp_path), gw.url("plain"), quic_options(gw, server)) as mnt:
+
+        def fault() -> None:
+            gw.kill()
+            time.sleep(2)
+            gw.start()  # the same UDP port
+
+        stats, _ = survive(mnt, tmp_path, server, pattern, fault)
+        assert stats["reconnects"] == 1 and stats["transport"] == "quic"
+        assert "nothing heard from" in str(stats["last_reconnect_cause"])
+        # smbd kept both durable opens while the gateway was away: reclaimed as they were.
+        assert stats["reopened_handles"] == 2 and stats["stale_handles"] == 0
+        assert stats["replays"] >= 1
+        assert any("reconnected to 127.0.0.1 over QUIC" in e for e in stats["events"])
+
+
+def test_serving_smbd_killed(server, pattern, gw, tmp_path):
+    with Mount(mount_dir(tmp_path), gw.url("plain"), quic_options(gw, server)) as mnt:
+
+        def fault() -> None:
+            pids = serving_smbds(server)
+            assert len(pids) == 1, pids
+            os.kill(pids[0], signal.SIGKILL)
+
+        stats, _ = survive(mnt, tmp_path, server, pattern, fault)
+        assert stats["reconnects"] == 1
+        # Samba loses durable state with the process that held it: both files were opened
+        # again by name, after checking they are still the same files.
+        assert stats["reopened_by_name"] == 2 and stats["stale_handles"] == 0
+
+
+def test_client_socket_rebound_migrates(server, pattern, gw, tmp_path):
+    with Mount(mount_dir(tmp_path), gw.url("plain"), quic_options(gw, server)) as mnt:
+        stats, _ = survive(mnt, tmp_path, server, pattern,
+                           lambda: control.ask(str(mnt), "migrate"))
+        assert stats["migrations"] == 1 and stats["reconnects"] == 0
+        assert stats["replays"] == 0
+        assert any("QUIC connection migrated to local port" in e for e in stats["events"])
+
+
+def test_nat_rebinding_every_second(server, pattern, gw, tmp_path):
+    proxy = ImpairProcess(gw.port, rebind_every=1.0)
+    try:
+        url = f"//127.0.0.1:{proxy.port}/plain"
+        with Mount(mount_dir(tmp_path), url, quic_options(gw, server)) as mnt:
+            stats, _ = survive(mnt, tmp_path, server, pattern, lambda: None)
+            rebinds = proxy.command("stats")["rebinds"]
+            assert isinstance(rebinds, int) and rebinds >= 6
+            # qh3 2.1's server core stops answering a connection after its fourth path
+            # change (docs/mount.quicfs.md): the mount notices the silence and reconnects,
+            # at most once per three rebindings; nothing else may have caused one.
+            assert stats["reconnects"] <= rebinds // 3, stats
+            if stats["reconnects"]:
+                assert "nothing heard from" in str(stats["last_reconnect_cause"])
+        # Every connection's first rebindings were followed by the gateway: no reconnect.
+        gw.stop()
+        assert "client moved 3 times" in gw.log() or "client moved 4 times" in gw.log()
+    finally:
+        proxy.close()
+
+
+def test_udp_blackout_for_ten_seconds(server, pattern, gw, tmp_path):
+    proxy = ImpairProcess(gw.port)
+    try:
+        url = f"//127.0.0.1:{proxy.port}/plain"
+        with Mount(mount_dir(tmp_path), url, quic_options(gw, server)) as mnt:
+
+            def fault() -> None:
+                proxy.command("blackout on")
+                time.sleep(10)
+                proxy.command("blackout off")
+
+            stats, stall = survive(mnt, tmp_path, server, pattern, fault)
+            assert stats["reconnects"] == 1
+            assert stats["reopened_handles"] == 2 and stats["stale_handles"] == 0
+            assert stall >= 10
+    finally:
+        proxy.close()
+
+
+def test_tcp_connection_reset(server, pattern, tmp_path):
+    with Mount(mount_dir(tmp_path), server.url("plain"), tcp_options(server)) as mnt:
+
+        def fault() -> None:
+            reset = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "dport", "=",
+                                    str(server.port)], capture_output=True, text=True)
+            assert reset.returncode == 0, reset.stderr
+
+        stats, _ = survive(mnt, tmp_path, server, pattern, fault)
+        assert stats["reconnects"] == 1 and stats["transport"] == "tcp"
+        assert stats["reopened_handles"] == 2 and stats["stale_handles"] == 0
+
+
+def test_auto_mount_comes_back_over_tcp_when_quic_stays_down(server, pattern, gw,
+                                                              tmp_path):
+    """transport=auto races again on reconnect: with the gateway gone for good, the
+    mount carries on over TCP."""
+    opts = (f"transport=auto,port={server.port},quic_port={gw.port},"
+            f"fingerprint={gw.fingerprint},username={server.username},"
+            f"password={server.password}")
+    with Mount(mount_dir(tmp_path), "//127.0.0.1/plain", opts) as mnt:
+        assert control.ask(str(mnt), "stats")["transport"] == "quic"
+        stats, _ = survive(mnt, tmp_path, server, pattern, gw.kill)
+        assert stats["transport"] == "tcp" and stats["reconnects"] == 1
+        assert stats["reopened_handles"] == 2 and stats["stale_handles"] == 0
+
+
+def test_soft_mount_fails_in_time_and_keeps_what_was_written(server, pattern, gw,
+                                                             tmp_path):
+    proxy = ImpairProcess(gw.port)
+    try:
+        url = f"//127.0.0.1:{proxy.port}/plain"
+        opts = quic_options(gw, server, "soft,timeo=5")
+        with Mount(mount_dir(tmp_path), url, opts) as mnt:
+            before = os.urandom(8 * workload.MIB + 123)
+            (mnt / "before.bin").write_bytes(before)
+            transfer = Transfer(mnt, tmp_path, read=False)
+            time.sleep(1)
+            proxy.command("blackout on")  # for as long as the test runs (> 60 s' worth)
+            at = time.monotonic()
+            [result] = transfer.wait(timeout=60).values()
+            failed_after = time.monotonic() - at
+            assert result.errno == 5, result  # EIO
+            # Silence is noticed after 3 s, then the reconnect is given timeo=5 s.
+            assert failed_after < 3 + 5 + 3, failed_after
+            assert (server.share_path("plain") / "before.bin").read_bytes() == before
+            proxy.command("blackout off")
+            # The mount comes back by itself once the server can be reached.
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    assert (mnt / "before.bin").read_bytes() == before
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+    finally:
+        proxy.close()
+
+
+def test_file_replaced_while_disconnected_is_stale(server, pattern, gw, tmp_path):
+    """A handle whose file the server lost and replaced fails with ESTALE, never reads
+    the new file's bytes through the old handle."""
+    on_server = server.share_path("plain") / "replaced.bin"
+    on_server.write_bytes(b"A" * (8 * workload.MIB))
+    os.chmod(on_server, 0o666)
+    with Mount(mount_dir(tmp_path), gw.url("plain"), quic_options(gw, server)) as mnt:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(mnt / "replaced.bin")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "A"
+        gw.kill()
+        for pid in serving_smbds(server):  # the durable open dies with its smbd
+            os.kill(pid, signal.SIGKILL)
+        # Replaced the way editors and rsync replace a file: a new one renamed over it.
+        # (Deleted and made again under the same inode number, it cannot be told apart:
+        # smbd itself takes it for the same file; docs/mount.quicfs.md.)
+        new = on_server.with_name("replacement.tmp")
+        new.write_bytes(b"B" * (8 * workload.MIB))
+        os.chmod(new, 0o666)
+        os.rename(new, on_server)
+        gw.start()
+        holder.stdin.write("again\n")
+        holder.stdin.flush()
+        answer = holder.stdout.readline().strip()
+        assert answer == "errno 116", json.dumps(control.ask(str(mnt), "stats"))  # ESTALE
+        holder.wait(timeout=10)
+        # The name itself now leads to the new file.
+        assert (mnt / "replaced.bin").read_bytes()[:4] == b"BBBB"
+        stats = control.ask(str(mnt), "stats")
+        assert stats["stale_handles"] == 1 and stats["reconnects"] == 1
+
+
+# Reads the head of a file, waits for a line on stdin, then reads far from the head (past
+# anything read ahead): prints the first byte, or the errno.
+_HOLDER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print(os.pread(fd, 4096, 0)[:1].decode(), flush=True)
+sys.stdin.readline()
+try:
+    print(os.pread(fd, 4096, 6 << 20)[:1].decode(), flush=True)
+except OSError as exc:
+    print(f"errno {exc.errno}", flush=True)
+"""
+
+
+def test_idle_mount_finds_a_dead_server_and_a_hard_mount_waits(server, gw, tmp_path):
+    (server.share_path("plain") / "later.txt").write_text("worth the wait\n")
+    opts = quic_options(gw, server, "echo_interval=1")
+    with Mount(mount_dir(tmp_path), gw.url("plain"), opts) as mnt:
+        (mnt / "small.txt").write_text("still here\n")
+        gw.kill()
+        # Nobody uses the mount, yet the ECHO keep-alive finds the server gone (the ECHO
+        # goes unanswered: the QUIC peer is silent, or the ECHO times out).
+        deadline = time.monotonic() + 15
+        while control.ask(str(mnt), "stats")["connected"]:
+            assert time.monotonic() < deadline, control.ask(str(mnt), "stats")
+            time.sleep(0.5)
+        assert any("lost (" in e for e in control.ask(str(mnt), "stats")["events"])
+        # A hard mount waits for the server, then the waiting call completes.
+        cat = subprocess.Popen(["cat", str(mnt / "later.txt")], stdout=subprocess.PIPE)
+        time.sleep(2)
+        assert cat.poll() is None, "cat did not wait for the server"
+        gw.start()
+        out, _ = cat.communicate(timeout=20)
+        assert cat.returncode == 0 and out == b"worth the wait\n"
+        assert control.ask(str(mnt), "stats")["reconnects"] == 1
+        assert (mnt / "small.txt").read_text() == "still here\n"
