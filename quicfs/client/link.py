@@ -259,6 +259,9 @@ class Link:
         assert tree is not None
         session = await self._open(previous_session_id=tree.session.session_id)
         conn = session.conn
+        # Other requests wait at the tree until it is whole again: sent meanwhile on the
+        # new session they would carry a tree id or FileIds it does not know yet.
+        resumed = tree.hold()
         try:
             conn.break_handler = broken.break_handler
             tree.session, tree.conn = session, conn
@@ -267,6 +270,8 @@ class Link:
         except BaseException:
             self._drop(conn)
             raise
+        finally:
+            resumed()
 
     async def _reopen_all(self, tree: Tree) -> None:
         for handle in list(tree.opens):

@@ -13,6 +13,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
+import trio
+
 from quicfs.client.connection import Reply, Request
 from quicfs.client.session import Session
 from quicfs.errors import ConnectionLost, StaleHandle, UsageError
@@ -46,6 +48,7 @@ class Tree:
         self._moved: dict[FileId, FileId] = {}
         self._stale: set[FileId] = set()
         self.replays = 0
+        self._held: trio.Event | None = None
 
     @property
     def unc(self) -> str:
@@ -80,10 +83,24 @@ class Tree:
         """A related compound (3.2.4.1.4): later requests act on the first's FileId."""
         return await self._send(reqs, related=True)
 
+    def hold(self) -> Callable[[], None]:
+        """Make requests wait (the tree is being re-established); call what this returns
+        to let them go."""
+        held = self._held = trio.Event()
+
+        def release() -> None:
+            if self._held is held:
+                self._held = None
+            held.set()
+
+        return release
+
     async def _send(self, reqs: Sequence[Request], *, related: bool,
                     allowed: Sequence[int] = ()) -> list[Reply]:
         replay = False
         while True:
+            while self._held is not None:
+                await self._held.wait()
             conn = self.conn
             try:
                 if not related:

@@ -374,3 +374,24 @@ def test_idle_mount_finds_a_dead_server_and_a_hard_mount_waits(server, gw, tmp_p
         assert cat.returncode == 0 and out == b"worth the wait\n"
         assert control.ask(str(mnt), "stats")["reconnects"] == 1
         assert (mnt / "small.txt").read_text() == "still here\n"
+
+
+def test_quicfs_stats_command(server, gw, tmp_path):
+    run = [sys.executable, "-m", "quicfs.cli.main", "stats"]
+    with Mount(mount_dir(tmp_path), gw.url("plain"), quic_options(gw, server)) as mnt:
+        (mnt / "hello.txt").write_text("hello\n")
+        human = subprocess.run([*run, str(mnt)], capture_output=True, text=True, timeout=30)
+        assert human.returncode == 0, human.stderr
+        first = human.stdout.splitlines()[0]
+        assert first == (f"{mnt}: {gw.url('plain')} over QUIC to 127.0.0.1:{gw.port} "
+                         "(connected)")
+        assert "reconnects 0, migrations 0, replays 0" in human.stdout
+        as_json = subprocess.run([*run, str(mnt), "--json"], capture_output=True,
+                                 text=True, timeout=30)
+        stats = json.loads(as_json.stdout)
+        assert stats["transport"] == "quic" and stats["bytes_sent"] > 0
+        assert stats["rtt_ms"] > 0 and stats["cwnd"] > 0
+    plain = subprocess.run([*run, str(tmp_path)], capture_output=True, text=True,
+                           timeout=30)
+    assert plain.returncode == 2
+    assert plain.stderr.startswith(f"quicfs: {tmp_path} is not a quicfs mount")
