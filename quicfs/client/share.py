@@ -19,7 +19,7 @@ import trio
 
 from quicfs.client.connection import Connection, Reply
 from quicfs.client.directory import DirEntry, iter_directory
-from quicfs.client.leases import Leases
+from quicfs.client.leases import Leases, new_lease_key
 from quicfs.client.link import Link
 from quicfs.client.nursery import open_nursery
 from quicfs.client.open import FileStat, Open
@@ -175,7 +175,10 @@ class Share:
 
     @asynccontextmanager
     async def opened(self, path: str, mode: str = "r") -> AsyncIterator[Open]:
-        handle = await self.open(path, mode)
+        """An open closed on exit; leased, hence durable: a transfer survives a lost
+        connection (the lease's breaks are acknowledged by ``leases``: nothing is cached
+        here)."""
+        handle = await self.open(path, mode, lease_key=new_lease_key())
         try:
             yield handle
         finally:

@@ -395,3 +395,23 @@ def test_quicfs_stats_command(server, gw, tmp_path):
                            timeout=30)
     assert plain.returncode == 2
     assert plain.stderr.startswith(f"quicfs: {tmp_path} is not a quicfs mount")
+
+
+def test_quicfs_get_survives_a_blackout(server, pattern, gw, tmp_path):
+    """The one-shot command rides the same reconnect: its open is durable too."""
+    proxy = ImpairProcess(gw.port)
+    try:
+        url = f"//127.0.0.1:{proxy.port}/plain/{SOURCE}"
+        get = subprocess.Popen(
+            [sys.executable, "-m", "quicfs.cli.main", "get", url, str(tmp_path / "got.bin"),
+             "-o", quic_options(gw, server)], stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        proxy.command("blackout on")
+        time.sleep(5)
+        proxy.command("blackout off")
+        _, err = get.communicate(timeout=60)
+        assert get.returncode == 0, err
+        assert workload.file_sha256(str(tmp_path / "got.bin")) == pattern
+        assert "reconnected to 127.0.0.1 over QUIC" in err
+    finally:
+        proxy.close()
