@@ -36,10 +36,11 @@ RATE = 64
 FAULT_AT = 2.0
 
 
-def run(root: Path, server: SambaServer, name: str, mib: int, transport: str,
-        fault: Callable[[Path], float], *, proxy: ImpairProcess | None = None,
+def run(root: Path, server: SambaServer, name: str, mib: int, pattern: str,
+        transport: str, fault: Callable[[Path], float], *, proxy: ImpairProcess | None = None,
         gw: GatewayProcess | None = None) -> dict[str, object]:
-    """One fault: ``fault(mnt)`` returns the moment from which the stall counts."""
+    """One fault: ``fault(mnt)`` returns the moment from which the stall counts;
+    ``pattern`` is the sha256 the writer must end with."""
     mnt = root / f"mnt-{name}"
     mnt.mkdir()
     if transport == "tcp":
@@ -59,9 +60,8 @@ def run(root: Path, server: SambaServer, name: str, mib: int, transport: str,
         writer.wait(timeout=300)
         result = workload.load(str(out))
         stats = control.ask(str(mnt), "stats")
-    _, end = result.stall_after(at)
-    ok = result.error == "" and result.sha256 == workload.pattern_sha256(mib)
-    return {"fault": name, "stall_s": round(end - at, 3), "intact": ok,
+    ok = result.error == "" and result.sha256 == pattern
+    return {"fault": name, "stall_s": round(result.stall_end(at) - at, 3), "intact": ok,
             "reconnects": stats["reconnects"], "migrations": stats["migrations"]}
 
 
@@ -77,6 +77,7 @@ def main() -> int:
     (root / "gw").mkdir()
     gw = GatewayProcess(root / "gw", server.port).start()
     rows = []
+    pattern = workload.pattern_sha256(args.mib)
     try:
         def migrate(mnt: Path) -> float:
             at = time.monotonic()
@@ -101,7 +102,7 @@ def main() -> int:
                            capture_output=True, check=True)
             return at
 
-        rows.append(run(root, server, "migration", args.mib, "quic", migrate, gw=gw))
+        rows.append(run(root, server, "migration", args.mib, pattern, "quic", migrate, gw=gw))
         proxy = ImpairProcess(gw.port)
         try:
             def blackout(mnt: Path) -> float:
@@ -110,14 +111,14 @@ def main() -> int:
                 proxy.command("blackout off")
                 return time.monotonic()  # from the moment UDP flows again
 
-            rows.append(run(root, server, "blackout-10s", args.mib, "quic", blackout,
+            rows.append(run(root, server, "blackout-10s", args.mib, pattern, "quic", blackout,
                             proxy=proxy, gw=gw))
         finally:
             proxy.close()
-        rows.append(run(root, server, "gateway-restart", args.mib, "quic", restart_gateway,
+        rows.append(run(root, server, "gateway-restart", args.mib, pattern, "quic", restart_gateway,
                         gw=gw))
-        rows.append(run(root, server, "smbd-killed", args.mib, "quic", kill_smbd, gw=gw))
-        rows.append(run(root, server, "tcp-reset", args.mib, "tcp", reset_tcp))
+        rows.append(run(root, server, "smbd-killed", args.mib, pattern, "quic", kill_smbd, gw=gw))
+        rows.append(run(root, server, "tcp-reset", args.mib, pattern, "tcp", reset_tcp))
     finally:
         gw.stop()
         server.stop()

@@ -25,6 +25,7 @@ from typing import Any
 import trio
 
 from quicfs.errors import QuicfsError, UsageError
+from quicfs.fs.kernel import mountpoint_path
 
 log = logging.getLogger("quicfs")
 
@@ -38,12 +39,9 @@ def runtime_dir() -> Path:
 
 
 def socket_path(mountpoint: str) -> Path:
-    # The parent resolved, the mount point itself not: resolving it would stat the
-    # mount, which waits for a server that may be gone (hard mounts) -- the very moment
-    # `quicfs stats` is wanted.
-    path = os.path.abspath(mountpoint).rstrip("/") or "/"
-    path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-    key = hashlib.sha256(path.encode()).hexdigest()[:24]
+    # Named without touching the mount: `quicfs stats` is wanted most while a hard mount
+    # waits for its server.
+    key = hashlib.sha256(mountpoint_path(mountpoint).encode()).hexdigest()[:24]
     return runtime_dir() / f"{key}.sock"
 
 
@@ -58,9 +56,7 @@ async def serve(path: Path, handler: Handler, *,
                 task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
     """Answer requests on the socket at ``path`` until cancelled; the socket goes with us.
 
-    The caller computes ``path`` (socket_path) before the mount exists: resolving the
-    mount point afterwards stats it, which waits for the kernel's INIT, which only the
-    serving loop answers."""
+    The caller computes ``path`` (socket_path) before the mount exists."""
     _clear(path)
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

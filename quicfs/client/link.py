@@ -134,12 +134,7 @@ class Link:
                     task_status.started(conn)
                     await trio.sleep_forever()
             finally:
-                # Shielded, but bounded: a peer that is gone does not answer a close.
-                with trio.CancelScope(shield=True), trio.move_on_after(3):
-                    try:
-                        await transport.aclose()  # type: ignore[attr-defined]
-                    except (QuicfsError, OSError, trio.BrokenResourceError):
-                        pass
+                await _close(transport)
 
     def _drop(self, conn: Connection) -> None:
         scope = self._scopes.pop(conn, None)
@@ -175,9 +170,7 @@ class Link:
         }
         transport_stats = getattr(transport, "stats", None)
         if callable(transport_stats):
-            more = dict(transport_stats())
-            more.pop("migrations", None)
-            out.update(more)
+            out.update(transport_stats())
         return out
 
     # ------------------------------------------------------------------ recovering
@@ -349,11 +342,16 @@ class Link:
                 self._drop(conn)
                 # Closed here, not only by the connection's task: the nursery that runs
                 # the QUIC worker is cancelled next, and a close needs the worker.
-                with trio.move_on_after(3):
-                    try:
-                        await conn.transport.aclose()  # type: ignore[attr-defined]
-                    except (QuicfsError, OSError, trio.BrokenResourceError):
-                        pass
+                await _close(conn.transport)
+
+
+async def _close(transport: object) -> None:
+    """Close a transport, shielded but bounded: a peer that is gone does not answer."""
+    with trio.CancelScope(shield=True), trio.move_on_after(3):
+        try:
+            await transport.aclose()  # type: ignore[attr-defined]
+        except (QuicfsError, OSError, trio.BrokenResourceError):
+            pass
 
 
 __all__ = ["Link", "LinkStats"]

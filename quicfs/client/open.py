@@ -120,7 +120,6 @@ class Open:
         self.max_write = params.max_write_size
         tree.opens.add(self)
 
-
     async def reopen(self) -> bool:
         """Reclaim this open on a new connection (3.2.4.4): the same name, the CreateGuid
         it was made with, and its lease key (a leased durable open must name its lease).
@@ -149,10 +148,7 @@ class Open:
         return durable
 
     async def _create_again(self, req: CreateRequest) -> CreateResponse:
-        tree = self.tree
-        reply = await tree.conn.request(req, session=tree.session, tree_id=tree.tree_id,
-                                        encrypt=tree.encrypt)
-        return CreateResponse.unpack(reply.message)
+        return CreateResponse.unpack((await self.tree.request_now(req)).message)
 
     async def _open_by_name(self, why: SMBError) -> CreateResponse:
         assert self.request is not None
@@ -178,10 +174,7 @@ class Open:
         # open and its stored DOS creation time afterwards, which may be later.)
         if after is None or (after.disk_file_id, after.volume_id) != (
                 before.disk_file_id, before.volume_id) or created.creation_time > self.seen:
-            tree = self.tree
-            await tree.conn.request(CloseRequest(file_id=created.file_id),
-                                    session=tree.session, tree_id=tree.tree_id,
-                                    encrypt=tree.encrypt)
+            await self.tree.request_now(CloseRequest(file_id=created.file_id))
             raise StaleHandle(f"{self.name} was replaced by another file while the "
                               "connection was lost")
         self.request = req

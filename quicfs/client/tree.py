@@ -83,6 +83,12 @@ class Tree:
         """A related compound (3.2.4.1.4): later requests act on the first's FileId."""
         return await self._send(reqs, related=True)
 
+    async def request_now(self, req: Request) -> Reply:
+        """Send on the current connection at once: not held, not replayed (the requests
+        that re-establish the tree itself)."""
+        return await self.conn.request(req, session=self.session, tree_id=self.tree_id,
+                                       encrypt=self.encrypt)
+
     def hold(self) -> Callable[[], None]:
         """Make requests wait (the tree is being re-established); call what this returns
         to let them go."""

@@ -19,9 +19,17 @@ log = logging.getLogger("quicfs.fs")
 READ_AHEAD_KIB = 4096
 
 
+def mountpoint_path(mountpoint: str) -> str:
+    """The absolute path of a mount point, its parent resolved and the mount point itself
+    not: resolving it would stat the mount, which waits for a server that may be gone
+    (hard mounts), or for the kernel's INIT while the mount is being made."""
+    path = os.path.abspath(mountpoint).rstrip("/") or "/"
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
 def mount_entry(mountpoint: str) -> list[str] | None:
     """The mount's line of /proc/self/mountinfo, split in fields; None if not mounted."""
-    target = os.path.realpath(mountpoint)
+    target = mountpoint_path(mountpoint)
     try:
         with open("/proc/self/mountinfo", encoding="utf-8") as f:
             for line in f:
@@ -58,4 +66,4 @@ def raise_read_ahead(mountpoint: str, kib: int = READ_AHEAD_KIB) -> int | None:
         return None
 
 
-__all__ = ["READ_AHEAD_KIB", "bdi_path", "mount_entry", "raise_read_ahead"]
+__all__ = ["READ_AHEAD_KIB", "bdi_path", "mount_entry", "mountpoint_path", "raise_read_ahead"]

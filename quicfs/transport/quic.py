@@ -495,7 +495,6 @@ class QuicDriver:
             "lost_packets": int(get("loss_total")),
             "datagrams_sent": self.datagrams_sent,
             "datagrams_received": self.datagrams_received,
-            "migrations": self.migrations,
         }
 
 

@@ -152,8 +152,7 @@ def survive(mnt: Path, tmp: Path, server: SambaServer, pattern: str,
         assert result.sha256 == pattern, f"the {name}r saw other bytes"
     # What the server holds, read beside the mount.
     assert workload.file_sha256(str(server.share_path("plain") / "written.bin")) == pattern
-    _start, end = results["write"].stall_after(at)
-    return stats, end - at
+    return stats, results["write"].stall_end(at) - at
 
 
 def mount_dir(tmp_path: Path) -> Path:

@@ -74,15 +74,15 @@ class Result:
     error: str = ""
     errno: int = 0
 
-    def stall_after(self, t: float) -> tuple[float, float]:
-        """The longest gap between MiBs completed after ``t``: (start of the gap or
-        ``t``, whichever is later; its end)."""
+    def stall_end(self, t: float) -> float:
+        """When bytes flowed again after ``t``: the end of the longest gap between MiBs
+        completed after ``t`` (a gap counted from ``t`` when it began before)."""
         times = [self.started, *self.times]
-        best = (t, t)
+        best, end = 0.0, t
         for a, b in itertools.pairwise(times):
-            if b > t and b - max(a, t) > best[1] - best[0]:
-                best = (max(a, t), b)
-        return best
+            if b > t and b - max(a, t) > best:
+                best, end = b - max(a, t), b
+        return end
 
 
 def load(path: str) -> Result:
