@@ -205,6 +205,8 @@ class Link:
         log.log(logging.INFO if self._given_up else logging.WARNING,
                 "connection to %s lost (%s); reconnecting", broken.transport.peer, cause)
         self._drop(broken)
+        # Named in every attempt: a failed attempt leaves its own session on the tree.
+        previous = self.tree.session.session_id
         deadline = None if self.opts.hard else started + self.opts.timeo
         delay = RETRY_FIRST
         try:
@@ -216,7 +218,7 @@ class Link:
                 # A soft mount's attempt ends at its deadline, however far it got.
                 with trio.move_on_at(deadline if deadline is not None else math.inf):
                     try:
-                        await self._reestablish(broken)
+                        await self._reestablish(broken, previous)
                         break
                     except (QuicfsError, OSError, trio.TooSlowError) as exc:
                         error = exc
@@ -247,10 +249,10 @@ class Link:
             self._recovery = None
             recovery.done.set()
 
-    async def _reestablish(self, broken: Connection) -> None:
+    async def _reestablish(self, broken: Connection, previous_session_id: int) -> None:
         tree = self.tree
         assert tree is not None
-        session = await self._open(previous_session_id=tree.session.session_id)
+        session = await self._open(previous_session_id=previous_session_id)
         conn = session.conn
         # Other requests wait at the tree until it is whole again: sent meanwhile on the
         # new session they would carry a tree id or FileIds it does not know yet.
