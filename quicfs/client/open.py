@@ -4,6 +4,7 @@ close; and streaming transfers with many requests in flight."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ from quicfs.smb2.status import Status
 #: several in flight keep the pipe full).
 DEFAULT_CHUNK = 1024 * 1024
 DEFAULT_DEPTH = 8
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,8 @@ class Open:
             durable = True
         except SMBError as exc:
             created = await self._open_by_name(exc)
+            log.warning("%s reopened by name: the server refused its durable open (%s)",
+                        self.name, exc)
             durable = False
         old, self.created = self.file_id, created
         self.file_id = created.file_id

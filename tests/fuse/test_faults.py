@@ -252,7 +252,7 @@ def test_tcp_connection_reset(server, pattern, tmp_path):
 
         stats, _ = survive(mnt, tmp_path, server, pattern, fault)
         assert stats["reconnects"] == 1 and stats["transport"] == "tcp"
-        assert stats["reopened_handles"] == 2 and stats["stale_handles"] == 0
+        assert stats["reopened_handles"] == 2 and stats["stale_handles"] == 0, stats
 
 
 def test_auto_mount_comes_back_over_tcp_when_quic_stays_down(server, pattern, gw,
