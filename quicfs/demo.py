@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from quicfs.cert import write_self_signed
@@ -42,18 +43,25 @@ def _mounted(path: Path) -> bool:
     return any(line.split()[4] == str(path) for line in text.splitlines())
 
 
-def start(root: Path) -> str:
-    """Start everything; returns what to show the user."""
-    root = root.resolve()
-    state_file = root / "state.json"
-    if state_file.exists():
-        raise DemoRunning(f"a demo is already running in {root} (make demo-stop first)")
-    mnt = root / "mnt"
-    mnt.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(12)
-    # The share's Unix user must be able to walk to the share: DIR may sit under a 0700
-    # home, so Samba's files live in a directory of their own under /tmp.
-    samba = SambaServer(Path(tempfile.mkdtemp(prefix="quicfs-demo-smb-")), password=password)
+@dataclass
+class LocalServers:
+    """A private smbd and our QUIC gateway in front of it, all on loopback."""
+
+    samba: SambaServer
+    gateway_pid: int
+    port: int  # the gateway's UDP port
+    fingerprint: str
+    credentials: Path  # 0600, the share user's name and password
+
+    def state(self) -> dict[str, object]:
+        assert self.samba.proc is not None
+        return {"smbd_pid": self.samba.proc.pid, "samba_root": str(self.samba.root),
+                "gateway_pid": self.gateway_pid}
+
+
+def start_servers(root: Path, samba: SambaServer) -> LocalServers:
+    """Start ``samba``, then the gateway with a fresh certificate under ``root`` (its
+    log: root/gateway.log); on failure nothing is left running."""
     try:
         samba.start()
     except SambaError as exc:
@@ -61,9 +69,6 @@ def start(root: Path) -> str:
     assert samba.proc is not None
     state: dict[str, object] = {"smbd_pid": samba.proc.pid, "samba_root": str(samba.root)}
     try:
-        welcome = samba.share_path("plain") / "welcome.txt"
-        welcome.write_text("Hello from quicfs: this file travelled over SMB 3.1.1 on QUIC.\n")
-        os.chown(welcome, *_owner(samba.share_path("plain")))
         certs = write_self_signed("localhost", root / "certs", extra_names=["127.0.0.1"])
         port = _free_udp_port()
         log = open(root / "gateway.log", "ab")
@@ -83,9 +88,35 @@ def start(root: Path) -> str:
         cred = root / "credentials"
         fd = os.open(cred, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(f"username={samba.username}\npassword={password}\n")
+            f.write(f"username={samba.username}\npassword={samba.password}\n")
+    except BaseException:
+        stop_state(state)
+        raise
+    return LocalServers(samba, gateway.pid, port, certs.fingerprint, cred)
+
+
+def start(root: Path) -> str:
+    """Start everything; returns what to show the user."""
+    root = root.resolve()
+    state_file = root / "state.json"
+    if state_file.exists():
+        raise DemoRunning(f"a demo is already running in {root} (make demo-stop first)")
+    mnt = root / "mnt"
+    mnt.mkdir(parents=True, exist_ok=True)
+    # The share's Unix user must be able to walk to the share: DIR may sit under a 0700
+    # home, so Samba's files live in a directory of their own under /tmp.
+    samba = SambaServer(Path(tempfile.mkdtemp(prefix="quicfs-demo-smb-")),
+                        password=secrets.token_urlsafe(12))
+    servers = start_servers(root, samba)
+    state = servers.state()
+    try:
+        welcome = samba.share_path("plain") / "welcome.txt"
+        welcome.write_text("Hello from quicfs: this file travelled over SMB 3.1.1 on QUIC.\n")
+        os.chown(welcome, *_owner(samba.share_path("plain")))
+        port = servers.port
         source = f"//127.0.0.1:{port}/plain"
-        options = f"transport=quic,fingerprint={certs.fingerprint},credentials={cred}"
+        options = (f"transport=quic,fingerprint={servers.fingerprint},"
+                   f"credentials={servers.credentials}")
         proc = subprocess.run([sys.executable, "-m", "quicfs.cli.mount", source, str(mnt),
                                "-o", options], capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
@@ -99,7 +130,7 @@ def start(root: Path) -> str:
     return (
         f"quicfs demo: {source} mounted at {mnt}\n"
         f"  transport: QUIC (UDP 127.0.0.1:{port}, TLS 1.3, ALPN smb), certificate pinned "
-        f"{certs.fingerprint}\n"
+        f"{servers.fingerprint}\n"
         f"  behind it: Samba smbd on TCP 127.0.0.1:{samba.port} (our gateway splices)\n\n"
         f"$ ls -l {mnt}\n{listing}\n"
         f"Try: cat {mnt}/welcome.txt; cp some-file {mnt}/\n"

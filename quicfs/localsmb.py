@@ -55,7 +55,8 @@ def ensure_unix_user(name: str = USER) -> pwd.struct_passwd:
 class SambaServer:
     def __init__(self, root: Path, *, extra_global: dict[str, str] | None = None,
                  signing_mandatory: bool = True, password: str = PASSWORD,
-                 port: int | None = None) -> None:
+                 port: int | None = None, shares: tuple[str, ...] = SHARES,
+                 share_options: dict[str, str] | None = None) -> None:
         self.root = Path(root)
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -63,6 +64,9 @@ class SambaServer:
         self.password = password
         self.extra_global = dict(extra_global or {})
         self.signing_mandatory = signing_mandatory
+        self.shares = shares
+        #: Lines added to every share's section.
+        self.share_options = dict(share_options or {})
         self.conf = self.root / "smb.conf"
         self.log = self.root / "log" / "smbd.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -92,7 +96,7 @@ class SambaServer:
         self.root.chmod(0o755)
         for d in dirs:
             (self.root / d).mkdir(parents=True, exist_ok=True)
-        for share in SHARES:
+        for share in self.shares:
             p = self.share_path(share)
             p.mkdir(parents=True, exist_ok=True)
             os.chown(p, user.pw_uid, user.pw_gid)
@@ -133,7 +137,7 @@ class SambaServer:
         }
         glob.update(self.extra_global)
         lines = ["[global]"] + [f"  {k} = {v}" for k, v in glob.items()]
-        for share in SHARES:
+        for share in self.shares:
             lines += [
                 f"[{share}]",
                 f"  path = {self.share_path(share)}",
@@ -146,6 +150,7 @@ class SambaServer:
                 "  create mask = 0644",
                 "  directory mask = 0755",
             ]
+            lines += [f"  {k} = {v}" for k, v in self.share_options.items()]
             if share == "sealed":
                 lines.append("  smb encrypt = required")
         self.conf.write_text("\n".join(lines) + "\n")

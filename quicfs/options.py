@@ -68,6 +68,11 @@ class Options:
     qlog: str | None = None
     connect_timeout: float = 5.0
     max_datagram_size: int | None = None
+    #: Show the mount as type ``fuse`` rather than ``fuse.quicfs`` (xfstests' FSTYP=fuse
+    #: checks the type); a remount must then name ``-t fuse.quicfs``.
+    subtype: bool = True
+    #: mount(8)'s generic VFS flags (noexec, relatime, ...), in the order given.
+    vfs: tuple[str, ...] = ()
 
     def resolved_credentials(self) -> Credentials:
         """Credentials file, then explicit options (which win), then the environment
@@ -194,13 +199,18 @@ _FLAGS: dict[str, tuple[str, bool]] = {
     "_netdev": ("netdev", True),
     "nofail": ("nofail", True),
     "debug": ("debug", True),
+    "nosubtype": ("subtype", False),
 }
+#: mount(8)'s flags for the mount itself (quicfs/fs/mountflags.py applies them).
+VFS_FLAGS = frozenset({
+    "exec", "noexec", "suid", "nosuid", "dev", "nodev", "sync", "async", "dirsync",
+    "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime", "strictatime",
+    "nostrictatime", "lazytime", "nolazytime", "symfollow", "nosymfollow",
+})
 #: mount(8)'s own flags: accepted, meaning nothing to us.
 _IGNORED = {
-    "defaults", "auto", "noauto", "users", "nouser", "exec", "noexec", "suid", "nosuid",
-    "dev", "nodev", "atime", "noatime", "relatime", "norelatime", "strictatime", "nodiratime",
-    "diratime", "sync", "async", "loud", "silent", "owner", "group", "nomand", "mand",
-    "lazytime", "nolazytime", "iversion", "noiversion", "remount",
+    "defaults", "auto", "noauto", "users", "nouser", "loud", "silent", "owner", "group",
+    "nomand", "mand", "iversion", "noiversion", "remount",
 }
 
 
@@ -247,6 +257,10 @@ def parse_options(text: str | None, base: Options | None = None) -> Options:
                 raise UsageError(f"option {name} takes no value")
             fld, flag = _FLAGS[name]
             changes[fld] = flag
+        elif name in VFS_FLAGS:
+            if eq:
+                raise UsageError(f"option {name} takes no value")
+            changes["vfs"] = (*changes.get("vfs", (base or Options()).vfs), name)
         elif name in _IGNORED or name.startswith("x-") or name == "comment":
             continue
         else:

@@ -61,6 +61,7 @@ async def serve(source: str, options: str, mountpoint: str,
 
     from quicfs import control
     from quicfs.client.share import connect
+    from quicfs.fs import mountflags
     from quicfs.fs.kernel import raise_read_ahead
     from quicfs.fs.operations import Operations, fuse_options
     from quicfs.options import parse_options
@@ -92,8 +93,19 @@ async def serve(source: str, options: str, mountpoint: str,
             pyfuse3.init(ops, mountpoint, fuse_options(opts, source))
         except RuntimeError as exc:
             raise OSError(f"cannot mount on {mountpoint}: {exc}") from None
-        try:
+        def settle() -> None:
+            raise_read_ahead(mountpoint)
+            later = mountflags.split(opts.vfs)[1]
+            if later:
+                mountflags.remount(mountpoint, later)
+
+        async def settle_then_ready() -> None:
+            # In a thread: a remount may stat the mount point, which waits for the
+            # kernel's INIT, which only pyfuse3.main() answers. Ready once it is done.
+            await trio.to_thread.run_sync(settle)
             ready(None)
+
+        try:
             async with trio.open_nursery() as nursery:
 
                 async def on_signal() -> None:
@@ -104,9 +116,7 @@ async def serve(source: str, options: str, mountpoint: str,
 
                 nursery.start_soon(on_signal)
                 await nursery.start(control.serve, control_path, answer)
-                # stat() of the mount point waits for the kernel's INIT, which only
-                # pyfuse3.main() answers: a thread does it once the loop runs.
-                nursery.start_soon(trio.to_thread.run_sync, raise_read_ahead, mountpoint)
+                nursery.start_soon(settle_then_ready)
                 ops.nursery = nursery  # background writes live as long as the mount
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
@@ -114,18 +124,25 @@ async def serve(source: str, options: str, mountpoint: str,
             pyfuse3.close(unmount=True)
 
 
-def remount(mountpoint: str, read_only: bool) -> int:
-    """``mount -o remount,ro|rw``: the kernel flips the superblock's read-only flag; the
-    serving process needs no word of it (the VFS refuses writes on a read-only mount)."""
+def remount(mountpoint: str, options: str) -> int:
+    """``mount -o remount,ro|rw,relatime,...``: the kernel changes the superblock's
+    read-only flag and the mount's flags; the serving process needs no word of it (the
+    VFS refuses writes on a read-only mount). mount(8) passes the live mount's kernel
+    options (user_id=, ...) and, from xfstests, every option of the first mount along:
+    only the flags matter here."""
+    from quicfs.fs import mountflags
+    from quicfs.options import VFS_FLAGS, split_options
+
     if not is_mounted(mountpoint):
         print(f"{PROG}: {mountpoint} is not mounted", file=sys.stderr)
         return EX_FAIL
-    flag = "ro" if read_only else "rw"
-    # -i: do the remount ourselves, do not call this helper again.
-    proc = subprocess.run(["mount", "-i", "-o", f"remount,{flag}", mountpoint],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"{PROG}: remount failed: {proc.stderr.strip()}", file=sys.stderr)
+    given = [o for o in split_options(options) if o in VFS_FLAGS or o in ("ro", "rw")]
+    modes = [o for o in given if o in ("ro", "rw")]
+    flags = mountflags.resolve([o for o in given if o not in modes], root=False)
+    try:
+        mountflags.remount(mountpoint, modes[-1:] + flags)
+    except OSError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return EX_FAIL
     return 0
 
@@ -189,12 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from quicfs.options import parse_options
     from quicfs.url import parse_url
 
-    given = args.options.split(",")
-    if "remount" in given:
-        # mount(8) passes the kernel's options of the live mount (user_id=, ...) along;
-        # only ro/rw matter here, the last one given wins.
-        flags = [o for o in given if o in ("ro", "rw")]
-        return remount(args.mountpoint, bool(flags) and flags[-1] == "ro")
+    if "remount" in args.options.split(","):
+        return remount(args.mountpoint, args.options)
     try:
         parse_url(args.source)
         opts = parse_options(args.options)

@@ -25,7 +25,7 @@ from quicfs.client.directory import DirectoryReader
 from quicfs.client.open import FileStat, Open
 from quicfs.client.share import Share
 from quicfs.errors import ConnectionLost, QuicfsError, SMBError
-from quicfs.fs import symlinks
+from quicfs.fs import mountflags, symlinks
 from quicfs.fs.attrs import posix_attrs
 from quicfs.fs.inodes import ROOT_INODE, InodeTable, join
 from quicfs.fs.listing import Listing
@@ -550,17 +550,20 @@ class Operations(pyfuse3.Operations):
 
 
 def fuse_options(opts: Options, fsname: str) -> set[str]:
+    """libfuse's mount options; the generic flags it cannot take are left to
+    ``mountflags.remount`` once the mount is live."""
     options = set(pyfuse3.default_options)
     options.discard("default_permissions")
     options.add(f"fsname={fsname}")
-    # Type "fuse.quicfs": mount(8) then hands a remount to /sbin/mount.fuse.quicfs (ours)
-    # instead of fuse3's generic mount.fuse, which cannot parse //host/share.
-    options.add("subtype=quicfs")
+    if opts.subtype:
+        # Type "fuse.quicfs": mount(8) then hands a remount to /sbin/mount.fuse.quicfs
+        # (ours) instead of fuse3's generic mount.fuse, which cannot parse //host/share.
+        options.add("subtype=quicfs")
     options.add("default_permissions")
     if opts.allow_other:
         options.add("allow_other")
-    if opts.ro:
-        options.add("ro")
+    options.add("ro" if opts.ro else "rw")
+    options |= mountflags.split(opts.vfs)[0]
     return options
 
 

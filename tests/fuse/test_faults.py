@@ -155,6 +155,17 @@ def survive(mnt: Path, tmp: Path, server: SambaServer, pattern: str,
     return stats, results["write"].stall_end(at) - at
 
 
+def both_reopened(stats: dict[str, object]) -> None:
+    """Both files came back after the reconnect, none stale: reclaimed durably, or opened
+    by name after the identity check where smbd closed the open instead of keeping it
+    (seen now and then under load for the file being written)."""
+    shown = {k: stats[k] for k in ("reopened_handles", "reopened_by_name", "stale_handles",
+                                   "events")}
+    assert stats["stale_handles"] == 0, shown
+    assert stats["reopened_handles"] + stats["reopened_by_name"] == 2, shown  # type: ignore[operator]
+    assert stats["reopened_handles"] >= 1, shown  # type: ignore[operator]
+
+
 def mount_dir(tmp_path: Path) -> Path:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
@@ -173,7 +184,7 @@ def test_gateway_killed_and_restarted(server, pattern, gw, tmp_path):
         assert stats["reconnects"] == 1 and stats["transport"] == "quic"
         assert "nothing heard from" in str(stats["last_reconnect_cause"])
         # smbd kept both durable opens while the gateway was away: reclaimed as they were.
-        assert stats["reopened_handles"] == 2 and stats["stale_handles"] == 0
+        both_reopened(stats)
         assert stats["replays"] >= 1
         assert any("reconnected to 127.0.0.1 over QUIC" in e for e in stats["events"])
 
@@ -236,7 +247,7 @@ def test_udp_blackout_for_ten_seconds(server, pattern, gw, tmp_path):
 
             stats, stall = survive(mnt, tmp_path, server, pattern, fault)
             assert stats["reconnects"] == 1
-            assert stats["reopened_handles"] == 2 and stats["stale_handles"] == 0
+            both_reopened(stats)
             assert stall >= 10
     finally:
         proxy.close()
@@ -252,7 +263,7 @@ def test_tcp_connection_reset(server, pattern, tmp_path):
 
         stats, _ = survive(mnt, tmp_path, server, pattern, fault)
         assert stats["reconnects"] == 1 and stats["transport"] == "tcp"
-        assert stats["reopened_handles"] == 2 and stats["stale_handles"] == 0, stats
+        both_reopened(stats)
 
 
 def test_auto_mount_comes_back_over_tcp_when_quic_stays_down(server, pattern, gw,
@@ -266,7 +277,7 @@ def test_auto_mount_comes_back_over_tcp_when_quic_stays_down(server, pattern, gw
         assert control.ask(str(mnt), "stats")["transport"] == "quic"
         stats, _ = survive(mnt, tmp_path, server, pattern, gw.kill)
         assert stats["transport"] == "tcp" and stats["reconnects"] == 1
-        assert stats["reopened_handles"] == 2 and stats["stale_handles"] == 0
+        both_reopened(stats)
 
 
 def test_soft_mount_fails_in_time_and_keeps_what_was_written(server, pattern, gw,

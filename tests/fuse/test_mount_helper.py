@@ -81,3 +81,46 @@ def test_fstab_line_with_credentials_file(helper, samba, tmp_path):
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
         unmount(mnt)
+
+
+def mount_flags(mnt: Path) -> tuple[str, str, set[str]]:
+    """(type, source, per-mount flags) of the mount, from mountinfo."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == str(mnt):
+            after = fields[fields.index("-") + 1:]
+            return after[0], after[1], set(fields[5].split(","))
+    raise AssertionError(f"{mnt} is not mounted")
+
+
+def test_mount_t_fuse_quicfs_as_xfstests_mounts(helper, samba, gateway, tmp_path):
+    """xfstests (FSTYP=fuse, FUSE_SUBTYP=.quicfs): type plain "fuse", the source exactly as
+    given, flags libfuse refuses set by a remount, dev,suid back for root, and a remount
+    through the helper with every option of the mount repeated."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    opts = f"{gateway.options(samba)},nosubtype,allow_other"
+    proc = subprocess.run(["mount", "-t", "fuse.quicfs", "-o", f"{opts},nodiratime,noexec",
+                           gateway.url("plain"), str(mnt)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    try:
+        fstype, source, flags = mount_flags(mnt)
+        assert (fstype, source) == ("fuse", gateway.url("plain"))
+        assert {"rw", "nodiratime", "noexec"} <= flags
+        assert not flags & {"nosuid", "nodev"}
+        df = subprocess.run(["df", "-T", "-P", str(mnt)], capture_output=True, text=True)
+        assert df.stdout.splitlines()[1].split()[:2] == [gateway.url("plain"), "fuse"]
+        proc = subprocess.run(["mount", "-t", "fuse.quicfs", "-o", "remount,ro,strictatime",
+                               "-o", opts, gateway.url("plain"), str(mnt)],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        _, _, flags = mount_flags(mnt)
+        assert {"ro", "nodiratime", "noexec"} <= flags and "relatime" not in flags
+        with pytest.raises(OSError) as err:
+            (mnt / "refused.txt").write_bytes(b"x")
+        assert err.value.errno == 30  # EROFS
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        unmount(mnt)
+    assert not is_mounted(mnt)

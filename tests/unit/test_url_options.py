@@ -142,3 +142,21 @@ def test_environment_like_mount_cifs(monkeypatch):
     c = parse_options("username=CORP/erin").resolved_credentials()
     assert (c.domain, c.username) == ("CORP", "erin")
     assert os.environ["USER"] == "dave"
+
+
+def test_vfs_flags_kept_in_order_and_split_for_libfuse():
+    from quicfs.fs import mountflags
+
+    o = parse_options("noexec,relatime,exec,nosuid,nodiratime,nosubtype,ro")
+    assert o.vfs == ("noexec", "relatime", "exec", "nosuid", "nodiratime")
+    assert not o.subtype and o.ro
+    # The last of a flag and its opposite wins; root gets dev (and suid unless refused).
+    assert mountflags.resolve(o.vfs, root=True) == ["exec", "relatime", "nosuid",
+                                                    "nodiratime", "dev"]
+    assert mountflags.resolve(o.vfs, root=False) == ["exec", "relatime", "nosuid",
+                                                     "nodiratime"]
+    at_mount, later = mountflags.split(o.vfs, root=True)
+    assert at_mount == {"exec", "nosuid", "dev"} and later == ["relatime", "nodiratime"]
+    with pytest.raises(UsageError) as err:
+        parse_options("noexec=1")
+    assert str(err.value) == "option noexec takes no value"

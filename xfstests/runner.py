@@ -1,0 +1,294 @@
+"""xfstests/run: xfstests (or fsx and fsstress) through quicfs mounts over QUIC.
+
+Starts a private Samba with the shares ``test`` and ``scratch`` and our QUIC gateway in
+front of it (unless QUICFS_SERVER names a server), makes the users xfstests runs
+programs as, points xfstests at xfstests/local.config, runs ``./check`` under a time
+limit, and writes a summary to xfstests/results/. See docs/xfstests.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from quicfs.demo import DemoError, start_servers, stop_state
+from quicfs.errors import QuicfsError
+from quicfs.localsmb import SambaServer
+
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE / "local.config"
+EXCLUDE = HERE / "exclude"
+RESULTS = HERE / "results"
+HELPER = Path("/sbin/mount.fuse.quicfs")
+#: The users xfstests' _require_user / _require_user_exists need.
+USERS = ("fsgqa", "fsgqa2", "123456-fsgqa")
+#: Samba settings that bring a share closer to what a POSIX test suite expects: names
+#: that differ only in case are different files (and no directory scan per lookup), and
+#: fsync reaches the disk.
+SHARE_OPTIONS = {
+    "case sensitive": "yes",
+    "preserve case": "yes",
+    "short preserve case": "yes",
+    "strict sync": "yes",
+    "create mask": "0777",
+    "directory mask": "0777",
+}
+
+
+class RunError(QuicfsError):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="xfstests/run",
+        description="run xfstests through quicfs mounts (XFSTESTS_DIR: a built xfstests)")
+    p.add_argument("--fsx", action="store_true",
+                   help="run fsx (100,000 ops, plain, -c 4 and -f) and fsstress "
+                        "(10,000 ops x 4 processes) instead of ./check")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="MIN",
+                   help="stop ./check after this many minutes (default 60)")
+    p.add_argument("--keep", action="store_true",
+                   help="leave the servers running and the mounts mounted afterwards")
+    p.add_argument("check_args", nargs="*", metavar="ARG",
+                   help="tests or ./check options (default: -g quick)")
+    return p
+
+
+def ensure_users() -> None:
+    import pwd
+
+    for user in USERS:
+        try:
+            pwd.getpwnam(user)
+            continue
+        except KeyError:
+            pass
+        proc = subprocess.run(["useradd", "-m", "-s", "/bin/bash", user],
+                              capture_output=True, text=True)
+        if proc.returncode not in (0, 9):
+            raise RunError(f"useradd {user} failed: {proc.stderr.strip()}")
+
+
+def _mounted(path: Path) -> bool:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return any(line.split()[4] == str(path) for line in f)
+
+
+def unmount(path: Path) -> None:
+    if _mounted(path):
+        subprocess.run(["umount", str(path)], capture_output=True)
+    if _mounted(path):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@contextmanager
+def servers(work: Path, keep: bool) -> Iterator[dict[str, str]]:
+    """The QUICFS_* environment of local.config: a server named by the caller's
+    environment, or a local Samba + gateway started here."""
+    if os.environ.get("QUICFS_SERVER"):
+        yield {}
+        return
+    samba = SambaServer(Path(tempfile.mkdtemp(prefix="quicfs-xfstests-smb-")),
+                        shares=("test", "scratch"), share_options=SHARE_OPTIONS)
+    try:
+        local = start_servers(work, samba)
+    except DemoError as exc:
+        raise RunError(str(exc)) from None
+    try:
+        yield {"QUICFS_SERVER": f"127.0.0.1:{local.port}",
+               "QUICFS_OPTIONS": f"fingerprint={local.fingerprint}",
+               "QUICFS_CRED": str(local.credentials)}
+    finally:
+        if keep:
+            print(f"servers left running: smbd {local.samba.port}/tcp, "
+                  f"gateway {local.port}/udp (pids in {work}/servers)")
+            (work / "servers").write_text(repr(local.state()) + "\n")
+        else:
+            stop_state(local.state())
+
+
+def config_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment ./check runs with, and the mount points local.config names."""
+    env = dict(os.environ, **extra, HOST_OPTIONS=str(CONFIG))
+    out = subprocess.run(["bash", "-c", f'. "{CONFIG}"; echo "$TEST_DIR"; '
+                          'echo "$SCRATCH_MNT"; echo "$TEST_DEV"; echo "$TEST_FS_MOUNT_OPTS"'],
+                         env=env, capture_output=True, text=True, check=True).stdout.split("\n")
+    env["QUICFS_TEST_DIR"], env["QUICFS_SCRATCH_MNT"] = out[0], out[1]
+    env["QUICFS_TEST_DEV"], env["QUICFS_TEST_OPTS"] = out[2], out[3].removeprefix("-o ")
+    return env
+
+
+# ---------------------------------------------------------------------------- ./check
+_LINE = re.compile(r"^(?P<test>[a-z0-9]+/\d{3,})\b(?P<rest>.*)$")
+
+
+def classify(log: str) -> dict[str, str]:
+    """Per-test outcome from ./check's output: passed, failed, notrun or expunged."""
+    results: dict[str, str] = {}
+    for line in log.splitlines():
+        m = _LINE.match(line)
+        if not m:
+            continue
+        rest = m["rest"]
+        if "[expunged]" in rest:
+            results[m["test"]] = "expunged"
+        elif "[not run]" in rest:
+            results[m["test"]] = "notrun"
+        elif "[failed" in rest or "output mismatch" in rest or "_check_" in rest:
+            results[m["test"]] = "failed"
+        elif re.search(r"\d+s$", rest.strip()):
+            results[m["test"]] = "passed"
+    return results
+
+
+def summarize(results: dict[str, str], minutes: float, timed_out: bool,
+              args: Sequence[str]) -> str:
+    counts = {k: sorted(t for t, v in results.items() if v == k)
+              for k in ("passed", "failed", "notrun", "expunged")}
+    lines = [f"xfstests through quicfs over QUIC: ./check {' '.join(args)}",
+             f"finished {time.strftime('%Y-%m-%d %H:%M')} after {minutes:.1f} min"
+             + (" (stopped at the time limit)" if timed_out else ""),
+             "passed {} failed {} not run {} excluded {}".format(
+                 *(len(counts[k]) for k in ("passed", "failed", "notrun", "expunged"))),
+             ""]
+    lines += [f"failed: {' '.join(counts['failed']) or '-'}", ""]
+    lines += [f"{test} {status}" for test, status in sorted(results.items())]
+    return "\n".join(lines) + "\n"
+
+
+def run_check(xfstests: Path, env: dict[str, str], args: Sequence[str],
+              limit_min: float) -> int:
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = RESULTS / f"check-{stamp}.log"
+    env = dict(env, RESULT_BASE=str(RESULTS / f"check-{stamp}"))
+    cmd = ["./check", "-E", str(EXCLUDE), *(args or ["-g", "quick"])]
+    print(f"$ cd {xfstests} && {' '.join(cmd)}   (log: {log_path})", flush=True)
+    start = time.monotonic()
+    timed_out = False
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=xfstests, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        assert proc.stdout is not None
+        deadline = start + limit_min * 60
+
+        def stop(*_: object) -> None:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+
+        old = signal.signal(signal.SIGALRM, lambda *_: stop())
+        signal.setitimer(signal.ITIMER_REAL, max(1.0, deadline - time.monotonic()))
+        try:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                log.write(line)
+                log.flush()
+            proc.wait()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        timed_out = time.monotonic() >= deadline
+    results = classify(log_path.read_text())
+    summary = summarize(results, (time.monotonic() - start) / 60, timed_out, cmd[1:])
+    (RESULTS / f"summary-{stamp}.txt").write_text(summary)
+    (RESULTS / "summary.txt").write_text(summary)
+    print("\n" + "\n".join(summary.splitlines()[:5]))
+    print(f"summary: {RESULTS / 'summary.txt'}")
+    failed = any(v == "failed" for v in results.values())
+    return 1 if failed or timed_out or not results else 0
+
+
+# ---------------------------------------------------------------------------- fsx
+def run_fsx(xfstests: Path, env: dict[str, str]) -> int:
+    """fsx and fsstress on the TEST share, mounted here as xfstests would."""
+    mnt = Path(env["QUICFS_TEST_DIR"])
+    mnt.mkdir(parents=True, exist_ok=True)
+    unmount(mnt)
+    subprocess.run(["mount", "-t", "fuse.quicfs", "-o", env["QUICFS_TEST_OPTS"],
+                    env["QUICFS_TEST_DEV"], str(mnt)], check=True, env=env)
+    work = mnt / f"fsx-{os.getpid()}"
+    work.mkdir()
+    runs = [
+        ("fsx", [str(xfstests / "ltp/fsx"), "-q", "-N", "100000", str(work / "plain")]),
+        ("fsx -c 4", [str(xfstests / "ltp/fsx"), "-q", "-N", "100000", "-c", "4",
+                      str(work / "reopen")]),
+        ("fsx -f", [str(xfstests / "ltp/fsx"), "-q", "-N", "100000", "-f",
+                    str(work / "flush")]),
+        ("fsstress", [str(xfstests / "ltp/fsstress"), "-d", str(work / "stress"),
+                      "-n", "10000", "-p", "4"]),
+    ]
+    RESULTS.mkdir(exist_ok=True)
+    lines, failed = [], False
+    try:
+        for name, cmd in runs:
+            start = time.monotonic()
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+            took = time.monotonic() - start
+            ok = proc.returncode == 0
+            failed |= not ok
+            line = f"{name}: {'passed' if ok else f'FAILED (exit {proc.returncode})'} " \
+                   f"in {took:.0f} s"
+            print(line, flush=True)
+            lines.append(line)
+            if not ok:
+                tail = (proc.stdout + proc.stderr).strip().splitlines()[-20:]
+                lines += [f"    {t}" for t in tail]
+                print("\n".join(tail))
+    finally:
+        subprocess.run(["rm", "-rf", str(work)], capture_output=True)
+        unmount(mnt)
+    (RESULTS / "fsx.txt").write_text(
+        f"fsx and fsstress through quicfs over QUIC, {time.strftime('%Y-%m-%d %H:%M')}\n"
+        + "\n".join(lines) + "\n")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    xfstests = Path(os.environ.get("XFSTESTS_DIR", ""))
+    if not os.environ.get("XFSTESTS_DIR"):
+        print("xfstests/run: set XFSTESTS_DIR to a built xfstests checkout", file=sys.stderr)
+        return 2
+    if not (xfstests / "check").exists() or not (xfstests / "ltp" / "fsx").exists():
+        print(f"xfstests/run: {xfstests} is not a built xfstests checkout (no check or "
+              "ltp/fsx); build it as its README says", file=sys.stderr)
+        return 2
+    if not HELPER.exists():
+        print(f"xfstests/run: {HELPER} is missing; run `make install` first",
+              file=sys.stderr)
+        return 2
+    work = Path(os.environ.get("QUICFS_XFSTESTS_WORK", "/tmp/quicfs-xfstests"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_users()
+        with servers(work, args.keep) as extra:
+            env = config_env(extra)
+            for path in (env["QUICFS_TEST_DIR"], env["QUICFS_SCRATCH_MNT"]):
+                unmount(Path(path))
+                Path(path).mkdir(parents=True, exist_ok=True)
+            try:
+                if args.fsx:
+                    return run_fsx(xfstests, env)
+                return run_check(xfstests, env, args.check_args, args.time_limit)
+            finally:
+                if not args.keep:
+                    for path in (env["QUICFS_TEST_DIR"], env["QUICFS_SCRATCH_MNT"]):
+                        unmount(Path(path))
+    except (QuicfsError, subprocess.CalledProcessError) as exc:
+        print(f"xfstests/run: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
