@@ -16,6 +16,7 @@ from quicfs.client.tree import Tree
 from quicfs.errors import MalformedError, ProtocolError, SMBError, StaleHandle
 from quicfs.smb2.constants import (
     CloseFlags,
+    CreateAction,
     CreateDisposition,
     FileAttributes,
     FileInfoClass,
@@ -122,6 +123,16 @@ class Open:
         self.max_read = params.max_read_size
         self.max_write = params.max_write_size
         tree.opens.add(self)
+
+    def created_stat(self) -> FileStat | None:
+        """The attributes of a file this open has just created, from the CREATE response
+        itself: its on-disk id (QFid) is the file's number and a new file has one link.
+        Saves a round trip per create(2). None when the open found an existing file."""
+        if self.created.create_action != CreateAction.CREATED or self.disk_id is None \
+                or not self.disk_id.disk_file_id:
+            return None
+        return FileStat.from_info(self.name.rsplit("/", 1)[-1], self.created,
+                                  file_id=self.disk_id.disk_file_id)
 
     async def reopen(self) -> bool:
         """Reclaim this open on a new connection (3.2.4.4): the same name, the CreateGuid

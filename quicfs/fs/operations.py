@@ -134,6 +134,17 @@ class Operations(pyfuse3.Operations):
         e.st_ctime_ns = a.ctime_ns
         return e
 
+    def _negative(self) -> pyfuse3.EntryAttributes:
+        """A "no such name" answer the kernel keeps for ``actimeo`` like a positive entry
+        (inode 0: a negative dentry): a program that probes the same missing names
+        again and again (make, shells, create-after-lookup) asks the server once. Our own
+        create, mkdir, rename and link replace it at once; another client's new file
+        shows within actimeo, as its changes to an existing file do."""
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = 0
+        e.entry_timeout = self.opts.actimeo
+        return e
+
     def _track(self, fh: int, inode: int, handle: Open, writable: bool) -> None:
         self.files[fh] = handle
         if writable:
@@ -229,7 +240,7 @@ class Operations(pyfuse3.Operations):
         except SMBError as exc:
             if exc.status in (Status.OBJECT_NAME_NOT_FOUND, Status.OBJECT_PATH_NOT_FOUND,
                               Status.NO_SUCH_FILE, Status.DELETE_PENDING):
-                raise pyfuse3.FUSEError(errno.ENOENT) from None
+                return self._negative()
             raise
         inode = ROOT_INODE if path == "" else self.inodes.remember(path, st.file_id)
         return await self._entry_for(inode, path, st)
@@ -491,7 +502,7 @@ class Operations(pyfuse3.Operations):
             lease_key=self.cache.key(self.inodes.inode_of(path)),
         )
         fh = self._fh()
-        st = await self._stat(path)
+        st = handle.created_stat() or await self._stat(path)
         inode = self.inodes.remember(path, st.file_id)
         self.cache.opened(inode, handle, reused=False)
         self._track(fh, inode, handle, True)
