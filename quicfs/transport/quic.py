@@ -194,12 +194,20 @@ class TicketStore:
 
 
 # ---------------------------------------------------------------------------- the driver
+def _no_packet_log(event: str, data: bytes) -> None:
+    return None
+
+
 class QuicDriver:
     """One QUIC connection and the task that drives it."""
 
     def __init__(self, quic: QuicConnection, *, sock: socket.socket | None,
                  peer: tuple[str, int] | tuple[str, int, int, int], label: str) -> None:
         self.quic = quic
+        if getattr(quic, "_quic_logger", True) is None and hasattr(quic, "_log_packets"):
+            # qh3 2.1 parses the header of every packet it sends, to log it, even with
+            # no logger (a few percent of a busy gateway): with none, skip it.
+            quic._log_packets = _no_packet_log  # type: ignore[method-assign]
         self.sock = sock  # client: our own socket; server: None (the dispatcher sends)
         self.peer_addr = peer
         self.label = label
@@ -271,7 +279,14 @@ class QuicDriver:
                             and self.handshake_done.is_set() and not self.terminated.is_set()):
                         self._ping()
                         self._last_rx = now
-                    self._process_events()
+                    if self._process_events():
+                        # Let the streams' readers act on what arrived first (the gateway
+                        # forwards it, a client answers the next request): what they send
+                        # then leaves in the same flush as our ACK, instead of waiting
+                        # behind an ACK-only packet. Two passes: a reader may hand the
+                        # data to another task before anything is sent.
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        await trio.lowlevel.cancel_shielded_checkpoint()
             except QuicConnectionError as exc:
                 # The engine gave up on the connection in a way it reports by raising
                 # (seen: "missing OneRtt packet key" after a peer restart): the
@@ -398,7 +413,9 @@ class QuicDriver:
         else:
             send_batch(self.sock, datagrams, gso=self._gso)  # type: ignore[arg-type]
 
-    def _process_events(self) -> None:
+    def _process_events(self) -> bool:
+        """Hand the engine's events on; True if a stream received data."""
+        delivered = False
         while (event := self.quic.next_event()) is not None:
             if self.on_event is not None:
                 self.on_event(event)
@@ -410,6 +427,7 @@ class QuicDriver:
                     if self.accept_handler is not None:
                         self.accept_handler(stream)
                 stream._on_data(event.data, event.end_stream)
+                delivered = True
             elif isinstance(event, events.StreamReset):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
@@ -426,6 +444,7 @@ class QuicDriver:
                 self.terminated.set()
         for stream in self.streams.values():
             stream._maybe_writable()
+        return delivered
 
     def _lost_message(self) -> str:
         if self.close_reason:
