@@ -246,6 +246,23 @@ class Share:
                                 buffer=FileRenameInformation(replace, smb_path(dst)).pack())
         await self._on_path(create, rename)
 
+    async def set_aside(self, path: str, aside: str) -> None:
+        """Delete ``path`` while it is open (a file or an empty directory): renamed to
+        ``aside`` and marked for deletion in one compound, so the name is free at once
+        (a delete-pending name refuses new opens until its last handle closes) and the
+        object goes with that last close. cifs.ko's "silly rename". A directory that is
+        not empty stays renamed (STATUS_DIRECTORY_NOT_EMPTY): the caller puts it back."""
+        create = self._create(path, access=AccessMask.DELETE | AccessMask.FILE_READ_ATTRIBUTES,
+                              disposition=CreateDisposition.OPEN)
+        dispose = SetInfoRequest(info_type=InfoType.FILE,
+                                 info_class=FileInfoClass.DISPOSITION,
+                                 file_id=FileId.related(),
+                                 buffer=FileDispositionInformation(True).pack())
+        rename = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.RENAME,
+                                file_id=FileId.related(),
+                                buffer=FileRenameInformation(False, smb_path(aside)).pack())
+        await self._on_path(create, rename, dispose)
+
     async def link(self, src: str, dst: str) -> None:
         """A hard link ``dst`` to the file ``src`` (MS-FSCC FileLinkInformation)."""
         create = self._create(src, access=AccessMask.FILE_READ_ATTRIBUTES

@@ -41,7 +41,8 @@ def posix_attrs(st: FileStat, opts: Options) -> PosixAttrs:
             mode &= ~0o222
     return PosixAttrs(
         mode=mode,
-        nlink=max(st.nlink, 1) if not st.is_dir else 2,
+        # 0 links: deleted while open (the server says so once the delete is pending).
+        nlink=st.nlink if not st.is_dir else 2,
         uid=opts.uid if opts.uid is not None else os.getuid(),
         gid=opts.gid if opts.gid is not None else os.getgid(),
         size=st.size,

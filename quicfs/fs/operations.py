@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import stat
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -88,6 +89,8 @@ class Operations(pyfuse3.Operations):
         if share.uplink is not None:
             share.uplink.on_reconnect.append(self.cache.connection_replaced)
         self.dirs: dict[int, Listing] = {}
+        #: The directory each open directory handle is of.
+        self.dir_inode: dict[int, int] = {}
         # Complete listings reused within actimeo, as long as nothing changed through
         # this mount (any change bumps the generation).
         self._listings: dict[str, Listing] = {}
@@ -257,6 +260,14 @@ class Operations(pyfuse3.Operations):
             st = FileStat.from_info(handle.name.rpartition("/")[2], info,
                                     file_id=info.index_number, nlink=info.number_of_links)
             return self._entry(inode, st)
+        if self.inodes.names(inode) == [] and inode != ROOT_INODE:
+            for fh, of in self.dir_inode.items():
+                if of == inode:
+                    # An open directory that was removed (or replaced by a rename):
+                    # fstat() on it still answers, with no links left.
+                    e = self._entry(inode, self.dirs[fh].entries[0][1])
+                    e.st_nlink = 0
+                    return e
         path = self.inodes.path(inode)
         return await self._entry_for(inode, path, await self._stat(path))
 
@@ -342,6 +353,7 @@ class Operations(pyfuse3.Operations):
                               started=now, generation=self._generation)
         fh = self._fh()
         self.dirs[fh] = listing
+        self.dir_inode[fh] = inode
         return fh
 
     @fuse_errors
@@ -374,6 +386,7 @@ class Operations(pyfuse3.Operations):
 
     async def releasedir(self, fh: int) -> None:
         listing = self.dirs.pop(fh, None)
+        self.dir_inode.pop(fh, None)
         if listing is not None:
             await listing.close()
 
@@ -391,7 +404,10 @@ class Operations(pyfuse3.Operations):
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
         await self._close_parked_under(path)
-        await self.share.rmdir(path)
+        if self._open_here(path):
+            await self._set_aside(path)
+        else:
+            await self.share.rmdir(path)
         self.inodes.removed(path)
 
     @fuse_errors
@@ -399,7 +415,12 @@ class Operations(pyfuse3.Operations):
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
         await self._close_parked_under(path)
-        await self.share.remove(path)
+        if self._open_here(path):
+            # POSIX frees the name at once; SMB's delete-on-close would keep it until
+            # the last close (new opens of it refused as DELETE_PENDING).
+            await self._set_aside(path)
+        else:
+            await self.share.remove(path)
         self.inodes.removed(path)
 
     @fuse_errors
@@ -416,17 +437,40 @@ class Operations(pyfuse3.Operations):
         try:
             await self.share.rename(old, new, replace=replace)
         except SMBError as exc:
-            if exc.status == Status.OBJECT_NAME_COLLISION and replace:
-                # POSIX rename replaces an empty directory too; SMB refuses: remove it first.
-                target = await self._stat(new)
-                if target.is_dir:
-                    await self.share.rmdir(new)
-                    await self.share.rename(old, new, replace=True)
-                else:
-                    raise
-            else:
+            if not replace or exc.status not in (Status.OBJECT_NAME_COLLISION,
+                                                 Status.ACCESS_DENIED,
+                                                 Status.SHARING_VIOLATION):
                 raise
+            # SMB will not replace a directory, nor a file that is open; POSIX rename
+            # replaces both (an empty directory; an open file lives on unnamed). The
+            # target goes aside first, deleted when its last handle closes.
+            target = await self._stat(new)
+            if not target.is_dir and not self._open_here(new):
+                raise  # refused for another reason (permissions, another client's open)
+            source = await self._stat(old)
+            if source.is_dir != target.is_dir:
+                raise pyfuse3.FUSEError(errno.ENOTDIR if source.is_dir
+                                        else errno.EISDIR) from None
+            await self._set_aside(new)
+            await self.share.rename(old, new, replace=True)
         self.inodes.renamed(old, new)
+
+    def _open_here(self, path: str) -> bool:
+        """Whether a program here holds ``path`` open (a file, or a directory)."""
+        inode = self.inodes.inode_of(path)
+        return inode is not None and (bool(self.handles_of.get(inode))
+                                      or inode in self.dir_inode.values())
+
+    async def _set_aside(self, path: str) -> None:
+        """Delete ``path`` now although it is open: its name is free at once."""
+        aside = join(path.rpartition("/")[0], f".quicfs-{secrets.token_hex(8)}")
+        try:
+            await self.share.set_aside(path, aside)
+        except SMBError as exc:
+            if exc.status == Status.DIRECTORY_NOT_EMPTY:
+                await self.share.rename(aside, path)
+                raise pyfuse3.FUSEError(errno.ENOTEMPTY) from None
+            raise
 
     @fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any

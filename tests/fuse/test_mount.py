@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 import subprocess
 import threading
+import time
+
+import pytest
 
 from tests.fuse.conftest import MOUNT, Mount, is_mounted
 
@@ -258,9 +262,60 @@ def test_unlink_while_open_and_append(mounted):
         assert not (mounted / "a.log").exists()
         assert f.read() == b"one\ntwo\n"  # the open file still reads (delete on close)
         assert os.fstat(f.fileno()).st_size == 8  # and fstat still answers
+        assert os.fstat(f.fileno()).st_nlink == 0
+        # The name is free at once, as POSIX has it (SMB would keep it delete-pending).
+        (mounted / "a.log").write_bytes(b"a new file\n")
+        assert (mounted / "a.log").read_bytes() == b"a new file\n"
+        assert f.read() == b""
     finally:
         f.close()
+    assert (mounted / "a.log").read_bytes() == b"a new file\n"
+    os.unlink(mounted / "a.log")
     assert not (mounted / "a.log").exists()
+
+
+def test_rename_over_open_file_and_open_directory(mounted, samba):
+    """xfstests generic/035: rename replaces a target that is open; the open target
+    lives on with no links, its bytes intact, and goes when it is closed."""
+    (mounted / "src").write_bytes(b"source\n")
+    (mounted / "dst").write_bytes(b"target\n")
+    with open(mounted / "dst", "rb") as f:
+        os.rename(mounted / "src", mounted / "dst")
+        assert os.fstat(f.fileno()).st_nlink == 0
+        assert f.read() == b"target\n"
+        assert (mounted / "dst").read_bytes() == b"source\n"
+        names = os.listdir(mounted)
+        assert "dst" in names and "src" not in names
+    (mounted / "d1").mkdir()
+    (mounted / "d2").mkdir()
+    fd = os.open(mounted / "d2", os.O_RDONLY)
+    try:
+        os.rename(mounted / "d1", mounted / "d2")
+        assert os.fstat(fd).st_nlink == 0
+        assert (mounted / "d2").is_dir() and not (mounted / "d1").exists()
+    finally:
+        os.close(fd)
+    (mounted / "d3").mkdir()
+    (mounted / "d3" / "inside").write_bytes(b"x")
+    fd = os.open(mounted / "d3", os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as err:
+            os.rename(mounted / "d2", mounted / "d3")
+        assert err.value.errno == errno.ENOTEMPTY
+        assert (mounted / "d3" / "inside").read_bytes() == b"x"  # put back as it was
+    finally:
+        os.close(fd)
+    shutil.rmtree(mounted / "d3")
+    os.rmdir(mounted / "d2")
+    os.unlink(mounted / "dst")
+    # Once closed, nothing of the replaced objects is left on the server.
+    for _ in range(50):
+        left = [p.name for p in samba.share_path("plain").iterdir()
+                if p.name.startswith(".quicfs-")]
+        if not left:
+            break
+        time.sleep(0.1)
+    assert left == []
 
 
 def test_ownership_and_modes_from_options(samba, tmp_path):
