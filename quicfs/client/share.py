@@ -48,6 +48,7 @@ from quicfs.smb2.create import (
     LeaseRequestV2,
     QueryOnDiskId,
 )
+from quicfs.smb2.ea import pack_eas, unpack_eas
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.filetime import ns_to_filetime
 from quicfs.smb2.info import (
@@ -262,6 +263,34 @@ class Share:
                                 file_id=FileId.related(),
                                 buffer=FileRenameInformation(False, smb_path(aside)).pack())
         await self._on_path(create, rename, dispose)
+
+    async def get_eas(self, path: str) -> list[tuple[bytes, bytes]]:
+        """Every extended attribute of ``path`` (MS-FSCC FileFullEaInformation)."""
+        create = self._create(path, access=AccessMask.FILE_READ_EA
+                              | AccessMask.FILE_READ_ATTRIBUTES,
+                              disposition=CreateDisposition.OPEN)
+        # SL_RESTART_SCAN (MS-SMB2 2.2.37): the whole list, not where a last query ended.
+        query = QueryInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.FULL_EA,
+                                 file_id=FileId.related(), output_buffer_length=65536,
+                                 flags=0x01)
+        close = CloseRequest(file_id=FileId.related(), flags=CloseFlags.NONE)
+        replies = await self.tree.chain([create, query, close])
+        if is_error(replies[0].status):
+            raise SMBError(replies[0].status)
+        if replies[1].status == Status.NO_EAS_ON_FILE:
+            return []
+        if is_error(replies[1].status):
+            raise SMBError(replies[1].status)
+        return unpack_eas(QueryInfoResponse.unpack(replies[1].message).buffer)
+
+    async def set_ea(self, path: str, name: bytes, value: bytes) -> None:
+        """Set one extended attribute; an empty ``value`` removes it."""
+        create = self._create(path, access=AccessMask.FILE_WRITE_EA
+                              | AccessMask.FILE_READ_ATTRIBUTES,
+                              disposition=CreateDisposition.OPEN)
+        setea = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.FULL_EA,
+                               file_id=FileId.related(), buffer=pack_eas([(name, value)]))
+        await self._on_path(create, setea)
 
     async def link(self, src: str, dst: str) -> None:
         """A hard link ``dst`` to the file ``src`` (MS-FSCC FileLinkInformation)."""

@@ -35,8 +35,13 @@ from quicfs.fs.readahead import ReadAhead
 from quicfs.fs.writeback import WriteBehind
 from quicfs.options import Options
 from quicfs.smb2.constants import FileAttributes, FileInfoClass
+from quicfs.smb2.ea import MAX_NAME as MAX_EA_NAME
+from quicfs.smb2.ea import MAX_VALUE as MAX_EA_VALUE
 from quicfs.smb2.info import FileAllInformation
 from quicfs.smb2.status import Status
+
+#: The xattr namespace kept as SMB extended attributes.
+USER_XATTR = b"user."
 
 log = logging.getLogger("quicfs.fs")
 
@@ -312,6 +317,55 @@ class Operations(pyfuse3.Operations):
             self.inodes.forget(inode, count)
             if not self.inodes.known(inode):
                 self.cache.forget(inode)
+
+    # ------------------------------------------------------------------ xattrs
+    # The "user." namespace is the file's SMB extended attributes (MS-FSCC 2.4.15), as
+    # cifs.ko maps it; other namespaces are not SMB's to keep. SMB compares EA names
+    # without regard to case, and an empty value means "remove": one cannot be stored.
+    @fuse_errors
+    async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        key = self._ea_name(name, errno.ENODATA)
+        for stored, value in await self.share.get_eas(self.inodes.path(inode)):
+            if stored.lower() == key.lower():
+                return value
+        raise pyfuse3.FUSEError(errno.ENODATA)
+
+    @fuse_errors
+    async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
+        return [USER_XATTR + stored
+                for stored, _ in await self.share.get_eas(self.inodes.path(inode))]
+
+    @fuse_errors
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        self._check_writable()
+        key = self._ea_name(name, errno.EOPNOTSUPP)
+        if not value:
+            raise pyfuse3.FUSEError(errno.EINVAL)  # SMB would take it as a removal
+        if len(value) > MAX_EA_VALUE:
+            raise pyfuse3.FUSEError(errno.E2BIG)
+        await self.share.set_ea(self.inodes.path(inode), key, value)
+
+    @fuse_errors
+    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        self._check_writable()
+        key = self._ea_name(name, errno.ENODATA)
+        path = self.inodes.path(inode)
+        # Removing a missing EA succeeds in SMB; removexattr(2) says ENODATA.
+        if not any(stored.lower() == key.lower()
+                   for stored, _ in await self.share.get_eas(path)):
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        await self.share.set_ea(path, key, b"")
+
+    @staticmethod
+    def _ea_name(name: bytes, other_namespace: int) -> bytes:
+        if not name.startswith(USER_XATTR):
+            raise pyfuse3.FUSEError(other_namespace)
+        key = name[len(USER_XATTR):]
+        if not key:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        if len(key) > MAX_EA_NAME:
+            raise pyfuse3.FUSEError(errno.ERANGE)
+        return key
 
     @fuse_errors
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:

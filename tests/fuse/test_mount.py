@@ -449,3 +449,32 @@ def test_huge_directory_streams_every_entry(mounted, samba):
         first = [next(it).name for _ in range(10)]
     assert len(set(first)) == 10 and set(first) <= set(expected)
     shutil.rmtree(server)
+
+
+def test_user_xattrs_are_smb_extended_attributes(mounted, samba):
+    f = mounted / "xattrs.txt"
+    f.write_bytes(b"x")
+    os.setxattr(f, "user.colour", b"blue")
+    os.setxattr(f, "user.bytes", bytes(range(256)))
+    assert os.getxattr(f, "user.colour") == b"blue"
+    assert os.getxattr(f, "user.bytes") == bytes(range(256))
+    assert sorted(os.listxattr(f)) == ["user.bytes", "user.colour"]
+    # Samba keeps an SMB EA as a user.* xattr of the file on its disk.
+    on_disk = samba.share_path("plain") / "xattrs.txt"
+    assert os.getxattr(on_disk, "user.colour") == b"blue"
+    os.removexattr(f, "user.colour")
+    assert os.listxattr(f) == ["user.bytes"]
+    for call, expected in [
+        (lambda: os.getxattr(f, "user.colour"), errno.ENODATA),
+        (lambda: os.removexattr(f, "user.colour"), errno.ENODATA),
+        (lambda: os.setxattr(f, "trusted.colour", b"red"), errno.EOPNOTSUPP),
+        (lambda: os.setxattr(f, "user.empty", b""), errno.EINVAL),  # SMB: removal
+    ]:
+        with pytest.raises(OSError) as err:
+            call()
+        assert err.value.errno == expected
+    (mounted / "xattr-dir").mkdir()
+    os.setxattr(mounted / "xattr-dir", "user.d", b"on a directory")
+    assert os.getxattr(mounted / "xattr-dir", "user.d") == b"on a directory"
+    os.rmdir(mounted / "xattr-dir")
+    os.unlink(f)

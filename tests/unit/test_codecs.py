@@ -773,3 +773,17 @@ def test_directory_names_round_trip(names: list[str]) -> None:
     buf = directory.pack_directory_entries(entries, FileInfoClass.ID_FULL_DIRECTORY)
     assert [e.name for e in directory.parse_directory_entries(
         buf, FileInfoClass.ID_FULL_DIRECTORY)] == names
+
+
+def test_full_ea_information_round_trip():
+    from quicfs.smb2.ea import pack_eas, unpack_eas
+
+    items = [(b"colour", b"blue"), (b"b", bytes(range(7))), (b"last", b"x" * 300)]
+    data = pack_eas(items)
+    # Every entry but the last starts on a 4-byte boundary and names the next.
+    assert int.from_bytes(data[0:4], "little") == 20  # 8 + "colour" + NUL + 4, padded
+    assert unpack_eas(data) == items
+    with pytest.raises(ValueError):
+        pack_eas([(b"", b"v")])
+    with pytest.raises(MalformedError):
+        unpack_eas(data[:10])
