@@ -312,6 +312,15 @@ class Open:
             info_type=info_type, info_class=info_class, file_id=self.file_id, buffer=data,
         ))
 
+    async def set_write_time(self, ns: int) -> None:
+        """Set LastWriteTime and ChangeTime (ns since the epoch) through this handle."""
+        from quicfs.smb2.filetime import ns_to_filetime
+        from quicfs.smb2.info import FileBasicInformation
+
+        t = ns_to_filetime(ns)
+        await self.set_info(FileInfoClass.BASIC,
+                            FileBasicInformation(last_write_time=t, change_time=t).pack())
+
     async def set_end_of_file(self, size: int) -> None:
         from quicfs.smb2.info import FileEndOfFileInformation
 

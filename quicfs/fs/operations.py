@@ -10,11 +10,13 @@ else.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
 import secrets
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -94,6 +96,10 @@ class Operations(pyfuse3.Operations):
         if share.uplink is not None:
             share.uplink.on_reconnect.append(self.cache.connection_replaced)
         self.dirs: dict[int, Listing] = {}
+        #: When a file was last written through this mount and the server has not been
+        #: told yet (ns): SMB servers move a file's write time when they please (Samba:
+        #: at close), POSIX at every write.
+        self._written_at: dict[int, int] = {}
         #: The directory each open directory handle is of.
         self.dir_inode: dict[int, int] = {}
         # Complete listings reused within actimeo, as long as nothing changed through
@@ -123,6 +129,9 @@ class Operations(pyfuse3.Operations):
         return fh
 
     def _entry(self, inode: int, st: FileStat) -> pyfuse3.EntryAttributes:
+        written = self._written_at.get(inode)
+        if written is not None and written > st.mtime_ns:
+            st = dataclasses.replace(st, mtime_ns=written, ctime_ns=max(st.ctime_ns, written))
         a = posix_attrs(st, self.opts)
         e = pyfuse3.EntryAttributes()
         e.st_ino = inode
@@ -292,6 +301,8 @@ class Operations(pyfuse3.Operations):
                 await self.share.truncate(path, attr.st_size)
         if fields.update_atime or fields.update_mtime:
             self._check_writable()
+            if fields.update_mtime:
+                self._written_at.pop(inode, None)  # an explicit time wins
             await self.share.set_times(
                 path,
                 atime_ns=attr.st_atime_ns if fields.update_atime else None,
@@ -481,7 +492,9 @@ class Operations(pyfuse3.Operations):
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
                      name_new: bytes, flags: int, ctx: Any) -> None:
         self._check_writable()
-        if flags & pyfuse3.RENAME_EXCHANGE:
+        if flags & ~pyfuse3.RENAME_NOREPLACE:
+            # RENAME_EXCHANGE and RENAME_WHITEOUT have no SMB counterpart: refused, never
+            # done as a plain rename.
             raise pyfuse3.FUSEError(errno.EINVAL)
         old = join(self.inodes.path(parent_inode_old), os.fsdecode(name_old))
         new = join(self.inodes.path(parent_inode_new), os.fsdecode(name_new))
@@ -618,6 +631,7 @@ class Operations(pyfuse3.Operations):
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         self._changed()
         self._invalidate_reads(self.fh_inode[fh])
+        self._written_at[self.fh_inode[fh]] = time.time_ns()
         writer = self.writers.get(fh)
         if writer is None:
             return await self.files[fh].write(off, buf)
@@ -629,13 +643,23 @@ class Operations(pyfuse3.Operations):
         writer = self.writers.get(fh)
         if writer is not None:
             await writer.drain()
+        await self._stamp_write_time(fh)
 
     @fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
         writer = self.writers.get(fh)
         if writer is not None:
             await writer.drain()
+        await self._stamp_write_time(fh)
         await self.files[fh].flush()
+
+    async def _stamp_write_time(self, fh: int) -> None:
+        """Tell the server the write time our writes gave the file. Set explicitly, it
+        stays (MS-FSA 2.1.5.14.2): the server no longer moves it when the handle closes
+        a second later, so a stat after close(2) shows what the next one will."""
+        written = self._written_at.pop(self.fh_inode[fh], None)
+        if written is not None:
+            await self.files[fh].set_write_time(written)
 
     @fuse_errors
     async def release(self, fh: int) -> None:
@@ -650,6 +674,9 @@ class Operations(pyfuse3.Operations):
         try:
             if writer is not None:
                 await writer.drain()
+            if inode is not None and handle is not None and inode in self._written_at:
+                # Written back after the last flush (mmap): stamped on the way out.
+                await handle.set_write_time(self._written_at.pop(inode))
         finally:
             if handle is not None:
                 if inode is None:

@@ -478,3 +478,25 @@ def test_user_xattrs_are_smb_extended_attributes(mounted, samba):
     assert os.getxattr(mounted / "xattr-dir", "user.d") == b"on a directory"
     os.rmdir(mounted / "xattr-dir")
     os.unlink(f)
+
+
+def test_write_time_is_set_by_writes_and_stays(mounted):
+    """POSIX moves mtime at each write; Samba moves it when the (deferred) close reaches
+    it. The mount stamps the write time itself, so it is right at once and stays."""
+    import mmap
+
+    f = mounted / "mtime.txt"
+    f.write_bytes(b"first\n")
+    first = os.stat(f).st_mtime_ns
+    time.sleep(2.2)  # past closetimeo: the handle has really closed
+    assert os.stat(f).st_mtime_ns == first
+    with open(f, "r+b") as fh, mmap.mmap(fh.fileno(), 6) as m:
+        m[0:5] = b"FIRST"
+    second = os.stat(f).st_mtime_ns
+    assert second > first
+    time.sleep(2.2)
+    assert os.stat(f).st_mtime_ns == second
+    assert f.read_bytes() == b"FIRST\n"
+    os.utime(f, ns=(10**18, 10**18))
+    assert os.stat(f).st_mtime_ns == 10**18
+    os.unlink(f)
