@@ -657,9 +657,19 @@ class Operations(pyfuse3.Operations):
         """Tell the server the write time our writes gave the file. Set explicitly, it
         stays (MS-FSA 2.1.5.14.2): the server no longer moves it when the handle closes
         a second later, so a stat after close(2) shows what the next one will."""
+        if fh not in self._writable:
+            return  # a reader's handle may not set times; the writer's flush does
         written = self._written_at.pop(self.fh_inode[fh], None)
         if written is not None:
-            await self.files[fh].set_write_time(written)
+            await self._set_write_time(self.files[fh], written)
+
+    @staticmethod
+    async def _set_write_time(handle: Open, written: int) -> None:
+        try:
+            await handle.set_write_time(written)
+        except SMBError as exc:
+            # Only the time is at stake, never data: close(2) must not fail for it.
+            log.debug("%s: write time not set: %s", handle.name, exc)
 
     @fuse_errors
     async def release(self, fh: int) -> None:
@@ -674,9 +684,10 @@ class Operations(pyfuse3.Operations):
         try:
             if writer is not None:
                 await writer.drain()
-            if inode is not None and handle is not None and inode in self._written_at:
+            if writable and inode is not None and handle is not None \
+                    and inode in self._written_at:
                 # Written back after the last flush (mmap): stamped on the way out.
-                await handle.set_write_time(self._written_at.pop(inode))
+                await self._set_write_time(handle, self._written_at.pop(inode))
         finally:
             if handle is not None:
                 if inode is None:
