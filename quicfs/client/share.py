@@ -63,7 +63,7 @@ from quicfs.smb2.info import (
     QueryInfoResponse,
     SetInfoRequest,
 )
-from quicfs.smb2.io import CloseRequest
+from quicfs.smb2.io import CloseRequest, ReadRequest, ReadResponse, WriteRequest
 from quicfs.smb2.status import Status, is_error
 from quicfs.url import ShareURL, parse_url
 
@@ -187,12 +187,15 @@ class Share:
                 await handle.close()
 
     # ------------------------------------------------------------------ compounds
-    async def _on_path(self, create: CreateRequest, *middle: object) -> list[Reply]:
-        """CREATE + ``middle`` + CLOSE as one related compound; raises the first error."""
+    async def _on_path(self, create: CreateRequest, *middle: object,
+                       allow: Sequence[int] = ()) -> list[Reply]:
+        """CREATE + ``middle`` + CLOSE as one related compound; raises the first error
+        (but BUFFER_OVERFLOW, and the statuses in ``allow``)."""
         close = CloseRequest(file_id=FileId.related(), flags=CloseFlags.NONE)
         replies = await self.tree.chain([create, *middle, close])  # type: ignore[list-item]
         for reply in replies:
-            if is_error(reply.status) and reply.status != Status.BUFFER_OVERFLOW:
+            if is_error(reply.status) and reply.status != Status.BUFFER_OVERFLOW \
+                    and reply.status not in allow:
                 raise SMBError(reply.status)
         return replies
 
@@ -205,6 +208,33 @@ class Share:
         info = FileAllInformation.unpack(QueryInfoResponse.unpack(replies[1].message).buffer)
         name = path.rstrip("/").rsplit("/", 1)[-1]
         return FileStat.from_info(name, info, file_id=info.index_number,
+                                  nlink=info.number_of_links)
+
+    async def read_head(self, path: str, length: int) -> bytes:
+        """Up to ``length`` bytes from the start of a small file, in one round trip
+        (CREATE + READ + CLOSE compounded): symlink files are read this way."""
+        create = self._create(path, access=AccessMask.FILE_READ_DATA
+                              | AccessMask.FILE_READ_ATTRIBUTES,
+                              disposition=CreateDisposition.OPEN,
+                              options=CreateOptions.NON_DIRECTORY_FILE)
+        read = ReadRequest(file_id=FileId.related(), offset=0, length=length)
+        replies = await self._on_path(create, read, allow=(Status.END_OF_FILE,))
+        if replies[1].status == Status.END_OF_FILE:
+            return b""
+        return bytes(ReadResponse.unpack(replies[1].message).data)
+
+    async def create_small(self, path: str, data: bytes) -> FileStat:
+        """Make a new file holding ``data`` in one round trip (CREATE that fails if the
+        name exists + WRITE + QUERY_INFO + CLOSE compounded); its attributes after."""
+        create = self._create(path, access=AccessMask.GENERIC_READ | AccessMask.GENERIC_WRITE,
+                              disposition=CreateDisposition.CREATE,
+                              options=CreateOptions.NON_DIRECTORY_FILE)
+        write = WriteRequest(file_id=FileId.related(), offset=0, data=data)
+        query = QueryInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.ALL,
+                                 file_id=FileId.related(), output_buffer_length=4096)
+        replies = await self._on_path(create, write, query)
+        info = FileAllInformation.unpack(QueryInfoResponse.unpack(replies[2].message).buffer)
+        return FileStat.from_info(path.rsplit("/", 1)[-1], info, file_id=info.index_number,
                                   nlink=info.number_of_links)
 
     async def exists(self, path: str) -> bool:

@@ -223,8 +223,11 @@ class Operations(pyfuse3.Operations):
         """The target if ``path`` is an mfsymlink file (only 1067-byte files are read)."""
         if st.is_dir or st.size != symlinks.FILE_SIZE:
             return None
+        return await self._read_link(path)
+
+    async def _read_link(self, path: str) -> bytes | None:
         try:
-            return symlinks.decode(await self.share.read_file(path))
+            return symlinks.decode(await self.share.read_head(path, symlinks.FILE_SIZE))
         except SMBError:
             return None
 
@@ -548,18 +551,15 @@ class Operations(pyfuse3.Operations):
             data = symlinks.encode(target)
         except ValueError:
             raise pyfuse3.FUSEError(errno.ENAMETOOLONG) from None
-        handle = await self.share.create_file(path, exclusive=True, truncate=False)
-        try:
-            await handle.write(0, data)
-        finally:
-            await handle.close()
-        st = await self._stat(path)
-        return await self._entry_for(self.inodes.remember(path, st.file_id), path, st)
+        st = await self.share.create_small(path, data)
+        entry = self._entry(self.inodes.remember(path, st.file_id), st)
+        entry.st_mode = stat.S_IFLNK | 0o777
+        entry.st_size = len(target)
+        return entry
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: Any) -> bytes:
-        path = self.inodes.path(inode)
-        target = await self._link_target(path, await self._stat(path))
+        target = await self._read_link(self.inodes.path(inode))
         if target is None:
             raise pyfuse3.FUSEError(errno.EINVAL)
         return target
