@@ -159,8 +159,10 @@ def both_reopened(stats: dict[str, object]) -> None:
     """Both files came back after the reconnect, none stale: reclaimed durably, or opened
     by name after the identity check where smbd closed the open instead of keeping it
     (seen now and then under load for the file being written)."""
+    # Samba keeps a durable open only while its lease has Handle caching
+    # (vfs_default_durable_disconnect): lease_breaks tells whether one was broken.
     shown = {k: stats[k] for k in ("reopened_handles", "reopened_by_name", "stale_handles",
-                                   "events")}
+                                   "lease_breaks", "events")}
     assert stats["stale_handles"] == 0, shown
     assert stats["reopened_handles"] + stats["reopened_by_name"] == 2, shown  # type: ignore[operator]
     assert stats["reopened_handles"] >= 1, shown  # type: ignore[operator]
