@@ -592,7 +592,7 @@ class Operations(pyfuse3.Operations):
             except SMBError as exc:
                 if exc.status != Status.INVALID_PARAMETER:
                     raise
-                self.cache.rekey(inode)
+                await self.cache.rekey(inode)
                 handle = await self.share.open(path, mode, lease_key=self.cache.key(inode))
         keep = self.cache.opened(inode, handle, reused=reused)
         fh = self._fh()
@@ -615,6 +615,10 @@ class Operations(pyfuse3.Operations):
         fh = self._fh()
         st = handle.created_stat() or await self._stat(path)
         inode = self.inodes.remember(path, st.file_id)
+        if self.cache.key_of(inode) not in (None, handle.lease_key):
+            # The server gave the new file a number an old one had (ext4 reuses them):
+            # the inode's lease bookkeeping was the old file's.
+            await self.cache.rekey(inode)
         self.cache.opened(inode, handle, reused=False)
         self._track(fh, inode, handle, True)
         return pyfuse3.FileInfo(fh=fh, keep_cache=False), self._entry(inode, st)

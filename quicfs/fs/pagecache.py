@@ -44,6 +44,8 @@ class _Parked:
     handle: Open
     writable: bool
     timer: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: Taken back by an open, or closed: either way no longer the timer's to close.
+    done: bool = False
 
 
 @dataclass(eq=False)
@@ -81,6 +83,10 @@ class PageCache:
             return new_lease_key()
         return self._lease(inode).key
 
+    def key_of(self, inode: int) -> bytes | None:
+        lease = self._by_inode.get(inode)
+        return lease.key if lease is not None else None
+
     def _lease(self, inode: int, key: bytes | None = None) -> _Lease:
         lease = self._by_inode.get(inode)
         if lease is None:
@@ -89,10 +95,12 @@ class PageCache:
             self.leases.watch(lease.key, lambda state: self._broken(inode, state))
         return lease
 
-    def rekey(self, inode: int) -> None:
+    async def rekey(self, inode: int) -> None:
         """Forget ``inode``'s lease key. A server ties a key to one file (MS-SMB2
         3.3.5.9.8) and refuses it for another: the file behind the inode was replaced
-        while the connection was lost."""
+        (while the connection was lost, or a new file got the old one's number). The
+        handles parked under the old key are of the old file: they close."""
+        await self.close_parked(inode)
         lease = self._by_inode.pop(inode, None)
         if lease is not None:
             self.leases.unwatch(lease.key)
@@ -112,6 +120,7 @@ class PageCache:
                 continue  # lost in a reconnect: it expires, and the open goes to the server
             if parked.writable or not writable:
                 lease.parked.remove(parked)
+                parked.done = True
                 parked.timer.cancel()
                 return parked.handle
         return None
@@ -121,7 +130,11 @@ class PageCache:
         lease = self._lease(inode, handle.lease_key)
         if reused:
             return lease.pages_valid and bool(lease.state & R)
-        granted = handle.lease_state if handle.lease_key == lease.key else LeaseState.NONE
+        if handle.lease_key != lease.key:
+            # Not under this inode's lease: it promises nothing about the pages.
+            lease.pages_valid = False
+            return False
+        granted = handle.lease_state
         keep = lease.pages_valid and lease.holders > 0 and bool(granted & R)
         lease.holders += 1
         lease.state = granted
@@ -144,10 +157,16 @@ class PageCache:
     async def _expire(self, inode: int, parked: _Parked) -> None:
         with parked.timer:
             await trio.sleep(self.hold)
+            if parked.done:
+                return
+            # Closed even if the inode's lease bookkeeping was replaced meanwhile: a
+            # handle nobody closes keeps its file open on the server for ever (and a
+            # deleted one pending, its directory impossible to remove).
             lease = self._by_inode.get(inode)
             if lease is not None and parked in lease.parked:
                 lease.parked.remove(parked)
-                await self._close(inode, parked.handle)
+            parked.done = True
+            await self._close(inode, parked.handle)
 
     @property
     def parked_count(self) -> int:
@@ -164,6 +183,7 @@ class PageCache:
             return
         parked, lease.parked = lease.parked, []
         for p in parked:
+            p.done = True
             p.timer.cancel()
             await self._close(inode, p.handle)  # type: ignore[arg-type]
 
