@@ -11,7 +11,8 @@ from quicfs.client.open import FileStat
 from quicfs.options import Options
 from quicfs.smb2.constants import FileAttributes
 
-DEFAULT_FILE_MODE = 0o644
+# mount.cifs's defaults: 0755 for both, so programs kept on a share can be run.
+DEFAULT_FILE_MODE = 0o755
 DEFAULT_DIR_MODE = 0o755
 
 

@@ -555,3 +555,14 @@ def test_no_open_left_behind_under_concurrent_churn(mounted, samba):
     opened = subprocess.run(["smbstatus", "-s", str(samba.conf), "-L"],
                             capture_output=True, text=True).stdout
     assert "churn/" not in opened, opened
+
+
+def test_programs_on_the_share_can_be_run(mounted):
+    """Files show mode 0755 unless file_mode= says otherwise (mount.cifs's default): a
+    program copied to the share runs from there (xfstests generic/120 does)."""
+    script = mounted / "hello.sh"
+    script.write_text("#!/bin/sh\necho hello from the share\n")
+    assert os.stat(script).st_mode & 0o777 == 0o755
+    out = subprocess.run([str(script)], capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stdout) == (0, "hello from the share\n")
+    os.unlink(script)
