@@ -694,7 +694,9 @@ class Operations(pyfuse3.Operations):
                 await self._set_write_time(handle, self._written_at.pop(inode))
         finally:
             if handle is not None:
-                if inode is None:
+                if inode is None or not self.inodes.names(inode):
+                    # Nothing to reopen by a name that is gone: an unlinked file's
+                    # handle closes at once, so its set-aside name goes with it.
                     await handle.close()
                 else:
                     await self.cache.release(inode, handle, writable=writable)

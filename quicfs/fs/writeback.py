@@ -8,6 +8,8 @@ it) and data is never silently lost.
 
 from __future__ import annotations
 
+import errno
+
 import trio
 
 from quicfs.client.open import Open
@@ -18,6 +20,15 @@ DEPTH = 4
 
 
 class WriteBehind:
+    """Gathers contiguous writes; sends each gathered run in the background.
+
+    Every change to the gathered buffer happens between two awaits, so concurrent writers
+    (AIO, threads on one descriptor) never lose each other's data; a run is counted in
+    flight from the moment it leaves the buffer, so ``drain`` waits for it; and a run
+    that overlaps one still in flight waits for it, so the server applies overlapping
+    writes in the order they were made (it may run concurrent WRITEs in any order).
+    """
+
     def __init__(self, handle: Open, nursery: trio.Nursery, *, gather: int = GATHER,
                  depth: int = DEPTH) -> None:
         self.handle = handle
@@ -29,6 +40,8 @@ class WriteBehind:
         self._inflight = 0
         self._idle = trio.Event()
         self._idle.set()
+        #: Byte ranges being written, each with the event its WRITE sets when answered.
+        self._ranges: list[tuple[int, int, trio.Event]] = []
         self.error: BaseException | None = None
 
     @property
@@ -39,24 +52,54 @@ class WriteBehind:
         self.raise_error()
         if self._buf and offset == self._offset + len(self._buf):
             self._buf += data
-        else:
-            await self._submit()
-            self._offset, self._buf = offset, bytearray(data)
-        if len(self._buf) >= self.gather:
-            await self._submit()
+            full = self._take() if len(self._buf) >= self.gather else None
+            if full is not None:
+                await self._send(*full)
+            return len(data)
+        previous = self._take()
+        self._offset, self._buf = offset, bytearray(data)
+        full = self._take() if len(self._buf) >= self.gather else None
+        for run in (previous, full):
+            if run is not None:
+                await self._send(*run)
         return len(data)
 
-    async def _submit(self) -> None:
+    def _take(self) -> tuple[int, bytes, trio.Event] | None:
+        """Detach the gathered run (no await: nothing else touches the buffer meanwhile),
+        count it in flight and queue its range behind the earlier ones."""
         if not self._buf:
-            return
+            return None
         offset, data = self._offset, bytes(self._buf)
         self._buf = bytearray()
-        await self._slots.acquire()
         self._inflight += 1
         self._idle = trio.Event() if self._idle.is_set() else self._idle
-        self.nursery.start_soon(self._write, offset, data)
+        done = trio.Event()
+        self._ranges.append((offset, offset + len(data), done))
+        return offset, data, done
 
-    async def _write(self, offset: int, data: bytes) -> None:
+    async def _submit(self) -> None:
+        run = self._take()
+        if run is not None:
+            await self._send(*run)
+
+    async def _send(self, offset: int, data: bytes, done: trio.Event) -> None:
+        end = offset + len(data)
+        try:
+            while True:
+                mine = next(i for i, r in enumerate(self._ranges) if r[2] is done)
+                earlier = [e for (a, b, e) in self._ranges[:mine] if a < end and offset < b]
+                if not earlier:
+                    break
+                await earlier[0].wait()
+            await self._slots.acquire()
+        except BaseException:
+            self._finished(done)
+            if self.error is None:
+                self.error = OSError(errno.EIO, "a gathered write was not sent")
+            raise
+        self.nursery.start_soon(self._write, offset, data, done)
+
+    async def _write(self, offset: int, data: bytes, done: trio.Event) -> None:
         try:
             await self.handle.write(offset, data)
         except Exception as exc:
@@ -64,9 +107,14 @@ class WriteBehind:
                 self.error = exc
         finally:
             self._slots.release()
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.set()
+            self._finished(done)
+
+    def _finished(self, done: trio.Event) -> None:
+        self._ranges = [r for r in self._ranges if r[2] is not done]
+        done.set()
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
 
     async def drain(self) -> None:
         """Send what is gathered and wait until the server has it all."""
