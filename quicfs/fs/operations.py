@@ -71,6 +71,11 @@ def fuse_errors(func: F) -> F:
             raise pyfuse3.FUSEError(errno.ETIMEDOUT) from None
         except KeyError:
             raise pyfuse3.FUSEError(errno.ENOENT) from None
+        except Exception:
+            # A bug of ours must cost one call, never the mount (and every program
+            # using it): EIO, and the traceback in the log.
+            log.exception("%s failed", func.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -16,6 +16,14 @@ def filetime_to_ns(ft: int) -> int:
     return (ft - EPOCH_DELTA) * 100
 
 
+#: The FILETIMEs a SET_INFO can carry as a time: 0 means "leave it", -1 and -2 stop and
+#: resume automatic updates (MS-FSCC 2.4.7), and the field is a signed 64-bit count.
+FILETIME_MIN = 1
+FILETIME_MAX = 2**63 - 1
+
+
 def ns_to_filetime(ns: int) -> int:
-    """Unix nanoseconds as a FILETIME, rounded down to the 100 ns tick."""
-    return ns // 100 + EPOCH_DELTA
+    """Unix nanoseconds as a FILETIME, rounded down to the 100 ns tick, and held within
+    what a FILETIME can say (1601 to 30828), as a local file system clamps a time to
+    its own range."""
+    return min(max(ns // 100 + EPOCH_DELTA, FILETIME_MIN), FILETIME_MAX)

@@ -569,3 +569,18 @@ def test_programs_on_the_share_can_be_run(mounted):
     out = subprocess.run([str(script)], capture_output=True, text=True, timeout=30)
     assert (out.returncode, out.stdout) == (0, "hello from the share\n")
     os.unlink(script)
+
+
+def test_extreme_timestamps_are_clamped_not_fatal(mounted):
+    """xfstests generic/634 sets the largest and smallest times: SMB's FILETIME holds
+    1601 to 30828, so they are clamped (as a local file system clamps to its range) and
+    the mount lives on."""
+    f = mounted / "times.txt"
+    f.write_bytes(b"t")
+    os.utime(f, ns=(2**63 - 1, 2**63 - 1))
+    big = os.stat(f).st_mtime_ns
+    assert big > 10**18 * 9  # far in the future, as far as FILETIME goes
+    os.utime(f, ns=(-(2**63), -(2**63)))
+    assert os.stat(f).st_mtime_ns < 0  # before 1970: 1601, FILETIME's first tick
+    assert f.read_bytes() == b"t"
+    os.unlink(f)
