@@ -314,10 +314,10 @@ class Open:
 
     async def set_write_time(self, ns: int) -> None:
         """Set LastWriteTime and ChangeTime (ns since the epoch) through this handle."""
-        from quicfs.smb2.filetime import ns_to_filetime
+        from quicfs.smb2.filetime import settable_filetime
         from quicfs.smb2.info import FileBasicInformation
 
-        t = ns_to_filetime(ns)
+        t = settable_filetime(ns)
         await self.set_info(FileInfoClass.BASIC,
                             FileBasicInformation(last_write_time=t, change_time=t).pack())
 

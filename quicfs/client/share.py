@@ -50,7 +50,7 @@ from quicfs.smb2.create import (
 )
 from quicfs.smb2.ea import pack_eas, unpack_eas
 from quicfs.smb2.fileid import FileId
-from quicfs.smb2.filetime import ns_to_filetime
+from quicfs.smb2.filetime import settable_filetime
 from quicfs.smb2.info import (
     FileAllInformation,
     FileBasicInformation,
@@ -353,8 +353,8 @@ class Share:
             attributes = FileAttributes.NORMAL  # 0 would mean "leave as it is"
         basic = FileBasicInformation(
             creation_time=0,
-            last_access_time=0 if atime_ns is None else ns_to_filetime(atime_ns),
-            last_write_time=0 if mtime_ns is None else ns_to_filetime(mtime_ns),
+            last_access_time=0 if atime_ns is None else settable_filetime(atime_ns),
+            last_write_time=0 if mtime_ns is None else settable_filetime(mtime_ns),
             change_time=0,
             file_attributes=0 if attributes is None else int(attributes),
         )

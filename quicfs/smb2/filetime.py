@@ -16,9 +16,7 @@ def filetime_to_ns(ft: int) -> int:
     return (ft - EPOCH_DELTA) * 100
 
 
-#: The FILETIMEs a SET_INFO can carry as a time: 0 means "leave it", -1 and -2 stop and
-#: resume automatic updates (MS-FSCC 2.4.7), and the field is a signed 64-bit count.
-FILETIME_MIN = 1
+#: A FILETIME is a signed 64-bit count of 100 ns ticks since 1601.
 FILETIME_MAX = 2**63 - 1
 
 
@@ -26,4 +24,10 @@ def ns_to_filetime(ns: int) -> int:
     """Unix nanoseconds as a FILETIME, rounded down to the 100 ns tick, and held within
     what a FILETIME can say (1601 to 30828), as a local file system clamps a time to
     its own range."""
-    return min(max(ns // 100 + EPOCH_DELTA, FILETIME_MIN), FILETIME_MAX)
+    return min(max(ns // 100 + EPOCH_DELTA, 0), FILETIME_MAX)
+
+
+def settable_filetime(ns: int) -> int:
+    """A time for a SET_INFO: never 0, -1 or -2, which there mean "leave it", "stop
+    updating it" and "resume" (MS-FSCC 2.4.7); 1601 itself becomes its first tick."""
+    return max(ns_to_filetime(ns), 1)
