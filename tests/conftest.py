@@ -12,7 +12,10 @@ from tests.support.gateway import GatewayError, GatewayProcess
 from tests.support.samba import SambaError, SambaServer
 
 
-def _start(**kwargs: object) -> SambaServer:
+def start_samba(**kwargs: object) -> SambaServer:
+    """A private smbd in a fresh directory under /tmp (its share user must reach it);
+    the test fails, never skips, if it cannot start. ``__exit__`` stops it and removes
+    its files."""
     root = Path(tempfile.mkdtemp(prefix="quicfs-smbd-"))
     server = SambaServer(root, **kwargs)  # type: ignore[arg-type]
     try:
@@ -23,7 +26,7 @@ def _start(**kwargs: object) -> SambaServer:
 
 @pytest.fixture(scope="session")
 def samba() -> Iterator[SambaServer]:
-    server = _start()
+    server = start_samba()
     try:
         yield server
     finally:
@@ -36,7 +39,7 @@ def samba_factory() -> Iterator[Callable[..., SambaServer]]:
     started: list[SambaServer] = []
 
     def make(**kwargs: object) -> SambaServer:
-        server = _start(**kwargs)
+        server = start_samba(**kwargs)
         started.append(server)
         return server
 

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from quicfs import control
+from tests.conftest import start_samba
 from tests.fuse.conftest import Mount
 from tests.support import workload
 from tests.support.gateway import GatewayProcess
@@ -42,18 +41,12 @@ SOURCE = "source.bin"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SambaServer]:
-    """A private smbd: these tests kill its children. (Its root must be reachable by the
-    share's user: pytest's own temporary directories are not.)"""
-    srv = SambaServer(Path(tempfile.mkdtemp(prefix="quicfs-faults-")))
-    try:
-        srv.start()
-    except Exception as exc:
-        pytest.fail(f"cannot start smbd: {exc}", pytrace=False)
+    """A private smbd: these tests kill its children; its 500 MiB files go with it."""
+    srv = start_samba()
     try:
         yield srv
     finally:
-        srv.stop()
-        shutil.rmtree(srv.root, ignore_errors=True)  # 500 MiB files
+        srv.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
