@@ -38,9 +38,14 @@ def _free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _mounted(path: Path) -> bool:
-    text = Path("/proc/self/mountinfo").read_text()
-    return any(line.split()[4] == str(path) for line in text.splitlines())
+def unmount(path: Path) -> None:
+    """Unmount ``path`` if it is mounted; lazily if a program still holds it."""
+    from quicfs.fs.kernel import mount_entry
+
+    if mount_entry(str(path)) is not None:
+        subprocess.run(["umount", str(path)], capture_output=True)
+    if mount_entry(str(path)) is not None:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 @dataclass
@@ -162,10 +167,8 @@ def _kill_group(pid: object) -> None:
 def stop_state(state: dict[str, object]) -> None:
     """Undo what ``state`` records: unmount, stop the gateway, stop smbd, remove its files."""
     mnt = state.get("mountpoint")
-    if isinstance(mnt, str) and _mounted(Path(mnt)):
-        subprocess.run(["umount", mnt], capture_output=True)
-        if _mounted(Path(mnt)):
-            subprocess.run(["umount", "-l", mnt], capture_output=True)
+    if isinstance(mnt, str):
+        unmount(Path(mnt))
     _kill_group(state.get("gateway_pid"))
     _kill_group(state.get("smbd_pid"))
     samba_root = state.get("samba_root")

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from quicfs.demo import DemoError, start_servers, stop_state
+from quicfs.demo import DemoError, start_servers, stop_state, unmount
 from quicfs.errors import QuicfsError
 from quicfs.localsmb import SambaServer
 
@@ -77,18 +77,6 @@ def ensure_users() -> None:
                               capture_output=True, text=True)
         if proc.returncode not in (0, 9):
             raise RunError(f"useradd {user} failed: {proc.stderr.strip()}")
-
-
-def _mounted(path: Path) -> bool:
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        return any(line.split()[4] == str(path) for line in f)
-
-
-def unmount(path: Path) -> None:
-    if _mounted(path):
-        subprocess.run(["umount", str(path)], capture_output=True)
-    if _mounted(path):
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 @contextmanager

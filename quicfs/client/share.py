@@ -303,14 +303,9 @@ class Share:
         query = QueryInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.FULL_EA,
                                  file_id=FileId.related(), output_buffer_length=65536,
                                  flags=0x01)
-        close = CloseRequest(file_id=FileId.related(), flags=CloseFlags.NONE)
-        replies = await self.tree.chain([create, query, close])
-        if is_error(replies[0].status):
-            raise SMBError(replies[0].status)
+        replies = await self._on_path(create, query, allow=(Status.NO_EAS_ON_FILE,))
         if replies[1].status == Status.NO_EAS_ON_FILE:
             return []
-        if is_error(replies[1].status):
-            raise SMBError(replies[1].status)
         return unpack_eas(QueryInfoResponse.unpack(replies[1].message).buffer)
 
     async def set_ea(self, path: str, name: bytes, value: bytes) -> None:

@@ -80,6 +80,14 @@ def fuse_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _find_ea(eas: list[tuple[bytes, bytes]], key: bytes) -> bytes | None:
+    """The value of EA ``key``; SMB compares EA names without regard to case."""
+    for stored, value in eas:
+        if stored.lower() == key.lower():
+            return value
+    return None
+
+
 class Operations(pyfuse3.Operations):
     supports_dot_lookup = True
     enable_writeback_cache = False
@@ -344,10 +352,10 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
         key = self._ea_name(name, errno.ENODATA)
-        for stored, value in await self.share.get_eas(self.inodes.path(inode)):
-            if stored.lower() == key.lower():
-                return value
-        raise pyfuse3.FUSEError(errno.ENODATA)
+        value = _find_ea(await self.share.get_eas(self.inodes.path(inode)), key)
+        if value is None:
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return value
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
@@ -370,8 +378,7 @@ class Operations(pyfuse3.Operations):
         key = self._ea_name(name, errno.ENODATA)
         path = self.inodes.path(inode)
         # Removing a missing EA succeeds in SMB; removexattr(2) says ENODATA.
-        if not any(stored.lower() == key.lower()
-                   for stored, _ in await self.share.get_eas(path)):
+        if _find_ea(await self.share.get_eas(path), key) is None:
             raise pyfuse3.FUSEError(errno.ENODATA)
         await self.share.set_ea(path, key, b"")
 
