@@ -50,14 +50,27 @@ class InodeTable:
         return inode in self._by_inode
 
     def remember(self, path: str, file_id: int = 0) -> int:
-        """The inode for ``path`` (looked up now), counting one kernel reference."""
+        """The inode for ``path`` (looked up now), counting one kernel reference.
+
+        Names change behind our back (another client renames, or replaces a file): the
+        name just looked up becomes the inode's first, the one ``path`` gives, so a file
+        renamed elsewhere is opened by its new name, not the one we saw last; and a name
+        now on another file (by its file id) leaves the inode it was on."""
         inode = self._by_path.get(path)
+        if inode is not None and ROOT_INODE < file_id < _FIRST_LOCAL \
+                and ROOT_INODE < inode < _FIRST_LOCAL and inode != file_id:
+            self.removed(path)
+            inode = None
         if inode is None:
             inode = self._choose(file_id)
             entry = self._by_inode.setdefault(inode, _Entry())
-            entry.paths.append(path)
             self._by_path[path] = inode
-        self._by_inode[inode].lookups += 1
+        else:
+            entry = self._by_inode[inode]
+        if path in entry.paths:
+            entry.paths.remove(path)
+        entry.paths.insert(0, path)
+        entry.lookups += 1
         return inode
 
     def peek(self, path: str, file_id: int = 0) -> int:

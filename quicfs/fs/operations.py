@@ -113,6 +113,11 @@ class Operations(pyfuse3.Operations):
         #: told yet (ns): SMB servers move a file's write time when they please (Samba:
         #: at close), POSIX at every write.
         self._written_at: dict[int, int] = {}
+        #: Attributes of files open here, from the server and then moved by our own
+        #: writes; answered without a round trip while the lease's Read caching holds
+        #: (cifs.ko trusts cached attributes under a read lease the same way). Anything
+        #: else this mount changes about a file drops its entry.
+        self._held: dict[int, FileStat] = {}
         #: The directory each open directory handle is of.
         self.dir_inode: dict[int, int] = {}
         # Complete listings reused within actimeo, as long as nothing changed through
@@ -202,9 +207,24 @@ class Operations(pyfuse3.Operations):
             if not names or any(n == path or n.startswith(path + "/") for n in names):
                 await self.cache.close_parked(inode)
 
+    def _held_stat(self, inode: int) -> FileStat | None:
+        held = self._held.get(inode)
+        return held if held is not None and self.cache.reading(inode) else None
+
+    def _hold(self, inode: int, st: FileStat) -> None:
+        if self.handles_of.get(inode) and self.cache.reading(inode):
+            self._held[inode] = st
+
+    def _unhold(self, path: str) -> None:
+        inode = self.inodes.inode_of(path)
+        if inode is not None:
+            self._held.pop(inode, None)
+
     async def _drop_pages(self, inode: int) -> None:
-        """Our Read caching is gone: read-ahead and the kernel's pages of ``inode`` go."""
+        """Our Read caching is gone: read-ahead, held attributes and the kernel's pages
+        of ``inode`` go."""
         self._invalidate_reads(inode)
+        self._held.pop(inode, None)
         try:
             # In a thread: the kernel may wait on a page lock held by a read that only
             # this loop can answer.
@@ -273,6 +293,8 @@ class Operations(pyfuse3.Operations):
         except SMBError as exc:
             if exc.status in (Status.OBJECT_NAME_NOT_FOUND, Status.OBJECT_PATH_NOT_FOUND,
                               Status.NO_SUCH_FILE, Status.DELETE_PENDING):
+                if known is not None:
+                    self.inodes.removed(path)  # gone or renamed by another client
                 return self._negative()
             raise
         inode = ROOT_INODE if path == "" else self.inodes.remember(path, st.file_id)
@@ -280,6 +302,10 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        held = self._held_stat(inode)
+        if held is not None:
+            # Includes what is gathered here: no need to send it first.
+            return self._entry(inode, held)
         await self._drain_inode(inode)
         fhs = self.handles_of.get(inode)
         if fhs:
@@ -289,6 +315,7 @@ class Operations(pyfuse3.Operations):
             info = FileAllInformation.unpack(await handle.query_info(FileInfoClass.ALL))
             st = FileStat.from_info(handle.name.rpartition("/")[2], info,
                                     file_id=info.index_number, nlink=info.number_of_links)
+            self._hold(inode, st)
             return self._entry(inode, st)
         if self.inodes.names(inode) == [] and inode != ROOT_INODE:
             for fh, of in self.dir_inode.items():
@@ -306,6 +333,7 @@ class Operations(pyfuse3.Operations):
                       fields: pyfuse3.SetattrFields, fh: int | None, ctx: Any
                       ) -> pyfuse3.EntryAttributes:
         path = self.inodes.path(inode)
+        self._held.pop(inode, None)
         await self._drain_inode(inode)
         if fields.update_size:
             self._invalidate_reads(inode)
@@ -370,6 +398,7 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EINVAL)  # SMB would take it as a removal
         if len(value) > MAX_EA_VALUE:
             raise pyfuse3.FUSEError(errno.E2BIG)
+        self._held.pop(inode, None)
         await self.share.set_ea(self.inodes.path(inode), key, value)
 
     @fuse_errors
@@ -380,6 +409,7 @@ class Operations(pyfuse3.Operations):
         # Removing a missing EA succeeds in SMB; removexattr(2) says ENODATA.
         if _find_ea(await self.share.get_eas(path), key) is None:
             raise pyfuse3.FUSEError(errno.ENODATA)
+        self._held.pop(inode, None)
         await self.share.set_ea(path, key, b"")
 
     @staticmethod
@@ -494,6 +524,7 @@ class Operations(pyfuse3.Operations):
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
+        self._unhold(path)
         await self._close_parked_under(path)
         if self._open_here(path):
             # POSIX frees the name at once; SMB's delete-on-close would keep it until
@@ -514,6 +545,8 @@ class Operations(pyfuse3.Operations):
         old = join(self.inodes.path(parent_inode_old), os.fsdecode(name_old))
         new = join(self.inodes.path(parent_inode_new), os.fsdecode(name_new))
         replace = not flags & pyfuse3.RENAME_NOREPLACE
+        self._unhold(old)
+        self._unhold(new)
         await self._close_parked_under(old)
         await self._close_parked_under(new)
         try:
@@ -582,6 +615,7 @@ class Operations(pyfuse3.Operations):
         self._check_writable()
         src = self.inodes.path(inode)
         dst = join(self.inodes.path(new_parent_inode), os.fsdecode(new_name))
+        self._held.pop(inode, None)
         await self.share.link(src, dst)
         st = await self._stat(dst)
         self.inodes.remember(dst, st.file_id)
@@ -595,6 +629,8 @@ class Operations(pyfuse3.Operations):
         writing = bool(flags & (os.O_WRONLY | os.O_RDWR))
         if writing:
             self._check_writable()
+        # Held attributes are of the opens before: this one asks the server again.
+        self._held.pop(inode, None)
         handle = self.cache.take_parked(inode, writable=writing)
         reused = handle is not None
         if handle is None:
@@ -633,11 +669,31 @@ class Operations(pyfuse3.Operations):
             await self.cache.rekey(inode)
         self.cache.opened(inode, handle, reused=False)
         self._track(fh, inode, handle, True)
+        self._held.pop(inode, None)
+        self._hold(inode, st)
         return pyfuse3.FileInfo(fh=fh, keep_cache=False), self._entry(inode, st)
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        await self._drain_inode(self.fh_inode[fh])
+        inode = self.fh_inode[fh]
+        held = self._held_stat(inode)
+        if held is not None:
+            # What was just written is read back from here while it is on its way.
+            pending = [w for f in self.handles_of.get(inode, ())
+                       if (w := self.writers.get(f)) is not None and w.pending]
+            end = min(off + size, held.size)
+            if pending and end <= off:
+                return b""
+            if len(pending) == 1:  # of two writers', which is newer is not known
+                data = pending[0].peek(off, end)
+                if data is not None:
+                    return data
+            if pending and not any(w.overlaps(off, end) for w in pending):
+                # Nothing on its way touches these bytes: no need to wait for it. Past
+                # the server's end of file and before our writes lies a hole: zeros.
+                data = await self.files[fh].read(off, end - off)
+                return data.ljust(end - off, b"\0")
+        await self._drain_inode(inode)
         reader = self.readers.get(fh)
         if reader is None:
             return await self.files[fh].read(off, size)
@@ -645,17 +701,25 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        inode = self.fh_inode[fh]
         self._changed()
-        self._invalidate_reads(self.fh_inode[fh])
-        self._written_at[self.fh_inode[fh]] = time.time_ns()
+        self._invalidate_reads(inode)
+        now = self._written_at[inode] = time.time_ns()
         writer = self.writers.get(fh)
         if writer is None:
-            return await self.files[fh].write(off, buf)
-        return await writer.write(off, buf)
+            n = await self.files[fh].write(off, buf)
+        else:
+            n = await writer.write(off, buf)
+        held = self._held.get(inode)
+        if held is not None:
+            self._held[inode] = _written(held, off, n, now)
+        return n
 
     @fuse_errors
     async def flush(self, fh: int) -> None:
-        # close(2) reports what went wrong with gathered writes (close-to-open).
+        # close(2) reports what went wrong with gathered writes (close-to-open); the
+        # server's attributes count again from here (its allocation, say).
+        self._held.pop(self.fh_inode[fh], None)
         writer = self.writers.get(fh)
         if writer is not None:
             await writer.drain()
@@ -663,6 +727,7 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
+        self._held.pop(self.fh_inode[fh], None)
         writer = self.writers.get(fh)
         if writer is not None:
             await writer.drain()
@@ -697,6 +762,8 @@ class Operations(pyfuse3.Operations):
         self._writable.discard(fh)
         if inode is not None:
             self.handles_of.get(inode, set()).discard(fh)
+            if not self.handles_of.get(inode):
+                self._held.pop(inode, None)
         try:
             if writer is not None:
                 await writer.drain()
@@ -712,6 +779,16 @@ class Operations(pyfuse3.Operations):
                     await handle.close()
                 else:
                     await self.cache.release(inode, handle, writable=writable)
+
+
+def _written(st: FileStat, off: int, n: int, now: int) -> FileStat:
+    """``st`` after ``n`` bytes written at ``off`` (a write moves mtime and ctime)."""
+    end = off + n
+    alloc = st.allocation_size
+    if end > st.size:  # the server allocates what a write adds, not holes before it
+        alloc += -(-min(n, end - st.size) // 4096) * 4096
+    return dataclasses.replace(st, size=max(st.size, end), allocation_size=alloc,
+                               mtime_ns=now, ctime_ns=now)
 
 
 def fuse_options(opts: Options, fsname: str) -> set[str]:

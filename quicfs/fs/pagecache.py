@@ -109,6 +109,12 @@ class PageCache:
         lease = self._by_inode.get(inode)
         return lease.state if lease is not None else LeaseState.NONE
 
+    def reading(self, inode: int) -> bool:
+        """Whether Read caching has held for ``inode`` since its current opens began: no
+        other client has changed the file meanwhile (MS-SMB2 3.3.4.7 breaks it first)."""
+        lease = self._by_inode.get(inode)
+        return lease is not None and lease.pages_valid and bool(lease.state & R)
+
     # ------------------------------------------------------------------ opens
     def take_parked(self, inode: int, *, writable: bool) -> Open | None:
         """A parked handle of ``inode`` that can serve this open, taken out of parking."""

@@ -17,6 +17,9 @@ from quicfs.client.open import Open
 #: Gather up to this much before sending; several such writes may be in flight.
 GATHER = 1024 * 1024
 DEPTH = 4
+#: In-flight data is counted in sixteenths of a gathered run, so many small scattered
+#: writes (a page each, say) may be in flight where only a few large ones would.
+SHARES = 16
 
 
 class WriteBehind:
@@ -34,14 +37,20 @@ class WriteBehind:
         self.handle = handle
         self.nursery = nursery
         self.gather = max(4096, min(gather, handle.max_write))
-        self._slots = trio.Semaphore(depth)
+        self._share = max(1, self.gather // SHARES)
+        self._total = depth * SHARES
+        self._slots = trio.Semaphore(self._total)
+        #: One sender takes its shares at a time: two taking turns could each hold part
+        #: of what they need and wait for ever.
+        self._taking = trio.Lock()
         self._offset = 0
         self._buf = bytearray()
         self._inflight = 0
         self._idle = trio.Event()
         self._idle.set()
-        #: Byte ranges being written, each with the event its WRITE sets when answered.
-        self._ranges: list[tuple[int, int, trio.Event]] = []
+        #: Runs being written, oldest first, each with the event its WRITE sets when
+        #: answered.
+        self._ranges: list[tuple[int, bytes, trio.Event]] = []
         self.error: BaseException | None = None
 
     @property
@@ -74,7 +83,7 @@ class WriteBehind:
         self._inflight += 1
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         done = trio.Event()
-        self._ranges.append((offset, offset + len(data), done))
+        self._ranges.append((offset, data, done))
         return offset, data, done
 
     async def _submit(self) -> None:
@@ -87,11 +96,20 @@ class WriteBehind:
         try:
             while True:
                 mine = next(i for i, r in enumerate(self._ranges) if r[2] is done)
-                earlier = [e for (a, b, e) in self._ranges[:mine] if a < end and offset < b]
+                earlier = [e for (a, d, e) in self._ranges[:mine]
+                           if a < end and offset < a + len(d)]
                 if not earlier:
                     break
                 await earlier[0].wait()
-            await self._slots.acquire()
+            units = self._units(len(data))
+            async with self._taking:
+                for taken in range(units):
+                    try:
+                        await self._slots.acquire()
+                    except BaseException:
+                        for _ in range(taken):
+                            self._slots.release()
+                        raise
         except BaseException:
             self._finished(done)
             if self.error is None:
@@ -106,8 +124,12 @@ class WriteBehind:
             if self.error is None:
                 self.error = exc
         finally:
-            self._slots.release()
+            for _ in range(self._units(len(data))):
+                self._slots.release()
             self._finished(done)
+
+    def _units(self, size: int) -> int:
+        return min(-(-size // self._share), self._total)
 
     def _finished(self, done: trio.Event) -> None:
         self._ranges = [r for r in self._ranges if r[2] is not done]
@@ -115,6 +137,37 @@ class WriteBehind:
         self._inflight -= 1
         if self._inflight == 0:
             self._idle.set()
+
+    def overlaps(self, start: int, end: int) -> bool:
+        """Whether a write held here (gathered or in flight) touches ``start..end``."""
+        runs = [(a, a + len(d)) for a, d, _ in self._ranges]
+        if self._buf:
+            runs.append((self._offset, self._offset + len(self._buf)))
+        return any(a < end and start < b for a, b in runs)
+
+    def peek(self, start: int, end: int) -> bytes | None:
+        """Bytes ``start..end`` as the server will have them once everything here has
+        landed, if writes still held here (gathered or in flight) cover all of them;
+        else None. A read of what was just written needs no round trip then."""
+        if self.error is not None or end <= start:
+            return None
+        out = bytearray(end - start)
+        covered: list[tuple[int, int]] = []
+        # Oldest first, so a later write's bytes win where runs overlap.
+        runs = [(a, d) for a, d, _ in self._ranges]
+        if self._buf:
+            runs.append((self._offset, self._buf))
+        for a, d in runs:
+            lo, hi = max(start, a), min(end, a + len(d))
+            if lo < hi:
+                out[lo - start:hi - start] = d[lo - a:hi - a]
+                covered.append((lo, hi))
+        reach = start
+        for lo, hi in sorted(covered):
+            if lo > reach:
+                return None
+            reach = max(reach, hi)
+        return bytes(out) if reach >= end else None
 
     async def drain(self) -> None:
         """Send what is gathered and wait until the server has it all."""

@@ -88,6 +88,38 @@ def test_gathered_writes_reach_another_client_on_break(mounted, samba, tmp_path)
     os.unlink(mounted / "gathered.bin")
 
 
+def test_attributes_held_under_the_lease_follow_writes_and_breaks(mounted, samba, tmp_path):
+    """While a file is open here under a lease, stat and read-back of what was just
+    written are answered by the mount (no round trip); they follow every write, holes
+    included, and another client's change (a lease break) is seen at once."""
+    name = "held.bin"
+    far = 3 * 1024 * 1024 + 17
+    expected = b"a" * 5000 + bytes(far - 5000) + b"b" * 100
+    with open(mounted / name, "w+b", buffering=0) as f:
+        f.write(b"a" * 5000)
+        assert os.fstat(f.fileno()).st_size == 5000
+        before = os.fstat(f.fileno()).st_mtime_ns
+        time.sleep(0.01)
+        f.seek(far)
+        f.write(b"b" * 100)
+        st = os.fstat(f.fileno())
+        assert st.st_size == far + 100
+        assert st.st_mtime_ns > before
+        f.seek(0)
+        assert f.read() == expected
+        assert os.pread(f.fileno(), 100, far) == b"b" * 100
+        assert os.pread(f.fileno(), 4096, 1024 * 1024) == bytes(4096)  # the hole
+        local = tmp_path / "other.bin"
+        local.write_bytes(b"c" * 777)
+        proc = samba.smbclient("plain", f"put {local} {name}")
+        assert proc.returncode == 0, proc.stdout
+        assert _eventually(lambda: os.fstat(f.fileno()).st_size, 777) == 777
+        f.seek(0)
+        assert f.read() == b"c" * 777
+    assert (samba.share_path("plain") / name).read_bytes() == b"c" * 777
+    os.unlink(mounted / name)
+
+
 WRITER = """
 import sys
 with open(sys.argv[2], "wb") as f:

@@ -55,3 +55,28 @@ def test_ids_without_server_numbers_are_allocated():
     t = InodeTable()
     a, b = t.remember("a"), t.remember("b")
     assert a != b and a > 1 << 61 and b > 1 << 61
+
+
+def test_a_name_looked_up_last_is_the_one_used():
+    """Another client renamed the file (generic/732): our old name for it is stale, the
+    name just looked up is the one opens use."""
+    t = InodeTable()
+    f = t.remember("A/f", 300)
+    t.renamed("A/f", "B/f")  # through this mount
+    # ... then renamed back through another client; the kernel looks up A/f:
+    assert t.remember("A/f", 300) == f
+    assert t.path(f) == "A/f"
+    t.removed("B/f")  # our lookup of B/f found nothing
+    assert t.names(f) == ["A/f"]
+
+
+def test_a_name_on_another_file_leaves_the_old_inode():
+    """Another client replaced the file behind a name: the name goes to the new file's
+    inode; the old one, if the kernel still holds it, has no name left."""
+    t = InodeTable()
+    old = t.remember("f", 400)
+    new = t.remember("f", 401)
+    assert new == 401 and t.inode_of("f") == 401
+    assert t.names(old) == []
+    with pytest.raises(KeyError):
+        t.path(old)

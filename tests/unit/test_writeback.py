@@ -66,3 +66,56 @@ async def test_overlapping_writes_land_in_the_order_made():
                 await writer.write(offset, data)
             await writer.drain()
         assert server.image == expected[:top]
+
+
+async def test_peek_gives_what_the_server_will_have():
+    """At any moment, a range covered by writes still held here reads (peek) as the
+    file will be once they land; a range with a gap is not answered."""
+    for seed in range(5):
+        server = SlowServer(seed)
+        expected = bytearray(16384)
+        r = random.Random(seed)
+        answered = 0
+        async with trio.open_nursery() as nursery:
+            writer = WriteBehind(server, nursery, gather=4096, depth=4)  # type: ignore[arg-type]
+            for i in range(300):
+                offset, size = r.randrange(0, 12288), r.randrange(1, 4096)
+                data = bytes([i % 255 + 1]) * size
+                expected[offset:offset + size] = data
+                await writer.write(offset, data)
+                start = r.randrange(0, 16000)
+                end = start + r.randrange(1, 4096)
+                seen = writer.peek(start, end)
+                touched = writer.overlaps(start, end)
+                if seen is not None:
+                    answered += 1
+                    assert touched
+                    assert seen == bytes(expected[start:end]), (seed, i, start, end)
+            await writer.drain()
+            assert not writer.overlaps(0, 1 << 20)
+            assert writer.peek(0, 16) is None  # nothing held: ask the server
+        assert answered > 20
+
+
+async def test_many_small_writes_in_flight():
+    """Scattered small writes (a page apart) do not queue behind a count meant for
+    large runs: with four 1 MiB runs' worth of room, dozens of them are in flight."""
+    class Counting(SlowServer):
+        busy = peak = 0
+
+        async def write(self, offset: int, data: bytes) -> int:
+            self.busy += 1
+            self.peak = max(self.peak, self.busy)
+            try:
+                return await super().write(offset, data)
+            finally:
+                self.busy -= 1
+
+    server = Counting(7)
+    async with trio.open_nursery() as nursery:
+        writer = WriteBehind(server, nursery)  # type: ignore[arg-type]
+        for page in range(200):
+            await writer.write(page * 4096, b"x" * 8)
+        await writer.drain()
+    assert 32 <= server.peak <= 64
+    assert all(server.image[p * 4096:p * 4096 + 8] == b"x" * 8 for p in range(200))
