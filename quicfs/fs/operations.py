@@ -103,6 +103,11 @@ class Operations(pyfuse3.Operations):
         self.handles_of: dict[int, set[int]] = {}  # inode -> open fhs
         self.fh_inode: dict[int, int] = {}
         self._writable: set[int] = set()  # fhs opened for writing
+        #: fhs opened O_DIRECT that wrote: the kernel does not drop its pages after an
+        #: asynchronous direct write (only before it), so a buffered read racing the
+        #: write may have cached the old bytes (xfstests generic/451).
+        self._direct: set[int] = set()
+        self._direct_wrote: set[int] = set()
         self.cache = PageCache(share.leases, hold=opts.closetimeo, drain=self._drain_inode,
                                drop_pages=self._drop_pages)
         self._nursery: trio.Nursery | None = None
@@ -118,6 +123,10 @@ class Operations(pyfuse3.Operations):
         #: (cifs.ko trusts cached attributes under a read lease the same way). Anything
         #: else this mount changes about a file drops its entry.
         self._held: dict[int, FileStat] = {}
+        #: When this mount last changed a file's metadata (ns). Samba reports a file's
+        #: mtime as its change time (smbd's get_change_timespec), so a link, chmod,
+        #: utimes or setxattr would leave ctime where it was; POSIX moves it.
+        self._ctime: dict[int, int] = {}
         #: The directory each open directory handle is of.
         self.dir_inode: dict[int, int] = {}
         # Complete listings reused within actimeo, as long as nothing changed through
@@ -150,6 +159,9 @@ class Operations(pyfuse3.Operations):
         written = self._written_at.get(inode)
         if written is not None and written > st.mtime_ns:
             st = dataclasses.replace(st, mtime_ns=written, ctime_ns=max(st.ctime_ns, written))
+        changed = self._ctime.get(inode)
+        if changed is not None and changed > st.ctime_ns:
+            st = dataclasses.replace(st, ctime_ns=changed)
         a = posix_attrs(st, self.opts)
         e = pyfuse3.EntryAttributes()
         e.st_ino = inode
@@ -215,10 +227,12 @@ class Operations(pyfuse3.Operations):
         if self.handles_of.get(inode) and self.cache.reading(inode):
             self._held[inode] = st
 
-    def _unhold(self, path: str) -> None:
-        inode = self.inodes.inode_of(path)
+    def _touched(self, inode: int | None) -> None:
+        """This mount changes ``inode``'s metadata: its held attributes go, its ctime
+        moves."""
         if inode is not None:
             self._held.pop(inode, None)
+            self._ctime[inode] = time.time_ns()
 
     async def _drop_pages(self, inode: int) -> None:
         """Our Read caching is gone: read-ahead, held attributes and the kernel's pages
@@ -333,7 +347,7 @@ class Operations(pyfuse3.Operations):
                       fields: pyfuse3.SetattrFields, fh: int | None, ctx: Any
                       ) -> pyfuse3.EntryAttributes:
         path = self.inodes.path(inode)
-        self._held.pop(inode, None)
+        self._touched(inode)
         await self._drain_inode(inode)
         if fields.update_size:
             self._invalidate_reads(inode)
@@ -372,6 +386,7 @@ class Operations(pyfuse3.Operations):
             self.inodes.forget(inode, count)
             if not self.inodes.known(inode):
                 self.cache.forget(inode)
+                self._ctime.pop(inode, None)
 
     # ------------------------------------------------------------------ xattrs
     # The "user." namespace is the file's SMB extended attributes (MS-FSCC 2.4.15), as
@@ -398,7 +413,7 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EINVAL)  # SMB would take it as a removal
         if len(value) > MAX_EA_VALUE:
             raise pyfuse3.FUSEError(errno.E2BIG)
-        self._held.pop(inode, None)
+        self._touched(inode)
         await self.share.set_ea(self.inodes.path(inode), key, value)
 
     @fuse_errors
@@ -409,7 +424,7 @@ class Operations(pyfuse3.Operations):
         # Removing a missing EA succeeds in SMB; removexattr(2) says ENODATA.
         if _find_ea(await self.share.get_eas(path), key) is None:
             raise pyfuse3.FUSEError(errno.ENODATA)
-        self._held.pop(inode, None)
+        self._touched(inode)
         await self.share.set_ea(path, key, b"")
 
     @staticmethod
@@ -524,7 +539,7 @@ class Operations(pyfuse3.Operations):
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
-        self._unhold(path)
+        self._touched(self.inodes.inode_of(path))
         await self._close_parked_under(path)
         if self._open_here(path):
             # POSIX frees the name at once; SMB's delete-on-close would keep it until
@@ -545,8 +560,8 @@ class Operations(pyfuse3.Operations):
         old = join(self.inodes.path(parent_inode_old), os.fsdecode(name_old))
         new = join(self.inodes.path(parent_inode_new), os.fsdecode(name_new))
         replace = not flags & pyfuse3.RENAME_NOREPLACE
-        self._unhold(old)
-        self._unhold(new)
+        self._touched(self.inodes.inode_of(old))
+        self._touched(self.inodes.inode_of(new))
         await self._close_parked_under(old)
         await self._close_parked_under(new)
         try:
@@ -615,7 +630,7 @@ class Operations(pyfuse3.Operations):
         self._check_writable()
         src = self.inodes.path(inode)
         dst = join(self.inodes.path(new_parent_inode), os.fsdecode(new_name))
-        self._held.pop(inode, None)
+        self._touched(inode)
         await self.share.link(src, dst)
         st = await self._stat(dst)
         self.inodes.remember(dst, st.file_id)
@@ -645,6 +660,8 @@ class Operations(pyfuse3.Operations):
         keep = self.cache.opened(inode, handle, reused=reused)
         fh = self._fh()
         self._track(fh, inode, handle, writing)
+        if writing and flags & os.O_DIRECT:
+            self._direct.add(fh)
         if flags & os.O_TRUNC and writing:
             await handle.set_end_of_file(0)
         # Close-to-open consistency (as cifs.ko): the kernel keeps its cached pages only
@@ -669,6 +686,8 @@ class Operations(pyfuse3.Operations):
             await self.cache.rekey(inode)
         self.cache.opened(inode, handle, reused=False)
         self._track(fh, inode, handle, True)
+        if flags & os.O_DIRECT:
+            self._direct.add(fh)
         self._held.pop(inode, None)
         self._hold(inode, st)
         return pyfuse3.FileInfo(fh=fh, keep_cache=False), self._entry(inode, st)
@@ -705,6 +724,9 @@ class Operations(pyfuse3.Operations):
         self._changed()
         self._invalidate_reads(inode)
         now = self._written_at[inode] = time.time_ns()
+        if fh in self._direct:
+            self._direct_wrote.add(fh)
+            self.cache.distrust(inode)
         writer = self.writers.get(fh)
         if writer is None:
             n = await self.files[fh].write(off, buf)
@@ -724,6 +746,10 @@ class Operations(pyfuse3.Operations):
         if writer is not None:
             await writer.drain()
         await self._stamp_write_time(fh)
+        if fh in self._direct_wrote:
+            # Direct writes are on the server now: pages a racing read cached go.
+            self._direct_wrote.discard(fh)
+            await self._drop_pages(self.fh_inode[fh])
 
     @fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -760,6 +786,8 @@ class Operations(pyfuse3.Operations):
         inode = self.fh_inode.pop(fh, None)
         writable = fh in self._writable
         self._writable.discard(fh)
+        self._direct.discard(fh)
+        self._direct_wrote.discard(fh)
         if inode is not None:
             self.handles_of.get(inode, set()).discard(fh)
             if not self.handles_of.get(inode):

@@ -115,6 +115,13 @@ class PageCache:
         lease = self._by_inode.get(inode)
         return lease is not None and lease.pages_valid and bool(lease.state & R)
 
+    def distrust(self, inode: int) -> None:
+        """The kernel's pages of ``inode`` may be stale (a direct write): the next open
+        drops them, whatever the lease."""
+        lease = self._by_inode.get(inode)
+        if lease is not None:
+            lease.pages_valid = False
+
     # ------------------------------------------------------------------ opens
     def take_parked(self, inode: int, *, writable: bool) -> Open | None:
         """A parked handle of ``inode`` that can serve this open, taken out of parking."""

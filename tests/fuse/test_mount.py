@@ -605,3 +605,29 @@ def test_renames_through_another_mount_are_followed(mounted, samba, gateway, tmp
     # Once the other mount is gone: its deferred close would keep f pending a second.
     shutil.rmtree(mounted / "A")
     shutil.rmtree(mounted / "B")
+
+
+def test_metadata_changes_move_ctime(mounted):
+    """A link, chmod, utimes, setxattr, removexattr and rename each move the file's
+    ctime (generic/221, 236, 728); Samba reports mtime as the change time, so the mount
+    keeps it."""
+    f, moved = mounted / "ctime.txt", mounted / "ctime-moved.txt"
+    f.write_bytes(b"c")
+    mtime = os.stat(f).st_mtime_ns
+    changes = [
+        ("link", lambda: os.link(f, mounted / "ctime-link.txt")),
+        ("chmod", lambda: os.chmod(f, 0o644)),
+        ("utimes", lambda: os.utime(f, ns=(mtime, mtime))),
+        ("setxattr", lambda: os.setxattr(f, "user.stamp", b"1")),
+        ("removexattr", lambda: os.removexattr(f, "user.stamp")),
+        ("rename", lambda: os.rename(f, moved)),
+    ]
+    for what, change in changes:
+        before = os.stat(f).st_ctime_ns
+        time.sleep(0.02)
+        change()
+        after = os.stat(moved if what == "rename" else f).st_ctime_ns
+        assert after > before, what
+    assert os.stat(moved).st_mtime_ns == mtime  # utimes set it; nothing since moved it
+    os.unlink(moved)
+    os.unlink(mounted / "ctime-link.txt")
