@@ -40,6 +40,7 @@ from quicfs.smb2.constants import FileAttributes, FileInfoClass
 from quicfs.smb2.ea import MAX_NAME as MAX_EA_NAME
 from quicfs.smb2.ea import MAX_VALUE as MAX_EA_VALUE
 from quicfs.smb2.info import FileAllInformation
+from quicfs.smb2.io import CloseRequest
 from quicfs.smb2.status import Status
 
 #: The xattr namespace kept as SMB extended attributes.
@@ -209,15 +210,31 @@ class Operations(pyfuse3.Operations):
             if reader is not None:
                 reader.invalidate()
 
-    async def _close_parked_under(self, path: str) -> None:
-        """Handles parked on ``path`` or below it close before we rename or delete it:
-        SMB refuses to rename a directory with open files inside, and a deleted name
-        stays pending while a handle is open."""
+    def _parked_under(self, path: str) -> list[int]:
+        """Inodes with handles parked on ``path`` or below it: they close before we
+        rename or delete it (SMB refuses to rename a directory with open files inside,
+        and a deleted name stays pending while a handle is open)."""
+        inodes = []
         for inode in self.cache.parked_inodes():
             names = self.inodes.names(inode)
             # A handle whose names the kernel forgot may sit anywhere: it goes too.
             if not names or any(n == path or n.startswith(path + "/") for n in names):
-                await self.cache.close_parked(inode)
+                inodes.append(inode)
+        return inodes
+
+    async def _close_parked_under(self, path: str) -> None:
+        for inode in self._parked_under(path):
+            await self.cache.close_parked(inode)
+
+    def _closes_under(self, *paths: str) -> list[CloseRequest]:
+        """The CLOSEs of the handles parked on ``paths`` (or below), taken out of
+        parking: they go in the compound of the rename or delete itself."""
+        closes = []
+        for path in paths:
+            for inode in self._parked_under(path):
+                closes += [r for h in self.cache.detach_parked(inode)
+                           if (r := h.close_request()) is not None]
+        return closes
 
     def _held_stat(self, inode: int) -> FileStat | None:
         held = self._held.get(inode)
@@ -528,11 +545,11 @@ class Operations(pyfuse3.Operations):
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
-        await self._close_parked_under(path)
         if self._open_here(path):
+            await self._close_parked_under(path)
             await self._set_aside(path)
         else:
-            await self.share.rmdir(path)
+            await self.share.rmdir(path, ahead=self._closes_under(path))
         self.inodes.removed(path)
 
     @fuse_errors
@@ -540,13 +557,13 @@ class Operations(pyfuse3.Operations):
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
         self._touched(self.inodes.inode_of(path))
-        await self._close_parked_under(path)
         if self._open_here(path):
             # POSIX frees the name at once; SMB's delete-on-close would keep it until
             # the last close (new opens of it refused as DELETE_PENDING).
+            await self._close_parked_under(path)
             await self._set_aside(path)
         else:
-            await self.share.remove(path)
+            await self.share.remove(path, ahead=self._closes_under(path))
         self.inodes.removed(path)
 
     @fuse_errors
@@ -562,10 +579,9 @@ class Operations(pyfuse3.Operations):
         replace = not flags & pyfuse3.RENAME_NOREPLACE
         self._touched(self.inodes.inode_of(old))
         self._touched(self.inodes.inode_of(new))
-        await self._close_parked_under(old)
-        await self._close_parked_under(new)
         try:
-            await self.share.rename(old, new, replace=replace)
+            await self.share.rename(old, new, replace=replace,
+                                    ahead=self._closes_under(old, new))
         except SMBError as exc:
             if not replace or exc.status not in (Status.OBJECT_NAME_COLLISION,
                                                  Status.ACCESS_DENIED,

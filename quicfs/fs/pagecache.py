@@ -200,22 +200,38 @@ class PageCache:
             p.timer.cancel()
             await self._close(inode, p.handle)  # type: ignore[arg-type]
 
-    async def _close(self, inode: int, handle: Open) -> None:
+    def detach_parked(self, inode: int) -> list[Open]:
+        """Like ``close_parked``, but the caller closes them: their CLOSEs go in the
+        same message as the rename or delete that needs them gone."""
         lease = self._by_inode.get(inode)
+        if lease is None:
+            return []
+        parked, lease.parked = lease.parked, []
+        for p in parked:
+            p.done = True
+            p.timer.cancel()
+            self._closed(inode, p.handle)
+        return [p.handle for p in parked]
+
+    async def _close(self, inode: int, handle: Open) -> None:
         try:
             with trio.CancelScope(shield=True):
                 await handle.close()
         except QuicfsError as exc:
             log.debug("close of %s: %s", handle.name, exc)
         finally:
-            if lease is not None and handle.lease_key == lease.key:
-                lease.holders -= 1
-                if lease.holders <= 0:
-                    # The server dropped the lease with its last open: nothing promises
-                    # the pages are current any more.
-                    lease.holders = 0
-                    lease.pages_valid = False
-                    lease.state = LeaseState.NONE
+            self._closed(inode, handle)
+
+    def _closed(self, inode: int, handle: Open) -> None:
+        lease = self._by_inode.get(inode)
+        if lease is not None and handle.lease_key == lease.key:
+            lease.holders -= 1
+            if lease.holders <= 0:
+                # The server dropped the lease with its last open: nothing promises
+                # the pages are current any more.
+                lease.holders = 0
+                lease.pages_valid = False
+                lease.state = LeaseState.NONE
 
     def forget(self, inode: int) -> None:
         """The kernel forgot ``inode``: its lease bookkeeping goes once nothing holds it."""
