@@ -759,9 +759,20 @@ class Operations(pyfuse3.Operations):
         # server's attributes count again from here (its allocation, say).
         self._held.pop(self.fh_inode[fh], None)
         writer = self.writers.get(fh)
-        if writer is not None:
-            await writer.drain()
-        await self._stamp_write_time(fh)
+        failed: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            # The write time goes out beside the last writes, not after them: a time
+            # set on a handle stays whatever that handle writes next (MS-FSA 2.1.5.14.2,
+            # UserSetModificationTime), so the order does not matter and close(2) costs
+            # one round trip, not two.
+            nursery.start_soon(self._stamp_write_time, fh)
+            if writer is not None:
+                try:
+                    await writer.drain()
+                except Exception as exc:  # raised as itself below, not in a group
+                    failed = exc
+        if failed is not None:
+            raise failed
         if fh in self._direct_wrote:
             # Direct writes are on the server now: pages a racing read cached go.
             self._direct_wrote.discard(fh)
@@ -790,7 +801,7 @@ class Operations(pyfuse3.Operations):
     async def _set_write_time(handle: Open, written: int) -> None:
         try:
             await handle.set_write_time(written)
-        except SMBError as exc:
+        except QuicfsError as exc:
             # Only the time is at stake, never data: close(2) must not fail for it.
             log.debug("%s: write time not set: %s", handle.name, exc)
 
