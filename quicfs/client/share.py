@@ -214,10 +214,17 @@ class Share:
     async def stat(self, path: str) -> FileStat:
         create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES,
                               disposition=CreateDisposition.OPEN)
-        query = QueryInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.ALL,
-                                 file_id=FileId.related(), output_buffer_length=4096)
-        replies = await self._on_path(create, query)
-        info = FileAllInformation.unpack(QueryInfoResponse.unpack(replies[1].message).buffer)
+        return self._stat_of(path, (await self._on_path(create, self._query_all()))[1])
+
+    @staticmethod
+    def _query_all() -> QueryInfoRequest:
+        return QueryInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.ALL,
+                                file_id=FileId.related(), output_buffer_length=4096)
+
+    @staticmethod
+    def _stat_of(path: str, reply: Reply) -> FileStat:
+        """The FileStat in a reply to ``_query_all``."""
+        info = FileAllInformation.unpack(QueryInfoResponse.unpack(reply.message).buffer)
         name = path.rstrip("/").rsplit("/", 1)[-1]
         return FileStat.from_info(name, info, file_id=info.index_number,
                                   nlink=info.number_of_links)
@@ -242,12 +249,8 @@ class Share:
                               disposition=CreateDisposition.CREATE,
                               options=CreateOptions.NON_DIRECTORY_FILE)
         write = WriteRequest(file_id=FileId.related(), offset=0, data=data)
-        query = QueryInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.ALL,
-                                 file_id=FileId.related(), output_buffer_length=4096)
-        replies = await self._on_path(create, write, query)
-        info = FileAllInformation.unpack(QueryInfoResponse.unpack(replies[2].message).buffer)
-        return FileStat.from_info(path.rsplit("/", 1)[-1], info, file_id=info.index_number,
-                                  nlink=info.number_of_links)
+        replies = await self._on_path(create, write, self._query_all())
+        return self._stat_of(path, replies[2])
 
     async def exists(self, path: str) -> bool:
         try:
@@ -258,12 +261,13 @@ class Share:
             raise
         return True
 
-    async def mkdir(self, path: str) -> None:
+    async def mkdir(self, path: str) -> FileStat:
+        """Create a directory; its attributes come back in the same round trip."""
         create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES,
                               disposition=CreateDisposition.CREATE,
                               options=CreateOptions.DIRECTORY_FILE,
                               attributes=FileAttributes.DIRECTORY)
-        await self._on_path(create)
+        return self._stat_of(path, (await self._on_path(create, self._query_all()))[1])
 
     async def _delete(self, path: str, options: CreateOptions,
                       ahead: Sequence[CloseRequest]) -> None:
@@ -331,8 +335,9 @@ class Share:
                                file_id=FileId.related(), buffer=pack_eas([(name, value)]))
         await self._on_path(create, setea)
 
-    async def link(self, src: str, dst: str) -> None:
-        """A hard link ``dst`` to the file ``src`` (MS-FSCC FileLinkInformation)."""
+    async def link(self, src: str, dst: str) -> FileStat:
+        """A hard link ``dst`` to the file ``src`` (MS-FSCC FileLinkInformation); the
+        file's attributes after it (its link count), in the same round trip."""
         create = self._create(src, access=AccessMask.FILE_READ_ATTRIBUTES
                               | AccessMask.FILE_WRITE_ATTRIBUTES,
                               disposition=CreateDisposition.OPEN,
@@ -340,7 +345,8 @@ class Share:
         link = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.LINK,
                               file_id=FileId.related(),
                               buffer=FileLinkInformation(False, smb_path(dst)).pack())
-        await self._on_path(create, link)
+        replies = await self._on_path(create, link, self._query_all())
+        return self._stat_of(dst, replies[2])
 
     async def truncate(self, path: str, size: int) -> None:
         create = self._create(path, access=AccessMask.FILE_WRITE_DATA,

@@ -537,8 +537,7 @@ class Operations(pyfuse3.Operations):
                     ) -> pyfuse3.EntryAttributes:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
-        await self.share.mkdir(path)
-        st = await self._stat(path)
+        st = await self.share.mkdir(path)
         return self._entry(self.inodes.remember(path, st.file_id), st)
 
     @fuse_errors
@@ -647,8 +646,7 @@ class Operations(pyfuse3.Operations):
         src = self.inodes.path(inode)
         dst = join(self.inodes.path(new_parent_inode), os.fsdecode(new_name))
         self._touched(inode)
-        await self.share.link(src, dst)
-        st = await self._stat(dst)
+        st = await self.share.link(src, dst)
         self.inodes.remember(dst, st.file_id)
         # Both names are one file: the kernel expects the same inode back.
         return await self._entry_for(inode, dst, st)
