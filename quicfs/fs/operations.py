@@ -18,6 +18,7 @@ import secrets
 import stat
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -123,7 +124,7 @@ class Operations(pyfuse3.Operations):
         #: writes; answered without a round trip while the lease's Read caching holds
         #: (cifs.ko trusts cached attributes under a read lease the same way). Anything
         #: else this mount changes about a file drops its entry.
-        self._held: dict[int, FileStat] = {}
+        self._held: dict[int, _Held] = {}
         #: When this mount last changed a file's metadata (ns). Samba reports a file's
         #: mtime as its change time (smbd's get_change_timespec), so a link, chmod,
         #: utimes or setxattr would leave ctime where it was; POSIX moves it.
@@ -238,11 +239,14 @@ class Operations(pyfuse3.Operations):
 
     def _held_stat(self, inode: int) -> FileStat | None:
         held = self._held.get(inode)
-        return held if held is not None and self.cache.reading(inode) else None
+        if held is None or not self.cache.reading(inode):
+            return None
+        # Its times are the server's: _entry moves mtime and ctime by our writes.
+        return dataclasses.replace(held.st, size=held.size, allocation_size=held.allocation)
 
     def _hold(self, inode: int, st: FileStat) -> None:
         if self.handles_of.get(inode) and self.cache.reading(inode):
-            self._held[inode] = st
+            self._held[inode] = _Held(st, st.size, st.allocation_size)
 
     def _touched(self, inode: int | None) -> None:
         """This mount changes ``inode``'s metadata: its held attributes go, its ctime
@@ -737,7 +741,7 @@ class Operations(pyfuse3.Operations):
         inode = self.fh_inode[fh]
         self._changed()
         self._invalidate_reads(inode)
-        now = self._written_at[inode] = time.time_ns()
+        self._written_at[inode] = time.time_ns()
         if fh in self._direct:
             self._direct_wrote.add(fh)
             self.cache.distrust(inode)
@@ -748,7 +752,7 @@ class Operations(pyfuse3.Operations):
             n = await writer.write(off, buf)
         held = self._held.get(inode)
         if held is not None:
-            self._held[inode] = _written(held, off, n, now)
+            held.wrote(off, n)
         return n
 
     @fuse_errors
@@ -823,6 +827,7 @@ class Operations(pyfuse3.Operations):
             if writable and inode is not None and handle is not None \
                     and inode in self._written_at:
                 # Written back after the last flush (mmap): stamped on the way out.
+                self._held.pop(inode, None)  # its times were ours until now
                 await self._set_write_time(handle, self._written_at.pop(inode))
         finally:
             if handle is not None:
@@ -834,14 +839,20 @@ class Operations(pyfuse3.Operations):
                     await self.cache.release(inode, handle, writable=writable)
 
 
-def _written(st: FileStat, off: int, n: int, now: int) -> FileStat:
-    """``st`` after ``n`` bytes written at ``off`` (a write moves mtime and ctime)."""
-    end = off + n
-    alloc = st.allocation_size
-    if end > st.size:  # the server allocates what a write adds, not holes before it
-        alloc += -(-min(n, end - st.size) // 4096) * 4096
-    return dataclasses.replace(st, size=max(st.size, end), allocation_size=alloc,
-                               mtime_ns=now, ctime_ns=now)
+@dataclass(slots=True)
+class _Held:
+    """Attributes of an open file as the server gave them, and its size and allocation
+    as our writes since have made them (updated at every write: kept cheap)."""
+
+    st: FileStat
+    size: int
+    allocation: int
+
+    def wrote(self, off: int, n: int) -> None:
+        end = off + n
+        if end > self.size:  # the server allocates what a write adds, not holes before
+            self.allocation += -(-min(n, end - self.size) // 4096) * 4096
+            self.size = end
 
 
 def fuse_options(opts: Options, fsname: str) -> set[str]:
