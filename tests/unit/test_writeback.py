@@ -48,6 +48,14 @@ async def test_concurrent_writers_lose_nothing():
     assert server.image == expected
 
 
+def random_writes(r: random.Random, count: int):
+    """``count`` writes of 1..4095 bytes at random places below 16 KiB, each write's
+    bytes its own."""
+    for i in range(count):
+        offset, size = r.randrange(0, 12288), r.randrange(1, 4096)
+        yield i, offset, bytes([i % 255 + 1]) * size
+
+
 async def test_overlapping_writes_land_in_the_order_made():
     """The same bytes rewritten again and again, non-contiguously: the last write wins
     although the server may finish concurrent WRITEs in any order."""
@@ -58,11 +66,9 @@ async def test_overlapping_writes_land_in_the_order_made():
         r = random.Random(seed)
         async with trio.open_nursery() as nursery:
             writer = WriteBehind(server, nursery, gather=4096, depth=4)  # type: ignore[arg-type]
-            for i in range(200):
-                offset, size = r.randrange(0, 12288), r.randrange(1, 4096)
-                data = bytes([i % 255 + 1]) * size
-                expected[offset:offset + size] = data
-                top = max(top, offset + size)
+            for _, offset, data in random_writes(r, 200):
+                expected[offset:offset + len(data)] = data
+                top = max(top, offset + len(data))
                 await writer.write(offset, data)
             await writer.drain()
         assert server.image == expected[:top]
@@ -78,10 +84,8 @@ async def test_peek_gives_what_the_server_will_have():
         answered = 0
         async with trio.open_nursery() as nursery:
             writer = WriteBehind(server, nursery, gather=4096, depth=4)  # type: ignore[arg-type]
-            for i in range(300):
-                offset, size = r.randrange(0, 12288), r.randrange(1, 4096)
-                data = bytes([i % 255 + 1]) * size
-                expected[offset:offset + size] = data
+            for i, offset, data in random_writes(r, 300):
+                expected[offset:offset + len(data)] = data
                 await writer.write(offset, data)
                 start = r.randrange(0, 16000)
                 end = start + r.randrange(1, 4096)
