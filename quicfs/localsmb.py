@@ -117,7 +117,8 @@ class SambaServer:
             "ncalrpc dir": str(r / "ncalrpc"),
             "log file": str(self.log),
             "max log size": "0",
-            "log level": "1",
+            # QUICFS_SMBD_LOG_LEVEL: smbd's own account of a test (10 for everything).
+            "log level": os.environ.get("QUICFS_SMBD_LOG_LEVEL", "1"),
             "passdb backend": f"tdbsam:{r / 'private' / 'passdb.tdb'}",
             "load printers": "no",
             "printing": "bsd",

@@ -339,18 +339,15 @@ class Connection:
         session: Session | None = None,
         tree_id: int = 0,
         encrypt: bool = False,
-        related: bool | Sequence[bool] = False,
+        related: bool = False,
         replay: bool = False,
         message_hook: Any = None,
     ) -> list[Reply]:
         """Send requests as one compound (3.2.4.1.4) and wait for all their responses.
 
-        With ``related`` the second and later requests act on the first's FileId; a
-        sequence says it per request (True: acts on the FileId of the one before it).
-        Replies come back in order; their statuses are not checked here.
+        With ``related`` the second and later requests act on the first's FileId. Replies
+        come back in order; their statuses are not checked here.
         """
-        if isinstance(related, bool):
-            related = [related and i > 0 for i in range(len(reqs))]
         self._check_alive()
         charges = [credit_charge(getattr(r, "payload_size", 0)) for r in reqs]
         total = sum(charges)
@@ -364,7 +361,7 @@ class Connection:
             # 2.2.1.2 SMB2_FLAGS_REPLAY_OPERATION: a request sent again after a reconnect
             # says so, and the server can tell a replayed CREATE from a new one.
             flags = HeaderFlags.REPLAY_OPERATION if replay else HeaderFlags.NONE
-            if related[i]:
+            if related and i > 0:
                 flags |= HeaderFlags.RELATED_OPERATIONS
             ask = self._credits.request_for(charge) if i == len(reqs) - 1 else charge
             header = Header(command=req.command, message_id=mid, credit_charge=charge,

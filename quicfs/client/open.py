@@ -327,22 +327,16 @@ class Open:
         await self.set_info(FileInfoClass.END_OF_FILE, FileEndOfFileInformation(size).pack())
 
     async def close(self) -> CloseResponse | None:
-        request = self.close_request()
-        if request is None:
-            return None
-        reply = await self.tree.request(request)
-        return CloseResponse.unpack(reply.message)
-
-    def close_request(self) -> CloseRequest | None:
-        """Count this open closed and give the CLOSE to send (None: nothing to send),
-        for a caller that sends it within a compound of its own."""
         if self.closed:
             return None
         self.closed = True
         self.tree.opens.discard(self)
         if self.stale or (self.tree.conn.closed and self.tree.recover is None):
             return None
-        return CloseRequest(file_id=self.file_id, flags=CloseFlags.POSTQUERY_ATTRIB)
+        reply = await self.tree.request(
+            CloseRequest(file_id=self.file_id, flags=CloseFlags.POSTQUERY_ATTRIB)
+        )
+        return CloseResponse.unpack(reply.message)
 
     # ------------------------------------------------------------------ streaming
     async def read_stream(

@@ -25,7 +25,7 @@ from quicfs.client.nursery import open_nursery
 from quicfs.client.open import FileStat, Open
 from quicfs.client.session import Session
 from quicfs.client.tree import NotADiskShare, Tree
-from quicfs.errors import SMBError, StaleHandle, UsageError
+from quicfs.errors import SMBError, UsageError
 from quicfs.options import Options, parse_options
 from quicfs.smb2.constants import (
     AccessMask,
@@ -188,23 +188,11 @@ class Share:
 
     # ------------------------------------------------------------------ compounds
     async def _on_path(self, create: CreateRequest, *middle: object,
-                       allow: Sequence[int] = (), ahead: Sequence[CloseRequest] = ()
-                       ) -> list[Reply]:
+                       allow: Sequence[int] = ()) -> list[Reply]:
         """CREATE + ``middle`` + CLOSE as one related compound; raises the first error
-        (but BUFFER_OVERFLOW, and the statuses in ``allow``). The CLOSEs in ``ahead``
-        (handles kept open after use, closed before a rename or delete) go first in the
-        same message: one round trip for both; how they fare does not matter."""
+        (but BUFFER_OVERFLOW, and the statuses in ``allow``)."""
         close = CloseRequest(file_id=FileId.related(), flags=CloseFlags.NONE)
-        chain = [create, *middle, close]
-        try:
-            replies = await self.tree.chain(chain, ahead=ahead)  # type: ignore[list-item]
-        except StaleHandle:
-            if not ahead:
-                raise
-            # One of them did not survive a reconnect: nothing left to close there.
-            replies = await self.tree.chain(chain)  # type: ignore[list-item]
-        else:
-            replies = replies[len(ahead):]
+        replies = await self.tree.chain([create, *middle, close])  # type: ignore[list-item]
         for reply in replies:
             if is_error(reply.status) and reply.status != Status.BUFFER_OVERFLOW \
                     and reply.status not in allow:
@@ -269,31 +257,29 @@ class Share:
                               attributes=FileAttributes.DIRECTORY)
         return self._stat_of(path, (await self._on_path(create, self._query_all()))[1])
 
-    async def _delete(self, path: str, options: CreateOptions,
-                      ahead: Sequence[CloseRequest]) -> None:
+    async def _delete(self, path: str, options: CreateOptions) -> None:
         create = self._create(path, access=AccessMask.DELETE | AccessMask.FILE_READ_ATTRIBUTES,
                               disposition=CreateDisposition.OPEN, options=options)
         dispose = SetInfoRequest(info_type=InfoType.FILE,
                                  info_class=FileInfoClass.DISPOSITION,
                                  file_id=FileId.related(),
                                  buffer=FileDispositionInformation(True).pack())
-        await self._on_path(create, dispose, ahead=ahead)
+        await self._on_path(create, dispose)
 
-    async def remove(self, path: str, *, ahead: Sequence[CloseRequest] = ()) -> None:
+    async def remove(self, path: str) -> None:
         """Delete a file; a directory is refused with EISDIR (STATUS_FILE_IS_A_DIRECTORY)."""
-        await self._delete(path, CreateOptions.NON_DIRECTORY_FILE, ahead)
+        await self._delete(path, CreateOptions.NON_DIRECTORY_FILE)
 
-    async def rmdir(self, path: str, *, ahead: Sequence[CloseRequest] = ()) -> None:
-        await self._delete(path, CreateOptions.DIRECTORY_FILE, ahead)
+    async def rmdir(self, path: str) -> None:
+        await self._delete(path, CreateOptions.DIRECTORY_FILE)
 
-    async def rename(self, src: str, dst: str, *, replace: bool = False,
-                     ahead: Sequence[CloseRequest] = ()) -> None:
+    async def rename(self, src: str, dst: str, *, replace: bool = False) -> None:
         create = self._create(src, access=AccessMask.DELETE | AccessMask.FILE_READ_ATTRIBUTES,
                               disposition=CreateDisposition.OPEN)
         rename = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.RENAME,
                                 file_id=FileId.related(),
                                 buffer=FileRenameInformation(replace, smb_path(dst)).pack())
-        await self._on_path(create, rename, ahead=ahead)
+        await self._on_path(create, rename)
 
     async def set_aside(self, path: str, aside: str) -> None:
         """Delete ``path`` while it is open (a file or an empty directory): renamed to

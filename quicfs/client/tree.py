@@ -79,13 +79,14 @@ class Tree:
         [reply] = await self._send([req], related=False, allowed=allowed)
         return reply
 
-    async def chain(self, reqs: Sequence[Request], *, ahead: Sequence[Request] = ()
-                    ) -> list[Reply]:
+    async def chain(self, reqs: Sequence[Request]) -> list[Reply]:
         """A related compound (3.2.4.1.4): later requests act on the first's FileId.
-        Requests in ``ahead`` go first in the same message, unrelated to it (the server
-        handles a compound's requests in order): their replies come first."""
-        flags = [False] * len(ahead) + [i > 0 for i in range(len(reqs))]
-        return await self._send([*ahead, *reqs], related=flags)
+
+        Nothing unrelated goes ahead of it: a request that goes async in the middle of
+        a compound is cancelled and fails the rest (3.3.5.2.7's product note: only a
+        CREATE may; Samba answers STATUS_INTERNAL_ERROR, and a reply whose signature
+        does not check), and a CREATE that must break a lease goes async."""
+        return await self._send(reqs, related=True)
 
     async def request_now(self, req: Request) -> Reply:
         """Send on the current connection at once: not held, not replayed (the requests
@@ -105,7 +106,7 @@ class Tree:
 
         return release
 
-    async def _send(self, reqs: Sequence[Request], *, related: bool | Sequence[bool],
+    async def _send(self, reqs: Sequence[Request], *, related: bool,
                     allowed: Sequence[int] = ()) -> list[Reply]:
         replay = False
         while True:
@@ -113,14 +114,13 @@ class Tree:
                 await self._held.wait()
             conn = self.conn
             try:
-                if related is False:
+                if not related:
                     return [await conn.request(
                         self._current(reqs[0]), session=self.session, tree_id=self.tree_id,
                         encrypt=self.encrypt, allowed=allowed, replay=replay)]
                 return await conn.send_chain(
                     [self._current(r) for r in reqs], session=self.session,
-                    tree_id=self.tree_id, encrypt=self.encrypt, related=related,
-                    replay=replay)
+                    tree_id=self.tree_id, encrypt=self.encrypt, related=True, replay=replay)
             except ConnectionLost:
                 if self.recover is None:
                     raise

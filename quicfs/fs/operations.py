@@ -14,10 +14,11 @@ import dataclasses
 import errno
 import logging
 import os
+import re
 import secrets
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
@@ -41,7 +42,6 @@ from quicfs.smb2.constants import FileAttributes, FileInfoClass
 from quicfs.smb2.ea import MAX_NAME as MAX_EA_NAME
 from quicfs.smb2.ea import MAX_VALUE as MAX_EA_VALUE
 from quicfs.smb2.info import FileAllInformation
-from quicfs.smb2.io import CloseRequest
 from quicfs.smb2.status import Status
 
 #: The xattr namespace kept as SMB extended attributes.
@@ -89,6 +89,9 @@ def _find_ea(eas: list[tuple[bytes, bytes]], key: bytes) -> bytes | None:
             return value
     return None
 
+#: Names of files deleted while open, until their last close (_set_aside).
+_ASIDE = re.compile(r"\.quicfs-[0-9a-f]{16}")
+
 
 class Operations(pyfuse3.Operations):
     supports_dot_lookup = True
@@ -103,6 +106,10 @@ class Operations(pyfuse3.Operations):
         self.writers: dict[int, WriteBehind] = {}
         self.readers: dict[int, ReadAhead] = {}
         self.handles_of: dict[int, set[int]] = {}  # inode -> open fhs
+        #: inode -> releases under way: close(2) returns before the kernel's RELEASE is
+        #: done (FUSE sends it asynchronously), and until it has parked or closed its
+        #: handle, that handle is neither open nor parked here, yet open on the server.
+        self._releasing: dict[int, list[trio.Event]] = {}
         self.fh_inode: dict[int, int] = {}
         self._writable: set[int] = set()  # fhs opened for writing
         #: fhs opened O_DIRECT that wrote: the kernel does not drop its pages after an
@@ -211,31 +218,31 @@ class Operations(pyfuse3.Operations):
             if reader is not None:
                 reader.invalidate()
 
-    def _parked_under(self, path: str) -> list[int]:
-        """Inodes with handles parked on ``path`` or below it: they close before we
-        rename or delete it (SMB refuses to rename a directory with open files inside,
-        and a deleted name stays pending while a handle is open)."""
-        inodes = []
-        for inode in self.cache.parked_inodes():
+    def _under(self, inodes: Iterable[int], paths: Sequence[str]) -> set[int]:
+        """Those of ``inodes`` named by one of ``paths`` or below it."""
+        found = set()
+        for inode in inodes:
             names = self.inodes.names(inode)
-            # A handle whose names the kernel forgot may sit anywhere: it goes too.
-            if not names or any(n == path or n.startswith(path + "/") for n in names):
-                inodes.append(inode)
-        return inodes
+            # A handle whose names the kernel forgot may sit anywhere: it counts too.
+            if not names or any(n == p or n.startswith(p + "/") for n in names
+                                for p in paths):
+                found.add(inode)
+        return found
 
-    async def _close_parked_under(self, path: str) -> None:
-        for inode in self._parked_under(path):
-            await self.cache.close_parked(inode)
+    async def _close_parked_under(self, *paths: str) -> None:
+        """Handles parked on ``paths`` or below close before those are renamed or
+        deleted: SMB refuses to rename a directory with open files inside, and a deleted
+        name stays pending while a handle is open (an rmdir of its directory then fails).
+        Releases still under way there finish first: they park or close their handles.
 
-    def _closes_under(self, *paths: str) -> list[CloseRequest]:
-        """The CLOSEs of the handles parked on ``paths`` (or below), taken out of
-        parking: they go in the compound of the rename or delete itself."""
-        closes = []
-        for path in paths:
-            for inode in self._parked_under(path):
-                closes += [r for h in self.cache.detach_parked(inode)
-                           if (r := h.close_request()) is not None]
-        return closes
+        Not in the compound of the rename or delete: its CREATE may go async (a lease
+        to break), which a server allows only first in a compound (Tree.chain)."""
+        for inode in self._under(list(self._releasing), paths):
+            for done in list(self._releasing.get(inode, ())):
+                await done.wait()
+        async with trio.open_nursery() as nursery:
+            for inode in self._under(self.cache.parked_inodes(), paths):
+                nursery.start_soon(self.cache.close_parked, inode)
 
     def _held_stat(self, inode: int) -> FileStat | None:
         held = self._held.get(inode)
@@ -510,6 +517,8 @@ class Operations(pyfuse3.Operations):
         while await listing.fill(i):
             name, st = listing.entries[i]
             i += 1
+            if _ASIDE.fullmatch(name):
+                continue  # deleted while open (_set_aside): POSIX shows it nowhere
             if name in (".", ".."):
                 target = here if name == "." else here.rpartition("/")[0]
                 inode = self.inodes.inode_of(target) or ROOT_INODE
@@ -548,11 +557,11 @@ class Operations(pyfuse3.Operations):
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
+        await self._close_parked_under(path)
         if self._open_here(path):
-            await self._close_parked_under(path)
             await self._set_aside(path)
         else:
-            await self.share.rmdir(path, ahead=self._closes_under(path))
+            await self.share.rmdir(path)
         self.inodes.removed(path)
 
     @fuse_errors
@@ -560,13 +569,13 @@ class Operations(pyfuse3.Operations):
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
         self._touched(self.inodes.inode_of(path))
+        await self._close_parked_under(path)
         if self._open_here(path):
             # POSIX frees the name at once; SMB's delete-on-close would keep it until
             # the last close (new opens of it refused as DELETE_PENDING).
-            await self._close_parked_under(path)
             await self._set_aside(path)
         else:
-            await self.share.remove(path, ahead=self._closes_under(path))
+            await self.share.remove(path)
         self.inodes.removed(path)
 
     @fuse_errors
@@ -582,9 +591,9 @@ class Operations(pyfuse3.Operations):
         replace = not flags & pyfuse3.RENAME_NOREPLACE
         self._touched(self.inodes.inode_of(old))
         self._touched(self.inodes.inode_of(new))
+        await self._close_parked_under(old, new)
         try:
-            await self.share.rename(old, new, replace=replace,
-                                    ahead=self._closes_under(old, new))
+            await self.share.rename(old, new, replace=replace)
         except SMBError as exc:
             if not replace or exc.status not in (Status.OBJECT_NAME_COLLISION,
                                                  Status.ACCESS_DENIED,
@@ -611,8 +620,21 @@ class Operations(pyfuse3.Operations):
                                       or inode in self.dir_inode.values())
 
     async def _set_aside(self, path: str) -> None:
-        """Delete ``path`` now although it is open: its name is free at once."""
-        aside = join(path.rpartition("/")[0], f".quicfs-{secrets.token_hex(8)}")
+        """Delete ``path`` now although it is open: its name is free at once. Until its
+        last close it waits under a hidden name at the share's root, not in its own
+        directory: POSIX lets that be removed at once (and the kernel's RELEASE of a
+        closed file may come late: close(2) does not wait for it). Where the root is
+        not ours to write, it waits beside its old name."""
+        aside = f".quicfs-{secrets.token_hex(8)}"
+        try:
+            await self._aside_to(path, aside)
+        except SMBError as exc:
+            here = join(path.rpartition("/")[0], aside)
+            if exc.status != Status.ACCESS_DENIED or here == aside:
+                raise
+            await self._aside_to(path, here)
+
+    async def _aside_to(self, path: str, aside: str) -> None:
         try:
             await self.share.set_aside(path, aside)
         except SMBError as exc:
@@ -667,14 +689,7 @@ class Operations(pyfuse3.Operations):
         handle = self.cache.take_parked(inode, writable=writing)
         reused = handle is not None
         if handle is None:
-            mode = "r+" if writing else "r"
-            try:
-                handle = await self.share.open(path, mode, lease_key=self.cache.key(inode))
-            except SMBError as exc:
-                if exc.status != Status.INVALID_PARAMETER:
-                    raise
-                await self.cache.rekey(inode)
-                handle = await self.share.open(path, mode, lease_key=self.cache.key(inode))
+            handle = await self._open_leased(inode, path, "r+" if writing else "r")
         keep = self.cache.opened(inode, handle, reused=reused)
         fh = self._fh()
         self._track(fh, inode, handle, writing)
@@ -686,15 +701,27 @@ class Operations(pyfuse3.Operations):
         # while a lease has promised, since they were read, that nobody changed the file.
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
 
+    async def _open_leased(self, inode: int | None, path: str, mode: str) -> Open:
+        """Open ``path`` under the lease key of ``inode`` (what the name was when we
+        last looked). A key the server has tied to another file (the name is another
+        file now) is refused with STATUS_INVALID_PARAMETER: a new key, and again."""
+        async with self.cache.creating(inode) as key:
+            try:
+                return await self.share.open(path, mode, lease_key=key)
+            except SMBError as exc:
+                if exc.status != Status.INVALID_PARAMETER or inode is None:
+                    raise
+            await self.cache.rekey(inode)
+            return await self.share.open(path, mode, lease_key=self.cache.key(inode))
+
     @fuse_errors
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
-        handle = await self.share.create_file(
-            path, exclusive=bool(flags & os.O_EXCL), truncate=bool(flags & os.O_TRUNC),
-            lease_key=self.cache.key(self.inodes.inode_of(path)),
-        )
+        exclusive, truncate = bool(flags & os.O_EXCL), bool(flags & os.O_TRUNC)
+        handle = await self._open_leased(self.inodes.inode_of(path), path,
+                                         "x" if exclusive else "w" if truncate else "a")
         fh = self._fh()
         st = handle.created_stat() or await self._stat(path)
         inode = self.inodes.remember(path, st.file_id)
@@ -809,6 +836,22 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def release(self, fh: int) -> None:
+        inode = self.fh_inode.get(fh)
+        if inode is None:
+            await self._release(fh)
+            return
+        done = trio.Event()
+        self._releasing.setdefault(inode, []).append(done)
+        try:
+            await self._release(fh)
+        finally:
+            waiting = self._releasing[inode]
+            waiting.remove(done)
+            if not waiting:
+                del self._releasing[inode]
+            done.set()
+
+    async def _release(self, fh: int) -> None:
         self.readers.pop(fh, None)
         writer = self.writers.pop(fh, None)
         handle = self.files.pop(fh, None)

@@ -21,7 +21,8 @@ without a break:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
@@ -73,6 +74,7 @@ class PageCache:
         self._drain = drain
         self._drop_pages = drop_pages
         self._by_inode: dict[int, _Lease] = {}
+        self._creating: dict[int, trio.Lock] = {}
         #: Where park timers run; the mount sets it.
         self.nursery: trio.Nursery | None = None
 
@@ -82,6 +84,27 @@ class PageCache:
         if inode is None:
             return new_lease_key()
         return self._lease(inode).key
+
+    @asynccontextmanager
+    async def creating(self, inode: int | None) -> AsyncIterator[bytes]:
+        """The lease key for a CREATE of ``inode``, one CREATE at a time per inode.
+
+        The key is tied to one file on the server (MS-SMB2 3.3.5.9.8), but a name may
+        be another file by the time a CREATE arrives (renamed over meanwhile): two
+        CREATEs under one key could each name a different file. Samba then refuses
+        the second with STATUS_INVALID_PARAMETER (we take a new key and go again),
+        except when that CREATE had waited for a lease break: 4.17 then never answers
+        it at all, and the caller would wait for ever."""
+        if inode is None:
+            yield new_lease_key()
+            return
+        lock = self._creating.setdefault(inode, trio.Lock())
+        async with lock:
+            try:
+                yield self.key(inode)
+            finally:
+                if not lock.statistics().tasks_waiting:
+                    self._creating.pop(inode, None)
 
     def key_of(self, inode: int) -> bytes | None:
         lease = self._by_inode.get(inode)
@@ -99,11 +122,13 @@ class PageCache:
         """Forget ``inode``'s lease key. A server ties a key to one file (MS-SMB2
         3.3.5.9.8) and refuses it for another: the file behind the inode was replaced
         (while the connection was lost, or a new file got the old one's number). The
-        handles parked under the old key are of the old file: they close."""
-        await self.close_parked(inode)
+        handles parked under the old key are of the old file: they close. The record
+        goes first: a handle parked under it while those close would be parked nowhere
+        a rename or delete looks (its file kept open, a deleted name kept pending)."""
         lease = self._by_inode.pop(inode, None)
         if lease is not None:
             self.leases.unwatch(lease.key)
+            await self._unpark(inode, lease)
 
     def state(self, inode: int) -> LeaseState:
         lease = self._by_inode.get(inode)
@@ -192,26 +217,15 @@ class PageCache:
         """Before this mount renames or deletes a file, its parked handles go: the server
         would otherwise break our own lease, or keep a deleted name pending."""
         lease = self._by_inode.get(inode) if inode is not None else None
-        if lease is None:
-            return
-        parked, lease.parked = lease.parked, []
-        for p in parked:
-            p.done = True
-            p.timer.cancel()
-            await self._close(inode, p.handle)  # type: ignore[arg-type]
+        if inode is not None and lease is not None:
+            await self._unpark(inode, lease)
 
-    def detach_parked(self, inode: int) -> list[Open]:
-        """Like ``close_parked``, but the caller closes them: their CLOSEs go in the
-        same message as the rename or delete that needs them gone."""
-        lease = self._by_inode.get(inode)
-        if lease is None:
-            return []
+    async def _unpark(self, inode: int, lease: _Lease) -> None:
         parked, lease.parked = lease.parked, []
         for p in parked:
             p.done = True
             p.timer.cancel()
-            self._closed(inode, p.handle)
-        return [p.handle for p in parked]
+            await self._close(inode, p.handle)
 
     async def _close(self, inode: int, handle: Open) -> None:
         try:

@@ -156,6 +156,29 @@ def test_parked_handles_never_block_renames_or_deletes(mounted, samba):
     assert _gone_soon(mounted / "theirs.txt")
 
 
+def test_rename_of_an_open_file_over_a_parked_one(mounted, samba):
+    """Renaming a file open here over one just closed (its handle parked): the rename's
+    open must break our own handle's lease (it asks for DELETE access), so the server
+    finishes it asynchronously. Sent in one compound behind the parked handle's CLOSE,
+    that open went async mid-compound and Samba failed it (STATUS_INTERNAL_ERROR, and a
+    reply whose signature did not check): the rename failed with EIO."""
+    share = samba.share_path("plain")
+    for i in range(3):
+        closed, held = f"closed-{i}.bin", f"held-{i}.bin"
+        old, new = os.urandom(5_000), os.urandom(7_000)
+        (mounted / closed).write_bytes(old)
+        assert (mounted / closed).read_bytes() == old  # its handle is parked
+        with open(mounted / held, "w+b") as f:
+            f.write(new)
+            f.flush()
+            os.rename(mounted / held, mounted / closed)
+            f.seek(0)
+            assert f.read() == new
+        assert (share / closed).read_bytes() == new
+        assert not (share / held).exists()
+        os.unlink(mounted / closed)
+
+
 def _gone_soon(path, within: float = 2.5) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:

@@ -318,6 +318,31 @@ def test_rename_over_open_file_and_open_directory(mounted, samba):
     assert left == []
 
 
+def test_directory_of_a_file_deleted_while_open_can_be_removed(mounted, samba):
+    """POSIX takes a file unlinked while open out of its directory at once: the
+    directory can be removed while a program still reads the file (rm -rf of a tree in
+    use; and the kernel's RELEASE may reach the mount after close(2) has returned)."""
+    share = samba.share_path("plain")
+    d = mounted / "gone-dir"
+    d.mkdir()
+    data = os.urandom(3000)
+    (d / "open.bin").write_bytes(data)
+    with open(d / "open.bin", "rb") as f:
+        os.unlink(d / "open.bin")
+        assert os.listdir(d) == []
+        os.rmdir(d)
+        assert not d.exists() and not (share / "gone-dir").exists()
+        # Where the file waits for its last close is hidden from listings.
+        assert not [n for n in os.listdir(mounted) if n.startswith(".quicfs-")]
+        assert f.read() == data
+    for _ in range(50):
+        left = [p.name for p in share.iterdir() if p.name.startswith(".quicfs-")]
+        if not left:
+            break
+        time.sleep(0.1)
+    assert left == []
+
+
 def test_ownership_and_modes_from_options(samba, tmp_path):
     mnt = tmp_path / "m"
     mnt.mkdir()

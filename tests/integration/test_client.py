@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import time
 
 import pytest
@@ -205,41 +204,6 @@ async def test_compound_round_trip(samba):
 
         commands = [Header.unpack(m).command for m in split_compound(frames[0])]
         assert commands == [Command.CREATE, Command.QUERY_INFO, Command.CLOSE]
-
-
-async def test_close_goes_ahead_of_delete_and_rename_in_one_frame(samba):
-    """A handle kept open after use closes in the same message as the delete or rename
-    that needs it gone (CLOSE, then CREATE + SET_INFO + CLOSE related): one round trip,
-    and the server is left with no open of the file."""
-    async with quicfs.connect(samba.url("plain"), opts(samba)) as s:
-        for name in ("ahead-del.txt", "ahead-ren.txt"):
-            await s.write_file(name, b"kept open")
-        for name, act in (
-            ("ahead-del.txt", lambda closes: s.remove("ahead-del.txt", ahead=closes)),
-            ("ahead-ren.txt", lambda closes: s.rename("ahead-ren.txt", "ahead-new.txt",
-                                                      ahead=closes)),
-        ):
-            handle = await s.open(name, "r+")
-            assert await handle.read(0, 100) == b"kept open"
-            frames = record_frames(s)
-            await act([handle.close_request()])
-            assert handle.closed
-            from quicfs.smb2.constants import HeaderFlags
-            from quicfs.smb2.header import Header, split_compound
-
-            assert len(frames) == 1
-            headers = [Header.unpack(m) for m in split_compound(frames[0])]
-            assert [h.command for h in headers] == [
-                Command.CLOSE, Command.CREATE, Command.SET_INFO, Command.CLOSE]
-            assert [bool(h.flags & HeaderFlags.RELATED_OPERATIONS) for h in headers] == [
-                False, False, True, True]
-        assert sorted(e.name for e in await s.listdir("") if e.name.startswith("ahead")) \
-            == ["ahead-new.txt"]
-        assert await s.read_file("ahead-new.txt") == b"kept open"
-        await s.remove("ahead-new.txt")
-    opened = subprocess.run(["smbstatus", "-s", str(samba.conf), "-L"],
-                            capture_output=True, text=True).stdout
-    assert "ahead-" not in opened, opened
 
 
 async def test_missing_file_and_directory_as_file(samba):
