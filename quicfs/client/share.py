@@ -83,6 +83,11 @@ _MODES = {
 DURABLE_TIMEOUT_MS = 120_000
 
 
+def create_mode(*, exclusive: bool, truncate: bool) -> str:
+    """The ``Share.open`` mode of an O_CREAT open with O_EXCL / O_TRUNC."""
+    return "x" if exclusive else "w" if truncate else "a"
+
+
 def smb_path(path: str) -> str:
     parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
     if ".." in parts:
@@ -380,8 +385,8 @@ class Share:
                           lease_key: bytes | None = None) -> Open:
         """Create (or open) a regular file for reading and writing: O_CREAT with
         O_EXCL / O_TRUNC semantics."""
-        mode = "x" if exclusive else "w" if truncate else "a"
-        return await self.open(path, mode, lease_key=lease_key)
+        return await self.open(path, create_mode(exclusive=exclusive, truncate=truncate),
+                               lease_key=lease_key)
 
     # ------------------------------------------------------------------ directories
     async def scandir(self, path: str = "") -> AsyncIterator[DirEntry]:
@@ -468,4 +473,4 @@ async def connect(
             nursery.cancel_scope.cancel()
 
 
-__all__ = ["DirEntry", "FileStat", "Sequence", "Share", "connect", "smb_path"]
+__all__ = ["DirEntry", "FileStat", "Sequence", "Share", "connect", "create_mode", "smb_path"]

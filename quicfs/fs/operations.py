@@ -28,7 +28,7 @@ import trio
 
 from quicfs.client.directory import DirectoryReader
 from quicfs.client.open import FileStat, Open
-from quicfs.client.share import Share
+from quicfs.client.share import Share, create_mode
 from quicfs.errors import ConnectionLost, QuicfsError, SMBError
 from quicfs.fs import mountflags, symlinks
 from quicfs.fs.attrs import posix_attrs
@@ -719,9 +719,8 @@ class Operations(pyfuse3.Operations):
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
-        exclusive, truncate = bool(flags & os.O_EXCL), bool(flags & os.O_TRUNC)
-        handle = await self._open_leased(self.inodes.inode_of(path), path,
-                                         "x" if exclusive else "w" if truncate else "a")
+        mode = create_mode(exclusive=bool(flags & os.O_EXCL), truncate=bool(flags & os.O_TRUNC))
+        handle = await self._open_leased(self.inodes.inode_of(path), path, mode)
         fh = self._fh()
         st = handle.created_stat() or await self._stat(path)
         inode = self.inodes.remember(path, st.file_id)
