@@ -89,6 +89,7 @@ def _find_ea(eas: list[tuple[bytes, bytes]], key: bytes) -> bytes | None:
             return value
     return None
 
+
 #: Names of files deleted while open, until their last close (_set_aside).
 _ASIDE = re.compile(r"\.quicfs-[0-9a-f]{16}")
 
@@ -240,9 +241,11 @@ class Operations(pyfuse3.Operations):
         for inode in self._under(list(self._releasing), paths):
             for done in list(self._releasing.get(inode, ())):
                 await done.wait()
-        async with trio.open_nursery() as nursery:
-            for inode in self._under(self.cache.parked_inodes(), paths):
-                nursery.start_soon(self.cache.close_parked, inode)
+        parked = self._under(self.cache.parked_inodes(), paths)
+        if parked:  # most renames and deletes find none: no nursery for them
+            async with trio.open_nursery() as nursery:
+                for inode in parked:
+                    nursery.start_soon(self.cache.close_parked, inode)
 
     def _held_stat(self, inode: int) -> FileStat | None:
         held = self._held.get(inode)

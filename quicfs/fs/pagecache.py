@@ -213,11 +213,11 @@ class PageCache:
     def parked_inodes(self) -> list[int]:
         return [inode for inode, lease in self._by_inode.items() if lease.parked]
 
-    async def close_parked(self, inode: int | None) -> None:
+    async def close_parked(self, inode: int) -> None:
         """Before this mount renames or deletes a file, its parked handles go: the server
         would otherwise break our own lease, or keep a deleted name pending."""
-        lease = self._by_inode.get(inode) if inode is not None else None
-        if inode is not None and lease is not None:
+        lease = self._by_inode.get(inode)
+        if lease is not None:
             await self._unpark(inode, lease)
 
     async def _unpark(self, inode: int, lease: _Lease) -> None:
