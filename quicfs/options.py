@@ -51,6 +51,8 @@ class Options:
     gid: int | None = None
     file_mode: int | None = None
     dir_mode: int | None = None
+    #: Keep Linux owners, modes and special files in EAs, as WSL does (smb2/lxmeta.py).
+    metadata: bool = False
     actimeo: float = 1.0
     #: How long a closed file's handle is kept while its lease allows (cifs.ko's name).
     closetimeo: float = 1.0
@@ -200,6 +202,8 @@ _FLAGS: dict[str, tuple[str, bool]] = {
     "nofail": ("nofail", True),
     "debug": ("debug", True),
     "nosubtype": ("subtype", False),
+    "metadata": ("metadata", True),
+    "nometadata": ("metadata", False),
 }
 #: mount(8)'s flags for the mount itself (quicfs/fs/mountflags.py applies them).
 VFS_FLAGS = frozenset({

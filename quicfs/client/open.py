@@ -37,6 +37,7 @@ from quicfs.smb2.create import (
     LeaseResponseV2,
     OnDiskIdResponse,
 )
+from quicfs.smb2.ea import unpack_eas
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.info import QueryInfoRequest, QueryInfoResponse, SetInfoRequest
 from quicfs.smb2.io import (
@@ -50,6 +51,7 @@ from quicfs.smb2.io import (
     WriteRequest,
     WriteResponse,
 )
+from quicfs.smb2.lxmeta import LxMeta
 from quicfs.smb2.status import Status
 
 #: Reads and writes go in pieces of this size at most (fewer credits per request, and
@@ -74,6 +76,10 @@ class FileStat:
     ctime_ns: int
     file_id: int = 0
     nlink: int = 1
+    #: Bytes of extended attributes the file has (MS-FSCC 2.4.12): 0 means none to ask for.
+    ea_size: int = 0
+    #: Linux owner and mode from its EAs, when they were asked for (mount option metadata).
+    lx: LxMeta | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -97,6 +103,7 @@ class FileStat:
             ctime_ns=filetime_to_ns(get("change_time")),
             file_id=file_id,
             nlink=nlink,
+            ea_size=getattr(info, "ea_size", 0),
         )
 
 
@@ -299,12 +306,25 @@ class Open:
         await self.tree.request(FlushRequest(file_id=self.file_id))
 
     async def query_info(self, info_class: int, *, info_type: int = InfoType.FILE,
-                         output_length: int = 4096) -> memoryview:
+                         output_length: int = 4096, flags: int = 0) -> memoryview:
         reply = await self.tree.request(QueryInfoRequest(
             info_type=info_type, info_class=info_class, file_id=self.file_id,
-            output_buffer_length=output_length,
+            output_buffer_length=output_length, flags=flags,
         ))
         return QueryInfoResponse.unpack(reply.message).buffer
+
+    async def get_eas(self) -> list[tuple[bytes, bytes]]:
+        """Every extended attribute of the file, through this handle."""
+        try:
+            # SL_RESTART_SCAN (MS-SMB2 2.2.37): the whole list; a handle remembers where
+            # its last EA query ended.
+            buf = await self.query_info(FileInfoClass.FULL_EA, output_length=65536,
+                                        flags=0x01)
+        except SMBError as exc:
+            if exc.status == Status.NO_EAS_ON_FILE:
+                return []
+            raise
+        return unpack_eas(buf)
 
     async def set_info(self, info_class: int, data: bytes, *,
                        info_type: int = InfoType.FILE) -> None:

@@ -27,6 +27,7 @@ from quicfs.client.session import Session
 from quicfs.client.tree import NotADiskShare, Tree
 from quicfs.errors import SMBError, UsageError
 from quicfs.options import Options, parse_options
+from quicfs.smb2 import lxmeta
 from quicfs.smb2.constants import (
     AccessMask,
     CloseFlags,
@@ -45,6 +46,7 @@ from quicfs.smb2.create import (
     CreateRequest,
     CreateResponse,
     DurableHandleRequestV2,
+    EaBufferRequest,
     LeaseRequestV2,
     QueryOnDiskId,
 )
@@ -86,6 +88,13 @@ DURABLE_TIMEOUT_MS = 120_000
 def create_mode(*, exclusive: bool, truncate: bool) -> str:
     """The ``Share.open`` mode of an O_CREAT open with O_EXCL / O_TRUNC."""
     return "x" if exclusive else "w" if truncate else "a"
+
+
+def _eas_of(reply: Reply) -> list[tuple[bytes, bytes]]:
+    """The list in a reply to ``Share._query_eas`` (none: STATUS_NO_EAS_ON_FILE)."""
+    if reply.status == Status.NO_EAS_ON_FILE:
+        return []
+    return unpack_eas(QueryInfoResponse.unpack(reply.message).buffer)
 
 
 def smb_path(path: str) -> str:
@@ -138,10 +147,11 @@ class Share:
             impersonation=ImpersonationLevel.IMPERSONATION,
         )
 
-    async def open(self, path: str, mode: str = "r", *, lease_key: bytes | None = None
-                   ) -> Open:
+    async def open(self, path: str, mode: str = "r", *, lease_key: bytes | None = None,
+                   eas: Sequence[tuple[bytes, bytes]] = ()) -> Open:
         """Open a file: ``r``, ``r+``, ``w`` (create/truncate), ``x`` (must not exist),
         ``a`` (create if missing). A directory where a file is expected is EISDIR.
+        ``eas`` go with the CREATE (2.2.13.2.1): a file it creates has them at once.
 
         With ``lease_key`` the open asks for a lease under that key (3.2.4.3.8): Read and
         Handle caching, and Write caching too when it may write; ``Open.lease_state``
@@ -163,6 +173,8 @@ class Share:
                 # The file's identity, to recognise it if it must be reopened by name.
                 QueryOnDiskId(),
             ))
+        if eas:
+            req = replace(req, contexts=(*req.contexts, EaBufferRequest(tuple(eas))))
         reply = await self.tree.request(req)
         created = CreateResponse.unpack(reply.message)
         return Open(self.tree, created.file_id, path, created, req)
@@ -204,15 +216,30 @@ class Share:
                 raise SMBError(reply.status)
         return replies
 
-    async def stat(self, path: str) -> FileStat:
-        create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES,
-                              disposition=CreateDisposition.OPEN)
-        return self._stat_of(path, (await self._on_path(create, self._query_all()))[1])
+    async def stat(self, path: str, *, lx: bool = False) -> FileStat:
+        """``path``'s attributes; with ``lx`` its Linux owner and mode too (its EAs,
+        asked for in the same compound: quicfs.smb2.lxmeta)."""
+        if not lx:
+            create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES,
+                                  disposition=CreateDisposition.OPEN)
+            return self._stat_of(path, (await self._on_path(create, self._query_all()))[1])
+        create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES
+                              | AccessMask.FILE_READ_EA, disposition=CreateDisposition.OPEN)
+        replies = await self._on_path(create, self._query_all(), self._query_eas(),
+                                      allow=(Status.NO_EAS_ON_FILE,))
+        return replace(self._stat_of(path, replies[1]), lx=lxmeta.decode(_eas_of(replies[2])))
 
     @staticmethod
     def _query_all() -> QueryInfoRequest:
         return QueryInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.ALL,
                                 file_id=FileId.related(), output_buffer_length=4096)
+
+    @staticmethod
+    def _query_eas() -> QueryInfoRequest:
+        # SL_RESTART_SCAN (MS-SMB2 2.2.37): the whole list, not where a last query ended.
+        return QueryInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.FULL_EA,
+                                file_id=FileId.related(), output_buffer_length=65536,
+                                flags=0x01)
 
     @staticmethod
     def _stat_of(path: str, reply: Reply) -> FileStat:
@@ -235,15 +262,20 @@ class Share:
             return b""
         return bytes(ReadResponse.unpack(replies[1].message).data)
 
-    async def create_small(self, path: str, data: bytes) -> FileStat:
-        """Make a new file holding ``data`` in one round trip (CREATE that fails if the
-        name exists + WRITE + QUERY_INFO + CLOSE compounded); its attributes after."""
+    async def create_small(self, path: str, data: bytes, *,
+                           eas: Sequence[tuple[bytes, bytes]] = ()) -> FileStat:
+        """Make a new file holding ``data`` (and ``eas``) in one round trip (CREATE that
+        fails if the name exists + WRITE + QUERY_INFO + CLOSE compounded); its
+        attributes after."""
         create = self._create(path, access=AccessMask.GENERIC_READ | AccessMask.GENERIC_WRITE,
                               disposition=CreateDisposition.CREATE,
                               options=CreateOptions.NON_DIRECTORY_FILE)
+        if eas:
+            create = replace(create, contexts=(EaBufferRequest(tuple(eas)),))
         write = WriteRequest(file_id=FileId.related(), offset=0, data=data)
         replies = await self._on_path(create, write, self._query_all())
-        return self._stat_of(path, replies[2])
+        st = self._stat_of(path, replies[2])
+        return replace(st, lx=lxmeta.decode(eas)) if eas else st
 
     async def exists(self, path: str) -> bool:
         try:
@@ -254,13 +286,31 @@ class Share:
             raise
         return True
 
-    async def mkdir(self, path: str) -> FileStat:
-        """Create a directory; its attributes come back in the same round trip."""
+    async def mkdir(self, path: str, *, eas: Sequence[tuple[bytes, bytes]] = ()
+                    ) -> FileStat:
+        """Create a directory (with ``eas``); its attributes come back in the same round
+        trip."""
+        return await self._make(path, CreateOptions.DIRECTORY_FILE, FileAttributes.DIRECTORY,
+                                eas)
+
+    async def make_empty(self, path: str, eas: Sequence[tuple[bytes, bytes]]) -> FileStat:
+        """Create an empty file with ``eas`` (a FIFO or device node kept as one:
+        quicfs.smb2.lxmeta); its attributes in the same round trip."""
+        return await self._make(path, CreateOptions.NON_DIRECTORY_FILE, FileAttributes.NONE,
+                                eas)
+
+    async def _make(self, path: str, options: CreateOptions, attributes: FileAttributes,
+                    eas: Sequence[tuple[bytes, bytes]]) -> FileStat:
         create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES,
-                              disposition=CreateDisposition.CREATE,
-                              options=CreateOptions.DIRECTORY_FILE,
-                              attributes=FileAttributes.DIRECTORY)
-        return self._stat_of(path, (await self._on_path(create, self._query_all()))[1])
+                              disposition=CreateDisposition.CREATE, options=options,
+                              attributes=attributes)
+        if eas:
+            # A server sets the EAs only for an open that may write them (Samba: else
+            # ACCESS_DENIED, with the file made).
+            create = replace(create, contexts=(EaBufferRequest(tuple(eas)),),
+                             desired_access=create.desired_access | AccessMask.FILE_WRITE_EA)
+        st = self._stat_of(path, (await self._on_path(create, self._query_all()))[1])
+        return replace(st, lx=lxmeta.decode(eas)) if eas else st
 
     async def _delete(self, path: str, options: CreateOptions) -> None:
         create = self._create(path, access=AccessMask.DELETE | AccessMask.FILE_READ_ATTRIBUTES,
@@ -308,22 +358,20 @@ class Share:
         create = self._create(path, access=AccessMask.FILE_READ_EA
                               | AccessMask.FILE_READ_ATTRIBUTES,
                               disposition=CreateDisposition.OPEN)
-        # SL_RESTART_SCAN (MS-SMB2 2.2.37): the whole list, not where a last query ended.
-        query = QueryInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.FULL_EA,
-                                 file_id=FileId.related(), output_buffer_length=65536,
-                                 flags=0x01)
-        replies = await self._on_path(create, query, allow=(Status.NO_EAS_ON_FILE,))
-        if replies[1].status == Status.NO_EAS_ON_FILE:
-            return []
-        return unpack_eas(QueryInfoResponse.unpack(replies[1].message).buffer)
+        return _eas_of((await self._on_path(create, self._query_eas(),
+                                            allow=(Status.NO_EAS_ON_FILE,)))[1])
 
     async def set_ea(self, path: str, name: bytes, value: bytes) -> None:
         """Set one extended attribute; an empty ``value`` removes it."""
+        await self.set_eas(path, [(name, value)])
+
+    async def set_eas(self, path: str, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """Set several extended attributes in one SET_INFO (empty values remove)."""
         create = self._create(path, access=AccessMask.FILE_WRITE_EA
                               | AccessMask.FILE_READ_ATTRIBUTES,
                               disposition=CreateDisposition.OPEN)
         setea = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.FULL_EA,
-                               file_id=FileId.related(), buffer=pack_eas([(name, value)]))
+                               file_id=FileId.related(), buffer=pack_eas(list(items)))
         await self._on_path(create, setea)
 
     async def link(self, src: str, dst: str) -> FileStat:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from quicfs.client.open import FileStat
 from quicfs.options import Options
 from quicfs.smb2.constants import FileAttributes
+from quicfs.smb2.lxmeta import LxMeta
 
 # mount.cifs's defaults: 0755 for both, so programs kept on a share can be run.
 DEFAULT_FILE_MODE = 0o755
@@ -27,25 +28,38 @@ class PosixAttrs:
     atime_ns: int
     mtime_ns: int
     ctime_ns: int
+    rdev: int = 0
 
 
-def posix_attrs(st: FileStat, opts: Options) -> PosixAttrs:
+def posix_attrs(st: FileStat, opts: Options, lx: LxMeta | None = None) -> PosixAttrs:
     """A directory gets ``dir_mode``, a file ``file_mode`` (cifs.ko's defaults: the
-    server's ACLs decide access, the modes are what `ls` shows). The read-only attribute
-    takes the write bits away."""
-    if st.is_dir:
-        mode = stat.S_IFDIR | (opts.dir_mode if opts.dir_mode is not None else DEFAULT_DIR_MODE)
+    server's ACLs decide access, the modes are what `ls` shows), unless its EAs keep a
+    Linux mode, owner or group (``lx``, mount option metadata); a file's $LXMOD may make
+    it a FIFO, socket or device node. The read-only attribute takes the write bits away."""
+    kind = stat.S_IFDIR if st.is_dir else stat.S_IFREG
+    if lx is not None and lx.mode is not None:
+        if not st.is_dir and lx.special_type is not None:
+            kind = lx.special_type
+        perm = lx.mode & 0o7777
+    elif st.is_dir:
+        perm = opts.dir_mode if opts.dir_mode is not None else DEFAULT_DIR_MODE
     else:
-        mode = stat.S_IFREG | (opts.file_mode if opts.file_mode is not None
-                               else DEFAULT_FILE_MODE)
-        if st.attributes & FileAttributes.READONLY:
-            mode &= ~0o222
+        perm = opts.file_mode if opts.file_mode is not None else DEFAULT_FILE_MODE
+    if not st.is_dir and st.attributes & FileAttributes.READONLY:
+        perm &= ~0o222
+    uid = opts.uid if opts.uid is not None else os.getuid()
+    gid = opts.gid if opts.gid is not None else os.getgid()
+    if lx is not None:
+        uid = lx.uid if lx.uid is not None else uid
+        gid = lx.gid if lx.gid is not None else gid
+    special = kind not in (stat.S_IFDIR, stat.S_IFREG)
     return PosixAttrs(
-        mode=mode,
+        mode=kind | perm,
         # 0 links: deleted while open (the server says so once the delete is pending).
         nlink=st.nlink if not st.is_dir else 2,
-        uid=opts.uid if opts.uid is not None else os.getuid(),
-        gid=opts.gid if opts.gid is not None else os.getgid(),
+        uid=uid,
+        gid=gid,
+        rdev=(lx.rdev or 0) if special and lx is not None else 0,
         size=st.size,
         blocks=(st.allocation_size + 511) // 512,
         atime_ns=st.atime_ns,

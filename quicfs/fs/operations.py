@@ -38,10 +38,12 @@ from quicfs.fs.pagecache import PageCache
 from quicfs.fs.readahead import ReadAhead
 from quicfs.fs.writeback import WriteBehind
 from quicfs.options import Options
+from quicfs.smb2 import lxmeta
 from quicfs.smb2.constants import FileAttributes, FileInfoClass
 from quicfs.smb2.ea import MAX_NAME as MAX_EA_NAME
 from quicfs.smb2.ea import MAX_VALUE as MAX_EA_VALUE
 from quicfs.smb2.info import FileAllInformation
+from quicfs.smb2.lxmeta import LxMeta
 from quicfs.smb2.status import Status
 
 #: The xattr namespace kept as SMB extended attributes.
@@ -128,6 +130,10 @@ class Operations(pyfuse3.Operations):
         #: told yet (ns): SMB servers move a file's write time when they please (Samba:
         #: at close), POSIX at every write.
         self._written_at: dict[int, int] = {}
+        #: inode -> its Linux owner and mode as last read from its EAs (or set by us), and
+        #: when (mount option metadata): a stat through an open handle or a listing may
+        #: use it for actimeo; lookups read it afresh.
+        self._lx: dict[int, tuple[LxMeta, float]] = {}
         #: Attributes of files open here, from the server and then moved by our own
         #: writes; answered without a round trip while the lease's Read caching holds
         #: (cifs.ko trusts cached attributes under a read lease the same way). Anything
@@ -172,7 +178,13 @@ class Operations(pyfuse3.Operations):
         changed = self._ctime.get(inode)
         if changed is not None and changed > st.ctime_ns:
             st = dataclasses.replace(st, ctime_ns=changed)
-        a = posix_attrs(st, self.opts)
+        lx = st.lx
+        if lx is not None:
+            if inode:
+                self._lx[inode] = (lx, trio.current_time())
+        elif self.opts.metadata and st.ea_size:
+            lx = self._lx_known(inode, fresh=False)
+        a = posix_attrs(st, self.opts, lx)
         e = pyfuse3.EntryAttributes()
         e.st_ino = inode
         e.generation = 0
@@ -182,7 +194,7 @@ class Operations(pyfuse3.Operations):
         e.st_nlink = a.nlink
         e.st_uid = a.uid
         e.st_gid = a.gid
-        e.st_rdev = 0
+        e.st_rdev = a.rdev
         e.st_size = a.size
         e.st_blksize = 65536
         e.st_blocks = a.blocks
@@ -295,7 +307,31 @@ class Operations(pyfuse3.Operations):
         self._listings.clear()
 
     async def _stat(self, path: str) -> FileStat:
-        return await self.share.stat(path)
+        return await self.share.stat(path, lx=self.opts.metadata)
+
+    def _lx_known(self, inode: int, *, fresh: bool) -> LxMeta | None:
+        """What we know of ``inode``'s Linux metadata (``fresh``: read within actimeo)."""
+        known = self._lx.get(inode)
+        if known is None or (fresh and trio.current_time() - known[1] >= self.opts.actimeo):
+            return None
+        return known[0]
+
+    async def _new_meta(self, parent_inode: int, mode: int, ctx: Any) -> LxMeta:
+        """Owner, group and mode of a file the caller creates: the caller's ids and mode
+        less its umask; in a set-group-ID directory, the directory's group (and a new
+        directory is set-group-ID too), as Linux file systems do (inode_init_owner)."""
+        mode &= ~getattr(ctx, "umask", 0)
+        gid = ctx.gid
+        parent = self._lx_known(parent_inode, fresh=True)
+        if parent is None:
+            parent = (await self._stat(self.inodes.path(parent_inode))).lx
+        if parent is not None and parent.mode is not None and parent.mode & stat.S_ISGID:
+            gid = parent.gid if parent.gid is not None else gid
+            if stat.S_ISDIR(mode):
+                mode |= stat.S_ISGID
+        if not stat.S_ISDIR(mode) and mode & stat.S_ISGID and gid != ctx.gid and ctx.uid:
+            mode &= ~stat.S_ISGID  # not the caller's group to hand out
+        return LxMeta(uid=ctx.uid, gid=gid, mode=mode)
 
     async def _link_target(self, path: str, st: FileStat) -> bytes | None:
         """The target if ``path`` is an mfsymlink file (only 1067-byte files are read)."""
@@ -360,6 +396,9 @@ class Operations(pyfuse3.Operations):
             info = FileAllInformation.unpack(await handle.query_info(FileInfoClass.ALL))
             st = FileStat.from_info(handle.name.rpartition("/")[2], info,
                                     file_id=info.index_number, nlink=info.number_of_links)
+            if self.opts.metadata and st.ea_size \
+                    and self._lx_known(inode, fresh=True) is None:
+                st = dataclasses.replace(st, lx=lxmeta.decode(await handle.get_eas()))
             self._hold(inode, st)
             return self._entry(inode, st)
         if self.inodes.names(inode) == [] and inode != ROOT_INODE:
@@ -397,7 +436,15 @@ class Operations(pyfuse3.Operations):
                 atime_ns=attr.st_atime_ns if fields.update_atime else None,
                 mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
             )
-        if fields.update_mode:
+        if self.opts.metadata and (fields.update_mode or fields.update_uid
+                                   or fields.update_gid):
+            self._check_writable()
+            meta = LxMeta(uid=attr.st_uid if fields.update_uid else None,
+                          gid=attr.st_gid if fields.update_gid else None,
+                          mode=attr.st_mode if fields.update_mode else None)
+            await self.share.set_eas(path, lxmeta.encode(meta))
+            self._lx.pop(inode, None)
+        elif fields.update_mode:
             # Of a mode, SMB keeps one bit: no write permission for anyone is the
             # read-only attribute (MS-FSCC 2.6), as cifs.ko maps it.
             self._check_writable()
@@ -409,7 +456,7 @@ class Operations(pyfuse3.Operations):
                     else (attrs & ~FileAttributes.READONLY)
                 if attrs != st.attributes & ~FileAttributes.NORMAL:
                     await self.share.set_times(path, attributes=FileAttributes(attrs))
-        # Owner and group are not SMB's to keep (uid=/gid=/file_mode= set them).
+        # Without metadata, owner and group are not SMB's to keep (uid=/gid= set them).
         return await self._entry_for(inode, path, await self._stat(path))
 
     def forget(self, inode_list: list[tuple[int, int]]) -> None:
@@ -418,6 +465,7 @@ class Operations(pyfuse3.Operations):
             if not self.inodes.known(inode):
                 self.cache.forget(inode)
                 self._ctime.pop(inode, None)
+                self._lx.pop(inode, None)
 
     # ------------------------------------------------------------------ xattrs
     # The "user." namespace is the file's SMB extended attributes (MS-FSCC 2.4.15), as
@@ -434,12 +482,15 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
         return [USER_XATTR + stored
-                for stored, _ in await self.share.get_eas(self.inodes.path(inode))]
+                for stored, _ in await self.share.get_eas(self.inodes.path(inode))
+                if not lxmeta.is_lx_name(stored)]
 
     @fuse_errors
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
         self._check_writable()
         key = self._ea_name(name, errno.EOPNOTSUPP)
+        if lxmeta.is_lx_name(key):
+            raise pyfuse3.FUSEError(errno.EPERM)  # owner and mode: chown and chmod's
         if not value:
             raise pyfuse3.FUSEError(errno.EINVAL)  # SMB would take it as a removal
         if len(value) > MAX_EA_VALUE:
@@ -465,6 +516,8 @@ class Operations(pyfuse3.Operations):
         key = name[len(USER_XATTR):]
         if not key:
             raise pyfuse3.FUSEError(errno.EINVAL)
+        if lxmeta.is_lx_name(key) and other_namespace == errno.ENODATA:
+            raise pyfuse3.FUSEError(errno.ENODATA)  # not an xattr: the owner and mode
         if len(key) > MAX_EA_NAME:
             raise pyfuse3.FUSEError(errno.ERANGE)
         return key
@@ -530,6 +583,10 @@ class Operations(pyfuse3.Operations):
                 continue
             path = join(here, name)
             inode = self.inodes.peek(path, st.file_id) or 0
+            if self.opts.metadata and st.ea_size \
+                    and (not inode or self._lx_known(inode, fresh=True) is None):
+                # Its owner and mode are in its EAs, which a listing does not carry.
+                st = await self._stat(path)
             attrs = self._entry(inode, st)
             if st.size == symlinks.FILE_SIZE and not st.is_dir:
                 attrs = await self._entry_for(inode, path, st)
@@ -553,7 +610,32 @@ class Operations(pyfuse3.Operations):
                     ) -> pyfuse3.EntryAttributes:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
-        st = await self.share.mkdir(path)
+        eas: list[tuple[bytes, bytes]] = []
+        if self.opts.metadata:
+            meta = await self._new_meta(parent_inode, stat.S_IFDIR | mode, ctx)
+            eas = lxmeta.encode(meta)
+        st = await self.share.mkdir(path, eas=eas)
+        return self._entry(self.inodes.remember(path, st.file_id), st)
+
+    @fuse_errors
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any
+                    ) -> pyfuse3.EntryAttributes:
+        """A regular file; with mount option metadata also a FIFO, socket or device
+        node, kept as an empty file whose EAs say what it is (smb2/lxmeta.py). Without
+        it, SMB has nothing to keep one in: EPERM, as cifs.ko answers."""
+        self._check_writable()
+        kind = stat.S_IFMT(mode)
+        if kind not in (stat.S_IFREG, *lxmeta.SPECIAL_TYPES) \
+                or (kind != stat.S_IFREG and not self.opts.metadata):
+            raise pyfuse3.FUSEError(errno.EPERM)
+        path = join(self.inodes.path(parent_inode), os.fsdecode(name))
+        eas: list[tuple[bytes, bytes]] = []
+        if self.opts.metadata:
+            meta = await self._new_meta(parent_inode, mode, ctx)
+            if kind in (stat.S_IFCHR, stat.S_IFBLK):
+                meta = dataclasses.replace(meta, rdev=rdev)
+            eas = lxmeta.encode(meta)
+        st = await self.share.make_empty(path, eas)
         return self._entry(self.inodes.remember(path, st.file_id), st)
 
     @fuse_errors
@@ -655,7 +737,12 @@ class Operations(pyfuse3.Operations):
             data = symlinks.encode(target)
         except ValueError:
             raise pyfuse3.FUSEError(errno.ENAMETOOLONG) from None
-        st = await self.share.create_small(path, data)
+        eas: list[tuple[bytes, bytes]] = []
+        if self.opts.metadata:
+            # A link's own mode means nothing; its owner does (sticky directories).
+            meta = await self._new_meta(parent_inode, stat.S_IFLNK | 0o777, ctx)
+            eas = lxmeta.encode(dataclasses.replace(meta, mode=None))
+        st = await self.share.create_small(path, data, eas=eas)
         entry = self._entry(self.inodes.remember(path, st.file_id), st)
         entry.st_mode = stat.S_IFLNK | 0o777
         entry.st_size = len(target)
@@ -704,28 +791,51 @@ class Operations(pyfuse3.Operations):
         # while a lease has promised, since they were read, that nobody changed the file.
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
 
-    async def _open_leased(self, inode: int | None, path: str, mode: str) -> Open:
+    async def _open_leased(self, inode: int | None, path: str, mode: str,
+                           eas: Sequence[tuple[bytes, bytes]] = ()) -> Open:
         """Open ``path`` under the lease key of ``inode`` (what the name was when we
         last looked). A key the server has tied to another file (the name is another
         file now) is refused with STATUS_INVALID_PARAMETER: a new key, and again."""
         async with self.cache.creating(inode) as key:
             try:
-                return await self.share.open(path, mode, lease_key=key)
+                return await self.share.open(path, mode, lease_key=key, eas=eas)
             except SMBError as exc:
                 if exc.status != Status.INVALID_PARAMETER or inode is None:
                     raise
             await self.cache.rekey(inode)
-            return await self.share.open(path, mode, lease_key=self.cache.key(inode))
+            return await self.share.open(path, mode, lease_key=self.cache.key(inode),
+                                         eas=eas)
+
+    async def _create_leased(self, inode: int | None, path: str, how: str,
+                             meta: LxMeta | None) -> Open:
+        """Open or create ``path`` as open(2) with O_CREAT (``how``: share.create_mode).
+        With ``meta`` a new file gets its owner and mode in its CREATE (ExtA); but a
+        server applies those to an existing file it overwrites too (Samba does), so that
+        CREATE must find no file: one that exists is opened again without them."""
+        if meta is None:
+            return await self._open_leased(inode, path, how)
+        try:
+            return await self._open_leased(inode, path, "x", eas=lxmeta.encode(meta))
+        except SMBError as exc:
+            if how == "x" or exc.status != Status.OBJECT_NAME_COLLISION:
+                raise
+        return await self._open_leased(inode, path, how)
 
     @fuse_errors
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
-        mode = create_mode(exclusive=bool(flags & os.O_EXCL), truncate=bool(flags & os.O_TRUNC))
-        handle = await self._open_leased(self.inodes.inode_of(path), path, mode)
+        how = create_mode(exclusive=bool(flags & os.O_EXCL), truncate=bool(flags & os.O_TRUNC))
+        known = self.inodes.inode_of(path)
+        meta = None
+        if self.opts.metadata:
+            meta = await self._new_meta(parent_inode, stat.S_IFREG | mode, ctx)
+        handle = await self._create_leased(known, path, how, meta)
         fh = self._fh()
         st = handle.created_stat() or await self._stat(path)
+        if meta is not None and handle.created_stat() is not None:
+            st = dataclasses.replace(st, lx=meta)
         inode = self.inodes.remember(path, st.file_id)
         if self.cache.key_of(inode) not in (None, handle.lease_key):
             # The server gave the new file a number an old one had (ext4 reuses them):

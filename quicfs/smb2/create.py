@@ -31,6 +31,7 @@ from quicfs.smb2.constants import (
     OplockLevel,
     ShareAccess,
 )
+from quicfs.smb2.ea import pack_eas
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.wire import HEADER_SIZE, Reader, encode_utf16, pad8
 
@@ -49,6 +50,7 @@ QUERY_MAXIMAL_ACCESS = b"MxAc"
 QUERY_ON_DISK_ID = b"QFid"
 ALLOCATION_SIZE = b"AlSi"
 TIMEWARP_TOKEN = b"TWrp"
+EA_BUFFER = b"ExtA"
 
 
 # --------------------------------------------------------------------------- requests
@@ -205,6 +207,18 @@ class TimewarpTokenRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class EaBufferRequest:
+    """2.2.13.2.1 SMB2_CREATE_EA_BUFFER ("ExtA"): extended attributes a new file is
+    created with, in the same step (MS-FSCC 2.4.15 entries)."""
+
+    name: ClassVar[bytes] = EA_BUFFER
+    eas: tuple[tuple[bytes, bytes], ...]
+
+    def pack(self) -> bytes:
+        return pack_eas(list(self.eas))
+
+
+@dataclass(frozen=True, slots=True)
 class RawCreateContext:
     """Any create context by its raw name and Data: unknown ones in responses, and
     requests this module has no class for (e.g. the 16-byte GUID names)."""
@@ -227,6 +241,7 @@ CreateRequestContext = (
     | QueryOnDiskId
     | AllocationSizeRequest
     | TimewarpTokenRequest
+    | EaBufferRequest
     | RawCreateContext
 )
 

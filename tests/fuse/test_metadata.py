@@ -1,0 +1,164 @@
+"""Mount option ``metadata``: Linux owners, modes and special files kept in the files'
+EAs ($LXUID, $LXGID, $LXMOD, $LXDEV as WSL lays them out), checked by the kernel
+(default_permissions), surviving a remount, and seen by the server as plain EAs."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fuse.conftest import Mount
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def meta(samba, gateway, tmp_path) -> Iterator[tuple[Path, Path, Mount]]:
+    """(a directory of the mount, the same on the server, a Mount to mount it again)."""
+    # Where the other user can reach it (pytest's tmp_path is root's alone).
+    mnt = Path(tempfile.mkdtemp(prefix="quicfs-meta-"))
+    mnt.chmod(0o755)
+    server_dir = samba.mkdir("plain", f"meta-{tmp_path.name}")
+    mount = Mount(mnt, gateway.url("plain"), gateway.options(samba) + ",metadata,allow_other")
+    try:
+        with mount:
+            yield mnt / server_dir.name, server_dir, mount
+    finally:
+        mnt.rmdir()
+
+
+def as_nobody(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                           "--clear-groups", *cmd], capture_output=True, text=True)
+
+
+def test_modes_and_owners_persist_and_are_checked(meta) -> None:
+    mnt, server_dir, mount = meta
+    f = mnt / "secret"
+    f.write_bytes(b"for root only\n")
+    os.chmod(f, 0o600)
+    os.chown(f, 1234, 5678)
+    pub = mnt / "public"
+    pub.write_bytes(b"for all\n")
+    os.chmod(pub, 0o644)
+    st = os.stat(f)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o600, 1234, 5678)
+    # The kernel checks them: another user may read the public file, not the secret one.
+    assert as_nobody("cat", str(pub)).stdout == "for all\n"
+    r = as_nobody("cat", str(f))
+    assert r.returncode == 1 and "Permission denied" in r.stderr
+    r = as_nobody("sh", "-c", f"echo x >> {pub}")
+    assert r.returncode != 0 and "Permission denied" in r.stderr
+    # On the server they are EAs (Samba keeps an EA as a user.* xattr).
+    assert os.getxattr(server_dir / "secret", "user.$LXMOD") == \
+        (stat.S_IFREG | 0o600).to_bytes(4, "little")
+    assert os.getxattr(server_dir / "secret", "user.$LXUID") == (1234).to_bytes(4, "little")
+    # ... but not xattrs of the file as seen through the mount.
+    assert not any(n.lower().startswith("user.$lx") for n in os.listxattr(f))
+    with pytest.raises(OSError) as e:
+        os.setxattr(f, "user.$LXUID", b"\0\0\0\0")
+    assert e.value.errno == errno.EPERM
+    mount.__exit__()
+    with mount:
+        st = os.stat(f)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o600, 1234, 5678)
+        assert stat.S_IMODE(os.stat(pub).st_mode) == 0o644
+        # A listing carries them too (readdirplus hands the kernel each entry's).
+        out = subprocess.run(["ls", "-ln", str(mnt)], capture_output=True, text=True,
+                             check=True).stdout
+        assert any(line.startswith("-rw------- 1 1234 5678 ") for line in out.splitlines())
+
+
+def test_new_files_belong_to_their_creator(meta) -> None:
+    mnt, _, _ = meta
+    os.chmod(mnt, 0o1777)  # world-writable, sticky: like /tmp
+    r = as_nobody("sh", "-c", f"umask 027 && echo mine > {mnt}/n && mkdir {mnt}/d"
+                  f" && ln -s n {mnt}/l")
+    assert r.returncode == 0, r.stderr
+    for name, mode in (("n", stat.S_IFREG | 0o640), ("d", stat.S_IFDIR | 0o750)):
+        st = os.stat(mnt / name)
+        assert (st.st_mode, st.st_uid, st.st_gid) == (mode, NOBODY, NOBODY), name
+    assert os.lstat(mnt / "l").st_uid == NOBODY
+    # Sticky directory: root's file cannot be removed by nobody, nobody's own can.
+    (mnt / "roots").write_bytes(b"")
+    r = as_nobody("rm", "-f", str(mnt / "roots"))
+    assert r.returncode == 1 and "Operation not permitted" in r.stderr
+    assert as_nobody("rm", str(mnt / "n")).returncode == 0
+    assert not (mnt / "n").exists()
+
+
+def test_set_group_id_directories_hand_down_their_group(meta) -> None:
+    mnt, _, _ = meta
+    d = mnt / "shared"
+    d.mkdir()
+    os.chown(d, 0, 4321)
+    os.chmod(d, 0o2775)
+    (d / "f").write_bytes(b"")
+    (d / "sub").mkdir()
+    assert os.stat(d / "f").st_gid == 4321
+    sub = os.stat(d / "sub")
+    assert sub.st_gid == 4321 and sub.st_mode & stat.S_ISGID
+
+
+def test_fifos_and_device_nodes(meta) -> None:
+    mnt, server_dir, mount = meta
+    os.mkfifo(mnt / "pipe", 0o600)
+    os.mknod(mnt / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    assert stat.S_ISFIFO(os.stat(mnt / "pipe").st_mode)
+    # The server holds empty regular files.
+    assert (server_dir / "pipe").is_file() and (server_dir / "pipe").stat().st_size == 0
+    # A FIFO through the mount is the kernel's own: bytes pass from writer to reader.
+    writer = subprocess.Popen(["sh", "-c", f"printf through > {mnt}/pipe"])
+    assert (mnt / "pipe").read_bytes() == b"through"
+    assert writer.wait(timeout=10) == 0
+    mount.__exit__()
+    with mount:
+        st = os.stat(mnt / "null")
+        assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
+        assert stat.S_IMODE(st.st_mode) == 0o666 & ~_umask()
+        with open(mnt / "null", "wb") as f:  # it is /dev/null
+            f.write(b"gone")
+        assert (mnt / "null").read_bytes() == b""
+        os.rename(mnt / "pipe", mnt / "pipe2")
+        assert stat.S_ISFIFO(os.stat(mnt / "pipe2").st_mode)
+
+
+def test_create_over_a_file_made_elsewhere_keeps_its_owner(meta) -> None:
+    """A create(2) that finds the name taken (made by another client since our lookup)
+    opens that file: its owner and mode stay, nothing of ours replaces them."""
+    mnt, server_dir, _ = meta
+    assert not (mnt / "race").exists()  # the kernel now holds "no such name" (actimeo)
+    (server_dir / "race").write_bytes(b"theirs")
+    (server_dir / "race").chmod(0o666)  # for smbd's user to write
+    os.setxattr(server_dir / "race", "user.$LXUID", (4242).to_bytes(4, "little"))
+    os.setxattr(server_dir / "race", "user.$LXMOD",
+                (stat.S_IFREG | 0o604).to_bytes(4, "little"))
+    start = time.monotonic()
+    fd = os.open(mnt / "race", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    assert time.monotonic() - start < 1.0, "too slow to have gone through create"
+    os.write(fd, b"ours")
+    os.close(fd)
+    st = os.stat(mnt / "race")
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (4242, 0o604)
+    assert (mnt / "race").read_bytes() == b"ours"
+
+
+def test_without_metadata_no_special_files(mounted) -> None:
+    with pytest.raises(OSError) as e:
+        os.mkfifo(mounted / "pipe")
+    assert e.value.errno == errno.EPERM
+    assert not (mounted / "pipe").exists()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
