@@ -92,6 +92,9 @@ def _find_ea(eas: list[tuple[bytes, bytes]], key: bytes) -> bytes | None:
     return None
 
 
+#: How many listed files a listing stats at once for their EAs (mount option metadata).
+LX_WINDOW = 32
+
 #: Names of files deleted while open, until their last close (_set_aside).
 _ASIDE = re.compile(r"\.quicfs-[0-9a-f]{16}")
 
@@ -324,7 +327,8 @@ class Operations(pyfuse3.Operations):
         gid = ctx.gid
         parent = self._lx_known(parent_inode, fresh=True)
         if parent is None:
-            parent = (await self._stat(self.inodes.path(parent_inode))).lx
+            parent = (await self._stat(self.inodes.path(parent_inode))).lx or LxMeta()
+            self._lx[parent_inode] = (parent, trio.current_time())
         if parent is not None and parent.mode is not None and parent.mode & stat.S_ISGID:
             gid = parent.gid if parent.gid is not None else gid
             if stat.S_ISDIR(mode):
@@ -419,6 +423,7 @@ class Operations(pyfuse3.Operations):
         path = self.inodes.path(inode)
         self._touched(inode)
         await self._drain_inode(inode)
+        writable = False
         if fields.update_size:
             self._invalidate_reads(inode)
             self._check_writable()
@@ -444,20 +449,30 @@ class Operations(pyfuse3.Operations):
                           mode=attr.st_mode if fields.update_mode else None)
             await self.share.set_eas(path, lxmeta.encode(meta))
             self._lx.pop(inode, None)
+            # Write bits given back: a read-only attribute (set by another client; this
+            # mount keeps modes in $LXMOD) would still refuse writes.
+            writable = fields.update_mode and bool(attr.st_mode & 0o222)
         elif fields.update_mode:
             # Of a mode, SMB keeps one bit: no write permission for anyone is the
             # read-only attribute (MS-FSCC 2.6), as cifs.ko maps it.
             self._check_writable()
             st = await self._stat(path)
             if not st.is_dir:
-                readonly = not attr.st_mode & 0o222
-                attrs = st.attributes & ~FileAttributes.NORMAL
-                attrs = (attrs | FileAttributes.READONLY) if readonly \
-                    else (attrs & ~FileAttributes.READONLY)
-                if attrs != st.attributes & ~FileAttributes.NORMAL:
-                    await self.share.set_times(path, attributes=FileAttributes(attrs))
+                await self._set_readonly(path, st, not attr.st_mode & 0o222)
         # Without metadata, owner and group are not SMB's to keep (uid=/gid= set them).
-        return await self._entry_for(inode, path, await self._stat(path))
+        st = await self._stat(path)
+        if writable and not st.is_dir and st.attributes & FileAttributes.READONLY:
+            await self._set_readonly(path, st, False)
+            st = await self._stat(path)
+        return await self._entry_for(inode, path, st)
+
+    async def _set_readonly(self, path: str, st: FileStat, readonly: bool) -> None:
+        """The read-only attribute on or off, if it is not so already."""
+        attrs = st.attributes & ~FileAttributes.NORMAL
+        attrs = (attrs | FileAttributes.READONLY) if readonly \
+            else (attrs & ~FileAttributes.READONLY)
+        if attrs != st.attributes & ~FileAttributes.NORMAL:
+            await self.share.set_times(path, attributes=FileAttributes(attrs))
 
     def forget(self, inode_list: list[tuple[int, int]]) -> None:
         for inode, count in inode_list:
@@ -474,6 +489,8 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
         key = self._ea_name(name, errno.ENODATA)
+        if lxmeta.is_lx_name(key):
+            raise pyfuse3.FUSEError(errno.ENODATA)  # not an xattr: the owner and mode
         value = _find_ea(await self.share.get_eas(self.inodes.path(inode)), key)
         if value is None:
             raise pyfuse3.FUSEError(errno.ENODATA)
@@ -502,6 +519,8 @@ class Operations(pyfuse3.Operations):
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
         self._check_writable()
         key = self._ea_name(name, errno.ENODATA)
+        if lxmeta.is_lx_name(key):
+            raise pyfuse3.FUSEError(errno.ENODATA)
         path = self.inodes.path(inode)
         # Removing a missing EA succeeds in SMB; removexattr(2) says ENODATA.
         if _find_ea(await self.share.get_eas(path), key) is None:
@@ -516,8 +535,6 @@ class Operations(pyfuse3.Operations):
         key = name[len(USER_XATTR):]
         if not key:
             raise pyfuse3.FUSEError(errno.EINVAL)
-        if lxmeta.is_lx_name(key) and other_namespace == errno.ENODATA:
-            raise pyfuse3.FUSEError(errno.ENODATA)  # not an xattr: the owner and mode
         if len(key) > MAX_EA_NAME:
             raise pyfuse3.FUSEError(errno.ERANGE)
         return key
@@ -583,10 +600,9 @@ class Operations(pyfuse3.Operations):
                 continue
             path = join(here, name)
             inode = self.inodes.peek(path, st.file_id) or 0
-            if self.opts.metadata and st.ea_size \
-                    and (not inode or self._lx_known(inode, fresh=True) is None):
-                # Its owner and mode are in its EAs, which a listing does not carry.
-                st = await self._stat(path)
+            if self._lx_wanted(st, inode):
+                await self._fetch_lx(listing, i - 1)
+                st = listing.entries[i - 1][1]
             attrs = self._entry(inode, st)
             if st.size == symlinks.FILE_SIZE and not st.is_dir:
                 attrs = await self._entry_for(inode, path, st)
@@ -598,6 +614,33 @@ class Operations(pyfuse3.Operations):
         # the rest of actimeo.
         if listing.generation == self._generation:
             self._listings[here] = listing
+
+    def _lx_wanted(self, st: FileStat, inode: int) -> bool:
+        """Whether a listed entry's owner and mode must be read from its EAs (a listing
+        does not carry them)."""
+        return self.opts.metadata and bool(st.ea_size) and st.lx is None \
+            and (not inode or self._lx_known(inode, fresh=True) is None)
+
+    async def _fetch_lx(self, listing: Listing, first: int) -> None:
+        """Stat, with their EAs and all at once, the entries from ``first`` on (a
+        window of them) that need it: one round trip's wait for many files."""
+        window = range(first, min(first + LX_WINDOW, len(listing.entries)))
+        todo = [j for j in window
+                if not _ASIDE.fullmatch(name := listing.entries[j][0])
+                and name not in (".", "..")
+                and self._lx_wanted(listing.entries[j][1], self.inodes.peek(
+                    join(listing.path, name), listing.entries[j][1].file_id) or 0)]
+
+        async def fetch(j: int) -> None:
+            name = listing.entries[j][0]
+            try:
+                listing.entries[j] = (name, await self._stat(join(listing.path, name)))
+            except SMBError as exc:  # gone meanwhile: listed as it was
+                log.debug("stat of listed %s: %s", name, exc)
+
+        async with trio.open_nursery() as nursery:
+            for j in todo:
+                nursery.start_soon(fetch, j)
 
     async def releasedir(self, fh: int) -> None:
         listing = self.dirs.pop(fh, None)
@@ -833,8 +876,10 @@ class Operations(pyfuse3.Operations):
             meta = await self._new_meta(parent_inode, stat.S_IFREG | mode, ctx)
         handle = await self._create_leased(known, path, how, meta)
         fh = self._fh()
-        st = handle.created_stat() or await self._stat(path)
-        if meta is not None and handle.created_stat() is not None:
+        st = handle.created_stat()
+        if st is None:
+            st = await self._stat(path)
+        elif meta is not None:
             st = dataclasses.replace(st, lx=meta)
         inode = self.inodes.remember(path, st.file_id)
         if self.cache.key_of(inode) not in (None, handle.lease_key):

@@ -77,6 +77,39 @@ def test_modes_and_owners_persist_and_are_checked(meta) -> None:
         assert any(line.startswith("-rw------- 1 1234 5678 ") for line in out.splitlines())
 
 
+def test_a_listing_shows_each_files_own(meta) -> None:
+    """More files than one window of EA reads (LX_WINDOW), each with its own owner and
+    mode: `ls -ln` of a fresh mount shows every one right."""
+    mnt, _, mount = meta
+    want = {}
+    for i in range(80):
+        f = mnt / f"f{i:02d}"
+        f.write_bytes(b"")
+        os.chown(f, 2000 + i, 3000 + i)
+        os.chmod(f, 0o600 + i % 64)
+        want[f.name] = (stat.S_IFREG | 0o600 + i % 64, 2000 + i, 3000 + i)
+    mount.__exit__()
+    with mount:
+        got = {}
+        for e in os.scandir(mnt):
+            st = e.stat(follow_symlinks=False)
+            got[e.name] = (st.st_mode, st.st_uid, st.st_gid)
+        assert got == want
+
+
+def test_chmod_gives_back_what_a_read_only_attribute_took(meta, samba) -> None:
+    mnt, server_dir, _ = meta
+    (mnt / "ro").write_bytes(b"old")
+    r = samba.smbclient("plain", f"setmode {server_dir.name}/ro +r")
+    assert r.returncode == 0, r.stdout + r.stderr
+    time.sleep(1.1)  # past actimeo: the kernel asks again
+    assert stat.S_IMODE(os.stat(mnt / "ro").st_mode) & 0o222 == 0
+    os.chmod(mnt / "ro", 0o644)
+    assert stat.S_IMODE(os.stat(mnt / "ro").st_mode) == 0o644
+    (mnt / "ro").write_bytes(b"new")
+    assert (mnt / "ro").read_bytes() == b"new"
+
+
 def test_new_files_belong_to_their_creator(meta) -> None:
     mnt, _, _ = meta
     os.chmod(mnt, 0o1777)  # world-writable, sticky: like /tmp
