@@ -61,16 +61,22 @@ async def serve(source: str, options: str, mountpoint: str,
 
     from quicfs import control
     from quicfs.client.share import connect
+    from quicfs.errors import SMBError
     from quicfs.fs import mountflags
     from quicfs.fs.kernel import raise_read_ahead
     from quicfs.fs.operations import Operations, fuse_options
     from quicfs.options import parse_options
+    from quicfs.smb2.status import Status
 
     opts = parse_options(options)
     control_path = control.socket_path(mountpoint)
     events = control.EventLog()
     logging.getLogger("quicfs").addHandler(events)
     async with connect(source, opts) as share:
+        if share.url.path:
+            # A directory of the share (//host/share/PATH) is mounted: it must be one.
+            if not (await share.stat(share.url.path)).is_dir:
+                raise SMBError(Status.NOT_A_DIRECTORY)
         ops = Operations(share, opts)
 
         async def answer(request: str) -> dict[str, object]:

@@ -26,9 +26,10 @@ class _Entry:
 
 
 class InodeTable:
-    def __init__(self) -> None:
-        self._by_inode: dict[int, _Entry] = {ROOT_INODE: _Entry([""], 1)}
-        self._by_path: dict[str, int] = {"": ROOT_INODE}
+    def __init__(self, root: str = "") -> None:
+        """``root``: the share's directory mounted ('' for the share itself)."""
+        self._by_inode: dict[int, _Entry] = {ROOT_INODE: _Entry([root], 1)}
+        self._by_path: dict[str, int] = {root: ROOT_INODE}
         self._next_local = _FIRST_LOCAL
 
     def path(self, inode: int) -> str:

@@ -107,7 +107,9 @@ class Operations(pyfuse3.Operations):
         super().__init__()
         self.share = share
         self.opts = opts
-        self.inodes = InodeTable()
+        #: The share's directory mounted (//host/share/PATH): inode 1's path.
+        self.root = share.url.path
+        self.inodes = InodeTable(self.root)
         self.files: dict[int, Open] = {}
         self.writers: dict[int, WriteBehind] = {}
         self.readers: dict[int, ReadAhead] = {}
@@ -367,7 +369,7 @@ class Operations(pyfuse3.Operations):
         if text == ".":
             path = parent
         elif text == "..":
-            path = parent.rpartition("/")[0]
+            path = parent.rpartition("/")[0] if parent != self.root else parent
         else:
             path = join(parent, text)
         known = self.inodes.inode_of(path)
@@ -382,7 +384,7 @@ class Operations(pyfuse3.Operations):
                     self.inodes.removed(path)  # gone or renamed by another client
                 return self._negative()
             raise
-        inode = ROOT_INODE if path == "" else self.inodes.remember(path, st.file_id)
+        inode = ROOT_INODE if path == self.root else self.inodes.remember(path, st.file_id)
         return await self._entry_for(inode, path, st)
 
     @fuse_errors

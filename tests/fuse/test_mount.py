@@ -165,6 +165,35 @@ def test_mount_bad_inputs(samba, gateway, tmp_path):
     assert not is_mounted(mnt)
 
 
+def test_mount_of_a_directory_of_the_share(samba, tmp_path):
+    """//host/share/PATH mounts that directory (mount.cifs's prefix path), nothing above."""
+    top = samba.mkdir("plain", f"top-{tmp_path.name}")
+    samba.mkdir("plain", f"{top.name}/inner")
+    (top / "inner" / "deep.txt").write_bytes(b"deep\n")
+    (top / "outer.txt").write_bytes(b"outer\n")
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    good = f"transport=tcp,username={samba.username},password={samba.password}"
+    with Mount(mnt, samba.url("plain", f"{top.name}/inner"), good):
+        assert sorted(os.listdir(mnt)) == ["deep.txt"]
+        assert (mnt / "deep.txt").read_bytes() == b"deep\n"
+        assert os.stat(mnt / "..").st_ino != os.stat(mnt).st_ino  # the host's parent
+        (mnt / "sub").mkdir()
+        (mnt / "sub" / "new.txt").write_bytes(b"new\n")
+        os.rename(mnt / "sub" / "new.txt", mnt / "moved.txt")
+        os.unlink(mnt / "deep.txt")
+    assert sorted(p.name for p in (top / "inner").iterdir()) == ["moved.txt", "sub"]
+    assert (top / "inner" / "moved.txt").read_bytes() == b"new\n"
+    assert (top / "outer.txt").read_bytes() == b"outer\n"
+    for path, message in ((f"{top.name}/missing", "No such file or directory"),
+                          (f"{top.name}/outer.txt", "Not a directory")):
+        proc = run_mount(samba.url("plain", path), str(mnt), "-o", good)
+        assert proc.returncode == 32, proc.stderr
+        assert proc.stderr.startswith(f"mount.quicfs: //{samba.host}:{samba.port}/plain/{path}: ")
+        assert message.lower() in proc.stderr.lower(), proc.stderr
+        assert not is_mounted(mnt)
+
+
 def test_password_not_in_ps(samba, tmp_path):
     mnt = tmp_path / "m"
     mnt.mkdir()
