@@ -22,6 +22,10 @@ from collections.abc import Callable, Sequence
 PROG = "mount.quicfs"
 EX_USAGE = 1
 EX_FAIL = 32
+#: How often the serving process looks whether its mount is still there.
+MOUNT_CHECK_SECONDS = 2.0
+#: How long requests in flight may still be answered once the mount is stopping.
+STOP_GRACE_SECONDS = 5.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,15 +118,36 @@ async def serve(source: str, options: str, mountpoint: str,
         try:
             async with trio.open_nursery() as nursery:
 
+                def stop() -> None:
+                    # Calls a hard mount holds waiting for its server fail (those sent
+                    # after a grace): they would keep the process, and its reconnects,
+                    # alive for ever.
+                    if share.uplink is not None:
+                        share.uplink.closing()
+                        nursery.start_soon(share.uplink.wind_down, STOP_GRACE_SECONDS)
+                    pyfuse3.terminate()
+
                 async def on_signal() -> None:
                     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
                         async for _ in sigs:
-                            pyfuse3.terminate()
+                            stop()
                             return
+
+                async def while_mounted() -> None:
+                    # umount (or umount -l) ends the kernel's side; handlers still
+                    # waiting for a lost server must not outlive it.
+                    while True:
+                        await trio.sleep(MOUNT_CHECK_SECONDS)
+                        if not is_mounted(mountpoint):
+                            break
+                    logging.getLogger("quicfs").info("%s is no longer mounted; stopping",
+                                                     mountpoint)
+                    stop()
 
                 nursery.start_soon(on_signal)
                 await nursery.start(control.serve, control_path, answer)
                 nursery.start_soon(settle_then_ready)
+                nursery.start_soon(while_mounted)
                 ops.nursery = nursery  # background writes live as long as the mount
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()

@@ -325,6 +325,27 @@ class Link:
             conn.abandon(f"{conn.transport.peer} did not answer ECHO in {ECHO_WITHIN:g} s")
 
     # ------------------------------------------------------------------ closing
+    def closing(self) -> None:
+        """The share's user is going away (the mount was unmounted, or told to stop):
+        calls waiting for a reconnect fail now with ConnectionLost, and none starts
+        again. A hard mount waits for its server, but not after its mount is gone."""
+        self._closing = True
+        if self.tree is not None:
+            self.tree.recover = None
+        recovery = self._recovery
+        if recovery is not None and not recovery.done.is_set():
+            recovery.error = ConnectionLost("the share is being closed")
+            recovery.done.set()
+
+    async def wind_down(self, grace: float) -> None:
+        """closing(), and ``grace`` seconds later the requests still unanswered fail
+        too: a server that is gone answers none of them (a QUIC connection would only
+        find out at its idle timeout)."""
+        self.closing()
+        await trio.sleep(grace)
+        if self.tree is not None and not self.tree.conn.closed:
+            self.tree.conn.abandon("the share is being closed")
+
     async def aclose(self) -> None:
         """Disconnect the tree and log off (briefly; a dead server is not waited for)."""
         self._closing = True

@@ -381,6 +381,45 @@ def test_idle_mount_finds_a_dead_server_and_a_hard_mount_waits(server, gw, tmp_p
         assert (mnt / "small.txt").read_text() == "still here\n"
 
 
+def serving_process(mnt: Path) -> int:
+    """The pid of the process serving the mount at ``mnt``."""
+    out = subprocess.run(["pgrep", "-f", f"quicfs.cli.mount --serve .* {mnt}$"],
+                         capture_output=True, text=True).stdout.split()
+    assert len(out) == 1, out
+    return int(out[0])
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("how", ["umount -l", "SIGTERM"])
+def test_hard_mount_of_a_gone_server_ends_when_told(server, gw, tmp_path, how):
+    """A hard mount waits for its server, but not once it is unmounted or told to stop:
+    the call waiting fails and the process ends (it used to retry for ever)."""
+    with Mount(mount_dir(tmp_path), gw.url("plain"), quic_options(gw, server)) as mnt:
+        pid = serving_process(mnt)
+        (mnt / "here.txt").write_text("here\n")
+        gw.kill()
+        waiting = subprocess.Popen(["stat", str(mnt / "not-yet-looked-up")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(2)
+        assert waiting.poll() is None, "the hard mount did not wait"
+        if how == "SIGTERM":
+            os.kill(pid, signal.SIGTERM)
+        else:
+            subprocess.run(["umount", "-l", str(mnt)], check=True)
+        assert gone_within(pid, 15), f"the mount process outlived {how}"
+        assert waiting.wait(timeout=5) != 0
+
+
 def test_quicfs_stats_command(server, gw, tmp_path):
     run = [sys.executable, "-m", "quicfs.cli.main", "stats"]
     with Mount(mount_dir(tmp_path), gw.url("plain"), quic_options(gw, server)) as mnt:
