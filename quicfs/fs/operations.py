@@ -137,7 +137,8 @@ class Operations(pyfuse3.Operations):
         self._written_at: dict[int, int] = {}
         #: inode -> its Linux owner and mode as last read from its EAs (or set by us), and
         #: when (mount option metadata): a stat through an open handle or a listing may
-        #: use it for actimeo; lookups read it afresh.
+        #: use it for actimeo; lookups read it afresh. (By age: ChangeTime cannot tell
+        #: that EAs changed, Samba reports a file's mtime as its ChangeTime.)
         self._lx: dict[int, tuple[LxMeta, float]] = {}
         #: Attributes of files open here, from the server and then moved by our own
         #: writes; answered without a round trip while the lease's Read caching holds

@@ -97,6 +97,24 @@ def test_a_listing_shows_each_files_own(meta) -> None:
         assert got == want
 
 
+def test_another_clients_chmod_shows_in_a_listing(meta, samba, gateway, tmp_path) -> None:
+    """What a listing knows of a file's EAs holds only while the file's ChangeTime does:
+    a chmod or chown made through another mount shows here after actimeo."""
+    mnt, server_dir, _ = meta
+    (mnt / "f").write_bytes(b"")
+    os.chmod(mnt / "f", 0o640)
+    assert [(e.name, stat.S_IMODE(e.stat().st_mode)) for e in os.scandir(mnt)] == \
+        [("f", 0o640)]
+    other = tmp_path / "other"
+    other.mkdir()
+    with Mount(other, gateway.url("plain"), gateway.options(samba) + ",metadata"):
+        os.chmod(other / server_dir.name / "f", 0o604)
+        os.chown(other / server_dir.name / "f", 77, 88)
+    time.sleep(1.1)  # actimeo
+    assert [(e.name, stat.S_IMODE(e.stat().st_mode), e.stat().st_uid)
+            for e in os.scandir(mnt)] == [("f", 0o604, 77)]
+
+
 def test_chmod_gives_back_what_a_read_only_attribute_took(meta, samba) -> None:
     mnt, server_dir, _ = meta
     (mnt / "ro").write_bytes(b"old")
