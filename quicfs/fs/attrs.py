@@ -34,12 +34,12 @@ class PosixAttrs:
 def posix_attrs(st: FileStat, opts: Options, lx: LxMeta | None = None) -> PosixAttrs:
     """A directory gets ``dir_mode``, a file ``file_mode`` (cifs.ko's defaults: the
     server's ACLs decide access, the modes are what `ls` shows), unless its EAs keep a
-    Linux mode, owner or group (``lx``, mount option metadata); a file's $LXMOD may make
-    it a FIFO, socket or device node. The read-only attribute takes the write bits away."""
+    Linux mode, owner or group (``lx``, mount option metadata); an empty file's $LXMOD
+    may make it a FIFO, socket or device node. The read-only attribute takes the write bits away."""
     kind = stat.S_IFDIR if st.is_dir else stat.S_IFREG
     if lx is not None and lx.mode is not None:
-        if not st.is_dir and lx.special_type is not None:
-            kind = lx.special_type
+        if not st.is_dir and st.size == 0 and lx.special_type is not None:
+            kind = lx.special_type  # (one with data is a file, whatever $LXMOD says)
         perm = lx.mode & 0o7777
     elif st.is_dir:
         perm = opts.dir_mode if opts.dir_mode is not None else DEFAULT_DIR_MODE

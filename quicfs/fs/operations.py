@@ -620,7 +620,9 @@ class Operations(pyfuse3.Operations):
 
     def _lx_wanted(self, st: FileStat, inode: int) -> bool:
         """Whether a listed entry's owner and mode must be read from its EAs (a listing
-        does not carry them)."""
+        does not carry them): programs that list mostly stat what they list (ls -l,
+        rm -r, du, cp -r), and a window of files read at once costs far less than a
+        getattr each later."""
         return self.opts.metadata and bool(st.ea_size) and st.lx is None \
             and (not inode or self._lx_known(inode, fresh=True) is None)
 
@@ -635,9 +637,10 @@ class Operations(pyfuse3.Operations):
                     join(listing.path, name), listing.entries[j][1].file_id) or 0)]
 
         async def fetch(j: int) -> None:
-            name = listing.entries[j][0]
+            name, st = listing.entries[j]
             try:
-                listing.entries[j] = (name, await self._stat(join(listing.path, name)))
+                eas = await self.share.get_eas(join(listing.path, name))
+                listing.entries[j] = (name, dataclasses.replace(st, lx=lxmeta.decode(eas)))
             except SMBError as exc:  # gone meanwhile: listed as it was
                 log.debug("stat of listed %s: %s", name, exc)
 
