@@ -32,6 +32,7 @@ from quicfs.smb2.create import (
     DurableHandleReconnectV2,
     DurableHandleRequestV2,
     DurableHandleResponseV2,
+    EaBufferRequest,
     LeaseRequestV2,
     LeaseResponseV1,
     LeaseResponseV2,
@@ -179,9 +180,10 @@ class Open:
         if before is None or not before.disk_file_id:
             raise StaleHandle(f"{self.name}: the server lost the open ({why}) and cannot "
                               "tell whether the name is still the same file") from why
+        # (Not the EAs a new file was made with: they were for its making.)
         contexts = tuple(DurableHandleRequestV2(timeout=self.durable.timeout)  # type: ignore[union-attr]
                          if isinstance(c, DurableHandleRequestV2) else c
-                         for c in self.request.contexts)
+                         for c in self.request.contexts if not isinstance(c, EaBufferRequest))
         # OPEN only: never create or truncate a file on the way back.
         req = dataclasses.replace(self.request, disposition=CreateDisposition.OPEN,
                                   contexts=contexts)
