@@ -124,7 +124,7 @@ async def serve(source: str, options: str, mountpoint: str,
                     # alive for ever.
                     if share.uplink is not None:
                         share.uplink.closing()
-                        nursery.start_soon(share.uplink.wind_down, STOP_GRACE_SECONDS)
+                        nursery.start_soon(share.uplink.abandon_after, STOP_GRACE_SECONDS)
                     pyfuse3.terminate()
 
                 async def on_signal() -> None:

@@ -337,11 +337,10 @@ class Link:
             recovery.error = ConnectionLost("the share is being closed")
             recovery.done.set()
 
-    async def wind_down(self, grace: float) -> None:
-        """closing(), and ``grace`` seconds later the requests still unanswered fail
-        too: a server that is gone answers none of them (a QUIC connection would only
-        find out at its idle timeout)."""
-        self.closing()
+    async def abandon_after(self, grace: float) -> None:
+        """After ``closing()``: ``grace`` seconds later the requests still unanswered
+        fail too; a server that is gone answers none of them (a QUIC connection would
+        only find out at its idle timeout)."""
         await trio.sleep(grace)
         if self.tree is not None and not self.tree.conn.closed:
             self.tree.conn.abandon("the share is being closed")

@@ -97,6 +97,16 @@ def _eas_of(reply: Reply) -> list[tuple[bytes, bytes]]:
     return unpack_eas(QueryInfoResponse.unpack(reply.message).buffer)
 
 
+def _with_eas(req: CreateRequest, eas: Sequence[tuple[bytes, bytes]]) -> CreateRequest:
+    """``req`` carrying ``eas`` for the file it creates (SMB2_CREATE_EA_BUFFER). A
+    server sets them only for an open that may write EAs (Samba: ACCESS_DENIED
+    otherwise, with the file made), so the open asks for that right too."""
+    if not eas:
+        return req
+    return replace(req, contexts=(*req.contexts, EaBufferRequest(tuple(eas))),
+                   desired_access=req.desired_access | AccessMask.FILE_WRITE_EA)
+
+
 def smb_path(path: str) -> str:
     parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
     if ".." in parts:
@@ -173,9 +183,7 @@ class Share:
                 # The file's identity, to recognise it if it must be reopened by name.
                 QueryOnDiskId(),
             ))
-        if eas:
-            req = replace(req, contexts=(*req.contexts, EaBufferRequest(tuple(eas))))
-        reply = await self.tree.request(req)
+        reply = await self.tree.request(_with_eas(req, eas))
         created = CreateResponse.unpack(reply.message)
         return Open(self.tree, created.file_id, path, created, req)
 
@@ -270,10 +278,8 @@ class Share:
         create = self._create(path, access=AccessMask.GENERIC_READ | AccessMask.GENERIC_WRITE,
                               disposition=CreateDisposition.CREATE,
                               options=CreateOptions.NON_DIRECTORY_FILE)
-        if eas:
-            create = replace(create, contexts=(EaBufferRequest(tuple(eas)),))
         write = WriteRequest(file_id=FileId.related(), offset=0, data=data)
-        replies = await self._on_path(create, write, self._query_all())
+        replies = await self._on_path(_with_eas(create, eas), write, self._query_all())
         st = self._stat_of(path, replies[2])
         return replace(st, lx=lxmeta.decode(eas)) if eas else st
 
@@ -304,12 +310,8 @@ class Share:
         create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES,
                               disposition=CreateDisposition.CREATE, options=options,
                               attributes=attributes)
-        if eas:
-            # A server sets the EAs only for an open that may write them (Samba: else
-            # ACCESS_DENIED, with the file made).
-            create = replace(create, contexts=(EaBufferRequest(tuple(eas)),),
-                             desired_access=create.desired_access | AccessMask.FILE_WRITE_EA)
-        st = self._stat_of(path, (await self._on_path(create, self._query_all()))[1])
+        st = self._stat_of(path, (await self._on_path(_with_eas(create, eas),
+                                                      self._query_all()))[1])
         return replace(st, lx=lxmeta.decode(eas)) if eas else st
 
     async def _delete(self, path: str, options: CreateOptions) -> None:

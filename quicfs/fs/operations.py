@@ -332,13 +332,22 @@ class Operations(pyfuse3.Operations):
         if parent is None:
             parent = (await self._stat(self.inodes.path(parent_inode))).lx or LxMeta()
             self._lx[parent_inode] = (parent, trio.current_time())
-        if parent is not None and parent.mode is not None and parent.mode & stat.S_ISGID:
+        if parent.mode is not None and parent.mode & stat.S_ISGID:
             gid = parent.gid if parent.gid is not None else gid
             if stat.S_ISDIR(mode):
                 mode |= stat.S_ISGID
         if not stat.S_ISDIR(mode) and mode & stat.S_ISGID and gid != ctx.gid and ctx.uid:
             mode &= ~stat.S_ISGID  # not the caller's group to hand out
         return LxMeta(uid=ctx.uid, gid=gid, mode=mode)
+
+    async def _creation_eas(self, parent_inode: int, mode: int, ctx: Any, /,
+                            **fields: Any) -> list[tuple[bytes, bytes]]:
+        """The EAs a new file is created with: none without mount option metadata, else
+        ``_new_meta``'s (``fields`` replace some of it)."""
+        if not self.opts.metadata:
+            return []
+        meta = await self._new_meta(parent_inode, mode, ctx)
+        return lxmeta.encode(dataclasses.replace(meta, **fields))
 
     async def _link_target(self, path: str, st: FileStat) -> bytes | None:
         """The target if ``path`` is an mfsymlink file (only 1067-byte files are read)."""
@@ -627,8 +636,8 @@ class Operations(pyfuse3.Operations):
             and (not inode or self._lx_known(inode, fresh=True) is None)
 
     async def _fetch_lx(self, listing: Listing, first: int) -> None:
-        """Stat, with their EAs and all at once, the entries from ``first`` on (a
-        window of them) that need it: one round trip's wait for many files."""
+        """Read the EAs of the entries from ``first`` on (a window of them) that need
+        it, all at once: one round trip's wait for many files."""
         window = range(first, min(first + LX_WINDOW, len(listing.entries)))
         todo = [j for j in window
                 if not _ASIDE.fullmatch(name := listing.entries[j][0])
@@ -642,7 +651,7 @@ class Operations(pyfuse3.Operations):
                 eas = await self.share.get_eas(join(listing.path, name))
                 listing.entries[j] = (name, dataclasses.replace(st, lx=lxmeta.decode(eas)))
             except SMBError as exc:  # gone meanwhile: listed as it was
-                log.debug("stat of listed %s: %s", name, exc)
+                log.debug("EAs of listed %s: %s", name, exc)
 
         async with trio.open_nursery() as nursery:
             for j in todo:
@@ -659,10 +668,7 @@ class Operations(pyfuse3.Operations):
                     ) -> pyfuse3.EntryAttributes:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
-        eas: list[tuple[bytes, bytes]] = []
-        if self.opts.metadata:
-            meta = await self._new_meta(parent_inode, stat.S_IFDIR | mode, ctx)
-            eas = lxmeta.encode(meta)
+        eas = await self._creation_eas(parent_inode, stat.S_IFDIR | mode, ctx)
         st = await self.share.mkdir(path, eas=eas)
         return self._entry(self.inodes.remember(path, st.file_id), st)
 
@@ -678,12 +684,8 @@ class Operations(pyfuse3.Operations):
                 or (kind != stat.S_IFREG and not self.opts.metadata):
             raise pyfuse3.FUSEError(errno.EPERM)
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
-        eas: list[tuple[bytes, bytes]] = []
-        if self.opts.metadata:
-            meta = await self._new_meta(parent_inode, mode, ctx)
-            if kind in (stat.S_IFCHR, stat.S_IFBLK):
-                meta = dataclasses.replace(meta, rdev=rdev)
-            eas = lxmeta.encode(meta)
+        device = kind in (stat.S_IFCHR, stat.S_IFBLK)
+        eas = await self._creation_eas(parent_inode, mode, ctx, rdev=rdev if device else None)
         st = await self.share.make_empty(path, eas)
         return self._entry(self.inodes.remember(path, st.file_id), st)
 
@@ -786,11 +788,8 @@ class Operations(pyfuse3.Operations):
             data = symlinks.encode(target)
         except ValueError:
             raise pyfuse3.FUSEError(errno.ENAMETOOLONG) from None
-        eas: list[tuple[bytes, bytes]] = []
-        if self.opts.metadata:
-            # A link's own mode means nothing; its owner does (sticky directories).
-            meta = await self._new_meta(parent_inode, stat.S_IFLNK | 0o777, ctx)
-            eas = lxmeta.encode(dataclasses.replace(meta, mode=None))
+        # A link's own mode means nothing; its owner does (sticky directories).
+        eas = await self._creation_eas(parent_inode, stat.S_IFLNK | 0o777, ctx, mode=None)
         st = await self.share.create_small(path, data, eas=eas)
         entry = self._entry(self.inodes.remember(path, st.file_id), st)
         entry.st_mode = stat.S_IFLNK | 0o777
