@@ -30,8 +30,9 @@ from quicfs.client.directory import DirectoryReader
 from quicfs.client.open import FileStat, Open
 from quicfs.client.share import Share, create_mode
 from quicfs.errors import ConnectionLost, QuicfsError, SMBError
-from quicfs.fs import mountflags, symlinks
+from quicfs.fs import mountflags, posixacl, symlinks
 from quicfs.fs.attrs import posix_attrs
+from quicfs.fs.caller import in_group_or_root
 from quicfs.fs.inodes import ROOT_INODE, InodeTable, join
 from quicfs.fs.listing import Listing
 from quicfs.fs.pagecache import PageCache
@@ -48,6 +49,9 @@ from quicfs.smb2.status import Status
 
 #: The xattr namespace kept as SMB extended attributes.
 USER_XATTR = b"user."
+#: Kept too with mount option metadata, under EA names of ours (smb2/lxmeta.py).
+TRUSTED_XATTR = b"trusted."
+ACL_XATTRS = (posixacl.ACCESS, posixacl.DEFAULT)
 
 log = logging.getLogger("quicfs.fs")
 
@@ -84,6 +88,16 @@ def fuse_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _acl_entries(value: bytes | None) -> list[posixacl.Entry] | None:
+    """A kept ACL's entries; None when there is none (or what is kept is not one)."""
+    if not value:
+        return None
+    try:
+        return posixacl.decode(value)
+    except ValueError:
+        return None
+
+
 def _find_ea(eas: list[tuple[bytes, bytes]], key: bytes) -> bytes | None:
     """The value of EA ``key``; SMB compares EA names without regard to case."""
     for stored, value in eas:
@@ -107,6 +121,9 @@ class Operations(pyfuse3.Operations):
         super().__init__()
         self.share = share
         self.opts = opts
+        #: With metadata the kernel checks POSIX ACLs too (FUSE_POSIX_ACL); they are kept
+        #: in EAs, and the mode kept in step with them here (posixacl.py).
+        self.enable_acl = opts.metadata
         #: The share's directory mounted (//host/share/PATH): inode 1's path.
         self.root = share.url.path
         self.inodes = InodeTable(self.root)
@@ -322,23 +339,43 @@ class Operations(pyfuse3.Operations):
             return None
         return known[0]
 
+    async def _meta(self, inode: int) -> LxMeta:
+        """``inode``'s Linux metadata, read within actimeo."""
+        known = self._lx_known(inode, fresh=True)
+        if known is None:
+            fhs = self.handles_of.get(inode)
+            if fhs:  # (which works once every name of it is gone, too)
+                known = lxmeta.decode(await self.files[next(iter(fhs))].get_eas())
+            else:
+                known = (await self._stat(self.inodes.path(inode))).lx or LxMeta()
+            self._lx[inode] = (known, trio.current_time())
+        return known
+
     async def _new_meta(self, parent_inode: int, mode: int, ctx: Any) -> LxMeta:
-        """Owner, group and mode of a file the caller creates: the caller's ids and mode
-        less its umask; in a set-group-ID directory, the directory's group (and a new
-        directory is set-group-ID too), as Linux file systems do (inode_init_owner)."""
-        mode &= ~getattr(ctx, "umask", 0)
+        """Owner, group, mode and ACLs of a file the caller creates: the caller's ids and
+        mode less its umask, or cut down by the directory's default ACL, which a new
+        directory inherits (posix_acl_create); in a set-group-ID directory, the
+        directory's group (and a new directory is set-group-ID too), as Linux file
+        systems do (inode_init_owner)."""
         gid = ctx.gid
-        parent = self._lx_known(parent_inode, fresh=True)
-        if parent is None:
-            parent = (await self._stat(self.inodes.path(parent_inode))).lx or LxMeta()
-            self._lx[parent_inode] = (parent, trio.current_time())
+        parent = await self._meta(parent_inode)
+        default = _acl_entries(parent.default_acl)
+        acl = inherited = None
+        if default and not stat.S_ISLNK(mode):
+            # (The kernel took the umask off already: pyfuse3 does not ask for
+            # FUSE_DONT_MASK, which would leave that to us.)
+            mode, access = posixacl.create(default, mode)
+            acl = posixacl.encode(access) if access is not None else None
+            inherited = parent.default_acl if stat.S_ISDIR(mode) else None
+        else:
+            mode &= ~getattr(ctx, "umask", 0)
         if parent.mode is not None and parent.mode & stat.S_ISGID:
             gid = parent.gid if parent.gid is not None else gid
             if stat.S_ISDIR(mode):
                 mode |= stat.S_ISGID
-        if not stat.S_ISDIR(mode) and mode & stat.S_ISGID and gid != ctx.gid and ctx.uid:
+        if not stat.S_ISDIR(mode) and mode & stat.S_ISGID and not in_group_or_root(ctx, gid):
             mode &= ~stat.S_ISGID  # not the caller's group to hand out
-        return LxMeta(uid=ctx.uid, gid=gid, mode=mode)
+        return LxMeta(uid=ctx.uid, gid=gid, mode=mode, acl=acl, default_acl=inherited)
 
     async def _creation_eas(self, parent_inode: int, mode: int, ctx: Any, /,
                             **fields: Any) -> list[tuple[bytes, bytes]]:
@@ -459,6 +496,12 @@ class Operations(pyfuse3.Operations):
             meta = LxMeta(uid=attr.st_uid if fields.update_uid else None,
                           gid=attr.st_gid if fields.update_gid else None,
                           mode=attr.st_mode if fields.update_mode else None)
+            access = _acl_entries((await self._meta(inode)).acl) if fields.update_mode \
+                else None
+            if access:
+                # chmod moves the ACL's owner, mask and other entries (posix_acl_chmod).
+                meta = dataclasses.replace(meta, acl=posixacl.encode(
+                    posixacl.chmod(access, attr.st_mode)))
             await self.share.set_eas(path, lxmeta.encode(meta))
             self._lx.pop(inode, None)
             # Write bits given back: a read-only attribute (set by another client; this
@@ -496,30 +539,45 @@ class Operations(pyfuse3.Operations):
 
     # ------------------------------------------------------------------ xattrs
     # The "user." namespace is the file's SMB extended attributes (MS-FSCC 2.4.15), as
-    # cifs.ko maps it; other namespaces are not SMB's to keep. SMB compares EA names
-    # without regard to case, and an empty value means "remove": one cannot be stored.
+    # cifs.ko maps it. With mount option metadata, "trusted." and the POSIX ACLs are kept
+    # in EAs too, under names of ours (smb2/lxmeta.py); other namespaces are not SMB's to
+    # keep. SMB compares EA names without regard to case, and an empty value means
+    # "remove": one cannot be stored.
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
-        key = self._ea_name(name, errno.ENODATA)
-        if lxmeta.is_lx_name(key):
-            raise pyfuse3.FUSEError(errno.ENODATA)  # not an xattr: the owner and mode
-        value = _find_ea(await self.share.get_eas(self.inodes.path(inode)), key)
-        if value is None:
+        if self.opts.metadata and name in ACL_XATTRS:
+            # Asked for by the kernel's permission checks too: from what the last lookup
+            # read when it can be.
+            meta = await self._meta(inode)
+            value = meta.acl if name == posixacl.ACCESS else meta.default_acl
+        else:
+            key = self._ea_key(name, errno.ENODATA, errno.ENODATA)
+            value = _find_ea(await self.share.get_eas(self.inodes.path(inode)), key)
+        if not value:
             raise pyfuse3.FUSEError(errno.ENODATA)
         return value
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
-        return [USER_XATTR + stored
-                for stored, _ in await self.share.get_eas(self.inodes.path(inode))
-                if not lxmeta.is_lx_name(stored)]
+        eas = await self.share.get_eas(self.inodes.path(inode))
+        names = [USER_XATTR + stored for stored, _ in eas if not lxmeta.reserved(stored)]
+        if self.opts.metadata:
+            meta = lxmeta.decode(eas)
+            names += [name for name, value in zip(ACL_XATTRS, (meta.acl, meta.default_acl),
+                                                  strict=True) if value]
+            if ctx.uid == 0:  # trusted.* is listed to CAP_SYS_ADMIN only
+                prefix = lxmeta.TRUSTED.upper()
+                names += [TRUSTED_XATTR + stored[len(prefix):] for stored, _ in eas
+                          if stored.upper().startswith(prefix)]
+        return names
 
     @fuse_errors
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
         self._check_writable()
-        key = self._ea_name(name, errno.EOPNOTSUPP)
-        if lxmeta.is_lx_name(key):
-            raise pyfuse3.FUSEError(errno.EPERM)  # owner and mode: chown and chmod's
+        if self.opts.metadata and name in ACL_XATTRS:
+            await self._set_acl(inode, name, value, ctx)
+            return
+        key = self._ea_key(name, errno.EOPNOTSUPP, errno.EPERM)
         if not value:
             raise pyfuse3.FUSEError(errno.EINVAL)  # SMB would take it as a removal
         if len(value) > MAX_EA_VALUE:
@@ -530,9 +588,10 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
         self._check_writable()
-        key = self._ea_name(name, errno.ENODATA)
-        if lxmeta.is_lx_name(key):
-            raise pyfuse3.FUSEError(errno.ENODATA)
+        if self.opts.metadata and name in ACL_XATTRS:
+            await self._set_acl(inode, name, None, ctx)
+            return
+        key = self._ea_key(name, errno.ENODATA, errno.ENODATA)
         path = self.inodes.path(inode)
         # Removing a missing EA succeeds in SMB; removexattr(2) says ENODATA.
         if _find_ea(await self.share.get_eas(path), key) is None:
@@ -540,16 +599,64 @@ class Operations(pyfuse3.Operations):
         self._touched(inode)
         await self.share.set_ea(path, key, b"")
 
-    @staticmethod
-    def _ea_name(name: bytes, other_namespace: int) -> bytes:
-        if not name.startswith(USER_XATTR):
+    def _ea_key(self, name: bytes, other_namespace: int, ours: int) -> bytes:
+        """The EA name keeping xattr ``name``: ``other_namespace`` is the errno for one
+        not kept, ``ours`` for a user.* name that is one of the mount's own EAs."""
+        if name.startswith(USER_XATTR):
+            key = name[len(USER_XATTR):]
+            if lxmeta.reserved(key):
+                raise pyfuse3.FUSEError(ours)  # the owner, mode, ACLs: not user xattrs
+        elif self.opts.metadata and name.startswith(TRUSTED_XATTR):
+            rest = name[len(TRUSTED_XATTR):]
+            key = lxmeta.TRUSTED + rest if rest else b""
+        else:
             raise pyfuse3.FUSEError(other_namespace)
-        key = name[len(USER_XATTR):]
         if not key:
             raise pyfuse3.FUSEError(errno.EINVAL)
         if len(key) > MAX_EA_NAME:
             raise pyfuse3.FUSEError(errno.ERANGE)
         return key
+
+    async def _set_acl(self, inode: int, name: bytes, value: bytes | None, ctx: Any
+                       ) -> None:
+        """Set (``value``) or remove (None) a POSIX ACL. The kernel has checked the list
+        and that the caller owns the file; the mode is ours to keep in step: an access
+        ACL's owner, mask and other entries are the mode's bits, and one the mode says
+        all of is not kept (posix_acl_update_mode)."""
+        entries = None
+        if value is not None:
+            try:
+                entries = posixacl.decode(value)
+            except ValueError:
+                raise pyfuse3.FUSEError(errno.EINVAL) from None
+        path = self.inodes.path(inode)
+        self._touched(inode)
+        st = await self._stat(path)
+        meta = st.lx or LxMeta()
+        if name == posixacl.DEFAULT:
+            if not st.is_dir:
+                if entries:
+                    raise pyfuse3.FUSEError(errno.EACCES)
+                return  # (none to remove)
+            change = LxMeta(default_acl=value if entries else b"")
+        elif entries is None:
+            change = LxMeta(acl=b"")
+        else:
+            perms, equivalent = posixacl.mode_of(entries)
+            mode = (posix_attrs(st, self.opts, meta).mode & ~0o777) | perms
+            gid = meta.gid if meta.gid is not None else posix_attrs(st, self.opts, meta).gid
+            if mode & stat.S_ISGID and not in_group_or_root(ctx, gid):
+                # The kernel leaves this to us without FUSE_SETXATTR_EXT (pyfuse3).
+                mode &= ~stat.S_ISGID
+            change = LxMeta(mode=mode, acl=b"" if equivalent else value)
+        await self.share.set_eas(path, lxmeta.encode(change))
+        # What the server now keeps (b"": removed).
+        kept = {field: value or None for field in ("mode", "acl", "default_acl")
+                if (value := getattr(change, field)) is not None}
+        self._lx[inode] = (dataclasses.replace(meta, **kept), trio.current_time())
+        if change.mode is not None and change.mode & 0o222 and not st.is_dir \
+                and st.attributes & FileAttributes.READONLY:
+            await self._set_readonly(path, st, False)
 
     @fuse_errors
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:

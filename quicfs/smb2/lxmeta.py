@@ -4,6 +4,10 @@ files): ``$LXUID``, ``$LXGID`` and ``$LXMOD`` are little-endian u32s (the mode w
 file type bits), ``$LXDEV`` a little-endian u64 with the major number in the low half and
 the minor in the high half. Each may be missing; the mount then falls back to its options.
 
+Other Linux xattrs the mount keeps go in EAs named ``$`` and the xattr's name: the POSIX
+ACLs (``$system.posix_acl_access``, ``$system.posix_acl_default``, their values as Linux
+gives them) and ``trusted.*`` (``$trusted.NAME``). All of these are hidden from ``user.*``.
+
 Pure: EA lists in, :class:`LxMeta` out, and back.
 """
 
@@ -20,6 +24,9 @@ GID = b"$LXGID"
 MODE = b"$LXMOD"
 DEV = b"$LXDEV"
 NAMES = (UID, GID, MODE, DEV)
+ACL = b"$system.posix_acl_access"
+DEFAULT_ACL = b"$system.posix_acl_default"
+TRUSTED = b"$trusted."
 
 #: File types a regular SMB file may stand for through $LXMOD (a FIFO, a socket, a device
 #: node): the server sees an empty file.
@@ -33,6 +40,9 @@ class LxMeta:
     #: st_mode with its type bits.
     mode: int | None = None
     rdev: int | None = None
+    #: The POSIX ACLs (xattr values); None: none. To encode, b"" removes one.
+    acl: bytes | None = None
+    default_acl: bytes | None = None
 
     @property
     def special_type(self) -> int | None:
@@ -43,9 +53,11 @@ class LxMeta:
         return kind if kind in SPECIAL_TYPES else None
 
 
-def is_lx_name(name: bytes) -> bool:
+def reserved(name: bytes) -> bool:
     """One of ours: hidden from user.* xattrs (SMB compares EA names without case)."""
-    return name.upper() in NAMES
+    upper = name.upper()
+    return upper in NAMES or upper in (ACL.upper(), DEFAULT_ACL.upper()) \
+        or upper.startswith(TRUSTED.upper())
 
 
 def decode(eas: Iterable[tuple[bytes, bytes]]) -> LxMeta:
@@ -54,7 +66,7 @@ def decode(eas: Iterable[tuple[bytes, bytes]]) -> LxMeta:
     found: dict[bytes, bytes] = {}
     for name, value in eas:
         upper = name.upper()
-        if upper in NAMES:
+        if upper in NAMES or upper in (ACL.upper(), DEFAULT_ACL.upper()):
             found[upper] = value
 
     def u32(name: bytes) -> int | None:
@@ -67,7 +79,8 @@ def decode(eas: Iterable[tuple[bytes, bytes]]) -> LxMeta:
     if dev is not None and len(dev) == 8:
         both = struct.unpack("<Q", dev)[0]
         rdev = os.makedev(both & 0xFFFFFFFF, both >> 32)
-    return LxMeta(uid=u32(UID), gid=u32(GID), mode=u32(MODE), rdev=rdev)
+    return LxMeta(uid=u32(UID), gid=u32(GID), mode=u32(MODE), rdev=rdev,
+                  acl=found.get(ACL.upper()), default_acl=found.get(DEFAULT_ACL.upper()))
 
 
 def encode(meta: LxMeta) -> list[tuple[bytes, bytes]]:
@@ -79,7 +92,11 @@ def encode(meta: LxMeta) -> list[tuple[bytes, bytes]]:
     if meta.rdev is not None:
         both = os.major(meta.rdev) | os.minor(meta.rdev) << 32
         out.append((DEV, struct.pack("<Q", both)))
+    for name, acl in ((ACL, meta.acl), (DEFAULT_ACL, meta.default_acl)):
+        if acl is not None:
+            out.append((name, acl))
     return out
 
 
-__all__ = ["DEV", "GID", "MODE", "NAMES", "UID", "LxMeta", "decode", "encode", "is_lx_name"]
+__all__ = ["ACL", "DEFAULT_ACL", "DEV", "GID", "MODE", "NAMES", "TRUSTED", "UID", "LxMeta",
+           "decode", "encode", "reserved"]

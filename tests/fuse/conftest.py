@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 MOUNT = [sys.executable, "-m", "quicfs.cli.mount"]
+
+NOBODY = 65534
 
 
 def is_mounted(path: Path) -> bool:
@@ -59,3 +62,23 @@ def mounted(request, samba, gateway, tmp_path) -> Iterator[Path]:
         options = f"transport=tcp,username={samba.username},password={samba.password}"
     with Mount(mnt, source, options) as path:
         yield path
+
+
+@pytest.fixture
+def meta(samba, gateway, tmp_path) -> Iterator[tuple[Path, Path, Mount]]:
+    """(a directory of the mount, the same on the server, a Mount to mount it again)."""
+    # Where the other user can reach it (pytest's tmp_path is root's alone).
+    mnt = Path(tempfile.mkdtemp(prefix="quicfs-meta-"))
+    mnt.chmod(0o755)
+    server_dir = samba.mkdir("plain", f"meta-{tmp_path.name}")
+    mount = Mount(mnt, gateway.url("plain"), gateway.options(samba) + ",metadata,allow_other")
+    try:
+        with mount:
+            yield mnt / server_dir.name, server_dir, mount
+    finally:
+        mnt.rmdir()
+
+
+def as_nobody(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                           "--clear-groups", *cmd], capture_output=True, text=True)

@@ -8,36 +8,11 @@ import errno
 import os
 import stat
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.fuse.conftest import Mount
-
-NOBODY = 65534
-
-
-@pytest.fixture
-def meta(samba, gateway, tmp_path) -> Iterator[tuple[Path, Path, Mount]]:
-    """(a directory of the mount, the same on the server, a Mount to mount it again)."""
-    # Where the other user can reach it (pytest's tmp_path is root's alone).
-    mnt = Path(tempfile.mkdtemp(prefix="quicfs-meta-"))
-    mnt.chmod(0o755)
-    server_dir = samba.mkdir("plain", f"meta-{tmp_path.name}")
-    mount = Mount(mnt, gateway.url("plain"), gateway.options(samba) + ",metadata,allow_other")
-    try:
-        with mount:
-            yield mnt / server_dir.name, server_dir, mount
-    finally:
-        mnt.rmdir()
-
-
-def as_nobody(*cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
-                           "--clear-groups", *cmd], capture_output=True, text=True)
+from tests.fuse.conftest import NOBODY, Mount, as_nobody
 
 
 def test_modes_and_owners_persist_and_are_checked(meta) -> None:

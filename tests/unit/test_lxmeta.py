@@ -33,10 +33,13 @@ u32 = st.integers(0, 2**32 - 1)
 
 
 @given(uid=st.none() | u32, gid=st.none() | u32, mode=st.none() | u32,
-       rdev=st.none() | st.builds(os.makedev, st.integers(0, 4095), st.integers(0, 2**20 - 1)))
+       rdev=st.none() | st.builds(os.makedev, st.integers(0, 4095), st.integers(0, 2**20 - 1)),
+       acl=st.none() | st.binary(min_size=1, max_size=100),
+       default_acl=st.none() | st.binary(min_size=1, max_size=100))
 def test_round_trip_through_the_wire(uid: int | None, gid: int | None, mode: int | None,
-                                     rdev: int | None) -> None:
-    meta = LxMeta(uid=uid, gid=gid, mode=mode, rdev=rdev)
+                                     rdev: int | None, acl: bytes | None,
+                                     default_acl: bytes | None) -> None:
+    meta = LxMeta(uid=uid, gid=gid, mode=mode, rdev=rdev, acl=acl, default_acl=default_acl)
     entries = lxmeta.encode(meta)
     wire = unpack_eas(pack_eas(entries)) if entries else []
     assert lxmeta.decode(wire) == meta
@@ -46,7 +49,9 @@ def test_names_match_without_case_and_bad_lengths_are_ignored() -> None:
     meta = lxmeta.decode([(b"$lxuid", b"\x05\x00\x00\x00"), (b"$LXGID", b"\x01\x00"),
                           (b"user.other", b"x")])
     assert meta == LxMeta(uid=5)
-    assert lxmeta.is_lx_name(b"$LxMod") and not lxmeta.is_lx_name(b"LXMOD")
+    assert lxmeta.reserved(b"$LxMod") and not lxmeta.reserved(b"LXMOD")
+    assert lxmeta.reserved(b"$TRUSTED.x") and lxmeta.reserved(b"$System.Posix_ACL_Access")
+    assert not lxmeta.reserved(b"$system.other") and not lxmeta.reserved(b"trusted.x")
 
 
 def _file(**kw: object) -> FileStat:
