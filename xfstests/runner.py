@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop ./check after this many minutes (default 60)")
     p.add_argument("--keep", action="store_true",
                    help="leave the servers running and the mounts mounted afterwards")
+    p.add_argument("--shares-in", metavar="DIR", type=Path,
+                   help="keep the local Samba's shares in DIR (default: a fresh XFS "
+                        "image, loop-mounted under the work directory)")
     p.add_argument("check_args", nargs="*", metavar="ARG",
                    help="tests or ./check options (default: -g quick)")
     return p
@@ -79,15 +82,72 @@ def ensure_users() -> None:
             raise RunError(f"useradd {user} failed: {proc.stderr.strip()}")
 
 
+#: The XFS image the local Samba keeps its shares in (sparse: it takes what is written).
+IMAGE_SIZE = "40G"
+
+
 @contextmanager
-def servers(work: Path, keep: bool) -> Iterator[dict[str, str]]:
+def share_storage(work: Path, keep: bool) -> Iterator[Path]:
+    """A fresh XFS, loop-mounted, for the local Samba's shares. The server's file system
+    bounds what the tests can store: ext4 keeps one 4 KiB block of xattrs per file
+    (xfstests asks for more, and each file's owner and mode are three of them), XFS
+    values up to 64 KiB and any number of them; XFS is also what many Samba servers run
+    on (RHEL's default)."""
+    image, mnt = work / "shares.img", work / "shares"
+    unmount_loop(mnt)
+    mnt.mkdir(parents=True, exist_ok=True)
+    image.unlink(missing_ok=True)
+    try:
+        subprocess.run(["truncate", "-s", IMAGE_SIZE, str(image)], check=True)
+        for cmd in (["mkfs.xfs", "-q", "-f", str(image)],
+                    ["mount", "-o", "loop", str(image), str(mnt)]):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RunError(f"{' '.join(cmd[:2])} failed: "
+                               f"{(proc.stderr or proc.stdout).strip()} (or give "
+                               "--shares-in DIR)")
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise RunError(f"cannot make the shares' XFS image {image}: {exc} "
+                       "(or give --shares-in DIR)") from None
+    try:
+        yield mnt
+    finally:
+        if not keep:
+            unmount_loop(mnt)
+            image.unlink(missing_ok=True)
+
+
+def unmount_loop(mnt: Path) -> None:
+    """Unmount ``mnt`` if something is mounted there (its loop device goes with it)."""
+    if os.path.ismount(mnt):
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+@contextmanager
+def servers(work: Path, keep: bool, shares_in: Path | None) -> Iterator[dict[str, str]]:
     """The QUICFS_* environment of local.config: a server named by the caller's
     environment, or a local Samba + gateway started here."""
     if os.environ.get("QUICFS_SERVER"):
         yield {}
         return
-    samba = SambaServer(Path(tempfile.mkdtemp(prefix="quicfs-xfstests-smb-")),
-                        shares=("test", "scratch"), share_options=SHARE_OPTIONS)
+    with share_storage(work, keep) if shares_in is None else _given(shares_in) as where:
+        where.chmod(0o755)
+        samba = SambaServer(Path(tempfile.mkdtemp(prefix="quicfs-xfstests-smb-", dir=where)),
+                            shares=("test", "scratch"), share_options=SHARE_OPTIONS)
+        with _local_servers(work, samba, keep) as env:
+            yield env
+
+
+@contextmanager
+def _given(path: Path) -> Iterator[Path]:
+    if not path.is_dir():
+        raise RunError(f"--shares-in {path}: not a directory")
+    yield path
+
+
+@contextmanager
+def _local_servers(work: Path, samba: SambaServer, keep: bool
+                   ) -> Iterator[dict[str, str]]:
     try:
         local = start_servers(work, samba)
     except DemoError as exc:
@@ -260,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         ensure_users()
-        with servers(work, args.keep) as extra:
+        with servers(work, args.keep, args.shares_in) as extra:
             env = config_env(extra)
             for path in (env["QUICFS_TEST_DIR"], env["QUICFS_SCRATCH_MNT"]):
                 unmount(Path(path))
