@@ -53,6 +53,13 @@ class StaleHandle(QuicfsError):
     errno = _errno.ESTALE
 
 
+class Interrupted(QuicfsError):
+    """The program a call was made for got a signal while the call waited for a lost
+    server (client/interrupt.py)."""
+
+    errno = _errno.EINTR
+
+
 class ProtocolError(QuicfsError):
     """The remote peer broke MS-SMB2 (or the framing under it)."""
 

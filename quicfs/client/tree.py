@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 
 from quicfs.client.connection import Reply, Request
+from quicfs.client.interrupt import wait_interruptibly
 from quicfs.client.session import Session
 from quicfs.errors import ConnectionLost, StaleHandle, UsageError
 from quicfs.smb2.constants import ShareFlags, ShareType
@@ -111,7 +113,7 @@ class Tree:
         replay = False
         while True:
             while self._held is not None:
-                await self._held.wait()
+                await wait_interruptibly(self._held.wait)
             conn = self.conn
             try:
                 if not related:
@@ -124,7 +126,7 @@ class Tree:
             except ConnectionLost:
                 if self.recover is None:
                     raise
-                await self.recover(conn)
+                await wait_interruptibly(partial(self.recover, conn))
                 self.replays += 1
                 replay = True
 

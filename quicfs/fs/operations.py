@@ -27,6 +27,7 @@ import pyfuse3
 import trio
 
 from quicfs.client.directory import DirectoryReader
+from quicfs.client.interrupt import calling
 from quicfs.client.open import FileStat, Open
 from quicfs.client.share import Share, create_mode
 from quicfs.errors import ConnectionLost, QuicfsError, SMBError
@@ -58,13 +59,26 @@ log = logging.getLogger("quicfs.fs")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+#: Handlers that name no caller: theirs is the process that opened the handle.
+_BY_HANDLE = frozenset({"read", "write", "flush", "fsync"})
+
+
 def fuse_errors(func: F) -> F:
-    """Map the client's errors to FUSEError(errno): the one place it happens."""
+    """Map the client's errors to FUSEError(errno): the one place it happens. And name
+    the call's caller, whose signals may interrupt a wait for a lost server
+    (client/interrupt.py)."""
+    by_handle = func.__name__ in _BY_HANDLE
 
     @wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if by_handle:
+            pid = args[0].opener.get(args[1])
+        else:
+            ctx = next((a for a in args if isinstance(a, pyfuse3.RequestContext)), None)
+            pid = ctx.pid if ctx is not None else None
         try:
-            return await func(*args, **kwargs)
+            with calling(pid):
+                return await func(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
         except SMBError as exc:
@@ -136,6 +150,8 @@ class Operations(pyfuse3.Operations):
         #: handle, that handle is neither open nor parked here, yet open on the server.
         self._releasing: dict[int, list[trio.Event]] = {}
         self.fh_inode: dict[int, int] = {}
+        #: fh -> the process that opened it (reads and writes name no caller).
+        self.opener: dict[int, int] = {}
         self._writable: set[int] = set()  # fhs opened for writing
         #: fhs opened O_DIRECT that wrote: the kernel does not drop its pages after an
         #: asynchronous direct write (only before it), so a buffered read racing the
@@ -938,6 +954,7 @@ class Operations(pyfuse3.Operations):
         keep = self.cache.opened(inode, handle, reused=reused)
         fh = self._fh()
         self._track(fh, inode, handle, writing)
+        self.opener[fh] = ctx.pid
         if writing and flags & os.O_DIRECT:
             self._direct.add(fh)
         if flags & os.O_TRUNC and writing:
@@ -1000,6 +1017,7 @@ class Operations(pyfuse3.Operations):
             await self.cache.rekey(inode)
         self.cache.opened(inode, handle, reused=False)
         self._track(fh, inode, handle, True)
+        self.opener[fh] = ctx.pid
         if flags & os.O_DIRECT:
             self._direct.add(fh)
         self._held.pop(inode, None)
@@ -1125,6 +1143,7 @@ class Operations(pyfuse3.Operations):
         writer = self.writers.pop(fh, None)
         handle = self.files.pop(fh, None)
         inode = self.fh_inode.pop(fh, None)
+        self.opener.pop(fh, None)
         writable = fh in self._writable
         self._writable.discard(fh)
         self._direct.discard(fh)

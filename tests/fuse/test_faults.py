@@ -420,6 +420,54 @@ def test_hard_mount_of_a_gone_server_ends_when_told(server, gw, tmp_path, how):
         assert waiting.wait(timeout=5) != 0
 
 
+#: A program that handles SIGUSR1 (by raising) while it stats a path.
+HANDLES_A_SIGNAL = """
+import os, signal, sys
+def handler(*_):
+    raise RuntimeError("signalled")
+signal.signal(signal.SIGUSR1, handler)
+print("ready", flush=True)
+try:
+    os.stat(sys.argv[1])
+except RuntimeError:
+    print("interrupted", flush=True)
+"""
+
+
+def test_a_signal_interrupts_a_call_waiting_on_a_hard_mount(server, gw, tmp_path):
+    """A hard mount waits for its server without end, but the program waiting stays
+    killable, and one that handles a signal gets it; the mount itself waits on, and
+    serves as before once the server is back."""
+    with Mount(mount_dir(tmp_path), gw.url("plain"), quic_options(gw, server)) as mnt:
+        (mnt / "kept.txt").write_text("kept\n")
+        gw.kill()
+        waiting = subprocess.Popen(["stat", str(mnt / "not-looked-up")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        handling = subprocess.Popen([sys.executable, "-c", HANDLES_A_SIGNAL,
+                                     str(mnt / "not-looked-up-either")],
+                                    stdout=subprocess.PIPE, text=True)
+        try:
+            assert handling.stdout is not None and handling.stdout.readline() == "ready\n"
+            time.sleep(3)
+            assert waiting.poll() is None and handling.poll() is None, "no wait"
+            signalled = time.monotonic()
+            waiting.send_signal(signal.SIGTERM)
+            handling.send_signal(signal.SIGUSR1)
+            assert waiting.wait(timeout=15) == -signal.SIGTERM
+            out, _ = handling.communicate(timeout=15)
+            assert out == "interrupted\n" and handling.returncode == 0
+            took = time.monotonic() - signalled
+        finally:
+            # (Should they still wait, the server's return lets them and the mount go.)
+            gw.start()
+            for proc in (waiting, handling):
+                proc.kill()
+                proc.wait(timeout=30)
+        assert (mnt / "kept.txt").read_text() == "kept\n"
+        assert control.ask(str(mnt), "stats")["reconnects"] == 1
+        print(f"interrupted {took:.1f} s after the signal")
+
+
 def test_quicfs_stats_command(server, gw, tmp_path):
     run = [sys.executable, "-m", "quicfs.cli.main", "stats"]
     with Mount(mount_dir(tmp_path), gw.url("plain"), quic_options(gw, server)) as mnt:
