@@ -7,8 +7,10 @@ count the server's datagrams that reach the new port within 5 s (simulated).
     .venv/bin/python bench/qh3_paths.py [--rebinds 8] [--cid-limit 8]
 
 With qh3 2.1.0 the server answers the first three moves and none after, whatever the
-connection-id limit: the reason a mount behind a NAT that rebinds every second reconnects
-every few seconds (docs/mount.quicfs.md, "Resilience").
+connection-id limit: its core keeps at most four paths per connection and never removes
+one (src/quic/path.rs: MAX_PATHS = 4; observe_remote refuses a fifth, and receive_one
+drops the packet unread). The reason a mount behind a NAT that rebinds every second
+reconnects every few seconds (docs/mount.quicfs.md, "Resilience").
 """
 
 from __future__ import annotations
