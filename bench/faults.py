@@ -113,6 +113,19 @@ def main() -> int:
 
             rows.append(run(root, server, "blackout-10s", args.mib, pattern, "quic", blackout,
                             proxy=proxy, gw=gw))
+
+            def rebind_five_times(mnt: Path) -> float:
+                # A NAT rebinding the client's port: the fifth is one qh3 alone would not
+                # follow (four paths per connection); the stall counts from it.
+                for _ in range(4):
+                    proxy.command("rebind")
+                    time.sleep(0.5)
+                at = time.monotonic()
+                proxy.command("rebind")
+                return at
+
+            rows.append(run(root, server, "nat-rebind-5th", args.mib, pattern, "quic",
+                            rebind_five_times, proxy=proxy, gw=gw))
         finally:
             proxy.close()
         rows.append(run(root, server, "gateway-restart", args.mib, pattern, "quic", restart_gateway,

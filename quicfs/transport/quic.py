@@ -46,6 +46,7 @@ from qh3.quic.connection import QuicConnection, QuicConnectionError
 
 from quicfs.errors import ConnectError, ConnectionLost, UsageError
 from quicfs.transport.framing import FramedStream
+from quicfs.transport.peer_path import PeerPath
 
 log = logging.getLogger("quicfs.quic")
 # qh3 reports every peer close at WARNING under "quic"; a close is not a warning to us,
@@ -219,9 +220,9 @@ class QuicDriver:
         self.close_reason: str | None = None
         self.close_error_code: int | None = None
         self.migrations = 0
-        #: Times the peer's address changed under us (server side: client migrations and
-        #: NAT rebindings).
-        self.peer_moves = 0
+        #: Server side: the client's address as we follow it (peer_path.py); qh3 is told
+        #: ``peer`` for the whole connection.
+        self.path = PeerPath(peer, self._ping, self._rtt) if sock is None else None
         self.bytes_sent = 0
         self.bytes_received = 0
         self.datagrams_sent = 0
@@ -239,6 +240,12 @@ class QuicDriver:
         self._last_rx = trio.current_time()
         self._gso = sock is not None and hasattr(socket, "SOL_UDP")
         self.on_event: Callable[[events.QuicEvent], None] | None = None
+
+    @property
+    def peer_moves(self) -> int:
+        """Times the client's address changed under us and we followed (server side:
+        client migrations and NAT rebindings)."""
+        return self.path.moves if self.path is not None else 0
 
     # -- called by other tasks
     def wake(self) -> None:
@@ -361,6 +368,9 @@ class QuicDriver:
                     batch.append(data)
         while self._inbox:
             data, addr = self._inbox.popleft()
+            if self.path is not None:
+                self._send(self.path.received(addr, len(data), now))
+                addr = self.path.engine_addr
             if addr != batch_addr:
                 flush_batch()
                 batch_addr = addr
@@ -383,8 +393,8 @@ class QuicDriver:
                 return
             except ValueError:
                 pass  # one by one below
-        # From a new address (a migrating or rebinding peer) each datagram goes alone:
-        # the engine's batch path does not open new paths (RFC 9000 9.3).
+        # From a new address (a migrating client) each datagram goes alone: the engine's
+        # batch path does not open new paths (RFC 9000 9.3).
         for data in batch:
             try:
                 self.quic.receive_datagram(data, addr, now)  # type: ignore[arg-type]
@@ -400,18 +410,18 @@ class QuicDriver:
             return
         for data, _ in datagrams:
             self.bytes_sent += len(data)
-        to = datagrams[-1][1]
-        if self.sock is None and to != self.peer_addr:
-            # The engine validated the peer's new path and moved to it (RFC 9000 9.3):
-            # a migrating client, or a NAT that rebound its port.
-            self.peer_addr = to  # type: ignore[assignment]
-            self.peer_moves += 1
-        self.datagrams_sent += len(datagrams)
-        if self.sock is None:
-            assert self.send_datagrams is not None
-            self.send_datagrams(datagrams)  # type: ignore[arg-type]
+        if self.path is not None:
+            self._send(self.path.route([data for data, _ in datagrams], trio.current_time()))
         else:
+            self.datagrams_sent += len(datagrams)
             send_batch(self.sock, datagrams, gso=self._gso)  # type: ignore[arg-type]
+
+    def _send(self, datagrams: list[tuple[bytes, object]]) -> None:
+        """Server side: out through the dispatcher's socket."""
+        if datagrams:
+            assert self.send_datagrams is not None
+            self.datagrams_sent += len(datagrams)
+            self.send_datagrams(datagrams)
 
     def _process_events(self) -> bool:
         """Hand the engine's events on; True if a stream received data."""
@@ -432,6 +442,12 @@ class QuicDriver:
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     stream._on_error(ConnectionLost(f"peer reset the stream ({event.error_code})"))
+            elif isinstance(event, events.PingAcknowledged) and self.path is not None:
+                moves = self.path.moves
+                self._send(self.path.acknowledged(event.uid))
+                if self.path.moves != moves:
+                    log.info("%s: the client is now at %s (move %d)", self.label,
+                             self.path.addr, self.path.moves)
             elif isinstance(event, events.HandshakeCompleted):
                 self.alpn = event.alpn_protocol
                 self.session_resumed = bool(event.session_resumed)
@@ -498,6 +514,11 @@ class QuicDriver:
             await answered.wait()
             log.warning("QUIC connection migrated to local port %d in %.3f s (cause: %s)",
                         self.sock.getsockname()[1], trio.current_time() - started, cause)
+
+    def _rtt(self) -> float:
+        core = getattr(self.quic, "_core", None)
+        rtt = getattr(core, "smoothed_rtt", 0.1) if core is not None else 0.1
+        return float(rtt() if callable(rtt) else rtt)
 
     def stats(self) -> dict[str, float | int]:
         """What the engine knows of the path (qh3's native core)."""

@@ -4,7 +4,8 @@ The dispatcher reads datagrams and routes each by its destination connection id 
 :class:`~quicfs.transport.quic.QuicDriver` (whose worker handles timers and events); an
 Initial packet with an unknown id starts a new connection (RFC 9000 7, 17.2.2). Routing
 is by connection id, never by address, so a client that changes address (migration, NAT
-rebinding) stays on its connection. Each stream a client opens is handed to ``handler``.
+rebinding) stays on its connection; its driver follows it there (peer_path.py). Each
+stream a client opens is handed to ``handler``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from quicfs.transport.quic import (
 )
 
 log = logging.getLogger("quicfs.quic.server")
-#: The largest datagram the server sends (RFC 9000 14). Above 1452 B, qh3 2.1 cannot open
-#: a new path for a migrating client ("path allocation failed"), so migration wins.
+#: The largest datagram the server sends (RFC 9000 14): 1500-byte Ethernet less IPv6 and
+#: UDP headers. (peer_path.MIN_WINDOW is two of these.)
 MAX_DATAGRAM = 1452
 
 Handler = Callable[[QuicStream, str], Awaitable[None]]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -216,15 +217,11 @@ def test_nat_rebinding_every_second(server, pattern, gw, tmp_path):
             stats, _ = survive(mnt, tmp_path, server, pattern, lambda: None)
             rebinds = proxy.command("stats")["rebinds"]
             assert isinstance(rebinds, int) and rebinds >= 6
-            # qh3 2.1's server core stops answering a connection after its fourth path
-            # change (docs/mount.quicfs.md): the mount notices the silence and reconnects,
-            # at most once per three rebindings; nothing else may have caused one.
-            assert stats["reconnects"] <= rebinds // 3, stats
-            if stats["reconnects"]:
-                assert "nothing heard from" in str(stats["last_reconnect_cause"])
-        # Every connection's first rebindings were followed by the gateway: no reconnect.
+            # The gateway follows every rebinding (transport/peer_path.py): no reconnect.
+            assert stats["reconnects"] == 0, stats
         gw.stop()
-        assert "client moved 3 times" in gw.log() or "client moved 4 times" in gw.log()
+        moved = re.findall(r"client moved (\d+) times", gw.log())
+        assert len(moved) == 1 and int(moved[0]) >= rebinds - 1, (moved, rebinds)
     finally:
         proxy.close()
 

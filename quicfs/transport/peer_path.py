@@ -1,0 +1,112 @@
+"""Where a server connection sends: the client's address, followed when it changes.
+
+A client's address changes when it migrates (RFC 9000 9.2) or when a NAT in front of it
+rebinds its port. qh3 2.1's core keeps at most four paths per connection and never drops
+one (src/quic/path.rs, MAX_PATHS): the packets from a fifth address are dropped unread,
+so a client behind a NAT that rebinds every second lost its connection after the third
+move. So the server's driver tells qh3 one address for the whole connection, the first,
+and follows the client itself, with the same rules (RFC 9000 8 and 9.3):
+
+- a packet from a new address (which qh3 then opens: it routes by connection id) makes
+  that address a candidate, and a PING goes there: only a client that is really there
+  can acknowledge it (path validation, 8.2, by PING instead of PATH_CHALLENGE);
+- until then the candidate gets what a spoofed address may get: three times the bytes
+  it sent (8.1), or a minimum congestion window (two full datagrams) per round trip
+  (9.3.1), whichever is more; what does not fit waits, and goes to the candidate once
+  it is validated (the PING goes first: a NAT rebinding in the middle of a download
+  leaves the client sending nothing but small ACKs);
+- a packet from the validated address meanwhile ends the candidacy (a spoofed or
+  replayed packet must not move the connection, 9.3.2), and what waited goes there.
+
+Pure: addresses and byte counts in, where each datagram goes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+#: Datagrams waiting for a candidate's validation, at most (beyond: dropped, and QUIC's
+#: loss recovery sends them again).
+MAX_HELD = 1024
+#: PING uids of ours: apart from the driver's keep-alive pings (uid 0).
+_FIRST_UID = 1 << 32
+#: kMinimumWindow (RFC 9002 7.2) of the largest datagrams the server sends.
+MIN_WINDOW = 2 * 1452
+
+
+@dataclass(eq=False)
+class _Candidate:
+    addr: object
+    uid: int
+    since: float
+    received: int = 0
+    sent: int = 0
+    held: list[bytes] = field(default_factory=list)
+
+
+class PeerPath:
+    def __init__(self, first: object, ping: Callable[[int], None],
+                 rtt: Callable[[], float]) -> None:
+        #: What qh3 is told the client's address is, for the whole connection.
+        self.engine_addr = first
+        #: The validated address: where datagrams go.
+        self.addr = first
+        #: Moves followed (migrations and NAT rebindings).
+        self.moves = 0
+        self._ping = ping
+        self._rtt = rtt
+        self._candidate: _Candidate | None = None
+        self._next_uid = _FIRST_UID
+
+    def received(self, addr: object, nbytes: int, now: float
+                 ) -> list[tuple[bytes, object]]:
+        """A datagram of ``nbytes`` came from ``addr`` (before qh3 reads it); what was
+        held for a candidate that this ends, to send."""
+        candidate = self._candidate
+        if addr == self.addr:
+            self._candidate = None
+            return [(d, self.addr) for d in candidate.held] if candidate else []
+        if candidate is None or candidate.addr != addr:
+            held = candidate.held if candidate is not None else []
+            candidate = self._candidate = _Candidate(addr, self._next_uid, now, held=held)
+            self._next_uid += 1
+            self._ping(candidate.uid)
+        candidate.received += nbytes
+        return self._release_within_budget(candidate, now)
+
+    def acknowledged(self, uid: int) -> list[tuple[bytes, object]]:
+        """qh3 says PING ``uid`` was acknowledged: if it was the candidate's, the client
+        is there, and the connection moves; what was held goes there."""
+        candidate = self._candidate
+        if candidate is None or uid != candidate.uid:
+            return []
+        self._candidate = None
+        self.addr = candidate.addr
+        self.moves += 1
+        return [(d, self.addr) for d in candidate.held]
+
+    def route(self, datagrams: list[bytes], now: float) -> list[tuple[bytes, object]]:
+        """Where the datagrams qh3 made go (those held for a candidate do not, yet)."""
+        candidate = self._candidate
+        if candidate is None:
+            return [(d, self.addr) for d in datagrams]
+        # Beyond MAX_HELD the newest go (as lost: QUIC sends them again). Never the
+        # oldest, and never out of order: qh3 takes a packet passed by later ones as
+        # lost, and a burst of such losses shrinks its window to nothing.
+        candidate.held.extend(datagrams[:max(0, MAX_HELD - len(candidate.held))])
+        return self._release_within_budget(candidate, now)
+
+    def _release_within_budget(self, candidate: _Candidate, now: float
+                               ) -> list[tuple[bytes, object]]:
+        rounds = 1 + int((now - candidate.since) / max(self._rtt(), 0.001))
+        budget = max(3 * candidate.received, rounds * MIN_WINDOW)
+        out = []
+        while candidate.held and candidate.sent + len(candidate.held[0]) <= budget:
+            data = candidate.held.pop(0)
+            candidate.sent += len(data)
+            out.append((data, candidate.addr))
+        return out
+
+
+__all__ = ["MAX_HELD", "MIN_WINDOW", "PeerPath"]

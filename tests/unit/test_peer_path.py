@@ -1,0 +1,56 @@
+"""The server follows its client's address itself, validating each new one by a PING
+(quicfs/transport/peer_path.py): addresses and bytes in, where datagrams go out."""
+
+from __future__ import annotations
+
+from quicfs.transport.peer_path import MIN_WINDOW, PeerPath
+
+A, B, C = ("10.0.0.1", 1000), ("10.0.0.1", 2000), ("10.0.0.9", 3000)
+FULL = b"x" * 1452
+
+
+def path() -> tuple[PeerPath, list[int]]:
+    pings: list[int] = []
+    return PeerPath(A, pings.append, lambda: 0.010), pings
+
+
+def test_a_move_is_followed_once_the_client_answers_there() -> None:
+    p, pings = path()
+    assert p.route([FULL], 0.0) == [(FULL, A)]
+    assert p.received(B, 1200, 0.0) == [] and len(pings) == 1
+    # Unvalidated: 3 x 1200 bytes (more than the minimum window) go, in order; the rest
+    # waits for the PING's acknowledgement.
+    assert p.route([FULL, FULL, FULL], 0.001) == [(FULL, B), (FULL, B)]
+    assert p.engine_addr == A and p.addr == A
+    assert p.acknowledged(pings[0] + 1) == []  # not its PING
+    assert p.acknowledged(pings[0]) == [(FULL, B)]
+    assert (p.addr, p.moves) == (B, 1)
+    assert p.route([FULL], 0.002) == [(FULL, B)]
+
+
+def test_a_spoofed_address_does_not_take_the_connection() -> None:
+    p, pings = path()
+    p.received(C, 40, 0.0)
+    # A spoofed or replayed packet gets at most the minimum window per round trip.
+    sent = p.route([FULL] * 5, 0.0)
+    assert [to for _, to in sent] == [C] * (MIN_WINDOW // len(FULL))
+    # The client speaks from its validated address: back there, with what waited.
+    assert p.received(A, 40, 0.001) == [(FULL, A)] * 3
+    assert p.acknowledged(pings[0]) == [] and p.addr == A and p.moves == 0
+
+
+def test_the_window_opens_each_round_trip() -> None:
+    p, _ = path()
+    p.received(B, 40, 0.0)
+    assert len(p.route([FULL] * 6, 0.0)) == 2
+    assert len(p.received(B, 40, 0.0105)) == 2  # one round trip later
+
+
+def test_every_move_is_followed() -> None:
+    p, pings = path()
+    for move in range(1, 31):
+        new = ("10.0.0.1", 2000 + move)
+        p.received(new, 1200, float(move))
+        p.acknowledged(pings[-1])
+        assert (p.addr, p.moves) == (new, move)
+    assert len(set(pings)) == 30
