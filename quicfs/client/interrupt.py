@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import trio
 
 from quicfs.errors import Interrupted
+from quicfs.procstatus import status_fields
 
 POLL = 0.2
 
@@ -56,15 +57,12 @@ def calling(pid: int | None) -> Iterator[None]:
 def signal_pending(pid: int) -> bool:
     """Whether ``pid`` has a signal pending that it does not block (and that is not one
     of _HARMLESS). A fatal signal the program does not handle shows as SIGKILL."""
-    masks: dict[str, int] = {}
+    # Gone (no fields): nobody waits any more, the call may finish when it can.
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                key, _, value = line.partition(":")
-                if key in ("SigPnd", "ShdPnd", "SigBlk"):
-                    masks[key] = int(value.strip(), 16)
-    except (OSError, ValueError):
-        return False  # gone: nobody waits any more, the call may finish when it can
+        masks = {key: int(value, 16) for key, value
+                 in status_fields(pid, "SigPnd", "ShdPnd", "SigBlk").items()}
+    except ValueError:
+        return False
     pending = (masks.get("SigPnd", 0) | masks.get("ShdPnd", 0)) & ~masks.get("SigBlk", 0)
     return bool(pending & ~_HARMLESS)
 

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from quicfs.procstatus import status_fields
+
 
 def groups_of(pid: int) -> frozenset[int]:
     """The supplementary groups of process (or thread) ``pid``; none if it is gone."""
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("Groups:"):
-                    return frozenset(int(g) for g in line.split()[1:])
-    except (OSError, ValueError):
-        pass
-    return frozenset()
+        return frozenset(int(g) for g in status_fields(pid, "Groups").get("Groups", "").split())
+    except ValueError:
+        return frozenset()
 
 
 def in_group_or_root(ctx: Any, gid: int) -> bool:

@@ -582,9 +582,8 @@ class Operations(pyfuse3.Operations):
             names += [name for name, value in zip(ACL_XATTRS, (meta.acl, meta.default_acl),
                                                   strict=True) if value]
             if ctx.uid == 0:  # trusted.* is listed to CAP_SYS_ADMIN only
-                prefix = lxmeta.TRUSTED.upper()
-                names += [TRUSTED_XATTR + stored[len(prefix):] for stored, _ in eas
-                          if stored.upper().startswith(prefix)]
+                names += [TRUSTED_XATTR + kept for stored, _ in eas
+                          if (kept := lxmeta.trusted_name(stored)) is not None]
         return names
 
     @fuse_errors
@@ -659,9 +658,9 @@ class Operations(pyfuse3.Operations):
             change = LxMeta(acl=b"")
         else:
             perms, equivalent = posixacl.mode_of(entries)
-            mode = (posix_attrs(st, self.opts, meta).mode & ~0o777) | perms
-            gid = meta.gid if meta.gid is not None else posix_attrs(st, self.opts, meta).gid
-            if mode & stat.S_ISGID and not in_group_or_root(ctx, gid):
+            shown = posix_attrs(st, self.opts, meta)
+            mode = (shown.mode & ~0o777) | perms
+            if mode & stat.S_ISGID and not in_group_or_root(ctx, shown.gid):
                 # The kernel leaves this to us without FUSE_SETXATTR_EXT (pyfuse3).
                 mode &= ~stat.S_ISGID
             change = LxMeta(mode=mode, acl=b"" if equivalent else value)

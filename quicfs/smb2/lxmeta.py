@@ -27,6 +27,9 @@ NAMES = (UID, GID, MODE, DEV)
 ACL = b"$system.posix_acl_access"
 DEFAULT_ACL = b"$system.posix_acl_default"
 TRUSTED = b"$trusted."
+#: Upper case, as compared (SMB compares EA names without case).
+_KEPT = frozenset(n.upper() for n in (*NAMES, ACL, DEFAULT_ACL))
+_TRUSTED_UPPER = TRUSTED.upper()
 
 #: File types a regular SMB file may stand for through $LXMOD (a FIFO, a socket, a device
 #: node): the server sees an empty file.
@@ -56,8 +59,12 @@ class LxMeta:
 def reserved(name: bytes) -> bool:
     """One of ours: hidden from user.* xattrs (SMB compares EA names without case)."""
     upper = name.upper()
-    return upper in NAMES or upper in (ACL.upper(), DEFAULT_ACL.upper()) \
-        or upper.startswith(TRUSTED.upper())
+    return upper in _KEPT or upper.startswith(_TRUSTED_UPPER)
+
+
+def trusted_name(name: bytes) -> bytes | None:
+    """The trusted.* xattr name (without "trusted.") that EA ``name`` keeps, if any."""
+    return name[len(TRUSTED):] if name.upper().startswith(_TRUSTED_UPPER) else None
 
 
 def decode(eas: Iterable[tuple[bytes, bytes]]) -> LxMeta:
@@ -66,7 +73,7 @@ def decode(eas: Iterable[tuple[bytes, bytes]]) -> LxMeta:
     found: dict[bytes, bytes] = {}
     for name, value in eas:
         upper = name.upper()
-        if upper in NAMES or upper in (ACL.upper(), DEFAULT_ACL.upper()):
+        if upper in _KEPT:
             found[upper] = value
 
     def u32(name: bytes) -> int | None:
@@ -99,4 +106,4 @@ def encode(meta: LxMeta) -> list[tuple[bytes, bytes]]:
 
 
 __all__ = ["ACL", "DEFAULT_ACL", "DEV", "GID", "MODE", "NAMES", "TRUSTED", "UID", "LxMeta",
-           "decode", "encode", "reserved"]
+           "decode", "encode", "reserved", "trusted_name"]

@@ -393,8 +393,9 @@ class QuicDriver:
                 return
             except ValueError:
                 pass  # one by one below
-        # From a new address (a migrating client) each datagram goes alone: the engine's
-        # batch path does not open new paths (RFC 9000 9.3).
+        # One by one: a single datagram, a batch the engine refused, or one from an
+        # address that is not the peer's (none is expected: a server driver hands qh3 one
+        # client address, peer_path.py); the engine's batch path opens no new paths.
         for data in batch:
             try:
                 self.quic.receive_datagram(data, addr, now)  # type: ignore[arg-type]
@@ -515,19 +516,18 @@ class QuicDriver:
             log.warning("QUIC connection migrated to local port %d in %.3f s (cause: %s)",
                         self.sock.getsockname()[1], trio.current_time() - started, cause)
 
-    def _rtt(self) -> float:
+    def _core_value(self, name: str, default: float = 0.0) -> float:
+        """A figure qh3's native core keeps (an attribute or a method of it)."""
         core = getattr(self.quic, "_core", None)
-        rtt = getattr(core, "smoothed_rtt", 0.1) if core is not None else 0.1
-        return float(rtt() if callable(rtt) else rtt)
+        value = getattr(core, name, default) if core is not None else default
+        return float(value() if callable(value) else value)
+
+    def _rtt(self) -> float:
+        return self._core_value("smoothed_rtt", 0.1)
 
     def stats(self) -> dict[str, float | int]:
         """What the engine knows of the path (qh3's native core)."""
-        core = getattr(self.quic, "_core", None)
-
-        def get(name: str) -> float:
-            value = getattr(core, name, 0) if core is not None else 0
-            return float(value() if callable(value) else value)
-
+        get = self._core_value
         return {
             "rtt_ms": round(get("smoothed_rtt") * 1000, 3),
             "cwnd": int(get("congestion_window")),

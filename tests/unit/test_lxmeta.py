@@ -52,6 +52,8 @@ def test_names_match_without_case_and_bad_lengths_are_ignored() -> None:
     assert lxmeta.reserved(b"$LxMod") and not lxmeta.reserved(b"LXMOD")
     assert lxmeta.reserved(b"$TRUSTED.x") and lxmeta.reserved(b"$System.Posix_ACL_Access")
     assert not lxmeta.reserved(b"$system.other") and not lxmeta.reserved(b"trusted.x")
+    assert lxmeta.trusted_name(b"$TRUSTED.Name") == b"Name"
+    assert lxmeta.trusted_name(b"trusted.x") is None
 
 
 def _file(**kw: object) -> FileStat:
