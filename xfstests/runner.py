@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
                         "(10,000 ops x 4 processes) instead of ./check")
     p.add_argument("--time-limit", type=float, default=60.0, metavar="MIN",
                    help="stop ./check after this many minutes (default 60)")
+    p.add_argument("--reference", action="store_true",
+                   help="run the same tests through xfstests/passthrough.py (a plain "
+                        "pyfuse3 passthrough of local directories) instead of quicfs: "
+                        "what FUSE and pyfuse3 allow here, test by test")
+    p.add_argument("--compare", action="store_true",
+                   help="run nothing: list the tests the last --reference run passed "
+                        "and the last quicfs run did not, with quicfs's reasons")
     p.add_argument("--keep", action="store_true",
                    help="leave the servers running and the mounts mounted afterwards")
     p.add_argument("--shares-in", metavar="DIR", type=Path,
@@ -165,14 +172,52 @@ def _local_servers(work: Path, samba: SambaServer, keep: bool
             stop_state(local.state())
 
 
+# ---------------------------------------------------------------------------- reference
+REFERENCE_HELPER = Path("/sbin/mount.fuse.passthrough")
+
+
+@contextmanager
+def reference(work: Path, keep: bool, shares_in: Path | None) -> Iterator[dict[str, str]]:
+    """Two directories on the storage the shares would be on, and the passthrough's
+    mount helper (installed for the run), described by a config like local.config."""
+    with share_storage(work, keep) if shares_in is None else _given(shares_in) as where:
+        dirs = {}
+        for name in ("test", "scratch"):
+            dirs[name] = where / f"reference-{name}"
+            subprocess.run(["rm", "-rf", str(dirs[name])], check=True)
+            dirs[name].mkdir(mode=0o755)
+        REFERENCE_HELPER.write_text(
+            "#!/bin/sh\n# xfstests/run --reference installed this; it removes it again.\n"
+            f'exec "{sys.executable}" "{HERE / "passthrough.py"}" "$@"\n')
+        REFERENCE_HELPER.chmod(0o755)
+        mnt = work / "reference"
+        config = work / "reference.config"
+        config.write_text(
+            "export FSTYP=fuse\nexport FUSE_SUBTYP=.passthrough\n"
+            # Not a path: umount(8) takes a directory for a mount point, not a source.
+            f"export TEST_DEV=passthrough:{dirs['test']}\nexport TEST_DIR={mnt}/test\n"
+            f"export SCRATCH_DEV=passthrough:{dirs['scratch']}\n"
+            f"export SCRATCH_MNT={mnt}/scratch\n"
+            'export TEST_FS_MOUNT_OPTS="-o allow_other"\n'
+            'export MOUNT_OPTIONS="-o allow_other"\n')
+        try:
+            yield {"HOST_OPTIONS": str(config)}
+        finally:
+            if not keep:
+                REFERENCE_HELPER.unlink(missing_ok=True)
+
+
 def config_env(extra: dict[str, str]) -> dict[str, str]:
-    """The environment ./check runs with, and the mount points local.config names."""
-    env = dict(os.environ, **extra, HOST_OPTIONS=str(CONFIG))
-    out = subprocess.run(["bash", "-c", f'. "{CONFIG}"; echo "$TEST_DIR"; '
-                          'echo "$SCRATCH_MNT"; echo "$TEST_DEV"; echo "$TEST_FS_MOUNT_OPTS"'],
+    """The environment ./check runs with, and the mount points its config names."""
+    env = {**os.environ, "HOST_OPTIONS": str(CONFIG), **extra}
+    config = env["HOST_OPTIONS"]
+    out = subprocess.run(["bash", "-c", f'. "{config}"; echo "$TEST_DIR"; '
+                          'echo "$SCRATCH_MNT"; echo "$TEST_DEV"; echo "$TEST_FS_MOUNT_OPTS"; '
+                          'echo "$FSTYP$FUSE_SUBTYP"'],
                          env=env, capture_output=True, text=True, check=True).stdout.split("\n")
     env["QUICFS_TEST_DIR"], env["QUICFS_SCRATCH_MNT"] = out[0], out[1]
     env["QUICFS_TEST_DEV"], env["QUICFS_TEST_OPTS"] = out[2], out[3].removeprefix("-o ")
+    env["QUICFS_TEST_TYPE"] = out[4]
     return env
 
 
@@ -199,28 +244,72 @@ def classify(log: str) -> dict[str, str]:
     return results
 
 
+def notrun_reasons(log: str) -> dict[str, str]:
+    """Why ./check did not run each test it skipped (the text after ``[not run]``)."""
+    return {m["test"]: m["rest"].split("[not run]", 1)[1].strip()
+            for m in map(_LINE.match, log.splitlines())
+            if m and "[not run]" in m["rest"]}
+
+
 def summarize(results: dict[str, str], minutes: float, timed_out: bool,
-              args: Sequence[str]) -> str:
+              args: Sequence[str], what: str = "quicfs over QUIC",
+              why: dict[str, str] | None = None) -> str:
     counts = {k: sorted(t for t, v in results.items() if v == k)
               for k in ("passed", "failed", "notrun", "expunged")}
-    lines = [f"xfstests through quicfs over QUIC: ./check {' '.join(args)}",
+    lines = [f"xfstests through {what}: ./check {' '.join(args)}",
              f"finished {time.strftime('%Y-%m-%d %H:%M')} after {minutes:.1f} min"
              + (" (stopped at the time limit)" if timed_out else ""),
              "passed {} failed {} not run {} excluded {}".format(
                  *(len(counts[k]) for k in ("passed", "failed", "notrun", "expunged"))),
              ""]
     lines += [f"failed: {' '.join(counts['failed']) or '-'}", ""]
-    lines += [f"{test} {status}" for test, status in sorted(results.items())]
+    why = why or {}
+    lines += [f"{test} {status}" + (f": {why[test]}" if test in why else "")
+              for test, status in sorted(results.items())]
+    return "\n".join(lines) + "\n"
+
+
+_RESULT = re.compile(r"^(?P<test>[a-z0-9]+/\d{3,}) (?P<status>\w+)(?:: (?P<why>.*))?$")
+
+
+def compare(reference: str, ours: str, exclude: str) -> str:
+    """What the passthrough reference passed and quicfs did not, each with quicfs's
+    reason (its exclusion or why xfstests did not run it), from two summaries."""
+    def outcomes(summary: str) -> dict[str, tuple[str, str]]:
+        return {m["test"]: (m["status"], m["why"] or "")
+                for m in map(_RESULT.match, summary.splitlines()) if m}
+
+    excluded = {}
+    for line in exclude.splitlines():
+        test, _, reason = line.partition("#")
+        if test.strip():
+            excluded[test.strip()] = reason.strip()
+    def passed(results: dict[str, tuple[str, str]]) -> set[str]:
+        return {test for test, (status, _) in results.items() if status == "passed"}
+
+    ref, our = outcomes(reference), outcomes(ours)
+    lines = [f"passed by the reference: {len(passed(ref))}; by quicfs: {len(passed(our))}",
+             "", "passed by the reference, not by quicfs:"]
+    for test in sorted(passed(ref) - passed(our)):
+        status, why = our.get(test, ("not in the quicfs run", ""))
+        if test in excluded:
+            status, why = "excluded", excluded[test]
+        lines.append(f"  {test} {status}" + (f": {why}" if why else ""))
+    lines += ["", "passed by quicfs, not by the reference:"]
+    lines += [f"  {test} {ref.get(test, ('not in the reference run', ''))[0]}"
+              for test in sorted(passed(our) - passed(ref))]
     return "\n".join(lines) + "\n"
 
 
 def run_check(xfstests: Path, env: dict[str, str], args: Sequence[str],
-              limit_min: float) -> int:
+              limit_min: float, is_reference: bool = False) -> int:
     RESULTS.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S") + ("-reference" if is_reference else "")
     log_path = RESULTS / f"check-{stamp}.log"
     env = dict(env, RESULT_BASE=str(RESULTS / f"check-{stamp}"))
-    cmd = ["./check", "-E", str(EXCLUDE), *(args or ["-g", "quick"])]
+    # The reference runs every test: what it fails shows what FUSE here cannot do.
+    exclude = [] if is_reference else ["-E", str(EXCLUDE)]
+    cmd = ["./check", *exclude, *(args or ["-g", "quick"])]
     print(f"$ cd {xfstests} && {' '.join(cmd)}   (log: {log_path})", flush=True)
     start = time.monotonic()
     timed_out = False
@@ -247,12 +336,16 @@ def run_check(xfstests: Path, env: dict[str, str], args: Sequence[str],
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
         timed_out = time.monotonic() >= deadline
-    results = classify(log_path.read_text())
-    summary = summarize(results, (time.monotonic() - start) / 60, timed_out, cmd[1:])
+    log = log_path.read_text()
+    results = classify(log)
+    summary = summarize(results, (time.monotonic() - start) / 60, timed_out, cmd[1:],
+                        "the passthrough reference" if is_reference else "quicfs over QUIC",
+                        notrun_reasons(log))
+    latest = RESULTS / ("summary-reference.txt" if is_reference else "summary.txt")
     (RESULTS / f"summary-{stamp}.txt").write_text(summary)
-    (RESULTS / "summary.txt").write_text(summary)
+    latest.write_text(summary)
     print("\n" + "\n".join(summary.splitlines()[:5]))
-    print(f"summary: {RESULTS / 'summary.txt'}")
+    print(f"summary: {latest}")
     failed = any(v == "failed" for v in results.values())
     return 1 if failed or timed_out or not results else 0
 
@@ -263,7 +356,7 @@ def run_fsx(xfstests: Path, env: dict[str, str]) -> int:
     mnt = Path(env["QUICFS_TEST_DIR"])
     mnt.mkdir(parents=True, exist_ok=True)
     unmount(mnt)
-    subprocess.run(["mount", "-t", "fuse.quicfs", "-o", env["QUICFS_TEST_OPTS"],
+    subprocess.run(["mount", "-t", env["QUICFS_TEST_TYPE"], "-o", env["QUICFS_TEST_OPTS"],
                     env["QUICFS_TEST_DEV"], str(mnt)], check=True, env=env)
     work = mnt / f"fsx-{os.getpid()}"
     work.mkdir()
@@ -302,8 +395,23 @@ def run_fsx(xfstests: Path, env: dict[str, str]) -> int:
     return 1 if failed else 0
 
 
+def print_comparison() -> int:
+    summaries = RESULTS / "summary-reference.txt", RESULTS / "summary.txt"
+    missing = [str(p) for p in summaries if not p.exists()]
+    if missing:
+        print(f"xfstests/run: no {' and no '.join(missing)}: run xfstests/run --reference "
+              "and xfstests/run first", file=sys.stderr)
+        return 2
+    text = compare(summaries[0].read_text(), summaries[1].read_text(), EXCLUDE.read_text())
+    (RESULTS / "comparison.txt").write_text(text)
+    print(text, end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.compare:
+        return print_comparison()
     xfstests = Path(os.environ.get("XFSTESTS_DIR", ""))
     if not os.environ.get("XFSTESTS_DIR"):
         print("xfstests/run: set XFSTESTS_DIR to a built xfstests checkout", file=sys.stderr)
@@ -320,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         ensure_users()
-        with servers(work, args.keep, args.shares_in) as extra:
+        where = reference if args.reference else servers
+        with where(work, args.keep, args.shares_in) as extra:
             env = config_env(extra)
             for path in (env["QUICFS_TEST_DIR"], env["QUICFS_SCRATCH_MNT"]):
                 unmount(Path(path))
@@ -328,7 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 if args.fsx:
                     return run_fsx(xfstests, env)
-                return run_check(xfstests, env, args.check_args, args.time_limit)
+                return run_check(xfstests, env, args.check_args, args.time_limit,
+                                 args.reference)
             finally:
                 if not args.keep:
                     for path in (env["QUICFS_TEST_DIR"], env["QUICFS_SCRATCH_MNT"]):

@@ -55,3 +55,34 @@ def test_every_exclusion_gives_its_reason():
         if line.strip() and not line.startswith("#"):
             test, _, reason = line.partition("#")
             assert test.strip().count("/") == 1 and reason.strip(), line
+
+
+def test_summary_gives_why_a_test_did_not_run():
+    log = CHECK_OUTPUT
+    summary = runner.summarize(runner.classify(log), 1.0, False, [],
+                               why=runner.notrun_reasons(log))
+    assert "generic/004 notrun: O_TMPFILE is not supported" in summary.splitlines()
+    assert "generic/001 passed" in summary.splitlines()
+
+
+def test_comparison_names_what_the_reference_passed_and_quicfs_did_not():
+    reference = runner.summarize(
+        {"generic/001": "passed", "generic/003": "failed", "generic/020": "passed",
+         "generic/025": "passed", "generic/035": "passed", "generic/091": "notrun"},
+        20.0, False, [], "the passthrough reference")
+    ours = runner.summarize(
+        {"generic/001": "passed", "generic/003": "expunged", "generic/020": "expunged",
+         "generic/025": "notrun", "generic/035": "failed", "generic/091": "passed"},
+        50.0, False, [], why={"generic/025": "kernel doesn't support renameat2 syscall"})
+    exclude = "# why\ngeneric/003  # atime\ngeneric/020  # a 65536-byte user.* value\n"
+    assert runner.compare(reference, ours, exclude).splitlines() == [
+        "passed by the reference: 4; by quicfs: 2",
+        "",
+        "passed by the reference, not by quicfs:",
+        "  generic/020 excluded: a 65536-byte user.* value",
+        "  generic/025 notrun: kernel doesn't support renameat2 syscall",
+        "  generic/035 failed",
+        "",
+        "passed by quicfs, not by the reference:",
+        "  generic/091 notrun",
+    ]
