@@ -214,7 +214,7 @@ class Passthrough(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return self._entry(path)
 
-    async def _remove(self, parent_inode: int, name: bytes,
+    def _remove(self, parent_inode: int, name: bytes,
                       remove: Callable[[bytes], None]) -> None:
         path = self._child(parent_inode, name)
         remove(path)
@@ -223,12 +223,12 @@ class Passthrough(pyfuse3.Operations):
     @_fuse_errors
     async def unlink(self, parent_inode: int, name: bytes,
                      ctx: pyfuse3.RequestContext) -> None:
-        await self._remove(parent_inode, name, os.unlink)
+        self._remove(parent_inode, name, os.unlink)
 
     @_fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes,
                     ctx: pyfuse3.RequestContext) -> None:
-        await self._remove(parent_inode, name, os.rmdir)
+        self._remove(parent_inode, name, os.rmdir)
 
     @_fuse_errors
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
