@@ -30,7 +30,8 @@ import trio
 
 from quicfs.fs import mountflags
 from quicfs.fs.caller import groups_of
-from quicfs.options import VFS_FLAGS, split_options
+from quicfs.fs.operations import fuse_options
+from quicfs.options import parse_options, split_options
 
 #: A source is ``passthrough:/DIR``: not a path, as umount(8) would take a path for a
 #: mount point.
@@ -130,15 +131,11 @@ class Passthrough(pyfuse3.Operations):
     @_fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext
                       ) -> pyfuse3.EntryAttributes:
-        if self.names.get(inode):
-            st = os.lstat(self._path(inode))
-        elif self.open_fds.get(inode):
-            st = os.fstat(next(iter(self.open_fds[inode])))
-        else:
-            raise pyfuse3.FUSEError(errno.ENOENT)
-        return self._attrs(st, inode)
+        return self._attrs(self._stat(self._target(inode, None)), inode)
 
     def _target(self, inode: int, fh: int | None) -> int | bytes:
+        """The file of ``inode``: the handle given, a name, or (once every name is
+        gone) a handle still open on it."""
         if fh is not None:
             return fh
         if self.names.get(inode):
@@ -146,6 +143,10 @@ class Passthrough(pyfuse3.Operations):
         if self.open_fds.get(inode):
             return next(iter(self.open_fds[inode]))
         raise pyfuse3.FUSEError(errno.ENOENT)
+
+    @staticmethod
+    def _stat(target: int | bytes) -> os.stat_result:
+        return os.lstat(target) if isinstance(target, bytes) else os.fstat(target)
 
     @_fuse_errors
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
@@ -165,53 +166,46 @@ class Passthrough(pyfuse3.Operations):
             else:
                 os.lchown(target, uid, gid)
         if fields.update_atime or fields.update_mtime:
-            st = os.stat(target, follow_symlinks=False) if isinstance(target, bytes) \
-                else os.fstat(target)
+            st = self._stat(target)
             times = (attr.st_atime_ns if fields.update_atime else st.st_atime_ns,
                      attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns)
             if isinstance(target, int):
                 os.utime(target, ns=times)
             else:
                 os.utime(target, ns=times, follow_symlinks=False)
-        st = os.lstat(target) if isinstance(target, bytes) else os.fstat(target)
-        return self._attrs(st, inode)
+        return self._attrs(self._stat(target), inode)
 
     @_fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         return os.readlink(self._path(inode))
 
+    def _make(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext,
+              make: Callable[[bytes], None]) -> pyfuse3.EntryAttributes:
+        path = self._child(parent_inode, name)
+        with self._as(ctx):
+            make(path)
+        return self._entry(path)
+
     @_fuse_errors
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        path = self._child(parent_inode, name)
-        with self._as(ctx):
-            os.mknod(path, mode, rdev)
-        return self._entry(path)
+        return self._make(parent_inode, name, ctx, lambda path: os.mknod(path, mode, rdev))
 
     @_fuse_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        path = self._child(parent_inode, name)
-        with self._as(ctx):
-            os.mkdir(path, mode)
-        return self._entry(path)
+        return self._make(parent_inode, name, ctx, lambda path: os.mkdir(path, mode))
 
     @_fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        path = self._child(parent_inode, name)
-        with self._as(ctx):
-            os.symlink(target, path)
-        return self._entry(path)
+        return self._make(parent_inode, name, ctx, lambda path: os.symlink(target, path))
 
     @_fuse_errors
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         path = self._child(new_parent_inode, new_name)
-        if self.names.get(inode):
-            os.link(self._path(inode), path, follow_symlinks=False)
-        else:
-            raise pyfuse3.FUSEError(errno.ENOENT)
+        os.link(self._path(inode), path, follow_symlinks=False)
         return self._entry(path)
 
     def _remove(self, parent_inode: int, name: bytes,
@@ -369,19 +363,13 @@ class Passthrough(pyfuse3.Operations):
 
 
 # ---------------------------------------------------------------------- the helper
-def _fuse_options(source: str, options: str) -> tuple[set[str], list[str]]:
-    given = split_options(options)
-    at_mount, later = mountflags.split(o for o in given if o in VFS_FLAGS)
-    out = {"default_permissions", f"fsname={source}", *at_mount,
-           "ro" if "ro" in given else "rw"}
-    if "allow_other" in given:
-        out.add("allow_other")
-    return out, later
-
-
 async def _serve(source: str, mountpoint: str, options: str, ready_fd: int) -> None:
-    fuse_opts, later = _fuse_options(source, options)
-    pyfuse3.init(Passthrough(source[len(SCHEME):]), mountpoint, fuse_opts)
+    # Mounted with the options quicfs's helper would give libfuse for the same -o
+    # (nosubtype: the type must show as plain "fuse"), and the same flags set by a
+    # remount afterwards.
+    opts = parse_options(f"{options},nosubtype")
+    later = mountflags.split(opts.vfs)[1]
+    pyfuse3.init(Passthrough(source[len(SCHEME):]), mountpoint, fuse_options(opts, source))
     try:
         async with trio.open_nursery() as nursery:
             async def settle() -> None:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 from quicfs.demo import DemoError, start_servers, stop_state, unmount
@@ -137,12 +137,19 @@ def servers(work: Path, keep: bool, shares_in: Path | None) -> Iterator[dict[str
     if os.environ.get("QUICFS_SERVER"):
         yield {}
         return
-    with share_storage(work, keep) if shares_in is None else _given(shares_in) as where:
+    with storage(work, keep, shares_in) as where:
         where.chmod(0o755)
         samba = SambaServer(Path(tempfile.mkdtemp(prefix="quicfs-xfstests-smb-", dir=where)),
                             shares=("test", "scratch"), share_options=SHARE_OPTIONS)
         with _local_servers(work, samba, keep) as env:
             yield env
+
+
+def storage(work: Path, keep: bool, shares_in: Path | None
+            ) -> AbstractContextManager[Path]:
+    """Where the shares (or the reference's directories) live: --shares-in DIR, or a
+    fresh XFS image."""
+    return share_storage(work, keep) if shares_in is None else _given(shares_in)
 
 
 @contextmanager
@@ -180,7 +187,7 @@ REFERENCE_HELPER = Path("/sbin/mount.fuse.passthrough")
 def reference(work: Path, keep: bool, shares_in: Path | None) -> Iterator[dict[str, str]]:
     """Two directories on the storage the shares would be on, and the passthrough's
     mount helper (installed for the run), described by a config like local.config."""
-    with share_storage(work, keep) if shares_in is None else _given(shares_in) as where:
+    with storage(work, keep, shares_in) as where:
         dirs = {}
         for name in ("test", "scratch"):
             dirs[name] = where / f"reference-{name}"
@@ -284,6 +291,7 @@ def compare(reference: str, ours: str, exclude: str) -> str:
         test, _, reason = line.partition("#")
         if test.strip():
             excluded[test.strip()] = reason.strip()
+
     def passed(results: dict[str, tuple[str, str]]) -> set[str]:
         return {test for test, (status, _) in results.items() if status == "passed"}
 
