@@ -41,7 +41,7 @@ from quicfs.fs.readahead import ReadAhead
 from quicfs.fs.writeback import WriteBehind
 from quicfs.options import Options
 from quicfs.smb2 import lxmeta
-from quicfs.smb2.constants import FileAttributes, FileInfoClass
+from quicfs.smb2.constants import CreateAction, FileAttributes, FileInfoClass
 from quicfs.smb2.ea import MAX_NAME as MAX_EA_NAME
 from quicfs.smb2.ea import MAX_VALUE as MAX_EA_VALUE
 from quicfs.smb2.info import FileAllInformation
@@ -61,6 +61,10 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 #: Handlers that name no caller: theirs is the process that opened the handle.
 _BY_HANDLE = frozenset({"read", "write", "flush", "fsync"})
+
+
+#: The I/O size we prefer (st_blksize, statfs f_bsize).
+IO_SIZE = 65536
 
 
 def fuse_errors(func: F) -> F:
@@ -182,6 +186,11 @@ class Operations(pyfuse3.Operations):
         #: mtime as its change time (smbd's get_change_timespec), so a link, chmod,
         #: utimes or setxattr would leave ctime where it was; POSIX moves it.
         self._ctime: dict[int, int] = {}
+        #: Directories' attributes as the server last gave them, and when (trio time):
+        #: answered for actimeo, with the times our own changes inside give them. The
+        #: kernel forgets a directory's attributes at every create or unlink in it and
+        #: asks again at the next lookup there; this spares that round trip.
+        self._dir_held: dict[int, tuple[FileStat, float]] = {}
         #: The directory each open directory handle is of.
         self.dir_inode: dict[int, int] = {}
         # Complete listings reused within actimeo, as long as nothing changed through
@@ -235,7 +244,7 @@ class Operations(pyfuse3.Operations):
         e.st_gid = a.gid
         e.st_rdev = a.rdev
         e.st_size = a.size
-        e.st_blksize = 65536
+        e.st_blksize = IO_SIZE
         e.st_blocks = a.blocks
         e.st_atime_ns = a.atime_ns
         e.st_mtime_ns = a.mtime_ns
@@ -314,7 +323,21 @@ class Operations(pyfuse3.Operations):
         moves."""
         if inode is not None:
             self._held.pop(inode, None)
+            self._dir_held.pop(inode, None)
             self._ctime[inode] = time.time_ns()
+
+    def _entries_changed(self, parent_inode: int, *, links: bool = False) -> None:
+        """A name in directory ``parent_inode`` was added or removed here: its mtime and
+        ctime move (POSIX). With ``links`` its link count changed too (a subdirectory's
+        ".."): its held attributes go."""
+        if links:
+            self._dir_held.pop(parent_inode, None)
+        else:
+            self._written_at[parent_inode] = self._ctime[parent_inode] = time.time_ns()
+
+    def _hold_dir(self, inode: int, st: FileStat) -> None:
+        if st.is_dir:
+            self._dir_held[inode] = (st, trio.current_time())
 
     async def _drop_pages(self, inode: int) -> None:
         """Our Read caching is gone: read-ahead, held attributes and the kernel's pages
@@ -444,10 +467,12 @@ class Operations(pyfuse3.Operations):
             if exc.status in (Status.OBJECT_NAME_NOT_FOUND, Status.OBJECT_PATH_NOT_FOUND,
                               Status.NO_SUCH_FILE, Status.DELETE_PENDING):
                 if known is not None:
+                    self._dir_held.pop(known, None)
                     self.inodes.removed(path)  # gone or renamed by another client
                 return self._negative()
             raise
         inode = ROOT_INODE if path == self.root else self.inodes.remember(path, st.file_id)
+        self._hold_dir(inode, st)
         return await self._entry_for(inode, path, st)
 
     @fuse_errors
@@ -461,15 +486,7 @@ class Operations(pyfuse3.Operations):
         if fhs:
             # An open file is asked through its handle: that works even once every name
             # is gone (fstat after unlink), and costs one message instead of three.
-            handle = self.files[next(iter(fhs))]
-            info = FileAllInformation.unpack(await handle.query_info(FileInfoClass.ALL))
-            st = FileStat.from_info(handle.name.rpartition("/")[2], info,
-                                    file_id=info.index_number, nlink=info.number_of_links)
-            if self.opts.metadata and st.ea_size \
-                    and self._lx_known(inode, fresh=True) is None:
-                st = dataclasses.replace(st, lx=lxmeta.decode(await handle.get_eas()))
-            self._hold(inode, st)
-            return self._entry(inode, st)
+            return self._entry(inode, await self._stat_open(inode, self.files[next(iter(fhs))]))
         if self.inodes.names(inode) == [] and inode != ROOT_INODE:
             for fh, of in self.dir_inode.items():
                 if of == inode:
@@ -478,8 +495,24 @@ class Operations(pyfuse3.Operations):
                     e = self._entry(inode, self.dirs[fh].entries[0][1])
                     e.st_nlink = 0
                     return e
+        held_dir = self._dir_held.get(inode)
+        if held_dir is not None and trio.current_time() - held_dir[1] < self.opts.actimeo:
+            return self._entry(inode, held_dir[0])
         path = self.inodes.path(inode)
-        return await self._entry_for(inode, path, await self._stat(path))
+        st = await self._stat(path)
+        self._hold_dir(inode, st)
+        return await self._entry_for(inode, path, st)
+
+    async def _stat_open(self, inode: int, handle: Open) -> FileStat:
+        """The attributes of an open file, asked through ``handle``; held while it is
+        open (_hold)."""
+        info = FileAllInformation.unpack(await handle.query_info(FileInfoClass.ALL))
+        st = FileStat.from_info(handle.name.rpartition("/")[2], info,
+                                file_id=info.index_number, nlink=info.number_of_links)
+        if self.opts.metadata and st.ea_size and self._lx_known(inode, fresh=True) is None:
+            st = dataclasses.replace(st, lx=lxmeta.decode(await handle.get_eas()))
+        self._hold(inode, st)
+        return st
 
     @fuse_errors
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
@@ -489,12 +522,17 @@ class Operations(pyfuse3.Operations):
         self._touched(inode)
         await self._drain_inode(inode)
         writable = False
+        handle = self.files.get(fh) if fh is not None else None
         if fields.update_size:
             self._invalidate_reads(inode)
             self._check_writable()
-            handle = self.files.get(fh) if fh is not None else None
             if handle is not None:
                 await handle.set_end_of_file(attr.st_size)
+                if not (fields.update_atime or fields.update_mtime or fields.update_mode
+                        or fields.update_uid or fields.update_gid):
+                    # ftruncate(2): the new attributes through the handle, held, so the
+                    # getattr and reads that follow need not ask again.
+                    return self._entry(inode, await self._stat_open(inode, handle))
             else:
                 await self.share.truncate(path, attr.st_size)
         if fields.update_atime or fields.update_mtime:
@@ -552,6 +590,9 @@ class Operations(pyfuse3.Operations):
                 self.cache.forget(inode)
                 self._ctime.pop(inode, None)
                 self._lx.pop(inode, None)
+                self._dir_held.pop(inode, None)
+                if not self.handles_of.get(inode):
+                    self._written_at.pop(inode, None)
 
     # ------------------------------------------------------------------ xattrs
     # The "user." namespace is the file's SMB extended attributes (MS-FSCC 2.4.15), as
@@ -677,7 +718,10 @@ class Operations(pyfuse3.Operations):
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
         info = await self.share.statfs()
         s = pyfuse3.StatvfsData()
-        s.f_bsize = info.bytes_per_allocation_unit
+        # The size I/O is best done in, as st_blksize; blocks count in allocation units
+        # (f_frsize). glibc's posix_fallocate, which FUSE leaves to write a byte per
+        # f_bsize (at most 4096), then writes a quarter of what Samba's 1024 would cost.
+        s.f_bsize = max(IO_SIZE, info.bytes_per_allocation_unit)
         s.f_frsize = info.bytes_per_allocation_unit
         s.f_blocks = info.total_allocation_units
         s.f_bfree = info.actual_available_allocation_units
@@ -792,6 +836,7 @@ class Operations(pyfuse3.Operations):
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
         eas = await self._creation_eas(parent_inode, stat.S_IFDIR | mode, ctx)
         st = await self.share.mkdir(path, eas=eas)
+        self._entries_changed(parent_inode, links=True)
         return self._entry(self.inodes.remember(path, st.file_id), st)
 
     @fuse_errors
@@ -809,17 +854,20 @@ class Operations(pyfuse3.Operations):
         device = kind in (stat.S_IFCHR, stat.S_IFBLK)
         eas = await self._creation_eas(parent_inode, mode, ctx, rdev=rdev if device else None)
         st = await self.share.make_empty(path, eas)
+        self._entries_changed(parent_inode)
         return self._entry(self.inodes.remember(path, st.file_id), st)
 
     @fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
+        self._touched(self.inodes.inode_of(path))  # its number may soon be another's
         await self._close_parked_under(path)
         if self._open_here(path):
             await self._set_aside(path)
         else:
             await self.share.rmdir(path)
+        self._entries_changed(parent_inode, links=True)
         self.inodes.removed(path)
 
     @fuse_errors
@@ -834,6 +882,7 @@ class Operations(pyfuse3.Operations):
             await self._set_aside(path)
         else:
             await self.share.remove(path)
+        self._entries_changed(parent_inode)
         self.inodes.removed(path)
 
     @fuse_errors
@@ -869,6 +918,8 @@ class Operations(pyfuse3.Operations):
                                         else errno.EISDIR) from None
             await self._set_aside(new)
             await self.share.rename(old, new, replace=True)
+        for parent in {parent_inode_old, parent_inode_new}:
+            self._entries_changed(parent, links=True)
         self.inodes.renamed(old, new)
 
     def _open_here(self, path: str) -> bool:
@@ -913,6 +964,7 @@ class Operations(pyfuse3.Operations):
         # A link's own mode means nothing; its owner does (sticky directories).
         eas = await self._creation_eas(parent_inode, stat.S_IFLNK | 0o777, ctx, mode=None)
         st = await self.share.create_small(path, data, eas=eas)
+        self._entries_changed(parent_inode)
         entry = self._entry(self.inodes.remember(path, st.file_id), st)
         entry.st_mode = stat.S_IFLNK | 0o777
         entry.st_size = len(target)
@@ -933,6 +985,7 @@ class Operations(pyfuse3.Operations):
         dst = join(self.inodes.path(new_parent_inode), os.fsdecode(new_name))
         self._touched(inode)
         st = await self.share.link(src, dst)
+        self._entries_changed(new_parent_inode)
         self.inodes.remember(dst, st.file_id)
         # Both names are one file: the kernel expects the same inode back.
         return await self._entry_for(inode, dst, st)
@@ -1003,6 +1056,8 @@ class Operations(pyfuse3.Operations):
         if self.opts.metadata:
             meta = await self._new_meta(parent_inode, stat.S_IFREG | mode, ctx)
         handle = await self._create_leased(known, path, how, meta)
+        if handle.created.create_action == CreateAction.CREATED:
+            self._entries_changed(parent_inode)
         fh = self._fh()
         st = handle.created_stat()
         if st is None:

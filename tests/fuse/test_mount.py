@@ -685,3 +685,79 @@ def test_metadata_changes_move_ctime(mounted):
     assert os.stat(moved).st_mtime_ns == mtime  # utimes set it; nothing since moved it
     os.unlink(moved)
     os.unlink(mounted / "ctime-link.txt")
+
+
+def test_directory_times_follow_changes_inside(mounted):
+    """Every name added or removed in a directory moves its mtime and ctime (POSIX),
+    though the mount answers the kernel's re-asking from what it holds."""
+    d = mounted / "dirtimes"
+    d.mkdir()
+    (d / "old").write_bytes(b"o")
+    changes = [
+        ("create", lambda: (d / "new").write_bytes(b"n")),
+        ("mknod", lambda: os.mknod(d / "node", 0o644 | 0o100000)),
+        ("symlink", lambda: os.symlink("new", d / "sym")),
+        ("link", lambda: os.link(d / "new", d / "hard")),
+        ("unlink", lambda: os.unlink(d / "hard")),
+        ("rename", lambda: os.rename(d / "node", d / "node2")),
+        ("mkdir", lambda: os.mkdir(d / "sub")),
+        ("rmdir", lambda: os.rmdir(d / "sub")),
+    ]
+    for what, change in changes:
+        before = os.stat(d)
+        time.sleep(0.02)
+        change()
+        after = os.stat(d)
+        assert after.st_mtime_ns > before.st_mtime_ns, what
+        assert after.st_ctime_ns > before.st_ctime_ns, what
+    # Opening an existing file with O_CREAT adds no name: the directory stays.
+    before = os.stat(d).st_mtime_ns
+    time.sleep(0.02)
+    os.close(os.open(d / "old", os.O_WRONLY | os.O_CREAT))
+    assert os.stat(d).st_mtime_ns == before
+    assert sorted(os.listdir(d)) == ["new", "node2", "old", "sym"]
+    shutil.rmtree(d)
+
+
+def test_ftruncate_then_read_back_and_fstat(mounted):
+    """Write, truncate through the handle, write again: fstat and reads show exactly
+    what the handle did, each step (looptest -t, generic/129)."""
+    data = os.urandom(300_000)
+    fd = os.open(mounted / "trunc.bin", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        for size, cut in ((102_400, 0), (300_000, 123_457), (8192, 4096), (65_536, 70_000)):
+            os.pwrite(fd, data[:size], 0)
+            assert os.pread(fd, size, 0) == data[:size]
+            os.ftruncate(fd, cut)
+            assert os.fstat(fd).st_size == cut
+            expect = data[:min(size, cut)].ljust(cut, b"\0")
+            assert hashlib.sha256(os.pread(fd, cut + 10, 0)).hexdigest() == \
+                hashlib.sha256(expect).hexdigest()
+    finally:
+        os.close(fd)
+    assert (mounted / "trunc.bin").read_bytes() == data[:65_536].ljust(70_000, b"\0")
+    os.unlink(mounted / "trunc.bin")
+
+
+def test_statfs_sizes_and_posix_fallocate(mounted):
+    """statfs counts blocks in the server's allocation units and names 64 KiB as the
+    I/O size; posix_fallocate (glibc writes a zero byte per block: FUSE has no
+    fallocate here) leaves the size asked and zeros."""
+    vfs = os.statvfs(mounted)
+    assert vfs.f_bsize == 65536 and vfs.f_frsize == 1024  # Samba's allocation unit
+    fd = os.open(mounted / "falloc.bin", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, b"head", 0)
+        os.posix_fallocate(fd, 0, 1 << 20)
+        assert os.fstat(fd).st_size == 1 << 20
+        for page in range(0, 256, 17):
+            os.pwrite(fd, page.to_bytes(8, "little"), page * 4096 + 100)
+    finally:
+        os.close(fd)
+    expect = bytearray(1 << 20)
+    expect[:4] = b"head"
+    for page in range(0, 256, 17):
+        expect[page * 4096 + 100:page * 4096 + 108] = page.to_bytes(8, "little")
+    got = (mounted / "falloc.bin").read_bytes()
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(expect).hexdigest()
+    os.unlink(mounted / "falloc.bin")
