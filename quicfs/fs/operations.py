@@ -270,14 +270,33 @@ class Operations(pyfuse3.Operations):
         self.handles_of.setdefault(inode, set()).add(fh)
         if self.nursery is not None:
             self.writers[fh] = WriteBehind(handle, self.nursery)
-            self.readers[fh] = ReadAhead(handle, self.nursery)
+            self.readers[fh] = ReadAhead(handle, self.nursery,
+                                         pending=lambda: self._pending_writes(inode))
 
     def _invalidate_reads(self, inode: int) -> None:
-        """A write or truncate through any handle makes read-ahead of the file stale."""
+        """A truncate through any handle (or a write that failed) makes read-ahead of
+        the file stale."""
         for fh in self.handles_of.get(inode, ()):
             reader = self.readers.get(fh)
             if reader is not None:
                 reader.invalidate()
+
+    def _reads_see(self, inode: int, off: int, buf: bytes) -> None:
+        """A write through any handle is laid over what every handle has read ahead."""
+        for fh in self.handles_of.get(inode, ()):
+            reader = self.readers.get(fh)
+            if reader is not None:
+                reader.wrote(off, buf)
+
+    def _pending_writes(self, inode: int) -> list[tuple[int, bytes]] | None:
+        """Writes to ``inode`` made here that the server has not answered yet, oldest
+        first (readahead.Pending); None if two handles hold some (their order is not
+        known)."""
+        writers = [w for f in self.handles_of.get(inode, ())
+                   if (w := self.writers.get(f)) is not None and w.pending]
+        if len(writers) > 1:
+            return None
+        return [(a, bytes(d)) for w in writers for a, d in w.runs()]
 
     def _under(self, inodes: Iterable[int], paths: Sequence[str]) -> set[int]:
         """Those of ``inodes`` named by one of ``paths`` or below it."""
@@ -1010,6 +1029,7 @@ class Operations(pyfuse3.Operations):
         if writing and flags & os.O_DIRECT:
             self._direct.add(fh)
         if flags & os.O_TRUNC and writing:
+            self._invalidate_reads(inode)  # other handles' read-ahead is of the old data
             await handle.set_end_of_file(0)
         # Close-to-open consistency (as cifs.ko): the kernel keeps its cached pages only
         # while a lease has promised, since they were read, that nobody changed the file.
@@ -1070,6 +1090,7 @@ class Operations(pyfuse3.Operations):
             # the inode's lease bookkeeping was the old file's.
             await self.cache.rekey(inode)
         self.cache.opened(inode, handle, reused=False)
+        self._invalidate_reads(inode)  # other handles' read-ahead is of the old data
         self._track(fh, inode, handle, True)
         self.opener[fh] = ctx.pid
         if flags & os.O_DIRECT:
@@ -1096,7 +1117,9 @@ class Operations(pyfuse3.Operations):
             if pending and not any(w.overlaps(off, end) for w in pending):
                 # Nothing on its way touches these bytes: no need to wait for it. Past
                 # the server's end of file and before our writes lies a hole: zeros.
-                data = await self.files[fh].read(off, end - off)
+                reader = self.readers.get(fh)
+                data = await (reader.read(off, end - off) if reader is not None
+                              else self.files[fh].read(off, end - off))
                 return data.ljust(end - off, b"\0")
         await self._drain_inode(inode)
         reader = self.readers.get(fh)
@@ -1108,16 +1131,20 @@ class Operations(pyfuse3.Operations):
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         inode = self.fh_inode[fh]
         self._changed()
-        self._invalidate_reads(inode)
         self._written_at[inode] = time.time_ns()
         if fh in self._direct:
             self._direct_wrote.add(fh)
             self.cache.distrust(inode)
         writer = self.writers.get(fh)
-        if writer is None:
-            n = await self.files[fh].write(off, buf)
-        else:
-            n = await writer.write(off, buf)
+        self._reads_see(inode, off, buf)
+        try:
+            if writer is None:
+                n = await self.files[fh].write(off, buf)
+            else:
+                n = await writer.write(off, buf)
+        except BaseException:
+            self._invalidate_reads(inode)  # what was laid over them is not on the server
+            raise
         held = self._held.get(inode)
         if held is not None:
             held.wrote(off, n)
@@ -1142,6 +1169,7 @@ class Operations(pyfuse3.Operations):
                 except Exception as exc:  # raised as itself below, not in a group
                     failed = exc
         if failed is not None:
+            self._invalidate_reads(self.fh_inode[fh])
             raise failed
         if fh in self._direct_wrote:
             # Direct writes are on the server now: pages a racing read cached go.
@@ -1153,7 +1181,11 @@ class Operations(pyfuse3.Operations):
         self._held.pop(self.fh_inode[fh], None)
         writer = self.writers.get(fh)
         if writer is not None:
-            await writer.drain()
+            try:
+                await writer.drain()
+            except BaseException:
+                self._invalidate_reads(self.fh_inode[fh])
+                raise
         await self._stamp_write_time(fh)
         await self.files[fh].flush()
 

@@ -3,12 +3,17 @@ already on their way (several READs in flight), so a stream of small FUSE reads 
 few large SMB READs.
 
 The cache lives only as long as the open handle (close-to-open consistency, as cifs.ko
-without a lease) and is dropped at once when anything writes or truncates the file
-through this mount.
+without a lease) and is dropped at once when the file is truncated through this mount.
+Writes through this mount are laid over the chunks instead (``wrote``): a program that
+writes and reads the same file by turns (mmap faults beside pwrite, generic/346) reads
+from here rather than the server. A chunk still on its way gets them laid over it when it
+lands, on top of the writes that were not yet on the server when it was asked for
+(``pending``), so its bytes are the file's as this mount has made it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -18,38 +23,81 @@ from quicfs.client.open import Open
 CHUNK = 1024 * 1024
 WINDOW = 4
 
+#: Writes made here not yet answered by the server, oldest first; None when their order
+#: is not known (two handles' writes overlap).
+Pending = Callable[[], list[tuple[int, bytes | bytearray]] | None]
+
 
 @dataclass(eq=False)
 class _Chunk:
     start: int
+    size: int
     done: trio.Event = field(default_factory=trio.Event)
-    data: bytes = b""
+    data: bytearray = field(default_factory=bytearray)
     error: BaseException | None = None
+    #: Writes to lay over the data when it lands, in order.
+    later: list[tuple[int, bytes | bytearray]] = field(default_factory=list)
+    #: False when writes on their way could not be ordered: the chunk serves the read
+    #: that asked for it (whose bytes no such write touches) and goes.
+    keep: bool = True
 
 
 class ReadAhead:
     def __init__(self, handle: Open, nursery: trio.Nursery, *, chunk: int = CHUNK,
-                 window: int = WINDOW) -> None:
+                 window: int = WINDOW, pending: Pending | None = None) -> None:
         self.handle = handle
         self.nursery = nursery
         self.chunk = max(65536, min(chunk, handle.max_read))
         self.window = window
         self.size_hint = handle.size
+        self.pending = pending
         self._chunks: dict[int, _Chunk] = {}
+        #: Reads that are not read ahead, on their way: they see writes too.
+        self._direct: set[_Chunk] = set()
         self._next = 0
 
     def invalidate(self) -> None:
         self._chunks.clear()
         self._next = -1  # the next read starts afresh
 
+    def wrote(self, offset: int, data: bytes | bytearray) -> None:
+        """This mount wrote ``data`` at ``offset`` (perhaps not on the server yet)."""
+        self.size_hint = max(self.size_hint, offset + len(data))
+        for chunk in [*self._chunks.values(), *self._direct]:
+            if not chunk.done.is_set():
+                chunk.later.append((offset, data))
+            elif chunk.error is None:
+                self._lay(chunk, offset, data)
+
+    @staticmethod
+    def _lay(chunk: _Chunk, offset: int, data: bytes | bytearray) -> None:
+        c, buf = chunk.size, chunk.data
+        lo = max(offset, chunk.start) - chunk.start
+        hi = min(offset + len(data), chunk.start + c) - chunk.start
+        if offset + len(data) <= chunk.start:
+            return  # wholly before: no byte or size of ours changes
+        if lo >= c:
+            # Wholly after: the file now reaches past this chunk, so a short one (the
+            # end of file when read) runs on with the zeros of a hole.
+            buf.extend(bytes(c - len(buf)))
+            return
+        if len(buf) < lo:
+            buf.extend(bytes(lo - len(buf)))  # a hole before the written bytes
+        buf[lo:hi] = data[chunk.start + lo - offset:chunk.start + hi - offset]
+        if offset + len(data) > chunk.start + c and len(buf) < c:
+            buf.extend(bytes(c - len(buf)))
+
     async def read(self, offset: int, size: int) -> bytes:
-        sequential = offset == self._next or (offset == 0 and self._next <= 0)
+        c = self.chunk
+        first = offset // c * c
+        # Sequential: at or a little past where the last read ended (the kernel skips
+        # pages it has), or within a chunk held here.
+        sequential = first in self._chunks or 0 <= offset - self._next < c \
+            or (offset == 0 and self._next <= 0)
         self._next = offset + size
         if not sequential:
             self._chunks.clear()
-            return await self.handle.read(offset, size)
-        c = self.chunk
-        first = offset // c * c
+            return await self._read_direct(offset, size)
         for i in range(self.window):
             start = first + i * c
             if start not in self._chunks and (i == 0 or start < max(self.size_hint, 1)):
@@ -67,7 +115,8 @@ class ReadAhead:
                 raise chunk.error
             piece = chunk.data[pos - start : end - start]
             out += piece
-            self.size_hint = max(self.size_hint, start + len(chunk.data))
+            if not chunk.keep:
+                self._chunks.pop(start, None)
             if len(chunk.data) < c or not piece:
                 break  # end of file
             pos += len(piece)
@@ -75,16 +124,39 @@ class ReadAhead:
             del self._chunks[start]
         return bytes(out)
 
+    async def _read_direct(self, offset: int, size: int) -> bytes:
+        chunk = _Chunk(offset, size, keep=False)
+        self._overlay_pending(chunk)
+        self._direct.add(chunk)
+        try:
+            await self._fetch(chunk)
+        finally:
+            self._direct.discard(chunk)
+        if chunk.error is not None:
+            raise chunk.error
+        return bytes(chunk.data[:size])
+
+    def _overlay_pending(self, chunk: _Chunk) -> None:
+        pending = self.pending() if self.pending is not None else []
+        if pending is None:
+            chunk.keep = False
+        else:
+            chunk.later.extend(pending)
+
     def _schedule(self, start: int) -> _Chunk:
-        chunk = _Chunk(start)
+        chunk = _Chunk(start, self.chunk)
+        self._overlay_pending(chunk)
         self._chunks[start] = chunk
         self.nursery.start_soon(self._fetch, chunk)
         return chunk
 
     async def _fetch(self, chunk: _Chunk) -> None:
         try:
-            chunk.data = await self.handle.read(chunk.start, self.chunk)
+            chunk.data = bytearray(await self.handle.read(chunk.start, chunk.size))
+            for offset, data in chunk.later:
+                self._lay(chunk, offset, data)
         except Exception as exc:
             chunk.error = exc
         finally:
+            chunk.later = []
             chunk.done.set()

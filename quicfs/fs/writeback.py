@@ -138,7 +138,7 @@ class WriteBehind:
         if self._inflight == 0:
             self._idle.set()
 
-    def _runs(self) -> list[tuple[int, bytes | bytearray]]:
+    def runs(self) -> list[tuple[int, bytes | bytearray]]:
         """The writes held here, in flight then gathered: oldest first."""
         runs: list[tuple[int, bytes | bytearray]] = [(a, d) for a, d, _ in self._ranges]
         if self._buf:
@@ -147,7 +147,7 @@ class WriteBehind:
 
     def overlaps(self, start: int, end: int) -> bool:
         """Whether a write held here (gathered or in flight) touches ``start..end``."""
-        return any(a < end and start < a + len(d) for a, d in self._runs())
+        return any(a < end and start < a + len(d) for a, d in self.runs())
 
     def peek(self, start: int, end: int) -> bytes | None:
         """Bytes ``start..end`` as the server will have them once everything here has
@@ -158,7 +158,7 @@ class WriteBehind:
         out = bytearray(end - start)
         covered: list[tuple[int, int]] = []
         # Oldest first, so a later write's bytes win where runs overlap.
-        for a, d in self._runs():
+        for a, d in self.runs():
             lo, hi = max(start, a), min(end, a + len(d))
             if lo < hi:
                 out[lo - start:hi - start] = d[lo - a:hi - a]

@@ -761,3 +761,84 @@ def test_statfs_sizes_and_posix_fallocate(mounted):
     got = (mounted / "falloc.bin").read_bytes()
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(expect).hexdigest()
     os.unlink(mounted / "falloc.bin")
+
+
+def test_reads_between_writes_see_every_write(mounted):
+    """Writes through one handle and sequential reads through another, by turns: every
+    read shows every write made before it, wherever it lands (read-ahead lays writes
+    over what it fetched instead of fetching again)."""
+    import random
+
+    rng = random.Random(346)
+    model = bytearray(os.urandom(3 * 1024 * 1024))
+    (mounted / "turns.bin").write_bytes(bytes(model))
+    with open(mounted / "turns.bin", "rb", buffering=0) as r, \
+            open(mounted / "turns.bin", "r+b", buffering=0) as w:
+        pos = 0
+        for _ in range(300):
+            off = rng.randrange(0, len(model) + 100_000)
+            data = os.urandom(rng.randrange(1, 9000))
+            os.pwrite(w.fileno(), data, off)
+            if off > len(model):
+                model.extend(bytes(off - len(model)))
+            model[off:off + len(data)] = data
+            # Drop the kernel's pages, so the read reaches the mount.
+            os.posix_fadvise(r.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            n = rng.randrange(1, 70_000)
+            assert os.pread(r.fileno(), n, pos) == bytes(model[pos:pos + n]), (off, pos)
+            pos = pos + n if pos + n < len(model) else 0
+    assert hashlib.sha256((mounted / "turns.bin").read_bytes()).hexdigest() == \
+        hashlib.sha256(model).hexdigest()
+    os.unlink(mounted / "turns.bin")
+
+
+def test_mmap_and_pwrite_on_the_same_pages(mounted):
+    """generic/346's holetest: one thread marks every page through a shared mapping,
+    another writes beside it on the same page with pwrite; both marks are there after."""
+    import mmap
+
+    pages, size = 512, 512 * 4096
+    path = mounted / "holes.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        with mmap.mmap(fd, size) as m:
+            def mark() -> None:
+                for p in range(pages):
+                    m[p * 4096 + 1024:p * 4096 + 1032] = (p + 1).to_bytes(8, "little")
+
+            def write() -> None:
+                for p in range(pages):
+                    os.pwrite(fd, (p + 7).to_bytes(8, "little"), p * 4096 + 3072)
+
+            threads = [threading.Thread(target=mark), threading.Thread(target=write)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            m.flush()
+    finally:
+        os.close(fd)
+    expect = bytearray(size)
+    for p in range(pages):
+        expect[p * 4096 + 1024:p * 4096 + 1032] = (p + 1).to_bytes(8, "little")
+        expect[p * 4096 + 3072:p * 4096 + 3080] = (p + 7).to_bytes(8, "little")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(expect).hexdigest()
+    os.unlink(path)
+
+
+def test_truncating_open_drops_other_handles_read_ahead(mounted):
+    """open(O_TRUNC) through one handle: another handle's reads show the new, short
+    file, not what it read ahead of the old one."""
+    old = os.urandom(2 * 1024 * 1024)
+    (mounted / "otrunc.bin").write_bytes(old)
+    with open(mounted / "otrunc.bin", "rb", buffering=0) as r:
+        assert r.read(65536) == old[:65536]  # the next chunks are fetched now
+        with open(mounted / "otrunc.bin", "wb", buffering=0) as w:
+            w.write(b"fresh")
+            w.seek(100_000)
+            w.write(b"end")  # a hole between: zeros, never the old bytes
+        os.posix_fadvise(r.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        expect = b"fresh".ljust(100_000, b"\0") + b"end"
+        assert os.pread(r.fileno(), 1 << 20, 0) == expect
+    os.unlink(mounted / "otrunc.bin")
