@@ -63,6 +63,8 @@ class ReadAhead:
     def wrote(self, offset: int, data: bytes | bytearray) -> None:
         """This mount wrote ``data`` at ``offset`` (perhaps not on the server yet)."""
         self.size_hint = max(self.size_hint, offset + len(data))
+        if not self._chunks and not self._direct:
+            return  # the common case of a writer that does not read: nothing to lay over
         for chunk in [*self._chunks.values(), *self._direct]:
             if not chunk.done.is_set():
                 chunk.later.append((offset, data))
