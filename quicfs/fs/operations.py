@@ -505,7 +505,15 @@ class Operations(pyfuse3.Operations):
         if fhs:
             # An open file is asked through its handle: that works even once every name
             # is gone (fstat after unlink), and costs one message instead of three.
-            return self._entry(inode, await self._stat_open(inode, self.files[next(iter(fhs))]))
+            handle = self.files[next(iter(fhs))]
+            info = FileAllInformation.unpack(await handle.query_info(FileInfoClass.ALL))
+            st = FileStat.from_info(handle.name.rpartition("/")[2], info,
+                                    file_id=info.index_number, nlink=info.number_of_links)
+            if self.opts.metadata and st.ea_size \
+                    and self._lx_known(inode, fresh=True) is None:
+                st = dataclasses.replace(st, lx=lxmeta.decode(await handle.get_eas()))
+            self._hold(inode, st)
+            return self._entry(inode, st)
         if self.inodes.names(inode) == [] and inode != ROOT_INODE:
             for fh, of in self.dir_inode.items():
                 if of == inode:
@@ -521,17 +529,6 @@ class Operations(pyfuse3.Operations):
         st = await self._stat(path)
         self._hold_dir(inode, st)
         return await self._entry_for(inode, path, st)
-
-    async def _stat_open(self, inode: int, handle: Open) -> FileStat:
-        """The attributes of an open file, asked through ``handle``; held while it is
-        open (_hold)."""
-        info = FileAllInformation.unpack(await handle.query_info(FileInfoClass.ALL))
-        st = FileStat.from_info(handle.name.rpartition("/")[2], info,
-                                file_id=info.index_number, nlink=info.number_of_links)
-        if self.opts.metadata and st.ea_size and self._lx_known(inode, fresh=True) is None:
-            st = dataclasses.replace(st, lx=lxmeta.decode(await handle.get_eas()))
-        self._hold(inode, st)
-        return st
 
     @fuse_errors
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,

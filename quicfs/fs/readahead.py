@@ -73,11 +73,11 @@ class ReadAhead:
 
     @staticmethod
     def _lay(chunk: _Chunk, offset: int, data: bytes | bytearray) -> None:
+        if offset + len(data) <= chunk.start:
+            return  # wholly before: no byte or size of ours changes
         c, buf = chunk.size, chunk.data
         lo = max(offset, chunk.start) - chunk.start
         hi = min(offset + len(data), chunk.start + c) - chunk.start
-        if offset + len(data) <= chunk.start:
-            return  # wholly before: no byte or size of ours changes
         if lo >= c:
             # Wholly after: the file now reaches past this chunk, so a short one (the
             # end of file when read) runs on with the zeros of a hole.
@@ -117,6 +117,7 @@ class ReadAhead:
                 raise chunk.error
             piece = chunk.data[pos - start : end - start]
             out += piece
+            self.size_hint = max(self.size_hint, start + len(chunk.data))
             if not chunk.keep:
                 self._chunks.pop(start, None)
             if len(chunk.data) < c or not piece:
