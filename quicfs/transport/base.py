@@ -27,6 +27,10 @@ class MessageTransport(Protocol):
     async def send_message(self, message: bytes | bytearray | memoryview) -> None:
         """Send one whole SMB2 message (or compound chain, or transform)."""
 
+    def try_send_message(self, message: bytes | bytearray | memoryview) -> bool:
+        """Send one message now if that needs no wait; False, with nothing sent, if not."""
+        ...
+
     async def receive_message(self) -> bytearray:
         """The next whole message; raises ConnectionLost when the peer has gone."""
 

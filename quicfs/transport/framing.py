@@ -73,6 +73,16 @@ class FramedStream:
                     raise ConnectionLost(f"connection to {self.peer} lost: {exc}") from exc
                 raise
 
+    def try_send_message(self, message: bytes | bytearray | memoryview) -> bool:
+        """Send a small message now, without waiting, where the stream can take it whole
+        at once (QUIC: room in the engine); False, with nothing sent, otherwise -- then
+        :meth:`send_message` does it."""
+        try_send = getattr(self._stream, "try_send", None)
+        if (try_send is None or self._broken is not None or self._send_lock.locked()
+                or len(message) > _JOIN_LIMIT):
+            return False
+        return bool(try_send(frame_header(len(message)) + bytes(message)))
+
     async def receive_message(self) -> bytearray:
         while True:
             if len(self._buf) >= 4:

@@ -240,6 +240,7 @@ class QuicDriver:
         self._last_rx = trio.current_time()
         self._gso = sock is not None and hasattr(socket, "SOL_UDP")
         self.on_event: Callable[[events.QuicEvent], None] | None = None
+        self._engine_error: QuicConnectionError | None = None
 
     @property
     def peer_moves(self) -> int:
@@ -254,8 +255,39 @@ class QuicDriver:
             self._wake_scope.cancel()
 
     def deliver(self, data: bytes, addr: object) -> None:
-        """Server side: the dispatcher hands over a datagram for this connection."""
+        """Server side: the dispatcher hands over a datagram for this connection; it calls
+        :meth:`take_input` once it has handed over all it read."""
         self._inbox.append((data, addr))
+
+    def take_input(self) -> None:
+        """Server side: feed what :meth:`deliver` handed over to the engine now, in the
+        dispatcher's task, and send what that calls for. Waking the worker instead would
+        cost a pass through trio's scheduler per datagram, on the path of every request."""
+        try:
+            self._turn()
+        except QuicConnectionError as exc:
+            self._failed(exc)
+            return
+        self.kick()
+        if self.terminated.is_set():
+            self.wake()  # the worker ends
+
+    def kick(self) -> None:
+        """Send what the engine has to send now, from the caller's task (a writer that
+        queued stream data, or the dispatcher), and move the worker's wait to the engine's
+        new timer. Cheaper than :meth:`wake`: the worker need not run."""
+        try:
+            self._flush()
+        except QuicConnectionError as exc:
+            self._failed(exc)
+            return
+        scope = self._wake_scope
+        if scope is not None:
+            scope.deadline = self._deadline()
+
+    def _failed(self, exc: QuicConnectionError) -> None:
+        # Raised in the worker, which ends the connection.
+        self._engine_error = exc
         self.wake()
 
     # -- the worker
@@ -277,16 +309,9 @@ class QuicDriver:
                             await self._wait_input()
                         self._wake_scope = None
                     self._wake_pending = False
-                    now = trio.current_time()
-                    self._drain_input(now)
-                    timer = self.quic.get_timer()
-                    if timer is not None and now >= timer:
-                        self.quic.handle_timer(now)
-                    if (now - self._last_rx >= KEEPALIVE_INTERVAL
-                            and self.handshake_done.is_set() and not self.terminated.is_set()):
-                        self._ping()
-                        self._last_rx = now
-                    if self._process_events():
+                    if self._engine_error is not None:
+                        raise self._engine_error
+                    if self._turn():
                         # Let the streams' readers act on what arrived first (the gateway
                         # forwards it, a client answers the next request): what they send
                         # then leaves in the same flush as our ACK, instead of waiting
@@ -303,6 +328,20 @@ class QuicDriver:
             finally:
                 self._fail_streams(ConnectionLost(self._lost_message()))
                 self.terminated.set()
+
+    def _turn(self) -> bool:
+        """Feed the input waiting, fire the engine's timer if due, keep the path alive, and
+        hand the engine's events on. True if a stream received data."""
+        now = trio.current_time()
+        self._drain_input(now)
+        timer = self.quic.get_timer()
+        if timer is not None and now >= timer:
+            self.quic.handle_timer(now)
+        if (now - self._last_rx >= KEEPALIVE_INTERVAL
+                and self.handshake_done.is_set() and not self.terminated.is_set()):
+            self._ping()
+            self._last_rx = now
+        return self._process_events()
 
     def _deadline(self) -> float:
         timer = self.quic.get_timer()
@@ -658,7 +697,7 @@ class QuicStream(trio.abc.HalfCloseableStream):
                     piece = view[:room]
                     quic.send_stream_data(self.stream_id, bytes(piece))
                     view = view[len(piece):]
-                    self.driver.wake()
+                    self.driver.kick()
                     if not view:
                         break
                 self._writable = trio.Event()
@@ -667,6 +706,18 @@ class QuicStream(trio.abc.HalfCloseableStream):
             await trio.lowlevel.checkpoint()
         finally:
             self._sending = False
+
+    def try_send(self, data: bytes) -> bool:
+        """Send all of ``data`` now, without waiting, if the engine has room for it and no
+        other task is sending; False, with nothing sent, otherwise."""
+        if self._sending or self._closed or self._send_closed or self._error is not None:
+            return False
+        quic = self.driver.quic
+        if quic.get_send_buffer_size(self.stream_id) + len(data) > SEND_HIGH_WATER:
+            return False
+        quic.send_stream_data(self.stream_id, data)
+        self.driver.kick()
+        return True
 
     def _maybe_writable_after_flush(self) -> None:
         # If the engine already drained, do not wait for an event that may never come.
@@ -695,17 +746,22 @@ class QuicStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError
         self._receiving = True
         try:
+            waited = False
             while not self._recv and not self._recv_eof:
                 if self._error is not None:
                     raise trio.BrokenResourceError(str(self._error)) from self._error
                 self._readable = trio.Event()
                 await self._readable.wait()
+                waited = True
                 if self._closed:
                     raise trio.ClosedResourceError
             n = len(self._recv) if max_bytes is None else max_bytes
             data = bytes(self._recv[:n])
             del self._recv[:n]
-            await trio.lowlevel.checkpoint()
+            if not waited:
+                # trio's rule: every receive is a checkpoint. A wait above was one; a
+                # second would cost a pass through the scheduler on every message.
+                await trio.lowlevel.checkpoint()
             return data
         finally:
             self._receiving = False

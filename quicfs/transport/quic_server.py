@@ -67,6 +67,7 @@ class QuicServer:
         send_batch(self.sock, datagrams, gso=True)
 
     async def serve(self) -> None:
+        fed: dict[QuicDriver, None] = {}  # in order of arrival
         while True:
             await trio.lowlevel.wait_readable(self.sock)
             for _ in range(256):
@@ -76,26 +77,34 @@ class QuicServer:
                     break
                 except OSError:
                     break
-                self._dispatch(data, addr)
+                driver = self._dispatch(data, addr)
+                if driver is not None:
+                    fed[driver] = None
+            # Each connection takes in all it got in one engine turn, here (quic.py).
+            for driver in fed:
+                if not driver.terminated.is_set():
+                    driver.take_input()
+            fed.clear()
 
-    def _dispatch(self, data: bytes, addr: object) -> None:
+    def _dispatch(self, data: bytes, addr: object) -> QuicDriver | None:
         try:
             version, ptype, _, dcid, scid, *_ = pull_quic_header(
                 data, 0, self.config.connection_id_length
             )
         except ValueError:
-            return
+            return None
         if version is not None and version not in self.config.supported_versions:
             self._send([(encode_quic_version_negotiation(
                 source_cid=dcid, destination_cid=scid,
                 supported_versions=self.config.supported_versions), addr)])
-            return
+            return None
         driver = self.routes.get(dcid)
         if driver is None:
             if ptype != QuicPacketType.INITIAL or len(data) < 1200:
-                return
+                return None
             driver = self._accept(dcid, addr)
         driver.deliver(data, addr)
+        return driver
 
     def _accept(self, dcid: bytes, addr: object) -> QuicDriver:
         quic = QuicConnection(
