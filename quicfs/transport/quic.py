@@ -272,10 +272,20 @@ class QuicDriver:
         if self.terminated.is_set():
             self.wake()  # the worker ends
 
+    def queued(self) -> None:
+        """A stream queued data in the engine. The server sends it at once: its writer
+        (the gateway's pump) hands over all the backend said in one go. A client has many
+        writers (one per request), so its worker sends on its next pass, after every
+        writer that runs in this one: their messages share datagrams."""
+        if self.sock is None:
+            self.kick()
+        else:
+            self.wake()
+
     def kick(self) -> None:
-        """Send what the engine has to send now, from the caller's task (a writer that
-        queued stream data, or the dispatcher), and move the worker's wait to the engine's
-        new timer. Cheaper than :meth:`wake`: the worker need not run."""
+        """Send what the engine has to send now, from the caller's task, and move the
+        worker's wait to the engine's new timer. Cheaper than :meth:`wake`: the worker
+        need not run."""
         try:
             self._flush()
         except QuicConnectionError as exc:
@@ -697,7 +707,7 @@ class QuicStream(trio.abc.HalfCloseableStream):
                     piece = view[:room]
                     quic.send_stream_data(self.stream_id, bytes(piece))
                     view = view[len(piece):]
-                    self.driver.kick()
+                    self.driver.queued()
                     if not view:
                         break
                 self._writable = trio.Event()
@@ -716,7 +726,7 @@ class QuicStream(trio.abc.HalfCloseableStream):
         if quic.get_send_buffer_size(self.stream_id) + len(data) > SEND_HIGH_WATER:
             return False
         quic.send_stream_data(self.stream_id, data)
-        self.driver.kick()
+        self.driver.queued()
         return True
 
     def _maybe_writable_after_flush(self) -> None:
