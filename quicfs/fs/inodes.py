@@ -30,7 +30,27 @@ class InodeTable:
         """``root``: the share's directory mounted ('' for the share itself)."""
         self._by_inode: dict[int, _Entry] = {ROOT_INODE: _Entry([root], 1)}
         self._by_path: dict[str, int] = {root: ROOT_INODE}
+        #: How many paths of ``_by_path`` lie below each directory path: a rename of
+        #: one with none below it (a file, mostly) moves one name, without a scan.
+        self._below: dict[str, int] = {}
         self._next_local = _FIRST_LOCAL
+
+    def _add(self, path: str, inode: int) -> None:
+        if path not in self._by_path:
+            for parent in _ancestors(path):
+                self._below[parent] = self._below.get(parent, 0) + 1
+        self._by_path[path] = inode
+
+    def _drop(self, path: str) -> int | None:
+        inode = self._by_path.pop(path, None)
+        if inode is not None:
+            for parent in _ancestors(path):
+                left = self._below[parent] - 1
+                if left:
+                    self._below[parent] = left
+                else:
+                    del self._below[parent]
+        return inode
 
     def path(self, inode: int) -> str:
         """A current name of ``inode``; KeyError if it has none (never given, or gone)."""
@@ -65,7 +85,7 @@ class InodeTable:
         if inode is None:
             inode = self._choose(file_id)
             entry = self._by_inode.setdefault(inode, _Entry())
-            self._by_path[path] = inode
+            self._add(path, inode)
         else:
             entry = self._by_inode[inode]
         if path in entry.paths:
@@ -103,12 +123,12 @@ class InodeTable:
             del self._by_inode[inode]
             for p in entry.paths:
                 if self._by_path.get(p) == inode:
-                    del self._by_path[p]
+                    self._drop(p)
 
     def removed(self, path: str) -> None:
         """The name ``path`` is gone on the server. When a file loses its last name, a
         new file must not inherit its inode while the kernel still holds it."""
-        inode = self._by_path.pop(path, None)
+        inode = self._drop(path)
         if inode is None or inode not in self._by_inode:
             return
         entry = self._by_inode[inode]
@@ -120,18 +140,31 @@ class InodeTable:
     def renamed(self, old: str, new: str) -> None:
         """Move ``old`` and everything below it to ``new`` (open handles stay valid)."""
         self.removed(new)
-        prefix = old + "/"
-        moves = [(p, i) for p, i in self._by_path.items() if p == old or p.startswith(prefix)]
+        moves: list[tuple[str, int]] = []
+        if old in self._by_path:
+            moves.append((old, self._by_path[old]))
+        if self._below.get(old):
+            prefix = old + "/"
+            moves += [(p, i) for p, i in self._by_path.items() if p.startswith(prefix)]
         for p, _ in moves:
-            del self._by_path[p]
+            self._drop(p)
         for p, inode in moves:
             target = new + p[len(old):]
-            self._by_path[target] = inode
+            self._add(target, inode)
             entry = self._by_inode[inode]
             entry.paths = [target if q == p else q for q in entry.paths]
 
     def __len__(self) -> int:
         return len(self._by_inode)
+
+
+def _ancestors(path: str) -> list[str]:
+    """The directory paths above ``path``, '' (the share) last; none for '' itself."""
+    found = []
+    while path:
+        path = path.rpartition("/")[0]
+        found.append(path)
+    return found
 
 
 def join(parent: str, name: str) -> str:

@@ -80,3 +80,43 @@ def test_a_name_on_another_file_leaves_the_old_inode():
     assert t.names(old) == []
     with pytest.raises(KeyError):
         t.path(old)
+
+
+def test_renames_match_a_full_scan_of_the_table():
+    """A rename moves the name and, for a directory, every name below it; the count of
+    names below each directory that spares files the scan stays exact."""
+    import random
+
+    rng = random.Random(7)
+    t = InodeTable()
+    model: dict[str, int] = {"": ROOT_INODE}
+    names = ["a", "b", "c"]
+    for step in range(3000):
+        depth = rng.randint(1, 3)
+        path = "/".join(rng.choice(names) for _ in range(depth))
+        op = rng.random()
+        if op < 0.5:
+            model[path] = t.remember(path, rng.randint(2, 60))
+            model = {p: t.inode_of(p) for p in model if t.inode_of(p) is not None}
+        elif op < 0.65:
+            t.removed(path)
+            model.pop(path, None)
+        else:
+            new = "/".join(rng.choice(names) for _ in range(rng.randint(1, 3)))
+            if new == path or new.startswith(path + "/") or not path:
+                continue
+            t.renamed(path, new)
+            model.pop(new, None)
+            moved = {new + p[len(path):]: i for p, i in model.items()
+                     if p == path or p.startswith(path + "/")}
+            model = {p: i for p, i in model.items()
+                     if not (p == path or p.startswith(path + "/"))}
+            model.update(moved)
+        assert {p: t.inode_of(p) for p in model} == model, step
+        assert t._by_path == model, step
+        below: dict[str, int] = {}
+        for p in model:
+            while p:
+                p = p.rpartition("/")[0]
+                below[p] = below.get(p, 0) + 1
+        assert t._below == {k: v for k, v in below.items() if k in below}, step
