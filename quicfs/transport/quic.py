@@ -9,11 +9,16 @@ wait for whichever comes first -- input (datagrams) or the engine's timer (``get
 the engine's events to the streams. ``now`` is always ``trio.current_time()``, so timers
 are monotonic and tests may run on a MockClock.
 
-Other tasks never touch the socket. A stream writer queues data in the engine
-(``send_stream_data``) and *wakes* the worker, which cancels its wait and sends. A wake
-that arrives while the worker is busy is remembered in a flag, so none is lost. Writers
-wait while the engine holds more than ``SEND_HIGH_WATER`` bytes not yet sent (flow or
-congestion control): memory stays bounded.
+Each pass through trio's scheduler costs about as much as qh3's work for a message, so
+the hops per message are few. A stream writer queues data in the engine
+(``send_stream_data``); on a client it then *wakes* the worker, which cancels its wait and
+sends on its next pass what every writer of this pass queued (one datagram for many small
+requests); on a server the writer sends at once (:meth:`QuicDriver.kick`) and moves the
+worker's timer. A wake that arrives while the worker is busy is remembered in a flag, so
+none is lost. On a server the dispatcher also feeds the engine itself
+(:meth:`QuicDriver.take_input`). Writers wait while the engine holds more than
+``SEND_HIGH_WATER`` bytes not yet sent (flow or congestion control): memory stays
+bounded.
 
 Input comes from the driver's own UDP socket on the client, and from the server's
 dispatcher on the server (:mod:`quicfs.transport.quic_server`), which routes datagrams by
@@ -718,8 +723,9 @@ class QuicStream(trio.abc.HalfCloseableStream):
             self._sending = False
 
     def try_send(self, data: bytes) -> bool:
-        """Send all of ``data`` now, without waiting, if the engine has room for it and no
-        other task is sending; False, with nothing sent, otherwise."""
+        """Queue all of ``data`` in the engine, to be sent as :meth:`QuicDriver.queued`
+        says, if it has room for it and no other task is sending; False, with nothing
+        queued, otherwise. Never waits."""
         if self._sending or self._closed or self._send_closed or self._error is not None:
             return False
         quic = self.driver.quic

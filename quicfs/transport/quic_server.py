@@ -1,7 +1,8 @@
 """A QUIC server on the same trio + qh3 stack: one UDP socket, many connections.
 
 The dispatcher reads datagrams and routes each by its destination connection id to a
-:class:`~quicfs.transport.quic.QuicDriver` (whose worker handles timers and events); an
+:class:`~quicfs.transport.quic.QuicDriver`, feeding its engine in the dispatcher's own
+task once the socket is drained (the driver's worker handles the timers); an
 Initial packet with an unknown id starts a new connection (RFC 9000 7, 17.2.2). Routing
 is by connection id, never by address, so a client that changes address (migration, NAT
 rebinding) stays on its connection; its driver follows it there (peer_path.py). Each
