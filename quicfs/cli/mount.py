@@ -24,6 +24,8 @@ EX_USAGE = 1
 EX_FAIL = 32
 #: How often the serving process looks whether its mount is still there.
 MOUNT_CHECK_SECONDS = 2.0
+#: FUSE worker tasks kept waiting for requests (pyfuse3.main's min_tasks).
+FUSE_WORKERS = 8
 #: How long requests in flight may still be answered once the mount is stopping.
 STOP_GRACE_SECONDS = 5.0
 
@@ -149,7 +151,10 @@ async def serve(source: str, options: str, mountpoint: str,
                 nursery.start_soon(settle_then_ready)
                 nursery.start_soon(while_mounted)
                 ops.nursery = nursery  # background writes live as long as the mount
-                await pyfuse3.main()
+                # Idle workers stay: with pyfuse3's default of one, a worker is started
+                # and another ended for nearly every request that arrives while one is
+                # being served (a release beside the next open, a getxattr beside a write).
+                await pyfuse3.main(min_tasks=FUSE_WORKERS)
                 nursery.cancel_scope.cancel()
         finally:
             pyfuse3.close(unmount=True)

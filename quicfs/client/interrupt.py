@@ -14,10 +14,9 @@ waiting.
 from __future__ import annotations
 
 import signal
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import trio
 
@@ -34,8 +33,7 @@ for _sig in (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, sig
     _HARMLESS |= 1 << (_sig - 1)
 
 
-@dataclass(frozen=True, slots=True)
-class _Call:
+class _Call(NamedTuple):
     pid: int
     #: The task serving the call: tasks it starts inherit the context, not the caller.
     task: trio.lowlevel.Task
@@ -44,14 +42,22 @@ class _Call:
 _CALLER: ContextVar[_Call | None] = ContextVar("quicfs_caller", default=None)
 
 
-@contextmanager
-def calling(pid: int | None) -> Iterator[None]:
-    """Within this, the current task serves a call made by process (thread) ``pid``."""
-    token = _CALLER.set(_Call(pid, trio.lowlevel.current_task()) if pid else None)
-    try:
-        yield
-    finally:
-        _CALLER.reset(token)
+class calling:
+    """Within this, the current task serves a call made by process (thread) ``pid``.
+
+    Used as a function; a class, not a generator, as it wraps every FUSE request."""
+
+    __slots__ = ("_pid", "_token")
+
+    def __init__(self, pid: int | None) -> None:
+        self._pid = pid
+
+    def __enter__(self) -> None:
+        pid = self._pid
+        self._token = _CALLER.set(_Call(pid, trio.lowlevel.current_task()) if pid else None)
+
+    def __exit__(self, *exc: object) -> None:
+        _CALLER.reset(self._token)
 
 
 def signal_pending(pid: int) -> bool:

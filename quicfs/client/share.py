@@ -224,17 +224,29 @@ class Share:
                 raise SMBError(reply.status)
         return replies
 
-    async def stat(self, path: str, *, lx: bool = False) -> FileStat:
+    async def stat(self, path: str, *, lx: bool = False,
+                   lease: tuple[bytes, LeaseState] | None = None) -> FileStat:
         """``path``'s attributes; with ``lx`` its Linux owner and mode too (its EAs,
-        asked for in the same compound: quicfs.smb2.lxmeta)."""
-        if not lx:
-            create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES,
-                                  disposition=CreateDisposition.OPEN)
-            return self._stat_of(path, (await self._on_path(create, self._query_all()))[1])
-        create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES
-                              | AccessMask.FILE_READ_EA, disposition=CreateDisposition.OPEN)
-        replies = await self._on_path(create, self._query_all(), self._query_eas(),
-                                      allow=(Status.NO_EAS_ON_FILE,))
+        asked for in the same compound: quicfs.smb2.lxmeta). With ``lease`` (key, state),
+        the file's lease held by our opens, the open is made under it: it then breaks
+        none of our caching (3.3.5.9.8)."""
+        access = AccessMask.FILE_READ_ATTRIBUTES
+        if lx:
+            access |= AccessMask.FILE_READ_EA
+        create = self._create(path, access=access, disposition=CreateDisposition.OPEN)
+        if lease is not None:
+            create = replace(create, oplock_level=OplockLevel.LEASE, contexts=(
+                LeaseRequestV2(lease_key=lease[0], state=lease[1]),))
+        try:
+            if not lx:
+                return self._stat_of(path, (await self._on_path(create, self._query_all()))[1])
+            replies = await self._on_path(create, self._query_all(), self._query_eas(),
+                                          allow=(Status.NO_EAS_ON_FILE,))
+        except SMBError as exc:
+            if lease is None or exc.status != Status.INVALID_PARAMETER:
+                raise
+            # The key is tied to another file than the name's now (3.3.5.9.8).
+            return await self.stat(path, lx=lx)
         return replace(self._stat_of(path, replies[1]), lx=lxmeta.decode(_eas_of(replies[2])))
 
     @staticmethod

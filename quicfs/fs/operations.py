@@ -77,6 +77,8 @@ def fuse_errors(func: F) -> F:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if by_handle:
             pid = args[0].opener.get(args[1])
+        elif isinstance(args[-1], pyfuse3.RequestContext):  # pyfuse3 passes it last
+            pid = args[-1].pid
         else:
             ctx = next((a for a in args if isinstance(a, pyfuse3.RequestContext)), None)
             pid = ctx.pid if ctx is not None else None
@@ -388,7 +390,8 @@ class Operations(pyfuse3.Operations):
         self._listings.clear()
 
     async def _stat(self, path: str) -> FileStat:
-        return await self.share.stat(path, lx=self.opts.metadata)
+        return await self.share.stat(path, lx=self.opts.metadata,
+                                     lease=self.cache.writing_lease(self.inodes.inode_of(path)))
 
     def _lx_known(self, inode: int, *, fresh: bool) -> LxMeta | None:
         """What we know of ``inode``'s Linux metadata (``fresh``: read within actimeo)."""

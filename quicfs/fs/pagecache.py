@@ -106,6 +106,17 @@ class PageCache:
                 if not lock.statistics().tasks_waiting:
                     self._creating.pop(inode, None)
 
+    def writing_lease(self, inode: int | None) -> tuple[bytes, LeaseState] | None:
+        """(key, state) of ``inode``'s lease while an open of ours holds it with Write and
+        Handle caching: a path-based open of the file (a stat) made under that key is
+        then ours and breaks nothing (MS-SMB2 3.3.5.9.8), where under no key it would
+        cost a lease break and its acknowledgement first. With Handle caching held, the
+        name still names this file: another client's rename or delete breaks it first."""
+        lease = self._by_inode.get(inode) if inode is not None else None
+        if lease is None or lease.holders <= 0 or (lease.state & (W | H)) != W | H:
+            return None
+        return lease.key, lease.state
+
     def key_of(self, inode: int) -> bytes | None:
         lease = self._by_inode.get(inode)
         return lease.key if lease is not None else None

@@ -7,9 +7,11 @@ MS-SMB2 says.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
+import struct
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -99,30 +101,47 @@ def derive_keys_311(session_key: bytes, preauth_hash: bytes, cipher: Cipher | No
     )
 
 
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_TO_REDIR = int(HeaderFlags.SERVER_TO_REDIR)
+_CANCEL = int(Command.CANCEL)
+
+
 def _gmac_nonce(message: bytes | bytearray | memoryview) -> bytes:
     """3.1.4.1: MessageId, then a 32-bit field whose bit 0 is the role (1 = server) and
     bit 1 marks a CANCEL request."""
-    message_id = bytes(message[24:32])
-    flags = int.from_bytes(message[16:20], "little")
-    command = int.from_bytes(message[12:14], "little")
-    extra = 0
-    if flags & HeaderFlags.SERVER_TO_REDIR:
-        extra |= 1
-    if command == Command.CANCEL and not flags & HeaderFlags.SERVER_TO_REDIR:
-        extra |= 2
-    return message_id + extra.to_bytes(4, "little")
+    from_server = _U32.unpack_from(message, 16)[0] & _TO_REDIR
+    if from_server:
+        extra = b"\x01\x00\x00\x00"
+    elif _U16.unpack_from(message, 12)[0] == _CANCEL:
+        extra = b"\x02\x00\x00\x00"
+    else:
+        extra = b"\x00\x00\x00\x00"
+    return bytes(message[24:32]) + extra
+
+
+# Every message is signed or checked with the session's one key: the key schedule is
+# made once per key, not once per message.
+@functools.lru_cache(maxsize=64)
+def _gcm(key: bytes) -> AESGCM:
+    return AESGCM(key)
+
+
+@functools.lru_cache(maxsize=64)
+def _cmac(key: bytes) -> cmac.CMAC:
+    return cmac.CMAC(algorithms.AES(key))
 
 
 def _mac(algorithm: SigningAlgorithm | int, key: bytes,
          data: bytes | bytearray | memoryview) -> bytes:
     """The MAC of ``data`` exactly as given (its signature field already zero)."""
-    if algorithm == SigningAlgorithm.AES_CMAC:
-        mac = cmac.CMAC(algorithms.AES(key))
-        mac.update(data)
-        return mac.finalize()
     if algorithm == SigningAlgorithm.AES_GMAC:
         # GMAC is GCM with nothing to encrypt: the whole message is authenticated data.
-        return AESGCM(key).encrypt(_gmac_nonce(data), b"", data)[-16:]
+        return _gcm(key).encrypt(_gmac_nonce(data), b"", data)[-16:]
+    if algorithm == SigningAlgorithm.AES_CMAC:
+        mac = _cmac(key).copy()  # the cached one is never updated, only copied
+        mac.update(data)
+        return mac.finalize()
     if algorithm == SigningAlgorithm.HMAC_SHA256:
         return hmac.new(key, data, hashlib.sha256).digest()[:16]
     raise ValueError(f"unknown signing algorithm {algorithm}")

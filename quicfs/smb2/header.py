@@ -15,9 +15,17 @@ from quicfs.smb2.wire import HEADER_SIZE
 
 _SYNC = struct.Struct("<4sHHIHHIIQIIQ16s")
 _ASYNC = struct.Struct("<4sHHIHHIIQQQ16s")
+_FLAGS = struct.Struct("<I")
 SIGNATURE_OFFSET = 48
 SIGNATURE_SIZE = 16
 assert _SYNC.size == HEADER_SIZE and _ASYNC.size == HEADER_SIZE
+
+# Every message sent and received is packed or unpacked here: plain ints and a dict
+# lookup instead of enum arithmetic (an IntFlag operation builds a new member each time).
+_TO_REDIR = int(HeaderFlags.SERVER_TO_REDIR)
+_ASYNC_FLAG = int(HeaderFlags.ASYNC_COMMAND)
+_SIGNED = int(HeaderFlags.SIGNED)
+_COMMANDS: dict[int, Command] = {int(c): c for c in Command}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +38,7 @@ class Header:
     # In requests of dialect 3.x this holds ChannelSequence; in responses the NTSTATUS.
     status: int = 0
     credits: int = 0  # CreditRequest in a request, CreditResponse in a response
-    flags: HeaderFlags = HeaderFlags.NONE
+    flags: int = 0  # HeaderFlags bits
     next_command: int = 0
     process_id: int = 0xFEFF
     tree_id: int = 0
@@ -40,21 +48,21 @@ class Header:
 
     @property
     def is_response(self) -> bool:
-        return bool(self.flags & HeaderFlags.SERVER_TO_REDIR)
+        return bool(self.flags & _TO_REDIR)
 
     @property
     def is_async(self) -> bool:
-        return bool(self.flags & HeaderFlags.ASYNC_COMMAND)
+        return bool(self.flags & _ASYNC_FLAG)
 
     @property
     def is_signed(self) -> bool:
-        return bool(self.flags & HeaderFlags.SIGNED)
+        return bool(self.flags & _SIGNED)
 
     def pack(self) -> bytes:
         if self.async_id is not None:
             return _ASYNC.pack(
                 PROTOCOL_ID, HEADER_SIZE, self.credit_charge, self.status, int(self.command),
-                self.credits, int(self.flags | HeaderFlags.ASYNC_COMMAND), self.next_command,
+                self.credits, int(self.flags) | _ASYNC_FLAG, self.next_command,
                 self.message_id, self.async_id, self.session_id, self.signature,
             )
         return _SYNC.pack(
@@ -70,28 +78,23 @@ class Header:
     def unpack(cls, msg: bytes | bytearray | memoryview) -> Header:
         if len(msg) < HEADER_SIZE:
             raise MalformedError(f"SMB2 message of {len(msg)} bytes is shorter than a header")
-        head = bytes(msg[:HEADER_SIZE])
-        if head[:4] != PROTOCOL_ID:
-            raise MalformedError(f"bad SMB2 protocol id {head[:4].hex()}")
-        flags = struct.unpack_from("<I", head, 16)[0]
-        if flags & HeaderFlags.ASYNC_COMMAND:
-            (_, size, charge, status, command, credits, flags, nxt, mid, async_id, sid,
-             sig) = _ASYNC.unpack(head)
+        flags = _FLAGS.unpack_from(msg, 16)[0]
+        if flags & _ASYNC_FLAG:
+            (proto, size, charge, status, command, credits, flags, nxt, mid, async_id, sid,
+             sig) = _ASYNC.unpack_from(msg)
             pid, tid = 0, 0
         else:
-            (_, size, charge, status, command, credits, flags, nxt, mid, pid, tid, sid,
-             sig) = _SYNC.unpack(head)
+            (proto, size, charge, status, command, credits, flags, nxt, mid, pid, tid, sid,
+             sig) = _SYNC.unpack_from(msg)
             async_id = None
+        if proto != PROTOCOL_ID:
+            raise MalformedError(f"bad SMB2 protocol id {proto.hex()}")
         if size != HEADER_SIZE:
             raise MalformedError(f"SMB2 header StructureSize {size}, expected 64")
-        try:
-            cmd: Command | int = Command(command)
-        except ValueError:
-            cmd = command
         return cls(
-            command=cmd, message_id=mid, credit_charge=charge, status=status, credits=credits,
-            flags=HeaderFlags(flags), next_command=nxt, process_id=pid, tree_id=tid,
-            async_id=async_id, session_id=sid, signature=sig,
+            command=_COMMANDS.get(command, command), message_id=mid, credit_charge=charge,
+            status=status, credits=credits, flags=flags, next_command=nxt, process_id=pid,
+            tree_id=tid, async_id=async_id, session_id=sid, signature=sig,
         )
 
 

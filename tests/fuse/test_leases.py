@@ -186,3 +186,43 @@ def _gone_soon(path, within: float = 2.5) -> bool:
             return True
         time.sleep(0.05)
     return not path.exists()
+
+
+def test_our_own_stats_break_none_of_our_leases(samba, gateway, tmp_path):
+    """With metadata, a stat by name opens the file with FILE_READ_EA access, which Samba
+    counts as a real open: made under no lease key, it broke the Write caching of our own
+    handle parked after a close (a break and its acknowledgement, a round trip more, on
+    nearly every stat of a file just written). Made under the file's lease key, it breaks
+    nothing. Another client's open still breaks the lease and sees every byte."""
+    from quicfs import control
+    from tests.fuse.conftest import Mount
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    opts = gateway.options(samba) + ",metadata,actimeo=0"  # every stat asks the server
+    data = {f"f{i}.bin": os.urandom(10_000 + i) for i in range(5)}
+    with Mount(mnt, gateway.url("plain"), opts):
+        for name, content in data.items():
+            (mnt / name).write_bytes(content)  # closed: its handle parked, lease R+W+H
+            for _ in range(3):
+                st = os.stat(mnt / name)
+                assert st.st_size == len(content)
+                assert st.st_mode & 0o777 == 0o644 & ~_umask()
+        stats = control.ask(str(mnt), "stats")
+        assert stats["lease_breaks"] == 0, stats
+        assert stats["parked_handles"] >= 1, stats
+        # Another client: its open breaks our lease, and it reads what we wrote.
+        proc = samba.smbclient("plain", f"get f0.bin {tmp_path / 'f0.copy'}")
+        assert proc.returncode == 0, proc.stdout
+        assert (tmp_path / "f0.copy").read_bytes() == data["f0.bin"]
+        for name, content in data.items():
+            assert (mnt / name).read_bytes() == content
+            os.unlink(mnt / name)
+            assert not (samba.share_path("plain") / name).exists()
+        assert control.ask(str(mnt), "stats")["lease_breaks"] >= 1
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -252,3 +252,36 @@ def test_decrypt_random_bytes_raises_only_our_errors(data, cipher):
     key = bytes(32 if "256" in cipher.name else 16)
     with pytest.raises(QuicfsError):
         crypto.decrypt_message(cipher, key, b"\xfdSMB" + data)
+
+
+@pytest.mark.parametrize("algorithm", ALL_SIGNING)
+def test_signatures_with_one_key_match_a_fresh_mac_each_time(algorithm):
+    """Signing keeps the key's cipher state between messages: each signature must still be
+    the MAC of its own message alone, as computed afresh by cryptography (3.1.4.1), for
+    requests, responses and a CANCEL, and with a second key in between."""
+    from cryptography.hazmat.primitives import cmac, hashes
+    from cryptography.hazmat.primitives import hmac as chmac
+    from cryptography.hazmat.primitives.ciphers import algorithms
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    def fresh(key: bytes, msg: bytes) -> bytes:
+        data = msg[:48] + bytes(16) + msg[64:]
+        if algorithm == SigningAlgorithm.AES_CMAC:
+            c = cmac.CMAC(algorithms.AES(key))
+            c.update(data)
+            return c.finalize()
+        if algorithm == SigningAlgorithm.AES_GMAC:
+            role = 1 if msg[16] & 1 else (2 if msg[12] == 0x0C else 0)
+            return AESGCM(key).encrypt(msg[24:32] + role.to_bytes(4, "little"), b"", data)
+        h = chmac.HMAC(key, hashes.SHA256())
+        h.update(data)
+        return h.finalize()[:16]
+
+    keys = [bytes(range(16)), bytes(range(16, 32))]
+    messages = [Header(command=8, message_id=n, flags=f).pack() + bytes([n]) * n
+                for n, f in ((1, 0), (2, 1), (3, 0), (200, 1))]
+    messages.append(Header(command=0x0C, message_id=7).pack())  # CANCEL
+    for _ in range(2):
+        for key in keys:
+            for msg in messages:
+                assert crypto.sign(algorithm, key, msg) == fresh(key, msg)
