@@ -21,10 +21,22 @@ from dataclasses import dataclass, field
 import trio
 
 from quicfs.errors import ConnectError, QuicfsError
+from quicfs.transport.quic import QuicStream
+from quicfs.transport.quic_server import Limits, QuicServer, serve_quic
+from quicfs.transport.refusals import Refusals
 
 log = logging.getLogger("quicfs.gateway")
 
 _CHUNK = 256 * 1024
+#: A client has this long after its handshake to send NEGOTIATE, before the gateway
+#: gives up on it; the backend is not dialled until then.
+FIRST_MESSAGE_TIMEOUT = 10.0
+#: The largest NEGOTIATE accepted (dialects and negotiate contexts: a few hundred bytes).
+MAX_NEGOTIATE = 16 * 1024
+#: The backend has this long to answer NEGOTIATE.
+BACKEND_ANSWER_TIMEOUT = 10.0
+#: Lines of closed connections kept in GatewayStats.
+MAX_CLOSED_KEPT = 100
 
 
 @dataclass
@@ -46,41 +58,117 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class Refused(Exception):
+    """The client's stream is refused before any backend connection is made."""
+
+
+def check_negotiate(frame: bytes) -> None:
+    """Raise :class:`Refused` unless ``frame`` (4-byte header and message) is an SMB2
+    NEGOTIATE request (MS-SMB2 2.1, 2.2.1, 2.2.3): the backend is dialled only for a
+    client that speaks SMB."""
+    length = int.from_bytes(frame[1:4], "big")
+    msg = frame[4:]
+    if (frame[0] != 0 or len(msg) != length or msg[:4] != b"\xfeSMB"
+            or int.from_bytes(msg[4:6], "little") != 64  # header StructureSize
+            or int.from_bytes(msg[12:14], "little") != 0  # Command: NEGOTIATE
+            or int.from_bytes(msg[16:20], "little") & 1  # SMB2_FLAGS_SERVER_TO_REDIR
+            or int.from_bytes(msg[64:66], "little") != 36):  # NEGOTIATE StructureSize
+        raise Refused("the first message is not an SMB2 NEGOTIATE")
+
+
+async def read_first_message(stream: trio.abc.ReceiveStream) -> tuple[bytes, bytes]:
+    """The first framed message on ``stream``, and whatever came after it."""
+    buf = bytearray()
+    while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[1:4], "big"):
+        if len(buf) >= 4 and not 64 + 36 <= int.from_bytes(buf[1:4], "big") <= MAX_NEGOTIATE:
+            raise Refused("the first message is not an SMB2 NEGOTIATE")
+        data = await stream.receive_some(_CHUNK)
+        if not data:
+            raise Refused("the client closed its stream before NEGOTIATE")
+        buf += data
+    end = 4 + int.from_bytes(buf[1:4], "big")
+    return bytes(buf[:end]), bytes(buf[end:])
+
+
 class Gateway:
     def __init__(self, *, listen: tuple[str, int], backend: tuple[str, int], cert: str,
-                 key: str, connect_timeout: float = 5.0) -> None:
+                 key: str, connect_timeout: float = 5.0, limits: Limits | None = None,
+                 summary_interval: float = 60.0) -> None:
         self.listen = listen
         self.backend = backend
         self.cert = cert
         self.key = key
         self.connect_timeout = connect_timeout
+        self.limits = limits or Limits()
+        self.summary_interval = summary_interval
         self.stats = GatewayStats()
+        self.refusals = Refusals(log)
         self.bound_port: int | None = None
+        self.server: QuicServer | None = None
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
                     ) -> None:
         """Serve until cancelled; ``task_status`` gets the bound UDP port."""
-        from quicfs.transport.quic_server import serve_quic
-
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(
+            server: QuicServer = await nursery.start(
                 lambda task_status: serve_quic(  # type: ignore[misc]
                     self.listen[0], self.listen[1], cert=self.cert, key=self.key,
-                    handler=self._handle, task_status=task_status,
+                    handler=self._handle, limits=self.limits, refusals=self.refusals,
+                    task_status=task_status,
                 )
             )
+            self.server = server
+            port = server.sock.getsockname()[1]
             self.bound_port = port
             log.info("gateway listening on UDP %s:%d, backend %s:%d", self.listen[0], port,
                      *self.backend)
+            nursery.start_soon(self._summaries, server)
             task_status.started(port)
 
-    async def _handle(self, stream: trio.abc.HalfCloseableStream, peer: str) -> None:
+    async def _summaries(self, server: QuicServer) -> None:
+        """A line per interval in which anything happened: what was served, and what was
+        refused or dropped, by kind (Refusals logs each kind at most once per interval)."""
+        served = 0
+        while True:
+            await trio.sleep(self.summary_interval)
+            refused = self.refusals.since_last_summary()
+            new = self.stats.connections - served
+            served = self.stats.connections
+            if not refused and not new:
+                continue
+            counts = ", ".join(f"{n} {kind}" for kind, n in sorted(refused.items(),
+                                                                 key=lambda kv: -kv[1]))
+            log.info("summary of the last %g s: %d connections served, %d active, "
+                     "%d handshakes in progress; refused or dropped: %s",
+                     self.summary_interval, new, len(server.connections),
+                     len(server.handshaking), counts or "none")
+
+    async def _handle(self, stream: QuicStream, peer: str) -> None:
+        driver = stream.driver
+        try:
+            with trio.fail_after(FIRST_MESSAGE_TIMEOUT):
+                first, rest = await read_first_message(stream)
+            check_negotiate(first)
+        except (Refused, trio.TooSlowError) as exc:
+            reason = str(exc) if isinstance(exc, Refused) else (
+                f"no SMB2 NEGOTIATE within {FIRST_MESSAGE_TIMEOUT:g} s")
+            self.refusals.note("refused: no SMB2 NEGOTIATE", f"{peer}: {reason}",
+                               trio.current_time())
+            with trio.CancelScope(shield=True):
+                await driver.aclose(f"gateway: {reason}")
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, QuicfsError):
+            return  # the connection ended before it said anything
+        await self._splice(stream, peer, first + rest)
+
+    async def _splice(self, stream: QuicStream, peer: str, first: bytes) -> None:
         stats = self.stats
         stats.connections += 1
         stats.active += 1
         started = time.monotonic()
         up = down = 0
         reason = "closed by client"
+        driver = stream.driver
         try:
             try:
                 with trio.fail_after(self.connect_timeout):
@@ -94,6 +182,20 @@ class Gateway:
                                upstream: bool) -> None:
                     nonlocal up, down, reason
                     try:
+                        if not upstream:
+                            # The backend answers NEGOTIATE at once, or is not serving.
+                            try:
+                                with trio.fail_after(BACKEND_ANSWER_TIMEOUT):
+                                    data = await src.receive_some(_CHUNK)
+                            except trio.TooSlowError:
+                                reason = (f"backend did not answer NEGOTIATE within "
+                                          f"{BACKEND_ANSWER_TIMEOUT:g} s")
+                                nursery.cancel_scope.cancel()
+                                return
+                            if data:
+                                await dst.send_all(data)
+                                down += len(data)
+                                stats.bytes_down += len(data)
                         while data := await src.receive_some(_CHUNK):
                             await dst.send_all(data)
                             if upstream:
@@ -105,8 +207,7 @@ class Gateway:
                         reason = "closed by client" if upstream else "closed by backend"
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError,
                             QuicfsError) as exc:
-                        driver = getattr(stream, "driver", None)
-                        if driver is not None and driver.close_error_code == 0:
+                        if driver.close_error_code == 0:
                             reason = "closed by client"  # CONNECTION_CLOSE with NO_ERROR
                         else:
                             side = "client" if upstream else "backend"
@@ -114,16 +215,28 @@ class Gateway:
                     # One side ended: end the whole splice.
                     nursery.cancel_scope.cancel()
 
+                async def watch_client() -> None:
+                    # A pump blocked on a backend that does not read would not see the
+                    # client go: the connection's end ends the splice.
+                    nonlocal reason
+                    await driver.terminated.wait()
+                    reason = driver.close_reason or "client connection ended"
+                    nursery.cancel_scope.cancel()
+
+                await backend.send_all(first)
+                up += len(first)
+                stats.bytes_up += len(first)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(pump, stream, backend, True)
                     nursery.start_soon(pump, backend, stream, False)
-        except ConnectError:
+                    nursery.start_soon(watch_client)
+        except (ConnectError, OSError, trio.BrokenResourceError) as exc:
+            if not isinstance(exc, ConnectError):
+                reason = f"backend side failed: {exc}"
             # Tell the client why, in the CONNECTION_CLOSE reason (RFC 9000 19.19), so its
             # error names the backend rather than a bare closed connection.
-            driver = getattr(stream, "driver", None)
-            if driver is not None:
-                with trio.CancelScope(shield=True):
-                    await driver.aclose(f"gateway: {reason}")
+            with trio.CancelScope(shield=True):
+                await driver.aclose(f"gateway: {reason}")
         finally:
             stats.active -= 1
             with trio.CancelScope(shield=True):
@@ -132,11 +245,12 @@ class Gateway:
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError,
                         QuicfsError):
                     pass
-            moves = getattr(getattr(stream, "driver", None), "peer_moves", 0)
+            moves = driver.peer_moves
             line = (f"connection from {peer}: {up} bytes up, {down} bytes down, "
                     f"{time.monotonic() - started:.1f} s, {reason}"
                     + (f", client moved {moves} times" if moves else ""))
             stats.closed.append(line)
+            del stats.closed[:-MAX_CLOSED_KEPT]
             log.info("%s", line)
 
 

@@ -26,6 +26,22 @@ from quicfs.url import ShareURL, parse_url
 PROG = "quicfs"
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number")
+    return int(text)
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="SMB 3.1.1 over QUIC (and TCP)")
     p.add_argument("--debug", action="store_true", help="log protocol details to stderr")
@@ -54,6 +70,22 @@ def _parser() -> argparse.ArgumentParser:
                     help="the SMB server behind the gateway (default 127.0.0.1:445)")
     gw.add_argument("--cert", required=True, metavar="FILE", help="certificate (PEM)")
     gw.add_argument("--key", required=True, metavar="FILE", help="private key (PEM)")
+    gw.add_argument("--retry", choices=["auto", "always", "never"], default="auto",
+                    help="ask clients to prove their address first (stateless Retry): "
+                    "always, never, or auto: while many handshakes are in progress "
+                    "(default auto)")
+    gw.add_argument("--max-connections", type=positive, default=1024, metavar="N",
+                    help="connections at most, in all (default 1024)")
+    gw.add_argument("--max-per-address", type=positive, default=64, metavar="N",
+                    help="connections at most from one IP address (default 64)")
+    gw.add_argument("--max-handshakes", type=positive, default=256, metavar="N",
+                    help="handshakes in progress at most (default 256)")
+    gw.add_argument("--handshake-timeout", type=positive_seconds, default=10.0,
+                    metavar="SECONDS", help="drop a handshake not done by then (default 10)")
+    gw.add_argument("--summary-interval", type=positive_seconds, default=60.0,
+                    metavar="SECONDS",
+                    help="log a summary of what was served and refused this often "
+                    "(default 60)")
     stats = sub.add_parser("stats", help="a mount's connection: transport, RTT, bytes, "
                            "reconnects, migrations")
     stats.add_argument("mountpoint", metavar="MOUNTPOINT")
@@ -74,13 +106,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     from quicfs.gateway import Gateway, parse_hostport, run_gateway
+    from quicfs.transport.quic_server import Limits
 
     for path in (args.cert, args.key):
         if not os.path.isfile(path):
             raise FileNotFoundError(2, "No such file or directory", path)
+    limits = Limits(retry=args.retry, max_connections=args.max_connections,
+                    max_per_address=args.max_per_address,
+                    max_handshakes=args.max_handshakes,
+                    handshake_timeout=args.handshake_timeout)
     gateway = Gateway(listen=parse_hostport(args.listen, "--listen"),
                       backend=parse_hostport(args.backend, "--backend"),
-                      cert=args.cert, key=args.key)
+                      cert=args.cert, key=args.key, limits=limits,
+                      summary_interval=args.summary_interval)
     logging.getLogger("quicfs.gateway").setLevel(logging.INFO)
     trio.run(run_gateway, gateway)
     return 0

@@ -7,9 +7,11 @@ so a client behind a NAT that rebinds every second lost its connection after the
 move. So the server's driver tells qh3 one address for the whole connection, the first,
 and follows the client itself, with the same rules (RFC 9000 8 and 9.3):
 
-- a packet from a new address (which qh3 then opens: it routes by connection id) makes
-  that address a candidate, and a PING goes there: only a client that is really there
-  can acknowledge it (path validation, 8.2, by PING instead of PATH_CHALLENGE);
+- a packet from a new address makes that address a candidate only once qh3 has
+  authenticated it and had not seen it before (9.3: junk or a replay with a live
+  connection id moves nothing; the driver asks the engine, engine.py), and a PING goes
+  there: only a client that is really there can acknowledge it (path validation, 8.2,
+  by PING instead of PATH_CHALLENGE);
 - until then the candidate gets what a spoofed address may get: three times the bytes
   it sent (8.1), or a minimum congestion window (two full datagrams) per round trip
   (9.3.1), whichever is more; what does not fit waits, and goes to the candidate once
@@ -59,10 +61,15 @@ class PeerPath:
         self._candidate: _Candidate | None = None
         self._next_uid = _FIRST_UID
 
+    @property
+    def pending(self) -> bool:
+        """A candidate waits for validation."""
+        return self._candidate is not None
+
     def received(self, addr: object, nbytes: int, now: float
                  ) -> list[tuple[bytes, object]]:
-        """A datagram of ``nbytes`` came from ``addr`` (before qh3 reads it); what was
-        held for a candidate that this ends, to send."""
+        """A datagram of ``nbytes`` from ``addr`` held a packet the engine authenticated;
+        what was held for a candidate that this ends, to send."""
         candidate = self._candidate
         if addr == self.addr:
             self._candidate = None

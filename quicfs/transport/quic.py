@@ -47,9 +47,11 @@ from pathlib import Path
 import trio
 from qh3.quic import events
 from qh3.quic.configuration import QuicConfiguration
-from qh3.quic.connection import QuicConnection, QuicConnectionError
+from qh3.quic.connection import QuicConnectionError
+from qh3.quic.packet import QuicErrorCode
 
 from quicfs.errors import ConnectError, ConnectionLost, UsageError
+from quicfs.transport.engine import Engine
 from quicfs.transport.framing import FramedStream
 from quicfs.transport.peer_path import PeerPath
 
@@ -62,6 +64,12 @@ ALPN = "smb"
 DEFAULT_PORT = 443
 #: Bytes a stream may have queued in the engine, not yet sent, before writers wait.
 SEND_HIGH_WATER = 2 * 1024 * 1024
+#: Bytes received on a stream and not yet read, beyond which the driver holds the
+#: engine's events, and so the peer's flow-control credit (engine.py); it lets them go
+#: again below half of it.
+RECV_HIGH_WATER = 1024 * 1024
+#: RFC 9002 6.2.2 kInitialRtt: the RTT assumed before there is a sample.
+INITIAL_RTT = 0.333
 #: A PING after this much silence keeps NAT bindings and the idle timer alive.
 KEEPALIVE_INTERVAL = 10.0
 IDLE_TIMEOUT = 30.0
@@ -200,20 +208,13 @@ class TicketStore:
 
 
 # ---------------------------------------------------------------------------- the driver
-def _no_packet_log(event: str, data: bytes) -> None:
-    return None
-
-
 class QuicDriver:
     """One QUIC connection and the task that drives it."""
 
-    def __init__(self, quic: QuicConnection, *, sock: socket.socket | None,
-                 peer: tuple[str, int] | tuple[str, int, int, int], label: str) -> None:
+    def __init__(self, quic: Engine, *, sock: socket.socket | None,
+                 peer: tuple[str, int] | tuple[str, int, int, int], label: str,
+                 max_peer_streams: int | None = None) -> None:
         self.quic = quic
-        if getattr(quic, "_quic_logger", True) is None and hasattr(quic, "_log_packets"):
-            # qh3 2.1 parses the header of every packet it sends, to log it, even with
-            # no logger (a few percent of a busy gateway): with none, skip it.
-            quic._log_packets = _no_packet_log  # type: ignore[method-assign]
         self.sock = sock  # client: our own socket; server: None (the dispatcher sends)
         self.peer_addr = peer
         self.label = label
@@ -245,7 +246,12 @@ class QuicDriver:
         self._last_rx = trio.current_time()
         self._gso = sock is not None and hasattr(socket, "SOL_UDP")
         self.on_event: Callable[[events.QuicEvent], None] | None = None
-        self._engine_error: QuicConnectionError | None = None
+        self._engine_error: Exception | None = None
+        #: Streams the peer may open (server: one, for SMB); None for no limit of ours.
+        self.max_peer_streams = max_peer_streams
+        #: Datagrams from an address other than the client's that the engine did not
+        #: authenticate (junk, replays): dropped, never a reason to move.
+        self.unauthenticated = 0
 
     @property
     def peer_moves(self) -> int:
@@ -267,10 +273,12 @@ class QuicDriver:
     def take_input(self) -> None:
         """Server side: feed what :meth:`deliver` handed over to the engine now, in the
         dispatcher's task, and send what that calls for. Waking the worker instead would
-        cost a pass through trio's scheduler per datagram, on the path of every request."""
+        cost a pass through trio's scheduler per datagram, on the path of every request.
+        Whatever goes wrong here is this connection's failure, ended by its worker, never
+        the dispatcher's."""
         try:
             self._turn()
-        except QuicConnectionError as exc:
+        except Exception as exc:
             self._failed(exc)
             return
         self.kick()
@@ -293,17 +301,29 @@ class QuicDriver:
         need not run."""
         try:
             self._flush()
-        except QuicConnectionError as exc:
+        except Exception as exc:
             self._failed(exc)
             return
         scope = self._wake_scope
         if scope is not None:
             scope.deadline = self._deadline()
 
-    def _failed(self, exc: QuicConnectionError) -> None:
+    def _failed(self, exc: Exception) -> None:
         # Raised in the worker, which ends the connection.
-        self._engine_error = exc
+        if self._engine_error is None:
+            self._engine_error = exc
         self.wake()
+
+    def hold_input(self) -> None:
+        """A stream's reader is behind: withhold the peer's credit (engine.py)."""
+        self.quic.hold = True
+
+    def release_input(self) -> None:
+        """The reader caught up: hand on what the engine held, and send the credit."""
+        if self.quic.hold:
+            self.quic.release()
+            self._process_events()
+            self.kick()
 
     # -- the worker
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -340,6 +360,13 @@ class QuicDriver:
                 # connection is over, the process is not.
                 log.info("%s: QUIC engine error: %s", self.label, exc)
                 self.close_reason = self.close_reason or f"QUIC engine error: {exc}"
+            except Exception as exc:
+                # A fault of ours in this connection's handling: it ends this connection
+                # (the peer is told), and the owner logs it.
+                self.close_reason = (self.close_reason
+                                     or f"internal error: {type(exc).__name__}: {exc}")
+                self._close_now(QuicErrorCode.INTERNAL_ERROR, "internal error")
+                raise
             finally:
                 self._fail_streams(ConnectionLost(self._lost_message()))
                 self.terminated.set()
@@ -357,6 +384,14 @@ class QuicDriver:
             self._ping()
             self._last_rx = now
         return self._process_events()
+
+    def _close_now(self, code: int, reason: str) -> None:
+        """Close with ``code`` and send the CONNECTION_CLOSE at once, if the engine can."""
+        try:
+            self.quic.close(error_code=code, reason_phrase=reason)
+            self._flush()
+        except Exception as exc:
+            log.debug("%s: close: %s", self.label, exc)
 
     def _deadline(self) -> float:
         timer = self.quic.get_timer()
@@ -420,16 +455,35 @@ class QuicDriver:
                         log.debug("%s: dropped GRO buffer: %s", self.label, exc)
                 else:
                     batch.append(data)
+        path = self.path
         while self._inbox:
             data, addr = self._inbox.popleft()
-            if self.path is not None:
-                self._send(self.path.received(addr, len(data), now))
-                addr = self.path.engine_addr
+            if path is not None and addr != path.addr:
+                flush_batch()
+                self._from_elsewhere(data, addr, now)
+                continue
             if addr != batch_addr:
                 flush_batch()
                 batch_addr = addr
             batch.append(data)
         flush_batch()
+
+    def _from_elsewhere(self, data: bytes, addr: object, now: float) -> None:
+        """Server side: a datagram from an address not the client's. qh3 reads it as if
+        from the client's (peer_path.py); only if it held a packet the engine
+        authenticated and had not seen does the address become a candidate (RFC 9000
+        9.3): junk with a live connection id, or a replay, moves nothing."""
+        assert self.path is not None
+        self._account(len(data), 1, now)
+        try:
+            fresh = self.quic.receive([data], self.path.engine_addr, now)
+        except ValueError as exc:
+            fresh = 0
+            log.debug("%s: dropped a datagram from %s: %s", self.label, addr, exc)
+        if fresh and self.handshake_done.is_set():
+            self._send(self.path.received(addr, len(data), now))
+        else:
+            self.unauthenticated += 1
 
     def _account(self, nbytes: int, count: int, now: float) -> None:
         self.bytes_received += nbytes
@@ -441,23 +495,37 @@ class QuicDriver:
 
     def _receive_many(self, batch: list[bytes], addr: object, now: float) -> None:
         self._account(sum(len(d) for d in batch), len(batch), now)
+        if self.path is not None:
+            addr = self.path.engine_addr
+            if self.path.pending:
+                # The client spoke from its validated address: a candidate ends (a
+                # spoofed or replayed packet must not move it, 9.3.2), once the engine
+                # authenticated what came.
+                fresh = self._receive_each(batch, addr, now)
+                if fresh:
+                    self._send(self.path.received(self.path.addr, 0, now))
+                return
         if len(batch) > 1 and addr == self.peer_addr:
             try:
                 self.quic.receive_many_datagrams(batch, addr, now)  # type: ignore[arg-type]
                 return
             except ValueError:
                 pass  # one by one below
-        # One by one: a single datagram, a batch the engine refused, or one from an
-        # address that is not the peer's (none is expected: a server driver hands qh3 one
-        # client address, peer_path.py); the engine's batch path opens no new paths.
+        self._receive_each(batch, addr, now)
+
+    def _receive_each(self, batch: list[bytes], addr: object, now: float) -> int:
+        """One by one: a single datagram, a batch the engine refused, or one from an
+        address that is not the peer's (the engine's batch path opens no new paths).
+        The packets the engine authenticated and had not seen."""
+        fresh = 0
         for data in batch:
             try:
-                self.quic.receive_datagram(data, addr, now)  # type: ignore[arg-type]
+                fresh += self.quic.receive([data], addr, now)
             except ValueError as exc:
                 # Refused by the engine: dropped like a damaged packet; QUIC's loss
                 # recovery decides what follows.
                 log.debug("%s: dropped a datagram from %s: %s", self.label, addr, exc)
-                return
+        return fresh
 
     def _flush(self) -> None:
         datagrams = self.quic.datagrams_to_send(trio.current_time())
@@ -487,6 +555,8 @@ class QuicDriver:
             if isinstance(event, events.StreamDataReceived):
                 stream = self.streams.get(event.stream_id)
                 if stream is None:
+                    if not self._may_open(event.stream_id):
+                        break
                     stream = QuicStream(self, event.stream_id)
                     self.streams[event.stream_id] = stream
                     if self.accept_handler is not None:
@@ -517,6 +587,23 @@ class QuicDriver:
             stream._maybe_writable()
         return delivered
 
+    def _may_open(self, stream_id: int) -> bool:
+        """The peer opens ``stream_id``: within what we advertised (engine.py), or the
+        connection ends with STREAM_LIMIT_ERROR (RFC 9000 4.6). A stream costs a backend
+        connection on the gateway, so this is where fan-out stops."""
+        if self.max_peer_streams is None:
+            return True
+        # Only a server limits (max_peer_streams), so the peer's streams are the
+        # client-initiated ones: even ids (RFC 9000 2.1).
+        opened = sum(1 for sid in self.streams if sid & 1 == 0)
+        if stream_id & 2 == 0 and opened < self.max_peer_streams:
+            return True
+        self.close_reason = f"the client opened more than {self.max_peer_streams} stream(s)"
+        self._close_now(QuicErrorCode.STREAM_LIMIT_ERROR, "one stream per connection")
+        self._fail_streams(ConnectionLost(self._lost_message()))
+        self.terminated.set()
+        return False
+
     def _lost_message(self) -> str:
         if self.close_reason:
             return f"QUIC connection to {self.label} closed: {self.close_reason}"
@@ -546,6 +633,13 @@ class QuicDriver:
         if self.sock is not None:
             self.sock.close()
 
+    def abandon(self, reason: str) -> None:
+        """End the connection without a word to the peer: nobody may be there to hear
+        it (a half-open connection from a spoofed address)."""
+        self.close_reason = self.close_reason or reason
+        if self._worker_scope is not None:
+            self._worker_scope.cancel()
+
     async def migrate(self, cause: str = "asked to") -> None:
         """Move to a new local UDP socket (new port) and carry on (RFC 9000 section 9).
 
@@ -570,18 +664,16 @@ class QuicDriver:
             log.warning("QUIC connection migrated to local port %d in %.3f s (cause: %s)",
                         self.sock.getsockname()[1], trio.current_time() - started, cause)
 
-    def _core_value(self, name: str, default: float = 0.0) -> float:
-        """A figure qh3's native core keeps (an attribute or a method of it)."""
-        core = getattr(self.quic, "_core", None)
-        value = getattr(core, name, default) if core is not None else default
-        return float(value() if callable(value) else value)
-
     def _rtt(self) -> float:
-        return self._core_value("smoothed_rtt", 0.1)
+        return self.quic.figure("smoothed_rtt") or INITIAL_RTT
 
     def stats(self) -> dict[str, float | int]:
-        """What the engine knows of the path (qh3's native core)."""
-        get = self._core_value
+        """What the engine knows of the path (qh3's native core); 0 for what it does not
+        know yet."""
+
+        def get(name: str) -> float:
+            return self.quic.figure(name) or 0.0
+
         return {
             "rtt_ms": round(get("smoothed_rtt") * 1000, 3),
             "cwnd": int(get("congestion_window")),
@@ -680,6 +772,8 @@ class QuicStream(trio.abc.HalfCloseableStream):
     def _on_data(self, data: bytes, end: bool) -> None:
         if data:
             self._recv += data
+            if len(self._recv) >= RECV_HIGH_WATER:
+                self.driver.hold_input()
         if end:
             self._recv_eof = True
         self._readable.set()
@@ -774,6 +868,8 @@ class QuicStream(trio.abc.HalfCloseableStream):
             n = len(self._recv) if max_bytes is None else max_bytes
             data = bytes(self._recv[:n])
             del self._recv[:n]
+            if len(self._recv) < RECV_HIGH_WATER // 2:
+                self.driver.release_input()
             if not waited:
                 # trio's rule: every receive is a checkpoint. A wait above was one; a
                 # second would cost a pass through the scheduler on every message.
@@ -956,7 +1052,7 @@ async def open_quic(
         if not tls.insecure:
             store.save(name, port, policy, t)
 
-    quic = QuicConnection(configuration=config, session_ticket_handler=keep_ticket)
+    quic = Engine(configuration=config, session_ticket_handler=keep_ticket)
     sock = new_udp_socket(family)
     driver = QuicDriver(quic, sock=sock, peer=addr, label=label)  # type: ignore[arg-type]
     quic.connect(addr, now=trio.current_time())  # type: ignore[arg-type]

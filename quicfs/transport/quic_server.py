@@ -12,16 +12,21 @@ stream a client opens is handed to ``handler``.
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import trio
 from qh3._hazmat import pull_quic_header
 from qh3.quic import events
 from qh3.quic.configuration import QuicConfiguration
-from qh3.quic.connection import QuicConnection
-from qh3.quic.packet import QuicPacketType, encode_quic_version_negotiation
+from qh3.quic.packet import QuicPacketType, encode_quic_retry, encode_quic_version_negotiation
+from qh3.tls import SessionTicket
 
+from quicfs.transport.engine import Engine
 from quicfs.transport.quic import (
     ACTIVE_CID_LIMIT,
     ALPN,
@@ -31,6 +36,8 @@ from quicfs.transport.quic import (
     new_udp_socket,
     send_batch,
 )
+from quicfs.transport.refusals import Refusals
+from quicfs.transport.retry import RetryTokens
 
 log = logging.getLogger("quicfs.quic.server")
 #: The largest datagram the server sends (RFC 9000 14): 1500-byte Ethernet less IPv6 and
@@ -53,16 +60,74 @@ def _label(addr: object) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What the server admits; `quicfs gateway`'s flags. Each bound keeps what one
+    source, or all of them, can make the server hold."""
+
+    #: Stateless Retry (RFC 9000 8.1.2): "always", "never", or "auto": once
+    #: ``retry_threshold`` handshakes are in progress.
+    retry: str = "auto"
+    retry_threshold: int = 16
+    max_connections: int = 1024
+    #: Connections from one IP address, handshakes included.
+    max_per_address: int = 64
+    #: Handshakes in progress (half-open connections).
+    max_handshakes: int = 256
+    handshake_timeout: float = 10.0
+    #: Version Negotiation packets sent per second at most (RFC 9000 5.2.2 lets a
+    #: server limit them; each answers a datagram it cannot authenticate).
+    vn_per_second: float = 100.0
+
+
+class ServerTickets:
+    """The session tickets this server issued, for resumption (RFC 8446 4.6.1): each
+    used once, at most ``max_count`` kept, none older than ``max_age`` seconds. One
+    full handshake makes one; without a bound, handshakes alone would grow memory."""
+
+    def __init__(self, max_count: int = 4096, max_age: float = 3600.0) -> None:
+        self.max_count = max_count
+        self.max_age = max_age
+        self._tickets: OrderedDict[bytes, tuple[float, SessionTicket]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._tickets)
+
+    def add(self, ticket: SessionTicket) -> None:
+        now = time.monotonic()
+        self._tickets[ticket.ticket] = (now, ticket)
+        while self._tickets:
+            label, (made, _) = next(iter(self._tickets.items()))
+            if len(self._tickets) <= self.max_count and now - made <= self.max_age:
+                break
+            del self._tickets[label]
+
+    def take(self, label: bytes) -> SessionTicket | None:
+        made, ticket = self._tickets.pop(label, (0.0, None))
+        if ticket is None or time.monotonic() - made > self.max_age or not ticket.is_valid:
+            return None
+        return ticket
+
+
 class QuicServer:
     def __init__(self, sock: socket.socket, config: QuicConfiguration, handler: Handler,
-                 nursery: trio.Nursery) -> None:
+                 nursery: trio.Nursery, *, limits: Limits | None = None,
+                 refusals: Refusals | None = None) -> None:
         self.sock = sock
         self.config = config
         self.handler = handler
         self.nursery = nursery
+        self.limits = limits or Limits()
+        self.refusals = refusals or Refusals(log)
         self.routes: dict[bytes, QuicDriver] = {}
         self.connections: set[QuicDriver] = set()
-        self._tickets: dict[bytes, object] = {}
+        #: Connections whose handshake has not completed.
+        self.handshaking: set[QuicDriver] = set()
+        self.per_address: Counter[str] = Counter()
+        self.tickets = ServerTickets()
+        self.tokens = RetryTokens()
+        self._vn_budget = self.limits.vn_per_second
+        self._vn_at = trio.current_time()
 
     def _send(self, datagrams: list[tuple[bytes, object]]) -> None:
         send_batch(self.sock, datagrams, gso=True)
@@ -71,6 +136,7 @@ class QuicServer:
         fed: dict[QuicDriver, None] = {}  # in order of arrival
         while True:
             await trio.lowlevel.wait_readable(self.sock)
+            now = trio.current_time()
             for _ in range(256):
                 try:
                     data, addr = self.sock.recvfrom(65536)
@@ -78,7 +144,15 @@ class QuicServer:
                     break
                 except OSError:
                     break
-                driver = self._dispatch(data, addr)
+                try:
+                    driver = self._dispatch(data, addr, now)
+                except Exception as exc:
+                    # A datagram we failed on is dropped; the server goes on.
+                    self.refusals.note("datagram the server failed on",
+                                       f"from {_label(addr)}: {type(exc).__name__}: {exc}",
+                                       now)
+                    log.debug("dispatch failed", exc_info=True)
+                    continue
                 if driver is not None:
                     fed[driver] = None
             # Each connection takes in all it got in one engine turn, here (quic.py).
@@ -87,39 +161,105 @@ class QuicServer:
                     driver.take_input()
             fed.clear()
 
-    def _dispatch(self, data: bytes, addr: object) -> QuicDriver | None:
+    def _dispatch(self, data: bytes, addr: object, now: float) -> QuicDriver | None:
+        """Route a datagram to its connection; None if there is none to feed (yet)."""
         try:
-            version, ptype, _, dcid, scid, *_ = pull_quic_header(
+            version, ptype, _, dcid, scid, token, *_ = pull_quic_header(
                 data, 0, self.config.connection_id_length
             )
         except ValueError:
-            return None
-        if version is not None and version not in self.config.supported_versions:
-            self._send([(encode_quic_version_negotiation(
-                source_cid=dcid, destination_cid=scid,
-                supported_versions=self.config.supported_versions), addr)])
+            self.refusals.note("unreadable datagram", f"{len(data)} bytes from {_label(addr)}",
+                               now)
             return None
         driver = self.routes.get(dcid)
-        if driver is None:
-            if ptype != QuicPacketType.INITIAL or len(data) < 1200:
-                return None
-            driver = self._accept(dcid, addr)
-        driver.deliver(data, addr)
-        return driver
+        if driver is not None:
+            driver.deliver(data, addr)
+            return driver
+        if version is None:
+            self.refusals.note("packet for no connection", f"from {_label(addr)}", now)
+        elif version == 0:
+            # Version Negotiation is never answered (RFC 9000 6.1): two servers, or a
+            # server and a spoofed copy of itself, would answer each other for ever.
+            self.refusals.note("Version Negotiation packet ignored", f"from {_label(addr)}",
+                               now)
+        elif version not in self.config.supported_versions:
+            self._negotiate_version(data, addr, dcid, scid, now)
+        elif ptype != QuicPacketType.INITIAL or len(data) < 1200:
+            # A client's first datagram is an Initial of at least 1200 bytes (14.1).
+            self.refusals.note("packet for no connection", f"from {_label(addr)}", now)
+        else:
+            self._admit(data, addr, dcid, scid, token, version, now)
+        return None
 
-    def _accept(self, dcid: bytes, addr: object) -> QuicDriver:
-        quic = QuicConnection(
+    def _negotiate_version(self, data: bytes, addr: object, dcid: bytes, scid: bytes,
+                           now: float) -> None:
+        """Version Negotiation (RFC 9000 6.1), only for a datagram big enough to be a
+        client's first (14.1: smaller ones are not answered, so the answer never
+        outweighs what prompted it), and at most ``vn_per_second``."""
+        if len(data) < 1200:
+            self.refusals.note("unknown QUIC version in a small datagram",
+                               f"from {_label(addr)}", now)
+            return
+        rate = self.limits.vn_per_second
+        self._vn_budget = min(rate, self._vn_budget + (now - self._vn_at) * rate)
+        self._vn_at = now
+        if self._vn_budget < 1:
+            self.refusals.note("Version Negotiation over its rate", f"to {_label(addr)}",
+                               now)
+            return
+        self._vn_budget -= 1
+        self._send([(encode_quic_version_negotiation(
+            source_cid=dcid, destination_cid=scid,
+            supported_versions=self.config.supported_versions), addr)])
+
+    def _admit(self, data: bytes, addr: object, dcid: bytes, scid: bytes, token: bytes,
+               version: int, now: float) -> None:
+        """A new connection's first Initial: within the limits, with a Retry first if
+        asked, and only if the engine can decrypt it (no state for one it cannot)."""
+        limits = self.limits
+        peer = _label(addr)
+        host = str(addr[0])  # type: ignore[index]
+        if len(self.connections) >= limits.max_connections:
+            self.refusals.note("refused: --max-connections reached", f"from {peer}", now)
+            return
+        if self.per_address[host] >= limits.max_per_address:
+            self.refusals.note("refused: --max-per-address reached", f"from {peer}", now)
+            return
+        odcid, retry_cid = dcid, None
+        if token:
+            original = self.tokens.check(addr, token, dcid, now)
+            if original is not None:
+                odcid, retry_cid = original, dcid
+        if retry_cid is None and (
+            limits.retry == "always"
+            or (limits.retry == "auto" and len(self.handshaking) >= limits.retry_threshold)
+        ):
+            self._retry(addr, version, dcid, scid, now)
+            return
+        if len(self.handshaking) >= limits.max_handshakes:
+            self.refusals.note("refused: --max-handshakes reached", f"from {peer}", now)
+            return
+        quic = Engine(
             configuration=self.config,
-            original_destination_connection_id=dcid,
-            session_ticket_fetcher=lambda label: self._tickets.pop(label, None),  # type: ignore[arg-type,misc]
-            session_ticket_handler=lambda t: self._tickets.__setitem__(t.ticket, t),
+            original_destination_connection_id=odcid,
+            retry_source_connection_id=retry_cid,
+            max_streams=(1, 0),
+            session_ticket_fetcher=self.tickets.take,  # type: ignore[arg-type]
+            session_ticket_handler=self.tickets.add,
         )
-        driver = QuicDriver(quic, sock=None, peer=addr, label=_label(addr))  # type: ignore[arg-type]
+        driver = QuicDriver(quic, sock=None, peer=addr, label=peer,  # type: ignore[arg-type]
+                            max_peer_streams=1)
         driver.send_datagrams = self._send  # type: ignore[assignment]
+        driver.deliver(data, addr)
+        driver.take_input()
+        if not quic.authenticated:
+            self.refusals.note("Initial that did not decrypt", f"from {peer}", now)
+            return
         self.routes[dcid] = driver
         self.routes[quic.host_cid] = driver
         self.connections.add(driver)
-        peer = _label(addr)
+        self.handshaking.add(driver)
+        self.per_address[host] += 1
 
         def on_event(event: events.QuicEvent) -> None:
             if isinstance(event, events.ConnectionIdIssued):
@@ -129,24 +269,66 @@ class QuicServer:
                     del self.routes[event.connection_id]
 
         def on_stream(stream: QuicStream) -> None:
-            self.nursery.start_soon(self._run_handler, stream, peer)
+            self.nursery.start_soon(self._run_handler, driver, stream, peer)
 
         driver.on_event = on_event
         driver.accept_handler = on_stream
-        self.nursery.start_soon(self._run_driver, driver)
-        return driver
+        self.nursery.start_soon(self._run_driver, driver, host)
 
-    async def _run_driver(self, driver: QuicDriver) -> None:
+    def _retry(self, addr: object, version: int, dcid: bytes, scid: bytes,
+               now: float) -> None:
+        """Ask the client to prove its address, keeping nothing (RFC 9000 8.1.2)."""
+        retry_cid = os.urandom(self.config.connection_id_length)
+        token = self.tokens.make(addr, dcid, retry_cid, now)
+        self._send([(encode_quic_retry(version=version, source_cid=retry_cid,
+                                       destination_cid=scid, original_destination_cid=dcid,
+                                       retry_token=token), addr)])
+        self.refusals.note("Retry sent", f"to {_label(addr)}", now)
+
+    async def _run_driver(self, driver: QuicDriver, host: str) -> None:
         try:
-            await driver.run()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._limit_handshake, driver)
+                await driver.run()
+                nursery.cancel_scope.cancel()
+        except Exception as exc:
+            # One connection's failure is that connection's: logged, and the server
+            # serves the rest.
+            reason = driver.close_reason or f"{type(exc).__name__}: {exc}"
+            self.refusals.note("connection ended by an internal error",
+                               f"{driver.label}: {reason}", trio.current_time())
+            log.debug("%s: internal error", driver.label, exc_info=True)
         finally:
             self.connections.discard(driver)
+            self.handshaking.discard(driver)
+            self.per_address[host] -= 1
+            if self.per_address[host] <= 0:
+                del self.per_address[host]
             for cid in [c for c, d in self.routes.items() if d is driver]:
                 del self.routes[cid]
+            if not driver.handshake_done.is_set():
+                self.refusals.note("handshake failed",
+                                   f"{driver.label}: {driver.close_reason or 'no reason given'}",
+                                   trio.current_time())
 
-    async def _run_handler(self, stream: QuicStream, peer: str) -> None:
+    async def _limit_handshake(self, driver: QuicDriver) -> None:
+        with trio.move_on_after(self.limits.handshake_timeout):
+            await driver.handshake_done.wait()
+            self.handshaking.discard(driver)
+            return
+        # Half-open for too long (often a spoofed address that never answers): dropped
+        # without a word, as nobody may be there to hear it.
+        driver.abandon(f"no handshake within {self.limits.handshake_timeout:g} s")
+
+    async def _run_handler(self, driver: QuicDriver, stream: QuicStream, peer: str) -> None:
         try:
             await self.handler(stream, peer)
+        except Exception as exc:
+            self.refusals.note("connection ended by an internal error",
+                               f"{peer}: {type(exc).__name__}: {exc}", trio.current_time())
+            log.debug("%s: handler failed", peer, exc_info=True)
+            with trio.CancelScope(shield=True):
+                await driver.aclose("internal error")
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
@@ -159,17 +341,21 @@ async def serve_quic(
     cert: str,
     key: str,
     handler: Handler,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    limits: Limits | None = None,
+    refusals: Refusals | None = None,
+    task_status: trio.TaskStatus[QuicServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve QUIC on ``host:port`` until cancelled; ``task_status`` gets the bound port."""
+    """Serve QUIC on ``host:port`` until cancelled; ``task_status`` gets the server (its
+    socket tells the bound port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # No GRO on the shared socket: each datagram is routed on its own.
     sock = new_udp_socket(family, (host, port), gro=False)
     config = server_configuration(cert, key)
     try:
         async with trio.open_nursery() as nursery:
-            server = QuicServer(sock, config, handler, nursery)
-            task_status.started(sock.getsockname()[1])
+            server = QuicServer(sock, config, handler, nursery, limits=limits,
+                                refusals=refusals)
+            task_status.started(server)
             try:
                 await server.serve()
             finally:

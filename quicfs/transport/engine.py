@@ -1,0 +1,120 @@
+"""The QUIC engine: qh3's ``QuicConnection`` and the few things we need that qh3 2.1 does
+not offer in public. Every reach into qh3's internals is here, and nowhere else.
+
+- :meth:`Engine.receive` feeds datagrams and says how many packets in them the engine
+  authenticated and had not seen before. Only such a packet may move a connection to a
+  new address (RFC 9000 9.3): junk or a replay from an on-path attacker must not.
+- :attr:`Engine.hold` stops taking events out of qh3's core. qh3 gives the peer new
+  flow-control credit (MAX_STREAM_DATA, MAX_DATA) as stream data is taken out of its
+  core, not as the application reads it; while a reader is behind, holding the events
+  withholds the credit, so the peer stops at one window (RFC 9000 4.1) and memory stays
+  bounded.
+- ``max_streams``: the stream counts a server advertises (initial_max_streams_bidi and
+  _uni, RFC 9000 18.2). qh3 advertises 100 and 103 whatever it is told; SMB over QUIC
+  needs one bidirectional stream (MS-SMB2 2.1).
+- :meth:`Engine.figure`: the path's figures (RTT, window), ``None`` while not known yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qh3._hazmat import Buffer
+from qh3.quic.connection import QuicConnection
+from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
+from qh3.tls import ExtensionType
+
+#: qh3's core states in which the connection is still open.
+_OPEN_STATES = ("first_flight", "connected")
+
+
+class Engine(QuicConnection):
+    def __init__(self, *, max_streams: tuple[int, int] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._max_streams = max_streams
+        #: While True (and the connection open), events stay in qh3's core: no new
+        #: flow-control credit goes to the peer.
+        self.hold = False
+
+    # -- receiving
+    def receive(self, datagrams: list[bytes], addr: Any, now: float) -> int:
+        """Feed datagrams that came from ``addr``; the number of packets in them that the
+        engine authenticated and had not received before. Before the handshake is done,
+        qh3 takes them one by one (its TLS needs that) and the count is 0."""
+        core = self._core
+        if core is None or not self._handshake_complete:
+            for data in datagrams:
+                self.receive_datagram(data, addr, now)
+            return 0
+        address = self._normalize_address(addr)
+        if len(datagrams) == 1:
+            report = self._call_core(core.receive_datagram, datagrams[0], address, now,
+                                     len(datagrams[0]))
+        else:
+            report = self._call_core(core.receive_many_datagrams, datagrams, address, now)
+        self._drain_core()
+        return int(report[2])
+
+    @property
+    def authenticated(self) -> bool:
+        """The engine has accepted at least one packet of this connection: an Initial
+        that did not decrypt leaves this False."""
+        return self._core is not None and bool(self._core.received_authenticated_packet)
+
+    @property
+    def is_open(self) -> bool:
+        return self._core is not None and self._core.state in _OPEN_STATES
+
+    def _drain_core(self) -> None:
+        if self.hold and self.is_open:
+            return
+        super()._drain_core()
+
+    def release(self) -> None:
+        """End :attr:`hold` and take out what waited."""
+        self.hold = False
+        if self._core is not None:
+            self._drain_core()
+
+    def _log_packets(self, event: str, data: bytes) -> None:
+        # qh3 parses the header of every packet it sends, to log it, even with no logger
+        # (a few percent of a busy gateway): with none, skip it.
+        if self._quic_logger is not None:
+            super()._log_packets(event, data)
+
+    # -- the path's figures
+    def figure(self, name: str) -> float | None:
+        """A figure qh3's core keeps (``smoothed_rtt``, ``congestion_window``,
+        ``bytes_in_flight``, ``loss_total``); None before the connection starts or while
+        qh3 has no value (no RTT sample yet)."""
+        value = getattr(self._core, name, None) if self._core is not None else None
+        if callable(value):
+            value = value()
+        return None if value is None else float(value)
+
+    # -- what a server advertises
+    def _create_tls(self, remote_source_cid: bytes | None) -> Any:
+        bridge = super()._create_tls(remote_source_cid)
+        if self._max_streams is None:
+            return bridge
+        serialize = bridge.serialize_transport_parameters
+        bidi, uni = self._max_streams
+
+        def limited() -> bytes:
+            params = pull_quic_transport_parameters(Buffer(data=serialize()))
+            params.initial_max_streams_bidi = bidi
+            params.initial_max_streams_uni = uni
+            buf = Buffer(capacity=4096)
+            push_quic_transport_parameters(buf, params)
+            return bytes(buf.data)
+
+        # The bridge serialised its parameters when it was made, and does again when the
+        # version changes (RFC 9368): both times with our counts.
+        bridge.serialize_transport_parameters = limited
+        bridge.tls.handshake_extensions = [
+            (ExtensionType.QUIC_TRANSPORT_PARAMETERS, limited())
+        ]
+        return bridge
+
+
+__all__ = ["Engine"]
