@@ -8,7 +8,14 @@ TCP header as on TCP (MS-SMB2 2.1), so bytes pass through untouched. A client's 
 change (migration, NAT rebinding): the QUIC layer keeps the connection, so the TCP side
 never notices.
 
-One log line per connection when it ends: peer, bytes each way, duration, why it closed.
+The gateway faces the internet, so nothing a peer sends is trusted (docs/gateway.md):
+the QUIC server (quic_server.py) admits connections within limits, with a stateless Retry
+under load; each connection carries one stream, and the backend is dialled only once that
+stream opens with an SMB2 NEGOTIATE; the splice reads a side only as fast as the other
+takes it, so memory per connection is bounded whatever either peer does.
+
+One log line per connection when it ends: peer, bytes each way, duration, why it closed;
+what is refused is logged once per kind per interval and summarised periodically.
 """
 
 from __future__ import annotations

@@ -474,16 +474,17 @@ class QuicDriver:
         authenticated and had not seen does the address become a candidate (RFC 9000
         9.3): junk with a live connection id, or a replay, moves nothing."""
         assert self.path is not None
-        self._account(len(data), 1, now)
         try:
             fresh = self.quic.receive([data], self.path.engine_addr, now)
         except ValueError as exc:
             fresh = 0
             log.debug("%s: dropped a datagram from %s: %s", self.label, addr, exc)
-        if fresh and self.handshake_done.is_set():
-            self._send(self.path.received(addr, len(data), now))
-        else:
+        if not fresh:
             self.unauthenticated += 1
+            return
+        self._account(len(data), 1, now)
+        if self.handshake_done.is_set():
+            self._send(self.path.received(addr, len(data), now))
 
     def _account(self, nbytes: int, count: int, now: float) -> None:
         self.bytes_received += nbytes
