@@ -109,6 +109,30 @@ class ServerTickets:
         return ticket
 
 
+def first_flight_size(config: QuicConfiguration) -> int:
+    """What the server sends before the client's address is validated, at most: an
+    Initial padded to a full datagram (ServerHello), and Handshake packets carrying
+    EncryptedExtensions, the certificate chain, CertificateVerify and Finished."""
+    chain = [config.certificate, *config.certificate_chain]
+    der = sum(len(cert.public_bytes()) for cert in chain if cert is not None)
+    return MAX_DATAGRAM + der + 512
+
+
+def packets_length(data: bytes, cid_length: int) -> int:
+    """The bytes of the long-header packets ``data`` begins with: what qh3 counts of a
+    datagram before the handshake (bytes after the last packet, padding, it does not)."""
+    end = 0
+    while end < len(data) and data[end] & 0x80:
+        try:
+            packet_end = pull_quic_header(data, end, cid_length)[9]
+        except ValueError:
+            break
+        if packet_end <= end:
+            break
+        end = packet_end
+    return end
+
+
 class QuicServer:
     def __init__(self, sock: socket.socket, config: QuicConfiguration, handler: Handler,
                  nursery: trio.Nursery, *, limits: Limits | None = None,
@@ -126,6 +150,7 @@ class QuicServer:
         self.per_address: Counter[str] = Counter()
         self.tickets = ServerTickets()
         self.tokens = RetryTokens()
+        self.first_flight = first_flight_size(config)
         self._vn_budget = self.limits.vn_per_second
         self._vn_at = trio.current_time()
 
@@ -233,7 +258,15 @@ class QuicServer:
         if retry_cid is None and (
             limits.retry == "always"
             or (limits.retry == "auto" and len(self.handshaking) >= limits.retry_threshold)
+            or 3 * packets_length(data, self.config.connection_id_length) < self.first_flight
         ):
+            # The last case even with --retry never: until its address is validated a
+            # client may be sent three times what it sent (RFC 9000 8.1), and qh3 2.1
+            # counts its packets toward that, not its datagram, and fails the connection
+            # ("packet builder capacity exhausted") rather than wait when our first
+            # flight does not fit. A client that pads its first datagram with bytes after
+            # its Initial (14.1; aioquic does) or a long certificate chain would never
+            # get an answer. After a Retry the address is validated: no limit.
             self._retry(addr, version, dcid, scid, now)
             return
         if len(self.handshaking) >= limits.max_handshakes:

@@ -37,8 +37,8 @@ class Refusals:
             return
         more = self._unlogged.pop(kind, 0)
         self._logged_at[kind] = now
-        self._log.info("%s: %s%s", kind, detail,
-                       f" (and {more} more in {now - last:.0f} s)" if more and last is not None else "")
+        since = f" (and {more} more in {now - last:.0f} s)" if more and last is not None else ""
+        self._log.info("%s: %s%s", kind, detail, since)
 
     def since_last_summary(self) -> dict[str, int]:
         """The counts of each kind since the last call."""

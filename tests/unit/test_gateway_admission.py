@@ -182,3 +182,19 @@ def test_a_figure_not_known_yet_is_none(server_config) -> None:
     assert not engine.authenticated
     engine.receive([b"\xc0\x00\x00\x00\x01" + bytes(1195)], A, 0.0)  # does not decrypt
     assert not engine.authenticated
+
+
+def test_what_qh3_counts_of_a_first_datagram(server_config) -> None:
+    from quicfs.transport.quic_server import first_flight_size, packets_length
+
+    client = QuicConnection(configuration=QuicConfiguration(
+        is_client=True, alpn_protocols=["smb"], verify_mode=ssl.CERT_NONE))
+    client.connect(B, now=0.0)
+    first = client.datagrams_to_send(0.0)[0][0]
+    assert packets_length(first, 8) == len(first) >= 1200
+    # Padding after the Initial (aioquic's way) is not counted, nor is junk.
+    initial = first[:pull_quic_header(first, 0, 8)[9]]
+    assert packets_length(initial[:500] + bytes(700), 8) < 1200
+    assert packets_length(bytes(1200), 8) == 0
+    # Such a client cannot buy the first flight: it is asked for a Retry first.
+    assert 3 * 500 < first_flight_size(server_config) < 3 * 1200
