@@ -35,6 +35,8 @@ class Engine(QuicConnection):
         #: While True (and the connection open), events stay in qh3's core: no new
         #: flow-control credit goes to the peer.
         self.hold = False
+        #: Events qh3's core queued while held (as :meth:`receive` saw them).
+        self.held_events = 0
 
     # -- receiving
     def receive(self, datagrams: list[bytes], addr: Any, now: float) -> int:
@@ -52,6 +54,10 @@ class Engine(QuicConnection):
                                      len(datagrams[0]))
         else:
             report = self._call_core(core.receive_many_datagrams, datagrams, address, now)
+        if self.hold:
+            # Each frame that makes an event costs memory while held (a one-byte STREAM
+            # frame, a DATA_BLOCKED): the driver bounds their count.
+            self.held_events += int(report[5])
         self._drain_core()
         return int(report[2])
 
@@ -73,6 +79,7 @@ class Engine(QuicConnection):
     def release(self) -> None:
         """End :attr:`hold` and take out what waited."""
         self.hold = False
+        self.held_events = 0
         if self._core is not None:
             self._drain_core()
 

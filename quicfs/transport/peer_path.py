@@ -18,13 +18,17 @@ and follows the client itself, with the same rules (RFC 9000 8 and 9.3):
   it is validated (the PING goes first: a NAT rebinding in the middle of a download
   leaves the client sending nothing but small ACKs);
 - a packet from the validated address meanwhile ends the candidacy (a spoofed or
-  replayed packet must not move the connection, 9.3.2), and what waited goes there.
+  replayed packet must not move the connection, 9.3.2), and what waited goes there;
+- qh3 does not send a lost PING again: an unanswered one is sent again after three
+  round trips, and after four the candidacy ends (the next authenticated packet from
+  there starts a new one), so one lost datagram never stalls the connection for good.
 
 Pure: addresses and byte counts in, where each datagram goes out.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,13 +39,18 @@ MAX_HELD = 1024
 _FIRST_UID = 1 << 32
 #: kMinimumWindow (RFC 9002 7.2) of the largest datagrams the server sends.
 MIN_WINDOW = 2 * 1452
+#: Round trips a candidate's PING waits for its acknowledgement before another goes.
+PING_ROUNDS = 3
+#: PINGs a candidate gets before its candidacy ends.
+MAX_PINGS = 4
 
 
 @dataclass(eq=False)
 class _Candidate:
     addr: object
-    uid: int
+    uids: list[int]
     since: float
+    pinged_at: float
     received: int = 0
     sent: int = 0
     held: list[bytes] = field(default_factory=list)
@@ -76,17 +85,42 @@ class PeerPath:
             return [(d, self.addr) for d in candidate.held] if candidate else []
         if candidate is None or candidate.addr != addr:
             held = candidate.held if candidate is not None else []
-            candidate = self._candidate = _Candidate(addr, self._next_uid, now, held=held)
-            self._next_uid += 1
-            self._ping(candidate.uid)
+            candidate = self._candidate = _Candidate(addr, [], now, now, held=held)
+            self._ping_candidate(candidate, now)
         candidate.received += nbytes
         return self._release_within_budget(candidate, now)
+
+    def _ping_candidate(self, candidate: _Candidate, now: float) -> None:
+        candidate.uids.append(self._next_uid)
+        candidate.pinged_at = now
+        self._ping(self._next_uid)
+        self._next_uid += 1
+
+    def _ping_wait(self) -> float:
+        return max(PING_ROUNDS * self._rtt(), 0.05)
+
+    def deadline(self) -> float:
+        """When :meth:`poll` has something to do, at the latest."""
+        candidate = self._candidate
+        return math.inf if candidate is None else candidate.pinged_at + self._ping_wait()
+
+    def poll(self, now: float) -> list[tuple[bytes, object]]:
+        """Ping an unanswered candidate again, or end its candidacy after MAX_PINGS:
+        what it held then goes to the validated address."""
+        candidate = self._candidate
+        if candidate is None or now < candidate.pinged_at + self._ping_wait():
+            return []
+        if len(candidate.uids) < MAX_PINGS:
+            self._ping_candidate(candidate, now)
+            return []
+        self._candidate = None
+        return [(d, self.addr) for d in candidate.held]
 
     def acknowledged(self, uid: int) -> list[tuple[bytes, object]]:
         """qh3 says PING ``uid`` was acknowledged: if it was the candidate's, the client
         is there, and the connection moves; what was held goes there."""
         candidate = self._candidate
-        if candidate is None or uid != candidate.uid:
+        if candidate is None or uid not in candidate.uids:
             return []
         self._candidate = None
         self.addr = candidate.addr

@@ -70,6 +70,10 @@ SEND_HIGH_WATER = 2 * 1024 * 1024
 RECV_HIGH_WATER = 1024 * 1024
 #: RFC 9002 6.2.2 kInitialRtt: the RTT assumed before there is a sample.
 INITIAL_RTT = 0.333
+#: Events a held engine may queue (engine.py). An honest peer blocked by flow control
+#: sends ACKs (no events) and a window's worth of STREAM frames (some 4,500 of them);
+#: a peer that sends tens of thousands of tiny frames meanwhile is closed.
+MAX_HELD_EVENTS = 50_000
 #: A PING after this much silence keeps NAT bindings and the idle timer alive.
 KEEPALIVE_INTERVAL = 10.0
 IDLE_TIMEOUT = 30.0
@@ -79,6 +83,21 @@ UDP_SEGMENT = 103
 UDP_GRO = 104
 _CMSG_SPACE = socket.CMSG_SPACE(4)
 _RECV_SIZE = 65536
+
+
+def is_fault(exc: BaseException) -> bool:
+    """A fault in the code (ours, or qh3's: a panic in its Rust core arrives as pyo3's
+    PanicException, a BaseException), not a cancellation or the process ending."""
+    return not isinstance(exc, trio.Cancelled | KeyboardInterrupt | SystemExit
+                          | GeneratorExit)
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """A peer's words made safe for one log line: control characters escaped, bounded."""
+    text = text[:limit]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # ---------------------------------------------------------------------------- TLS options
@@ -222,6 +241,8 @@ class QuicDriver:
         self.streams: dict[int, QuicStream] = {}
         self.accept_handler: Callable[[QuicStream], None] | None = None
         self.handshake_done = trio.Event()
+        #: Set when the peer opens its first stream.
+        self.stream_opened = trio.Event()
         self.terminated = trio.Event()
         self.close_reason: str | None = None
         self.close_error_code: int | None = None
@@ -246,7 +267,7 @@ class QuicDriver:
         self._last_rx = trio.current_time()
         self._gso = sock is not None and hasattr(socket, "SOL_UDP")
         self.on_event: Callable[[events.QuicEvent], None] | None = None
-        self._engine_error: Exception | None = None
+        self._engine_error: BaseException | None = None
         #: Streams the peer may open (server: one, for SMB); None for no limit of ours.
         self.max_peer_streams = max_peer_streams
         #: Datagrams from an address other than the client's that the engine did not
@@ -278,7 +299,9 @@ class QuicDriver:
         the dispatcher's."""
         try:
             self._turn()
-        except Exception as exc:
+        except BaseException as exc:
+            if not is_fault(exc):
+                raise
             self._failed(exc)
             return
         self.kick()
@@ -301,14 +324,16 @@ class QuicDriver:
         need not run."""
         try:
             self._flush()
-        except Exception as exc:
+        except BaseException as exc:
+            if not is_fault(exc):
+                raise
             self._failed(exc)
             return
         scope = self._wake_scope
         if scope is not None:
             scope.deadline = self._deadline()
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: BaseException) -> None:
         # Raised in the worker, which ends the connection.
         if self._engine_error is None:
             self._engine_error = exc
@@ -360,13 +385,18 @@ class QuicDriver:
                 # connection is over, the process is not.
                 log.info("%s: QUIC engine error: %s", self.label, exc)
                 self.close_reason = self.close_reason or f"QUIC engine error: {exc}"
-            except Exception as exc:
-                # A fault of ours in this connection's handling: it ends this connection
-                # (the peer is told), and the owner logs it.
+            except BaseException as exc:
+                if not is_fault(exc):
+                    raise
+                # A fault in this connection's handling (ours, or qh3's: a panic of its
+                # Rust core is a BaseException): it ends this connection (the peer is
+                # told), and the owner logs it.
                 self.close_reason = (self.close_reason
                                      or f"internal error: {type(exc).__name__}: {exc}")
                 self._close_now(QuicErrorCode.INTERNAL_ERROR, "internal error")
-                raise
+                if isinstance(exc, Exception):
+                    raise
+                raise RuntimeError(self.close_reason) from exc
             finally:
                 self._fail_streams(ConnectionLost(self._lost_message()))
                 self.terminated.set()
@@ -376,6 +406,12 @@ class QuicDriver:
         hand the engine's events on. True if a stream received data."""
         now = trio.current_time()
         self._drain_input(now)
+        if self.quic.hold and self.quic.held_events > MAX_HELD_EVENTS:
+            self.close_reason = "the client sent too many frames while flow-control blocked"
+            self._close_now(QuicErrorCode.PROTOCOL_VIOLATION, "too many frames while blocked")
+            self.quic.release()
+        if self.path is not None:
+            self._send(self.path.poll(now))
         timer = self.quic.get_timer()
         if timer is not None and now >= timer:
             self.quic.handle_timer(now)
@@ -396,7 +432,8 @@ class QuicDriver:
     def _deadline(self) -> float:
         timer = self.quic.get_timer()
         keepalive = self._last_rx + KEEPALIVE_INTERVAL
-        return min(timer if timer is not None else math.inf, keepalive)
+        candidate = self.path.deadline() if self.path is not None else math.inf
+        return min(timer if timer is not None else math.inf, keepalive, candidate)
 
     def probe(self) -> None:
         """A PING, which the peer's QUIC stack ACKs at once (RFC 9000 19.2) whatever the
@@ -498,21 +535,18 @@ class QuicDriver:
         self._account(sum(len(d) for d in batch), len(batch), now)
         if self.path is not None:
             addr = self.path.engine_addr
-            if self.path.pending:
-                # The client spoke from its validated address: a candidate ends (a
-                # spoofed or replayed packet must not move it, 9.3.2), once the engine
-                # authenticated what came.
-                fresh = self._receive_each(batch, addr, now)
-                if fresh:
-                    self._send(self.path.received(self.path.addr, 0, now))
-                return
+        fresh = None
         if len(batch) > 1 and addr == self.peer_addr:
             try:
-                self.quic.receive_many_datagrams(batch, addr, now)  # type: ignore[arg-type]
-                return
+                fresh = self.quic.receive(batch, addr, now)
             except ValueError:
                 pass  # one by one below
-        self._receive_each(batch, addr, now)
+        if fresh is None:
+            fresh = self._receive_each(batch, addr, now)
+        if fresh and self.path is not None and self.path.pending:
+            # The client spoke from its validated address: a candidate ends (a spoofed
+            # or replayed packet must not move it, 9.3.2).
+            self._send(self.path.received(self.path.addr, 0, now))
 
     def _receive_each(self, batch: list[bytes], addr: object, now: float) -> int:
         """One by one: a single datagram, a batch the engine refused, or one from an
@@ -560,6 +594,7 @@ class QuicDriver:
                         break
                     stream = QuicStream(self, event.stream_id)
                     self.streams[event.stream_id] = stream
+                    self.stream_opened.set()
                     if self.accept_handler is not None:
                         self.accept_handler(stream)
                 stream._on_data(event.data, event.end_stream)
@@ -572,7 +607,9 @@ class QuicDriver:
                 moves = self.path.moves
                 self._send(self.path.acknowledged(event.uid))
                 if self.path.moves != moves:
-                    log.info("%s: the client is now at %s (move %d)", self.label,
+                    # Debug only: a client decides how often it moves; the line at the
+                    # connection's end counts the moves.
+                    log.debug("%s: the client is now at %s (move %d)", self.label,
                              self.path.addr, self.path.moves)
             elif isinstance(event, events.HandshakeCompleted):
                 self.alpn = event.alpn_protocol
@@ -581,7 +618,8 @@ class QuicDriver:
                 self.handshake_done.set()
             elif isinstance(event, events.ConnectionTerminated):
                 self.close_error_code = event.error_code
-                self.close_reason = event.reason_phrase
+                # The peer's words: printable, bounded, before they reach a log line.
+                self.close_reason = printable(event.reason_phrase)
                 self._fail_streams(ConnectionLost(self._lost_message()))
                 self.terminated.set()
         for stream in self.streams.values():
@@ -625,7 +663,9 @@ class QuicDriver:
 
     async def aclose(self, reason: str = "closed") -> None:
         if not self.terminated.is_set():
-            self.quic.close(reason_phrase=reason)
+            # Sent at once: qh3 may end a closing connection at its next timer without
+            # having sent the CONNECTION_CLOSE.
+            self._close_now(QuicErrorCode.NO_ERROR, reason)
             self.wake()
             with trio.move_on_after(0.5), trio.CancelScope(shield=True):
                 await self.terminated.wait()
@@ -805,7 +845,7 @@ class QuicStream(trio.abc.HalfCloseableStream):
                 room = SEND_HIGH_WATER - quic.get_send_buffer_size(self.stream_id)
                 if room > 0:
                     piece = view[:room]
-                    quic.send_stream_data(self.stream_id, bytes(piece))
+                    self._queue(bytes(piece))
                     view = view[len(piece):]
                     self.driver.queued()
                     if not view:
@@ -826,9 +866,17 @@ class QuicStream(trio.abc.HalfCloseableStream):
         quic = self.driver.quic
         if quic.get_send_buffer_size(self.stream_id) + len(data) > SEND_HIGH_WATER:
             return False
-        quic.send_stream_data(self.stream_id, data)
+        self._queue(data)
         self.driver.queued()
         return True
+
+    def _queue(self, data: bytes) -> None:
+        try:
+            self.driver.quic.send_stream_data(self.stream_id, data)
+        except QuicConnectionError as exc:
+            # The connection closed under the writer (the peer went): a broken stream.
+            self._on_error(ConnectionLost(self.driver._lost_message()))
+            raise trio.BrokenResourceError(str(exc)) from None
 
     def _maybe_writable_after_flush(self) -> None:
         # If the engine already drained, do not wait for an event that may never come.

@@ -11,6 +11,7 @@ stream a client opens is handed to ``handler``.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -33,6 +34,7 @@ from quicfs.transport.quic import (
     IDLE_TIMEOUT,
     QuicDriver,
     QuicStream,
+    is_fault,
     new_udp_socket,
     send_batch,
 )
@@ -60,6 +62,17 @@ def _label(addr: object) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
+def address_key(addr: object) -> str:
+    """Whom --max-per-address counts: an IPv4 address, or an IPv6 /64 (one host or one
+    site holds a whole /64, RFC 4291 2.5.4; per address, it would have no bound)."""
+    ip = ipaddress.ip_address(str(addr[0]).split("%")[0])  # type: ignore[index]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 @dataclass(frozen=True)
 class Limits:
     """What the server admits; `quicfs gateway`'s flags. Each bound keeps what one
@@ -75,6 +88,10 @@ class Limits:
     #: Handshakes in progress (half-open connections).
     max_handshakes: int = 256
     handshake_timeout: float = 10.0
+    #: A connection must open its stream this soon after its handshake.
+    stream_timeout: float = 10.0
+    #: Seconds a connection whose stream is done waits for the client to close it.
+    linger: float = 10.0
     #: Version Negotiation packets sent per second at most (RFC 9000 5.2.2 lets a
     #: server limit them; each answers a datagram it cannot authenticate).
     vn_per_second: float = 100.0
@@ -153,6 +170,10 @@ class QuicServer:
         self.first_flight = first_flight_size(config)
         self._vn_budget = self.limits.vn_per_second
         self._vn_at = trio.current_time()
+        #: Initials that did not decrypt in the current second: each costs a TLS set-up
+        #: before it fails, so many of them call for Retry as handshakes do.
+        self._junk = 0
+        self._junk_second = 0
 
     def _send(self, datagrams: list[tuple[bytes, object]]) -> None:
         send_batch(self.sock, datagrams, gso=True)
@@ -171,7 +192,9 @@ class QuicServer:
                     break
                 try:
                     driver = self._dispatch(data, addr, now)
-                except Exception as exc:
+                except BaseException as exc:
+                    if not is_fault(exc):
+                        raise
                     # A datagram we failed on is dropped; the server goes on.
                     self.refusals.note("datagram the server failed on",
                                        f"from {_label(addr)}: {type(exc).__name__}: {exc}",
@@ -243,7 +266,7 @@ class QuicServer:
         asked, and only if the engine can decrypt it (no state for one it cannot)."""
         limits = self.limits
         peer = _label(addr)
-        host = str(addr[0])  # type: ignore[index]
+        host = address_key(addr)
         if len(self.connections) >= limits.max_connections:
             self.refusals.note("refused: --max-connections reached", f"from {peer}", now)
             return
@@ -257,7 +280,8 @@ class QuicServer:
                 odcid, retry_cid = original, dcid
         if retry_cid is None and (
             limits.retry == "always"
-            or (limits.retry == "auto" and len(self.handshaking) >= limits.retry_threshold)
+            or (limits.retry == "auto" and (len(self.handshaking) >= limits.retry_threshold
+                                            or self._junk >= limits.retry_threshold))
             or 3 * packets_length(data, self.config.connection_id_length) < self.first_flight
         ):
             # The last case even with --retry never: until its address is validated a
@@ -286,6 +310,10 @@ class QuicServer:
         driver.deliver(data, addr)
         driver.take_input()
         if not quic.authenticated:
+            second = int(now)
+            if second != self._junk_second:
+                self._junk_second, self._junk = second, 0
+            self._junk += 1
             self.refusals.note("Initial that did not decrypt", f"from {peer}", now)
             return
         self.routes[dcid] = driver
@@ -345,13 +373,24 @@ class QuicServer:
                                    trio.current_time())
 
     async def _limit_handshake(self, driver: QuicDriver) -> None:
-        with trio.move_on_after(self.limits.handshake_timeout):
+        limits = self.limits
+        with trio.move_on_after(limits.handshake_timeout):
             await driver.handshake_done.wait()
-            self.handshaking.discard(driver)
+        if not driver.handshake_done.is_set():
+            # Half-open for too long (often a spoofed address that never answers):
+            # dropped without a word, as nobody may be there to hear it.
+            driver.abandon(f"no handshake within {limits.handshake_timeout:g} s")
             return
-        # Half-open for too long (often a spoofed address that never answers): dropped
-        # without a word, as nobody may be there to hear it.
-        driver.abandon(f"no handshake within {self.limits.handshake_timeout:g} s")
+        self.handshaking.discard(driver)
+        # A connection that opens no stream holds a place and serves nobody (the
+        # server's keep-alives would hold it for ever).
+        with trio.move_on_after(limits.stream_timeout):
+            await driver.stream_opened.wait()
+        if not driver.stream_opened.is_set():
+            self.refusals.note("refused: no stream", f"{driver.label}: none within "
+                               f"{limits.stream_timeout:g} s of the handshake",
+                               trio.current_time())
+            await driver.aclose("no stream opened")
 
     async def _run_handler(self, driver: QuicDriver, stream: QuicStream, peer: str) -> None:
         try:
@@ -365,6 +404,12 @@ class QuicServer:
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+            # One stream per connection: when it is done, so is the connection. The
+            # client may close first; what is still on its way to it may need a while.
+            with trio.move_on_after(self.limits.linger):
+                await driver.terminated.wait()
+            with trio.CancelScope(shield=True):
+                await driver.aclose("stream done")
 
 
 async def serve_quic(

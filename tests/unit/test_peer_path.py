@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from quicfs.transport.peer_path import MIN_WINDOW, PeerPath
 
 A, B, C = ("10.0.0.1", 1000), ("10.0.0.1", 2000), ("10.0.0.9", 3000)
@@ -54,3 +56,27 @@ def test_every_move_is_followed() -> None:
         p.acknowledged(pings[-1])
         assert (p.addr, p.moves) == (new, move)
     assert len(set(pings)) == 30
+
+
+def test_a_lost_ping_is_sent_again_and_a_silent_candidate_is_given_up() -> None:
+    from quicfs.transport.peer_path import MAX_PINGS
+
+    p, pings = path()  # RTT 10 ms: a PING waits 50 ms at least
+    p.received(B, 1200, 0.0)
+    assert p.route([FULL] * 5, 0.0) == [(FULL, B)] * 2
+    assert p.deadline() == 0.05
+    assert p.poll(0.049) == [] and len(pings) == 1
+    assert p.poll(0.05) == [] and len(pings) == 2  # the first was lost: another
+    # The acknowledgement of either PING moves the connection.
+    assert p.acknowledged(pings[0]) == [(FULL, B)] * 3 and p.addr == B
+    # A candidate that never answers is given up after MAX_PINGS: what it held goes to
+    # the validated address, and nothing waits any more.
+    p.received(C, 1200, 1.0)
+    p.route([FULL] * 5, 1.0)
+    now = 1.0
+    while p.pending:
+        now += 0.05
+        released = p.poll(now)
+    assert len(pings) == 2 + MAX_PINGS and now == pytest.approx(1.0 + 0.05 * MAX_PINGS)
+    assert released == [(FULL, B)] * 3 and p.addr == B
+    assert p.route([FULL], now) == [(FULL, B)]
