@@ -65,7 +65,10 @@ def _label(addr: object) -> str:
 def address_key(addr: object) -> str:
     """Whom --max-per-address counts: an IPv4 address, or an IPv6 /64 (one host or one
     site holds a whole /64, RFC 4291 2.5.4; per address, it would have no bound)."""
-    ip = ipaddress.ip_address(str(addr[0]).split("%")[0])  # type: ignore[index]
+    host = addr[0]  # type: ignore[index]
+    if ":" not in host:
+        return host  # IPv4, as the socket gives it: the common case, kept cheap
+    ip = ipaddress.ip_address(host.split("%")[0])
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)

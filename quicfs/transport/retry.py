@@ -15,10 +15,9 @@ Pure: the clock is passed in.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import ipaddress
 import os
+import socket
 import struct
 
 #: How long a Retry token is good for, in seconds: a round trip, with room to spare.
@@ -28,7 +27,8 @@ _MAC = 16
 
 def _address(addr: object) -> bytes:
     host, port = addr[0], addr[1]  # type: ignore[index]
-    return ipaddress.ip_address(host).packed + struct.pack("!H", port)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.inet_pton(family, host.split("%")[0]) + struct.pack("!H", port)
 
 
 class RetryTokens:
@@ -38,7 +38,7 @@ class RetryTokens:
 
     def _mac(self, addr: object, stamp: bytes, odcid: bytes, retry_cid: bytes) -> bytes:
         msg = _address(addr) + stamp + bytes([len(odcid)]) + odcid + retry_cid
-        return hmac.new(self._key, msg, hashlib.sha256).digest()[:_MAC]
+        return hmac.digest(self._key, msg, "sha256")[:_MAC]
 
     def make(self, addr: object, odcid: bytes, retry_cid: bytes, now: float) -> bytes:
         """The token for a Retry to ``addr``, whose Initial was sent to ``odcid``; the
