@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qh3._hazmat import Buffer
+from qh3._hazmat import Buffer, pull_quic_header
 from qh3.quic.connection import QuicConnection
 from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
 from qh3.tls import ExtensionType
@@ -41,14 +41,15 @@ class Engine(QuicConnection):
     # -- receiving
     def receive(self, datagrams: list[bytes], addr: Any, now: float) -> int:
         """Feed datagrams that came from ``addr``; the number of packets in them that the
-        engine authenticated and had not received before. Before the handshake is done,
-        qh3 takes them one by one (its TLS needs that) and the count is 0."""
+        engine authenticated and had not received before."""
         core = self._core
-        if core is None or not self._handshake_complete:
+        if core is None or (self._is_client and not self._handshake_complete):
             for data in datagrams:
                 self.receive_datagram(data, addr, now)
             return 0
         address = self._normalize_address(addr)
+        if not self._handshake_complete:
+            return sum(self._receive_handshake(data, address, now) for data in datagrams)
         if len(datagrams) == 1:
             report = self._call_core(core.receive_datagram, datagrams[0], address, now,
                                      len(datagrams[0]))
@@ -60,6 +61,30 @@ class Engine(QuicConnection):
             self.held_events += int(report[5])
         self._drain_core()
         return int(report[2])
+
+    def _receive_handshake(self, data: bytes, address: Any, now: float) -> int:
+        """A server's datagram during the handshake, fed as qh3's receive_datagram feeds
+        it (a packet at a time: TLS takes an Initial's CRYPTO before the Handshake
+        packet of the same datagram is read), counting what the core accepted."""
+        self._log_datagram("datagrams_received", data)
+        fresh = offset = 0
+        cid_length = self._configuration.connection_id_length
+        while offset < len(data):
+            try:
+                end = pull_quic_header(data, offset, cid_length)[9]
+            except ValueError:
+                end = len(data)
+            if end <= offset:
+                end = len(data)
+            packet = data[offset:end]
+            report = self._call_core(self._core.receive_datagram,  # type: ignore[union-attr]
+                                     packet, address, now, len(data))
+            if report[2]:
+                fresh += int(report[2])
+                self._learn_remote_source_cid(packet)
+            self._drain_core()
+            offset = end
+        return fresh
 
     @property
     def authenticated(self) -> bool:

@@ -12,11 +12,11 @@ and follows the client itself, with the same rules (RFC 9000 8 and 9.3):
   connection id moves nothing; the driver asks the engine, engine.py), and a PING goes
   there: only a client that is really there can acknowledge it (path validation, 8.2,
   by PING instead of PATH_CHALLENGE);
-- until then the candidate gets what a spoofed address may get: three times the bytes
-  it sent (8.1), or a minimum congestion window (two full datagrams) per round trip
-  (9.3.1), whichever is more; what does not fit waits, and goes to the candidate once
-  it is validated (the PING goes first: a NAT rebinding in the middle of a download
-  leaves the client sending nothing but small ACKs);
+- until then the candidate gets what an unvalidated address may get: at most three
+  times the bytes it sent (8.1, 9.3), and at most a minimum congestion window (two full
+  datagrams) per round trip (9.4); what does not fit waits, and goes to the candidate
+  once it is validated (the PING goes first: a NAT rebinding in the middle of a
+  download leaves the client sending nothing but small ACKs);
 - a packet from the validated address meanwhile ends the candidacy (a spoofed or
   replayed packet must not move the connection, 9.3.2), and what waited goes there;
 - qh3 does not send a lost PING again: an unanswered one is sent again after three
@@ -141,7 +141,7 @@ class PeerPath:
     def _release_within_budget(self, candidate: _Candidate, now: float
                                ) -> list[tuple[bytes, object]]:
         rounds = 1 + int((now - candidate.since) / max(self._rtt(), 0.001))
-        budget = max(3 * candidate.received, rounds * MIN_WINDOW)
+        budget = min(3 * candidate.received, rounds * MIN_WINDOW)
         out = []
         while candidate.held and candidate.sent + len(candidate.held[0]) <= budget:
             data = candidate.held.pop(0)

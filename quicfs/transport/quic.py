@@ -431,7 +431,10 @@ class QuicDriver:
 
     def _deadline(self) -> float:
         timer = self.quic.get_timer()
-        keepalive = self._last_rx + KEEPALIVE_INTERVAL
+        # Keep-alives begin with the handshake's end (_turn): before it, a keep-alive
+        # deadline would pass and never move, and the worker would spin.
+        keepalive = (self._last_rx + KEEPALIVE_INTERVAL if self.handshake_done.is_set()
+                     else math.inf)
         candidate = self.path.deadline() if self.path is not None else math.inf
         return min(timer if timer is not None else math.inf, keepalive, candidate)
 
@@ -520,8 +523,8 @@ class QuicDriver:
             self.unauthenticated += 1
             return
         self._account(len(data), 1, now)
-        if self.handshake_done.is_set():
-            self._send(self.path.received(addr, len(data), now))
+        # Also during the handshake: a NAT may rebind a client then too.
+        self._send(self.path.received(addr, len(data), now))
 
     def _account(self, nbytes: int, count: int, now: float) -> None:
         self.bytes_received += nbytes

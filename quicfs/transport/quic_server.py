@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import socket
 import time
@@ -47,6 +48,9 @@ log = logging.getLogger("quicfs.quic.server")
 MAX_DATAGRAM = 1452
 
 Handler = Callable[[QuicStream, str], Awaitable[None]]
+#: How long, and for how many clients at most, an answered Retry is remembered.
+RETRIED_FOR = 2.0
+MAX_RETRIED = 4096
 
 
 def server_configuration(cert: str, key: str) -> QuicConfiguration:
@@ -177,6 +181,10 @@ class QuicServer:
         #: before it fails, so many of them call for Retry as handshakes do.
         self._junk = 0
         self._junk_second = 0
+        #: (address, connection id) of the Initials answered with a Retry lately: a
+        #: ClientHello in two datagrams gets one Retry, not two (a client processes
+        #: one, RFC 9000 17.2.5.2; a second confuses qh3's client with 0-RTT).
+        self._retried: OrderedDict[tuple[object, bytes], float] = OrderedDict()
 
     def _send(self, datagrams: list[tuple[bytes, object]]) -> None:
         send_batch(self.sock, datagrams, gso=True)
@@ -341,7 +349,17 @@ class QuicServer:
 
     def _retry(self, addr: object, version: int, dcid: bytes, scid: bytes,
                now: float) -> None:
-        """Ask the client to prove its address, keeping nothing (RFC 9000 8.1.2)."""
+        """Ask the client to prove its address, keeping nothing (RFC 9000 8.1.2) but
+        that it was asked, for a few seconds and a bounded number of clients."""
+        key = (addr, dcid)
+        if now - self._retried.get(key, -math.inf) < RETRIED_FOR:
+            self.refusals.note("Initial already answered with a Retry", f"from {_label(addr)}",
+                               now)
+            return
+        self._retried[key] = now
+        self._retried.move_to_end(key)
+        while len(self._retried) > MAX_RETRIED:
+            self._retried.popitem(last=False)
         retry_cid = os.urandom(self.config.connection_id_length)
         token = self.tokens.make(addr, dcid, retry_cid, now)
         self._send([(encode_quic_retry(version=version, source_cid=retry_cid,

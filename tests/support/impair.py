@@ -41,13 +41,16 @@ class _Mapping:
 class UdpImpairProxy:
     def __init__(self, upstream: tuple[str, int], *, loss: float = 0.0,
                  duplicate: float = 0.0, reorder: float = 0.0, delay: float = 0.0,
-                 seed: int = 0, rebind_every: float | None = None) -> None:
+                 seed: int = 0, rebind_every: float | None = None,
+                 rebind_after: float = 0.0) -> None:
         self.upstream = upstream
         self.loss = loss
         self.duplicate = duplicate
         self.reorder = reorder
         self.delay = delay
         self.rebind_every = rebind_every
+        #: Rebinding begins this long after the proxy starts (``rebind_every`` later).
+        self.rebind_after = rebind_after
         self.blackout = False
         self.rng = random.Random(seed)
         self.up = Counters()  # client -> server
@@ -111,6 +114,7 @@ class UdpImpairProxy:
 
     async def _rebinder(self) -> None:
         assert self.rebind_every is not None
+        await trio.sleep(self.rebind_after)
         while True:
             await trio.sleep(self.rebind_every)
             self.rebind()

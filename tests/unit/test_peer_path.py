@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from quicfs.transport.peer_path import MIN_WINDOW, PeerPath
+from quicfs.transport.peer_path import PeerPath
 
 A, B, C = ("10.0.0.1", 1000), ("10.0.0.1", 2000), ("10.0.0.9", 3000)
 FULL = b"x" * 1452
@@ -33,19 +33,22 @@ def test_a_move_is_followed_once_the_client_answers_there() -> None:
 def test_a_spoofed_address_does_not_take_the_connection() -> None:
     p, pings = path()
     p.received(C, 40, 0.0)
-    # A spoofed or replayed packet gets at most the minimum window per round trip.
-    sent = p.route([FULL] * 5, 0.0)
-    assert [to for _, to in sent] == [C] * (MIN_WINDOW // len(FULL))
+    # An unvalidated address gets at most three times what came from it (RFC 9000 8.1):
+    # 40 bytes buy no full datagram, however long it waits.
+    assert p.route([FULL] * 5, 0.0) == []
+    assert p.route([], 1.0) == []
     # The client speaks from its validated address: back there, with what waited.
-    assert p.received(A, 40, 0.001) == [(FULL, A)] * 3
+    assert p.received(A, 40, 1.001) == [(FULL, A)] * 5
     assert p.acknowledged(pings[0]) == [] and p.addr == A and p.moves == 0
 
 
 def test_the_window_opens_each_round_trip() -> None:
     p, _ = path()
-    p.received(B, 40, 0.0)
+    p.received(B, 4 * 1452, 0.0)
+    # Within three times what came, a minimum window a round trip (RFC 9000 9.4).
     assert len(p.route([FULL] * 6, 0.0)) == 2
     assert len(p.received(B, 40, 0.0105)) == 2  # one round trip later
+    assert len(p.route([], 1.0)) == 2  # and then no more than 3 x received
 
 
 def test_every_move_is_followed() -> None:
