@@ -64,14 +64,16 @@ async def open_quic_transport(ep: Endpoints, opts: Options, nursery: trio.Nurser
 
 
 async def open_transport(host: str, url_port: int | None, opts: Options,
-                         nursery: trio.Nursery) -> MessageTransport:
+                         nursery: trio.Nursery, *, allow_early: bool = True
+                         ) -> MessageTransport:
     """Open the transport ``opts.transport`` names; QUIC's worker task lives in
-    ``nursery`` (the caller's, which outlives the transport)."""
+    ``nursery`` (the caller's, which outlives the transport). ``allow_early``: the
+    first message may go in QUIC 0-RTT."""
     ep = endpoints(host, url_port, opts)
     if opts.transport == "tcp":
         return await open_tcp(host, ep.tcp_port, within=opts.connect_timeout)
     if opts.transport == "quic":
-        return await open_quic_transport(ep, opts, nursery, allow_early=True)
+        return await open_quic_transport(ep, opts, nursery, allow_early=allow_early)
     if opts.transport == "auto":
         return await race(ep, opts, nursery)
     raise UsageError(f"unknown transport '{opts.transport}'")

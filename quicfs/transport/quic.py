@@ -258,6 +258,8 @@ class QuicDriver:
         #: trio time of the last datagram from the peer (any: ACKs prove it alive).
         self.last_heard = trio.current_time()
         self.alpn: str | None = None
+        #: The first message went in 0-RTT, before the handshake ended.
+        self.sent_early = False
         self.session_resumed = False
         self.early_data_accepted = False
         self._inbox: deque[tuple[bytes, object]] = deque()
@@ -648,10 +650,15 @@ class QuicDriver:
 
     def _lost_message(self) -> str:
         if self.close_reason:
-            return f"QUIC connection to {self.label} closed: {self.close_reason}"
-        if self.close_error_code is not None:
-            return f"QUIC connection to {self.label} closed (error {self.close_error_code:#x})"
-        return f"QUIC connection to {self.label} closed"
+            text = f"QUIC connection to {self.label} closed: {self.close_reason}"
+        elif self.close_error_code is not None:
+            text = f"QUIC connection to {self.label} closed (error {self.close_error_code:#x})"
+        else:
+            text = f"QUIC connection to {self.label} closed"
+        if self.sent_early and not self.handshake_done.is_set():
+            # The caller may try again without 0-RTT (link.py).
+            text += " before its handshake ended"
+        return text
 
     def _fail_streams(self, exc: Exception) -> None:
         for stream in self.streams.values():
@@ -1118,6 +1125,7 @@ async def open_quic(
         # A watchdog still holds the handshake to ``within``; its failure reaches the
         # first request as ConnectionLost naming the cause.
         stream = driver.open_stream()
+        driver.sent_early = True
         log.debug("QUIC to %s: sending 0-RTT", label)
 
         async def watchdog() -> None:
