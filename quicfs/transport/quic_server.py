@@ -362,10 +362,14 @@ class QuicServer:
             self._retried.popitem(last=False)
         retry_cid = os.urandom(self.config.connection_id_length)
         token = self.tokens.make(addr, dcid, retry_cid, now)
-        self._send([(encode_quic_retry(version=version, source_cid=retry_cid,
-                                       destination_cid=scid, original_destination_cid=dcid,
-                                       retry_token=token), addr)])
-        self.refusals.note("Retry sent", f"to {_label(addr)}", now)
+        packet = encode_quic_retry(version=version, source_cid=retry_cid,
+                                   destination_cid=scid, original_destination_cid=dcid,
+                                   retry_token=token)
+        try:
+            self.sock.sendto(packet, addr)  # type: ignore[arg-type]
+        except OSError:
+            pass  # a full buffer or an unreachable address: a lost Retry, sent again
+        self.refusals.note("Retry sent", lambda: f"to {_label(addr)}", now)
 
     async def _run_driver(self, driver: QuicDriver, host: str) -> None:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 #: Seconds between two log lines of one kind.
 INTERVAL = 10.0
@@ -27,9 +28,10 @@ class Refusals:
         self._logged_at: dict[str, float] = {}
         self._summarised: Counter[str] = Counter()
 
-    def note(self, kind: str, detail: str, now: float) -> None:
+    def note(self, kind: str, detail: str | Callable[[], str], now: float) -> None:
         """One refusal of ``kind`` ("Initial that did not decrypt", ...); ``detail``
-        names the peer and the reason."""
+        names the peer and the reason (a callable: made only if it is logged, as most
+        are not)."""
         self.total[kind] += 1
         last = self._logged_at.get(kind)
         if last is not None and now - last < self.interval:
@@ -38,7 +40,7 @@ class Refusals:
         more = self._unlogged.pop(kind, 0)
         self._logged_at[kind] = now
         since = f" (and {more} more in {now - last:.0f} s)" if more and last is not None else ""
-        self._log.info("%s: %s%s", kind, detail, since)
+        self._log.info("%s: %s%s", kind, detail() if callable(detail) else detail, since)
 
     def since_last_summary(self) -> dict[str, int]:
         """The counts of each kind since the last call."""

@@ -4,17 +4,18 @@ Under load the server answers an Initial with a Retry carrying a token instead o
 keeping any state; a client that really is at its address sends its Initial again with
 the token, and only then does the connection begin. The server keeps nothing between the
 two: the token itself says what the server needs to know (the client's first
-destination connection id, RFC 9000 7.3), bound by an HMAC to the client's address, the
+destination connection id, RFC 9000 7.3), bound by a MAC to the client's address, the
 connection id the Retry gave it, and the time it was made (a short lifetime: a token is
 good for one round trip, not for replay later).
 
-    token = time (8 bytes, ms) | len | original dcid | HMAC-SHA256(key, ...)[:16]
+    token = time (8 bytes, ms) | len | original dcid | BLAKE2s-MAC(key, ...) (16 bytes)
 
 Pure: the clock is passed in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import socket
@@ -38,7 +39,9 @@ class RetryTokens:
 
     def _mac(self, addr: object, stamp: bytes, odcid: bytes, retry_cid: bytes) -> bytes:
         msg = _address(addr) + stamp + bytes([len(odcid)]) + odcid + retry_cid
-        return hmac.digest(self._key, msg, "sha256")[:_MAC]
+        # Keyed BLAKE2s is a MAC in its own right (RFC 7693 2.9), and a few times cheaper
+        # than HMAC-SHA256 per token: a flood of Initials pays for one each.
+        return hashlib.blake2s(msg, key=self._key, digest_size=_MAC).digest()
 
     def make(self, addr: object, odcid: bytes, retry_cid: bytes, now: float) -> bytes:
         """The token for a Retry to ``addr``, whose Initial was sent to ``odcid``; the
