@@ -92,6 +92,21 @@ def is_fault(exc: BaseException) -> bool:
                           | GeneratorExit)
 
 
+async def wait_for_any(*events: trio.Event) -> None:
+    """Return as soon as any of ``events`` is set (at once if one already is)."""
+    if any(event.is_set() for event in events):
+        await trio.lowlevel.checkpoint()
+        return
+    async with trio.open_nursery() as nursery:
+
+        async def until(event: trio.Event) -> None:
+            await event.wait()
+            nursery.cancel_scope.cancel()
+
+        for event in events:
+            nursery.start_soon(until, event)
+
+
 def printable(text: str, limit: int = 200) -> str:
     """A peer's words made safe for one log line: control characters escaped, bounded."""
     text = text[:limit]
@@ -1130,14 +1145,7 @@ async def open_quic(
 
         async def watchdog() -> None:
             with trio.move_on_after(within):
-                async with trio.open_nursery() as wait:
-
-                    async def until(event: trio.Event) -> None:
-                        await event.wait()
-                        wait.cancel_scope.cancel()
-
-                    wait.start_soon(until, driver.handshake_done)
-                    wait.start_soon(until, driver.terminated)
+                await wait_for_any(driver.handshake_done, driver.terminated)
             if not driver.handshake_done.is_set():
                 driver._fail_streams(ConnectError(describe_failure(driver, label, within,
                                                                    name)))
@@ -1148,14 +1156,7 @@ async def open_quic(
     ok = False
     try:
         with trio.move_on_after(within):
-            async with trio.open_nursery() as wait:
-
-                async def until(event: trio.Event) -> None:
-                    await event.wait()
-                    wait.cancel_scope.cancel()
-
-                wait.start_soon(until, driver.handshake_done)
-                wait.start_soon(until, driver.terminated)
+            await wait_for_any(driver.handshake_done, driver.terminated)
         if driver.handshake_done.is_set() and not driver.terminated.is_set():
             if driver.alpn != ALPN:
                 raise ConnectError(f"{label} refused ALPN 'smb': it does not serve SMB over QUIC")

@@ -27,6 +27,8 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.tls import SessionTicket
 
+from quicfs.transport.quic import wait_for_any
+
 
 class HandshakeFailed(RuntimeError):
     pass
@@ -212,14 +214,7 @@ class AioquicClient:
         """Wait for the handshake; :class:`HandshakeFailed` saying why if it does not
         complete within ``within`` seconds."""
         with trio.move_on_after(within):
-            async with trio.open_nursery() as nursery:
-
-                async def until(event: trio.Event) -> None:
-                    await event.wait()
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(until, self.handshake_done)
-                nursery.start_soon(until, self.terminated)
+            await wait_for_any(self.handshake_done, self.terminated)
         if not self.handshake_done.is_set():
             why = self.close_reason or (
                 f"no handshake within {within:g} s ({self.datagrams_sent} datagrams sent, "

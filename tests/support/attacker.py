@@ -60,6 +60,8 @@ from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection, QuicConnectionError
 from qh3.tls import Group
 
+from quicfs.transport.quic import wait_for_any
+
 ROOT = Path(__file__).resolve().parents[2]
 ALPN = "smb"
 #: The connection ids the gateway issues are this long (qh3's default, quic_server.py).
@@ -406,12 +408,7 @@ class Qh3Client:
     async def connect(self, nursery: trio.Nursery, within: float = 5.0) -> None:
         await nursery.start(self.run)
         with trio.move_on_after(within):
-            async with trio.open_nursery() as wait:
-                async def until(event: trio.Event) -> None:
-                    await event.wait()
-                    wait.cancel_scope.cancel()
-                wait.start_soon(until, self.handshake_done)
-                wait.start_soon(until, self.terminated)
+            await wait_for_any(self.handshake_done, self.terminated)
         if not self.handshake_done.is_set():
             raise ConnectionError(f"no handshake with {self.target}: "
                                   f"{self.close_reason or 'no answer'}")
