@@ -1,0 +1,614 @@
+"""A hostile SMB 3.1.1 server over TCP on loopback, good enough for a real mount.
+
+Samba cannot be made to lie, so this server serves a small scripted tree and says what a
+test tells it to: bad names, sizes, times, EAs and symlink files; a zero MaxReadSize; a
+flood of lease breaks; a listing that never ends. Everything else is honest enough for
+`mount.quicfs` with ``transport=tcp``: NEGOTIATE with the 3.1.1 contexts, SESSION_SETUP
+with real NTLMv2 (pyspnego's acceptor, users from NTLM_USER_FILE), keys derived and every
+response signed by the project's own code (quicfs/smb2/crypto.py, MS-SMB2 3.3.5.5.3),
+TREE_CONNECT, CREATE, CLOSE, QUERY_INFO, QUERY_DIRECTORY, READ and ECHO. It is read-only:
+writes are refused with STATUS_MEDIA_WRITE_PROTECTED.
+
+The server runs trio in a thread of the test process, so a test can look at what the
+client sent (``server.seen``) and change the tree between steps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import struct
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+import trio
+
+from quicfs.errors import ConnectionLost
+from quicfs.smb2 import crypto
+from quicfs.smb2.constants import (
+    AccessMask,
+    CloseFlags,
+    Command,
+    CreateAction,
+    CreateDisposition,
+    CreateOptions,
+    CreateResponseFlags,
+    Dialect,
+    FileAttributes,
+    FileInfoClass,
+    FileSystemAttributes,
+    FsInfoClass,
+    HashAlgorithm,
+    HeaderFlags,
+    InfoType,
+    LeaseBreakFlags,
+    LeaseState,
+    OplockLevel,
+    QueryDirectoryFlags,
+    SigningAlgorithm,
+)
+from quicfs.smb2.control import EchoResponse, LeaseBreakNotification
+from quicfs.smb2.create import CreateResponse
+from quicfs.smb2.directory import DirectoryEntry, QueryDirectoryResponse, pack_directory_entries
+from quicfs.smb2.ea import pack_eas
+from quicfs.smb2.fileid import FileId
+from quicfs.smb2.filetime import EPOCH_DELTA
+from quicfs.smb2.header import Header, split_compound
+from quicfs.smb2.info import (
+    FileAllInformation,
+    FileBasicInformation,
+    FileFsAttributeInformation,
+    FileFsFullSizeInformation,
+    FileStandardInformation,
+    QueryInfoResponse,
+)
+from quicfs.smb2.io import CloseResponse, ReadResponse
+from quicfs.smb2.negotiate import (
+    EncryptionContext,
+    PreauthIntegrityContext,
+    SigningContext,
+    pack_contexts,
+)
+from quicfs.smb2.status import Status
+from quicfs.smb2.wire import HEADER_SIZE, pad8
+from quicfs.transport.framing import FramedStream
+
+USER = "hostile"
+PASSWORD = "hostile-pw"
+SHARE = "share"
+#: 2024-01-02 03:04:05 UTC as a FILETIME: every honest time in the tree.
+TIME = EPOCH_DELTA + 1_704_164_645 * 10_000_000
+U64 = 2**64
+#: The ID_BOTH_DIRECTORY entry's FileNameLength (MS-FSCC 2.4.17) and fixed size.
+_NAME_LENGTH_AT = 60
+_ID_BOTH_FIXED = 104
+#: The client went away: the connection's end, not the test server's fault.
+_GONE = (ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError)
+_ERROR_BODY = struct.pack("<HBBI", 9, 0, 0, 0) + b"\0"  # 2.2.2 with no ErrorData
+
+
+@dataclass
+class Node:
+    """One file or directory. ``raw_name`` (UTF-16LE bytes, possibly invalid) replaces
+    the encoded ``name`` in listings; sizes and times are the raw 64-bit fields sent."""
+
+    name: str
+    data: bytes = b""
+    children: list[Node] | None = None
+    raw_name: bytes | None = None
+    size: int | None = None  # the EndOfFile sent (default: len(data)), taken mod 2^64
+    times: int = TIME  # the four FILETIMEs sent, taken mod 2^64
+    eas: bytes | None = None  # a raw FILE_FULL_EA_INFORMATION list
+    file_id: int = 0  # IndexNumber / FileId of the listing (0: one of its own)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.children is not None
+
+    @property
+    def wire_name(self) -> bytes:
+        return self.raw_name if self.raw_name is not None else self.name.encode("utf-16-le")
+
+
+def file(name: str, data: bytes = b"", **kw: object) -> Node:
+    return Node(name, data, **kw)  # type: ignore[arg-type]
+
+
+def directory(name: str, *children: Node, **kw: object) -> Node:
+    return Node(name, children=list(children), **kw)  # type: ignore[arg-type]
+
+
+def eas(*items: tuple[bytes, bytes]) -> bytes:
+    return pack_eas(list(items))
+
+
+@dataclass
+class Behaviour:
+    """What the server does besides serving the tree."""
+
+    max_read_size: int = 1 << 20
+    max_write_size: int = 1 << 20
+    max_transact_size: int = 1 << 20
+    #: After each CREATE of a file, this many lease breaks for keys never granted.
+    lease_breaks: int = 0
+    #: QUERY_DIRECTORY never answers NO_MORE_FILES: each page is new names.
+    endless_listing: bool = False
+
+
+@dataclass
+class _Session:
+    preauth: crypto.PreauthIntegrity
+    auth: object
+    signing_key: bytes = b""
+
+
+@dataclass
+class _Open:
+    node: Node
+    path: str
+    listed: bool = False
+    pages: int = 0
+
+
+@dataclass
+class HostileServer:
+    root: Node
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    port: int = 0
+    #: Commands received, by name; lease-break acknowledgements kept apart.
+    seen: Counter[str] = field(default_factory=Counter)
+    break_acks: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._assign_ids(self.root)
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._scope: trio.CancelScope | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        fd, self._users = tempfile.mkstemp(prefix="hostile-ntlm-")
+        with os.fdopen(fd, "w") as f:
+            f.write(f":{USER}:{PASSWORD}\n")
+
+    def _assign_ids(self, node: Node) -> None:
+        if not node.file_id:
+            node.file_id = 1000 + next(self._ids)
+        for child in node.children or ():
+            self._assign_ids(child)
+
+    # ------------------------------------------------------------------ lifetime
+    def __enter__(self) -> HostileServer:
+        # pyspnego's NTLM acceptor reads its users from the file this names.
+        os.environ["NTLM_USER_FILE"] = self._users
+        self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
+        self._thread.start()
+        if not self._started.wait(10) or not self.port:
+            raise RuntimeError(f"hostile SMB server did not start: {self.errors}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None and self._scope is not None:
+            try:
+                trio.from_thread.run_sync(self._scope.cancel, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
+        if self._thread is not None:
+            self._thread.join(10)
+        os.unlink(self._users)
+
+    @property
+    def url(self) -> str:
+        return f"//127.0.0.1:{self.port}/{SHARE}"
+
+    @property
+    def options(self) -> str:
+        return f"transport=tcp,username={USER},password={PASSWORD}"
+
+    async def _main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        try:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        except OSError as exc:
+            self.errors.append(f"listen: {exc}")
+            self._started.set()
+            return
+        self.port = listeners[0].socket.getsockname()[1]
+        with trio.CancelScope() as self._scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(trio.serve_listeners, self._serve, listeners)
+                self._started.set()
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        conn = _Connection(self, FramedStream(stream, kind="tcp", peer="client"))
+        try:
+            await conn.run()
+        except Exception as exc:  # a bug of the test server: make the test see it
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            raise
+
+    # ------------------------------------------------------------------ the tree
+    def lookup(self, path: str) -> Node | None:
+        node = self.root
+        for part in (p for p in path.split("\\") if p):
+            if not node.is_dir:
+                return None
+            found = [c for c in node.children or () if c.name == part]
+            if not found:
+                return None
+            node = found[0]
+        return node
+
+
+def _u16(b: bytes | memoryview, pos: int) -> int:
+    return int(struct.unpack_from("<H", b, pos)[0])
+
+
+def _u32(b: bytes | memoryview, pos: int) -> int:
+    return int(struct.unpack_from("<I", b, pos)[0])
+
+
+def _file_id(b: bytes | memoryview, pos: int) -> FileId:
+    persistent, volatile = struct.unpack_from("<QQ", b, pos)
+    return FileId(persistent, volatile)
+
+
+def negotiate_response(b: Behaviour, salt: bytes) -> bytes:
+    """2.2.4 with the contexts 3.1.1 needs: SHA-512 preauth, no cipher, AES-CMAC."""
+    ctx = pack_contexts([PreauthIntegrityContext((HashAlgorithm.SHA_512,), salt),
+                         EncryptionContext((0,)),
+                         SigningContext((SigningAlgorithm.AES_CMAC,))])
+    return struct.pack("<HHHH16sIIIIQQHHI", 65, 0x1, Dialect.SMB_3_1_1, 3, os.urandom(16),
+                       0x4 | 0x2, b.max_transact_size, b.max_read_size, b.max_write_size,
+                       TIME, 0, 0, 0, HEADER_SIZE + 64) + ctx
+
+
+def entry_bytes(node: Node, name: bytes | None = None) -> bytes:
+    """One FileIdBothDirectoryInformation entry (MS-FSCC 2.4.17) with its NextEntryOffset
+    zero, the name given as raw UTF-16LE bytes."""
+    t = node.times % U64
+    entry = DirectoryEntry("", 0, 0, 0, 0, 0, 0, 0, _attributes(node), 0, node.file_id)
+    fixed = bytearray(pack_directory_entries([entry], FileInfoClass.ID_BOTH_DIRECTORY))
+    struct.pack_into("<QQQQQQ", fixed, 8, t, t, t, t, _size(node), _size(node))
+    raw = node.wire_name if name is None else name
+    struct.pack_into("<I", fixed, _NAME_LENGTH_AT, len(raw))
+    return bytes(fixed[:_ID_BOTH_FIXED]) + raw
+
+
+def chain_entries(entries: list[bytes]) -> bytes:
+    """Entries back to back, each 8-byte aligned, NextEntryOffset set."""
+    out = bytearray()
+    for i, e in enumerate(entries):
+        start = len(out)
+        out += e
+        if i != len(entries) - 1:
+            out += bytes(pad8(len(e)))
+            struct.pack_into("<I", out, start, len(out) - start)
+    return bytes(out)
+
+
+def _size(node: Node) -> int:
+    return (len(node.data) if node.size is None else node.size) % U64
+
+
+def _attributes(node: Node) -> FileAttributes:
+    return FileAttributes.DIRECTORY if node.is_dir else FileAttributes.ARCHIVE
+
+
+def _signed(v: int) -> int:
+    v %= U64
+    return v - U64 if v >= 2**63 else v
+
+
+def all_information(node: Node, path: str) -> bytes:
+    t = _signed(node.times)
+    return FileAllInformation(
+        FileBasicInformation(t, t, t, t, _attributes(node)),
+        FileStandardInformation(_size(node), _size(node), 1, False, node.is_dir),
+        node.file_id, len(node.eas or b""), AccessMask(0x1F01FF), 0, 0, 0,
+        "\\" + path).pack()
+
+
+class _Connection:
+    def __init__(self, server: HostileServer, stream: FramedStream) -> None:
+        self.server = server
+        self.stream = stream
+        self.preauth = crypto.PreauthIntegrity()
+        self.sessions: dict[int, _Session] = {}
+        self.opens: dict[int, _Open] = {}
+        self.volatile = itertools.count(1)
+        self.nursery: trio.Nursery | None = None
+        #: What to start once the current response is sent.
+        self._after: list[Callable[[], None]] = []
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as self.nursery:
+            try:
+                while True:
+                    frame = await self.stream.receive_message()
+                    await self._on_frame(bytes(frame))
+            except _GONE:
+                pass
+            self.nursery.cancel_scope.cancel()
+
+    async def _on_frame(self, frame: bytes) -> None:
+        members = [bytes(m) for m in split_compound(frame)]
+        out: list[bytearray] = []
+        last_fid: FileId | None = None
+        last_status = Status.SUCCESS
+        for i, msg in enumerate(members):
+            h = Header.unpack(msg)
+            self.server.seen[_name(h.command)] += 1
+            related = bool(h.flags & HeaderFlags.RELATED_OPERATIONS) and i > 0
+            if h.command == Command.CANCEL:
+                continue
+            if related and last_status != Status.SUCCESS and last_fid is None:
+                status, body, extra = last_status, _ERROR_BODY, {}
+            else:
+                status, body, extra = await self._handle(h, msg, last_fid if related else None)
+            if h.command == Command.CREATE:
+                last_fid = extra.pop("file_id", None)  # type: ignore[assignment]
+                last_status = status
+            if body is None:
+                continue
+            out.append(self._response(h, status, body, **extra))
+        if not out:
+            return
+        for i, member in enumerate(out):
+            if i != len(out) - 1:
+                member += bytes(pad8(len(member)))
+                struct.pack_into("<I", member, 20, len(member))
+            self._sign(member)
+        await self.stream.send_message(b"".join(out))
+        while self._after:
+            self._after.pop(0)()
+
+    def _response(self, h: Header, status: int, body: bytes, **changes: object) -> bytearray:
+        grant = min(max(h.credits, 1), 512)
+        header = Header(command=h.command, message_id=h.message_id,
+                        credit_charge=h.credit_charge, status=status, credits=grant,
+                        flags=HeaderFlags.SERVER_TO_REDIR | (h.flags
+                                                             & HeaderFlags.RELATED_OPERATIONS),
+                        tree_id=h.tree_id, session_id=h.session_id)
+        if changes:
+            header = replace(header, **changes)  # type: ignore[arg-type]
+        return bytearray(header.pack() + body)
+
+    def _sign(self, member: bytearray) -> None:
+        sid = struct.unpack_from("<Q", member, 40)[0]
+        session = self.sessions.get(sid)
+        if session is not None and session.signing_key:
+            crypto.sign_message(SigningAlgorithm.AES_CMAC, session.signing_key, member)
+
+    async def _handle(self, h: Header, msg: bytes, related: FileId | None
+                      ) -> tuple[int, bytes | None, dict[str, object]]:
+        handler = {
+            Command.NEGOTIATE: self._negotiate,
+            Command.SESSION_SETUP: self._session_setup,
+            Command.TREE_CONNECT: self._tree_connect,
+            Command.CREATE: self._create,
+            Command.CLOSE: self._close,
+            Command.QUERY_INFO: self._query_info,
+            Command.QUERY_DIRECTORY: self._query_directory,
+            Command.READ: self._read,
+            Command.ECHO: self._ok(EchoResponse().pack()),
+            Command.LOGOFF: self._ok(struct.pack("<HH", 4, 0)),
+            Command.TREE_DISCONNECT: self._ok(struct.pack("<HH", 4, 0)),
+            Command.OPLOCK_BREAK: self._break_ack,
+        }.get(h.command)  # type: ignore[call-overload]
+        if handler is None:
+            # Writes, SET_INFO, IOCTL, LOCK...: a read-only share, or not ours to do.
+            status = Status.MEDIA_WRITE_PROTECTED if h.command in (
+                Command.WRITE, Command.SET_INFO, Command.FLUSH) else Status.NOT_SUPPORTED
+            return status, _ERROR_BODY, {}
+        return await handler(h, msg, related)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _ok(body: bytes) -> Callable[..., object]:
+        async def answer(h: Header, msg: bytes, related: FileId | None
+                         ) -> tuple[int, bytes, dict[str, object]]:
+            return Status.SUCCESS, body, {}
+        return answer
+
+    # ------------------------------------------------------------------ handshake
+    async def _negotiate(self, h: Header, msg: bytes, related: FileId | None
+                         ) -> tuple[int, bytes, dict[str, object]]:
+        body = negotiate_response(self.server.behaviour, os.urandom(32))
+        reply = self._response(h, Status.SUCCESS, body)
+        self.preauth.update(msg)
+        self.preauth.update(bytes(reply))
+        return Status.SUCCESS, body, {}
+
+    async def _session_setup(self, h: Header, msg: bytes, related: FileId | None
+                             ) -> tuple[int, bytes, dict[str, object]]:
+        import spnego
+
+        offset, length = _u16(msg, HEADER_SIZE + 12), _u16(msg, HEADER_SIZE + 14)
+        token = msg[offset:offset + length]
+        sid = h.session_id
+        if sid not in self.sessions:
+            sid = 0x1000 + next(self.volatile)
+            self.sessions[sid] = _Session(self.preauth.copy(), spnego.server(protocol="ntlm"))
+        session = self.sessions[sid]
+        session.preauth.update(msg)
+        try:
+            answer = session.auth.step(token)  # type: ignore[attr-defined]
+        except Exception:
+            del self.sessions[sid]
+            return Status.LOGON_FAILURE, _ERROR_BODY, {"session_id": sid}
+        buffer = answer or b""
+        body = struct.pack("<HHHH", 9, 0, HEADER_SIZE + 8 if buffer else 0,
+                           len(buffer)) + (buffer or b"\0")
+        if not session.auth.complete:  # type: ignore[attr-defined]
+            reply = self._response(h, Status.MORE_PROCESSING_REQUIRED, body, session_id=sid)
+            session.preauth.update(bytes(reply))
+            return Status.MORE_PROCESSING_REQUIRED, body, {"session_id": sid}
+        keys = crypto.derive_keys_311(session.auth.session_key,  # type: ignore[attr-defined]
+                                      session.preauth.value, None)
+        session.signing_key = keys.signing_key
+        return Status.SUCCESS, body, {"session_id": sid}
+
+    async def _tree_connect(self, h: Header, msg: bytes, related: FileId | None
+                            ) -> tuple[int, bytes, dict[str, object]]:
+        offset, length = _u16(msg, HEADER_SIZE + 4), _u16(msg, HEADER_SIZE + 6)
+        path = msg[offset:offset + length].decode("utf-16-le")
+        if path.rsplit("\\", 1)[-1].lower() != SHARE:
+            return Status.BAD_NETWORK_NAME, _ERROR_BODY, {}
+        body = struct.pack("<HBBIII", 16, 1, 0, 0, 0, 0x1F01FF)
+        return Status.SUCCESS, body, {"tree_id": 7}
+
+    # ------------------------------------------------------------------ files
+    async def _create(self, h: Header, msg: bytes, related: FileId | None
+                      ) -> tuple[int, bytes, dict[str, object]]:
+        disposition = CreateDisposition(_u32(msg, HEADER_SIZE + 36))
+        options = CreateOptions(_u32(msg, HEADER_SIZE + 40))
+        offset, length = _u16(msg, HEADER_SIZE + 44), _u16(msg, HEADER_SIZE + 46)
+        path = msg[offset:offset + length].decode("utf-16-le", "replace")
+        node = self.server.lookup(path)
+        if node is None:
+            if disposition == CreateDisposition.OPEN:
+                return Status.OBJECT_NAME_NOT_FOUND, _ERROR_BODY, {}
+            return Status.MEDIA_WRITE_PROTECTED, _ERROR_BODY, {}
+        if disposition not in (CreateDisposition.OPEN, CreateDisposition.OPEN_IF):
+            return Status.MEDIA_WRITE_PROTECTED, _ERROR_BODY, {}
+        if options & CreateOptions.DIRECTORY_FILE and not node.is_dir:
+            return Status.NOT_A_DIRECTORY, _ERROR_BODY, {}
+        if options & CreateOptions.NON_DIRECTORY_FILE and node.is_dir:
+            return Status.FILE_IS_A_DIRECTORY, _ERROR_BODY, {}
+        fid = FileId(node.file_id, next(self.volatile))
+        self.opens[fid.volatile] = _Open(node, path)
+        t = node.times % U64
+        body = CreateResponse(OplockLevel.NONE, CreateResponseFlags.NONE, CreateAction.OPENED,
+                              t, t, t, t, _size(node), _size(node), _attributes(node),
+                              fid).pack()
+        if not node.is_dir and self.server.behaviour.lease_breaks:
+            self._after.append(lambda: self._flood(h.session_id))
+        return Status.SUCCESS, body, {"file_id": fid}
+
+    def _flood(self, session_id: int) -> None:
+        assert self.nursery is not None
+        self.nursery.start_soon(self._send_breaks, session_id)
+
+    async def _send_breaks(self, session_id: int) -> None:
+        """Lease breaks for keys this server never granted (2.2.23.2), as fast as the
+        connection takes them."""
+        try:
+            for n in range(self.server.behaviour.lease_breaks):
+                await self._send_break(session_id, n)
+        except _GONE:
+            pass
+
+    async def _send_break(self, session_id: int, n: int) -> None:
+        body = LeaseBreakNotification(
+            n % 0xFFFF, LeaseBreakFlags.ACK_REQUIRED, os.urandom(16),
+            LeaseState(7), LeaseState(0)).pack()
+        member = bytearray(Header(command=Command.OPLOCK_BREAK,
+                                  message_id=0xFFFFFFFFFFFFFFFF,
+                                  flags=HeaderFlags.SERVER_TO_REDIR,
+                                  session_id=session_id).pack() + body)
+        self._sign(member)
+        await self.stream.send_message(member)
+
+    def _open_of(self, msg: bytes, at: int, related: FileId | None) -> _Open | None:
+        fid = _file_id(msg, HEADER_SIZE + at)
+        if fid.is_related and related is not None:
+            fid = related
+        return self.opens.get(fid.volatile)
+
+    async def _close(self, h: Header, msg: bytes, related: FileId | None
+                     ) -> tuple[int, bytes, dict[str, object]]:
+        fid = _file_id(msg, HEADER_SIZE + 8)
+        if fid.is_related and related is not None:
+            fid = related
+        if self.opens.pop(fid.volatile, None) is None:
+            return Status.FILE_CLOSED, _ERROR_BODY, {}
+        return Status.SUCCESS, CloseResponse(CloseFlags.NONE, 0, 0, 0, 0, 0, 0,
+                                             FileAttributes.NONE).pack(), {}
+
+    async def _query_info(self, h: Header, msg: bytes, related: FileId | None
+                          ) -> tuple[int, bytes, dict[str, object]]:
+        info_type, info_class = msg[HEADER_SIZE + 2], msg[HEADER_SIZE + 3]
+        out_len = _u32(msg, HEADER_SIZE + 4)
+        handle = self._open_of(msg, 24, related)
+        if handle is None:
+            return Status.FILE_CLOSED, _ERROR_BODY, {}
+        node = handle.node
+        if info_type == InfoType.FILE and info_class == FileInfoClass.ALL:
+            data = all_information(node, handle.path)
+        elif info_type == InfoType.FILE and info_class == FileInfoClass.FULL_EA:
+            if not node.eas:
+                return Status.NO_EAS_ON_FILE, _ERROR_BODY, {}
+            data = node.eas
+        elif info_type == InfoType.FILESYSTEM and info_class == FsInfoClass.FULL_SIZE:
+            data = FileFsFullSizeInformation(1 << 20, 1 << 19, 1 << 19, 8, 512).pack()
+        elif info_type == InfoType.FILESYSTEM and info_class == FsInfoClass.ATTRIBUTE:
+            data = FileFsAttributeInformation(FileSystemAttributes(0x3), 255, "NTFS").pack()
+        else:
+            return Status.NOT_SUPPORTED, _ERROR_BODY, {}
+        status = Status.SUCCESS
+        if len(data) > out_len:
+            data, status = data[:out_len], Status.BUFFER_OVERFLOW
+        return status, QueryInfoResponse(memoryview(data)).pack(), {}
+
+    async def _query_directory(self, h: Header, msg: bytes, related: FileId | None
+                               ) -> tuple[int, bytes, dict[str, object]]:
+        flags = QueryDirectoryFlags(msg[HEADER_SIZE + 3])
+        handle = self._open_of(msg, 8, related)
+        if handle is None or not handle.node.is_dir:
+            return Status.INVALID_PARAMETER, _ERROR_BODY, {}
+        if flags & QueryDirectoryFlags.RESTART_SCANS:
+            handle.listed = False
+        handle.pages += 1
+        if self.server.behaviour.endless_listing:
+            # A page of 500 names never seen before, for ever (issue 20 item 6).
+            base = handle.pages * 1000
+            entries = [entry_bytes(replace(handle.node, children=None, file_id=base + i),
+                                   f"endless-{base + i:012d}".encode("utf-16-le"))
+                       for i in range(500)]
+            return Status.SUCCESS, QueryDirectoryResponse(
+                memoryview(chain_entries(entries))).pack(), {}
+        if handle.listed:
+            return Status.NO_MORE_FILES, _ERROR_BODY, {}
+        handle.listed = True
+        entries = [entry_bytes(handle.node, b".\0"), entry_bytes(handle.node, b".\0.\0")]
+        entries += [entry_bytes(child) for child in handle.node.children or ()]
+        return Status.SUCCESS, QueryDirectoryResponse(
+            memoryview(chain_entries(entries))).pack(), {}
+
+    async def _read(self, h: Header, msg: bytes, related: FileId | None
+                    ) -> tuple[int, bytes, dict[str, object]]:
+        length = _u32(msg, HEADER_SIZE + 4)
+        offset = struct.unpack_from("<Q", msg, HEADER_SIZE + 8)[0]
+        handle = self._open_of(msg, 16, related)
+        if handle is None:
+            return Status.FILE_CLOSED, _ERROR_BODY, {}
+        data = handle.node.data[offset:offset + length]
+        if not data:
+            return Status.END_OF_FILE, _ERROR_BODY, {}
+        return Status.SUCCESS, ReadResponse(memoryview(data)).pack(), {}
+
+    async def _break_ack(self, h: Header, msg: bytes, related: FileId | None
+                         ) -> tuple[int, bytes, dict[str, object]]:
+        # Every key this server names is one it never granted (3.3.5.22.2).
+        self.server.break_acks += 1
+        return Status.UNSUCCESSFUL, _ERROR_BODY, {}
+
+
+def _name(command: int) -> str:
+    try:
+        return Command(command).name
+    except ValueError:
+        return f"0x{command:x}"
+
+
+def walk(node: Node) -> Iterator[Node]:
+    yield node
+    for child in node.children or ():
+        yield from walk(child)
+
+
+__all__ = ["PASSWORD", "SHARE", "TIME", "USER", "Behaviour", "HostileServer", "Node",
+           "directory", "eas", "entry_bytes", "file", "walk"]
