@@ -1271,12 +1271,28 @@ class _Held:
             self.size = end
 
 
+def fuse_opt_escape(value: str) -> str:
+    """``value`` as libfuse's option parser reads it back (lib/fuse_opt.c,
+    process_real_option_group): a backslash takes the next character as it is and ``\\ooo``
+    is one byte. A comma in a mount's source then cannot end its fsname= and add options
+    (``d,allow_other``), and bytes beyond ASCII pass pyfuse3, which sends options as ASCII."""
+    out = []
+    for byte in os.fsencode(value):
+        if byte in b",\\":
+            out.append("\\" + chr(byte))
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03o}")
+    return "".join(out)
+
+
 def fuse_options(opts: Options, fsname: str) -> set[str]:
     """libfuse's mount options; the generic flags it cannot take are left to
     ``mountflags.remount`` once the mount is live."""
     options = set(pyfuse3.default_options)
     options.discard("default_permissions")
-    options.add(f"fsname={fsname}")
+    options.add(f"fsname={fuse_opt_escape(fsname)}")
     if opts.subtype:
         # Type "fuse.quicfs": mount(8) then hands a remount to /sbin/mount.fuse.quicfs
         # (ours) instead of fuse3's generic mount.fuse, which cannot parse //host/share.

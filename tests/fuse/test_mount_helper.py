@@ -124,3 +124,39 @@ def test_mount_t_fuse_quicfs_as_xfstests_mounts(helper, samba, gateway, tmp_path
         subprocess.run(["umount", str(mnt)], capture_output=True)
         unmount(mnt)
     assert not is_mounted(mnt)
+
+
+def superblock_options(mnt: Path) -> tuple[str, set[str]]:
+    """(source, the superblock's options) of the mount, from mountinfo as the kernel
+    writes it (a backslash is \\134 there, a space \\040)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == str(mnt):
+            after = fields[fields.index("-") + 1:]
+            return after[1], set(after[2].split(","))
+    raise AssertionError(f"{mnt} is not mounted")
+
+
+def test_source_with_commas_adds_no_mount_option(samba, tmp_path):
+    """The source becomes libfuse's fsname= option: a comma in it must not end that option
+    (a directory named 'd,allow_other,ro' let every user into a root's mount), nor a
+    backslash or a byte beyond ASCII change or break it."""
+    from tests.fuse.conftest import Mount
+
+    good = f"transport=tcp,username={samba.username},password={samba.password}"
+    for name in ("d,allow_other,ro", "é,x\\y"):
+        samba.mkdir("plain", name.replace("\\", "_"))
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    source = samba.url("plain", "d,allow_other,ro")
+    with Mount(mnt, source, good):
+        shown, options = superblock_options(mnt)
+        assert shown == source
+        assert "allow_other" not in options and "rw" in options, options
+        assert "rw" in mount_flags(mnt)[2]
+    # The UNC form keeps its backslashes: \\HOST\SHARE\DIR.
+    unc = source.replace("/", "\\").replace("d,allow_other,ro", "é,x_y")
+    with Mount(mnt, unc, good):
+        shown, options = superblock_options(mnt)
+        assert shown == unc.replace("\\", "\\134")
+        assert "allow_other" not in options
