@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 
 import trio
@@ -134,6 +135,37 @@ def cmd_cert_new(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Bash's $'...' escapes for the control characters that have one.
+_C_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v",
+              "\f": "\\f", "\r": "\\r", "\x1b": "\\e", "\\": "\\\\", "'": "\\'"}
+#: Bidirectional overrides and isolates: they reorder what follows on the terminal line.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _unsafe(c: str) -> bool:
+    return unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI
+
+
+def shown_name(name: str) -> str:
+    """A name from the server as it is safe to print: as it is, or, when it holds a control
+    character (a newline would fake a line, ESC drive the terminal), quoted as GNU ls's
+    shell-escape style does: ``$'...'`` with \\n, \\e, \\xHH (ASCII), \\uHHHH. Whether or not
+    stdout is a terminal: output read by a script is no safer with a fake line in it."""
+    if not any(_unsafe(c) for c in name):
+        return name
+    out = []
+    for c in name:
+        if c in _C_ESCAPES:
+            out.append(_C_ESCAPES[c])
+        elif not _unsafe(c):
+            out.append(c)
+        elif ord(c) < 0x80:
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(f"\\u{ord(c):04x}")
+    return "$'" + "".join(out) + "'"
+
+
 def _fmt_time(ns: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ns / 1e9))
 
@@ -147,7 +179,7 @@ async def cmd_ls(share: Share, url: ShareURL) -> int:
     out = sys.stdout
     for e in entries:
         kind = "d" if e.is_dir else "-"
-        name = e.name + ("/" if e.is_dir else "")
+        name = shown_name(e.name) + ("/" if e.is_dir else "")
         out.write(f"{kind} {e.size:>14} {_fmt_time(e.mtime_ns)} {name}\n")
     out.flush()
     return 0

@@ -203,3 +203,22 @@ def test_get_into_missing_local_directory(samba, tmp_path):
     proc = run("get", "-o", creds(samba), samba.url("plain", "g.txt"), str(dest))
     assert proc.returncode == 1
     assert one_line_error(proc) == f"quicfs: {dest}: No such file or directory"
+
+
+def test_ls_escapes_control_characters_in_names(samba_factory):
+    """A name from the server must not drive the terminal (ESC, CSI) nor fake a line: such
+    names are shown in bash's $'...' quoting, the rest as they are. Samba sends control
+    characters raw with mangled names = no (otherwise it shows an 8.3 name instead)."""
+    server = samba_factory(extra_global={"mangled names": "no"})
+    names = {"esc\x1b[31mred": "$'esc\\e[31mred'", "two\nlines": "$'two\\nlines'",
+             "csi\u009b2J": "$'csi\\u009b2J'", "rlo\u202etxt.exe": "$'rlo\\u202etxt.exe'",
+             "it's\\\x7f": "$'it\\'s\\\\\\x7f'", "plain é": "plain é"}
+    for name in names:
+        (server.share_path("plain") / name).write_bytes(b"x")
+    proc = run("ls", "-o", creds(server), server.url("plain"))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode()
+    # Each line: kind, size, date, time, name.
+    shown = sorted(line.split(None, 4)[4] for line in out.splitlines())
+    assert shown == sorted(names.values()), out
+    assert not any((ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) < 0xa0 for c in out)
