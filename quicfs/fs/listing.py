@@ -16,6 +16,7 @@ import trio
 from quicfs.client.directory import DirectoryReader
 from quicfs.client.open import FileStat
 from quicfs.errors import QuicfsError
+from quicfs.fs.screen import Screen
 
 log = logging.getLogger("quicfs.fs")
 
@@ -24,8 +25,9 @@ Entry = tuple[str, FileStat]
 
 class Listing:
     def __init__(self, path: str, entries: list[Entry], reader: DirectoryReader | None,
-                 *, started: float, generation: int) -> None:
+                 *, started: float, generation: int, screen: Screen | None = None) -> None:
         self.path = path
+        self.screen = screen
         self.entries = entries
         self.reader = reader
         #: When and at which change generation of the mount the listing began (its reuse
@@ -41,10 +43,13 @@ class Listing:
         """Fetch pages until entry ``index`` is here; False once past the last entry."""
         while self.reader is not None and index >= len(self.entries):
             page = await self.reader.next_page()
-            if page:
-                self.entries.extend((e.name, e) for e in page)
-            else:
+            if not page:
                 await self.close()
+            elif self.screen is not None:
+                # A bad name costs its entry, never the listing (fs/screen.py).
+                self.entries.extend((e.name, e) for e in self.screen.names(self.path, page))
+            else:
+                self.entries.extend((e.name, e) for e in page)
         return index < len(self.entries)
 
     async def close(self) -> None:

@@ -38,6 +38,7 @@ from quicfs.fs.inodes import ROOT_INODE, InodeTable, join
 from quicfs.fs.listing import Listing
 from quicfs.fs.pagecache import PageCache
 from quicfs.fs.readahead import ReadAhead
+from quicfs.fs.screen import Screen
 from quicfs.fs.writeback import WriteBehind
 from quicfs.options import Options
 from quicfs.smb2 import lxmeta
@@ -200,6 +201,8 @@ class Operations(pyfuse3.Operations):
         self._listings: dict[str, Listing] = {}
         self._generation = 0
         self._next_fh = 1
+        #: Names and attributes from the server pass here before the kernel sees them.
+        self.screen = Screen()
 
     @property
     def nursery(self) -> trio.Nursery | None:
@@ -222,6 +225,7 @@ class Operations(pyfuse3.Operations):
         return fh
 
     def _entry(self, inode: int, st: FileStat) -> pyfuse3.EntryAttributes:
+        st = self.screen.attrs(st)  # every attribute the kernel gets passes here
         written = self._written_at.get(inode)
         if written is not None and written > st.mtime_ns:
             st = dataclasses.replace(st, mtime_ns=written, ctime_ns=max(st.ctime_ns, written))
@@ -772,7 +776,7 @@ class Operations(pyfuse3.Operations):
             # "." and ".." first, as readdir(3) users expect; the kernel takes no lookup
             # reference for them.
             listing = Listing(path, [(".", here), ("..", here)], DirectoryReader(handle),
-                              started=now, generation=self._generation)
+                              started=now, generation=self._generation, screen=self.screen)
         fh = self._fh()
         self.dirs[fh] = listing
         self.dir_inode[fh] = inode

@@ -39,6 +39,8 @@ def decode(data: bytes) -> bytes | None:
     if not 0 < length <= LINK_MAXLEN:
         return None
     target = data[LINK_OFFSET : LINK_OFFSET + length]
+    if b"\0" in target:
+        return None  # readlink hands the kernel a C string: a NUL would cut it short
     if hashlib.md5(target).hexdigest().encode() != data[MD5_OFFSET : MD5_OFFSET + 32]:
         return None
     return target

@@ -19,8 +19,10 @@ INTERVAL = 10.0
 
 
 class Refusals:
-    def __init__(self, log: logging.Logger, interval: float = INTERVAL) -> None:
+    def __init__(self, log: logging.Logger, interval: float = INTERVAL,
+                 level: int = logging.INFO) -> None:
         self._log = log
+        self.level = level
         self.interval = interval
         #: Every refusal since the start, by kind.
         self.total: Counter[str] = Counter()
@@ -40,7 +42,7 @@ class Refusals:
         more = self._unlogged.pop(kind, 0)
         self._logged_at[kind] = now
         since = f" (and {more} more in {now - last:.0f} s)" if more and last is not None else ""
-        self._log.info("%s: %s%s", kind, detail() if callable(detail) else detail, since)
+        self._log.log(self.level, "%s: %s%s", kind, detail() if callable(detail) else detail, since)
 
     def since_last_summary(self) -> dict[str, int]:
         """The counts of each kind since the last call."""
