@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import sys
 import time
 import unicodedata
@@ -209,10 +210,13 @@ async def cmd_get(share: Share, url: ShareURL, local: str) -> int:
             os.close(fd)
         return 0
     # Write beside the destination and rename at the end: a failed transfer never leaves a
-    # truncated file under the real name.
-    tmp = f"{dest}.quicfs-part"
+    # truncated file under the real name. The name is new and unguessable, and made with
+    # O_EXCL|O_NOFOLLOW: in a shared directory (/tmp) another user may have planted a
+    # symbolic link under a name we would otherwise write through.
+    tmp = f"{dest}.{secrets.token_hex(6)}.quicfs-part"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, dest) from None
     try:

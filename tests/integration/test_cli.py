@@ -99,6 +99,41 @@ def test_credentials_file(samba, tmp_path):
     assert one_line_error(proc) == f"quicfs: credentials file {tmp_path / 'nope'}: no such file"
 
 
+def test_credentials_file_planted(samba, tmp_path):
+    """A credentials file is a password source only when it is the caller's (or root's)
+    own file, named itself: not one another user owns, nor a symbolic link (which another
+    user may point at a file of theirs in a shared directory)."""
+    cred = tmp_path / "cred"
+    cred.write_text(f"username={samba.username}\npassword={samba.password}\n")
+    cred.chmod(0o600)
+    link = tmp_path / "link"
+    link.symlink_to(cred)
+    proc = run("ls", "-o", f"transport=tcp,credentials={link}", samba.url("plain"))
+    assert proc.returncode == 2
+    assert one_line_error(proc) == (
+        f"quicfs: credentials file {link} is a symbolic link; name the file itself")
+    os.chown(cred, 65534, 65534)
+    proc = run("ls", "-o", f"transport=tcp,credentials={cred}", samba.url("plain"))
+    assert proc.returncode == 2
+    assert one_line_error(proc) == (
+        f"quicfs: credentials file {cred} belongs to uid 65534, not to you (uid 0) or root")
+
+
+def test_get_never_writes_through_a_planted_symlink(samba, tmp_path):
+    """`quicfs get URL DIR/X` in a directory others can write (/tmp): a symbolic link
+    planted where the temporary file would go must not be written through."""
+    (samba.share_path("plain") / "planted.txt").write_bytes(b"from the share\n")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"the victim's own data\n")
+    dest = tmp_path / "X"
+    (tmp_path / "X.quicfs-part").symlink_to(victim)
+    proc = run("get", "-o", creds(samba), samba.url("plain", "planted.txt"), str(dest))
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_bytes() == b"the victim's own data\n"
+    assert dest.read_bytes() == b"from the share\n" and not dest.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X", "X.quicfs-part", "victim"]
+
+
 def test_wrong_password(samba):
     proc = run("ls", "-o", f"transport=tcp,username={samba.username},password=wrong",
                samba.url("plain"))
@@ -124,7 +159,7 @@ def test_missing_file_and_directory_as_file(samba, tmp_path):
     assert one_line_error(proc) == (
         f"quicfs: {url}: no such file or directory (STATUS_OBJECT_PATH_NOT_FOUND)"
     )
-    assert not (tmp_path / "x").exists() and not (tmp_path / "x.quicfs-part").exists()
+    assert list(tmp_path.iterdir()) == []  # neither x nor its temporary file
     samba.mkdir("plain", "somedir")
     url = samba.url("plain", "somedir")
     proc = run("get", "-o", creds(samba), url, str(tmp_path / "y"))

@@ -130,6 +130,35 @@ def test_credentials_file(tmp_path, monkeypatch):
     assert str(err.value) == f"credentials file {tmp_path / 'none'}: no such file"
 
 
+def test_credentials_file_checked_on_what_is_read(tmp_path):
+    """Symbolic links, other users' files, FIFOs and oversized files are refused."""
+    f = tmp_path / "cred"
+    f.write_text("username=alice\npassword=pw\n")
+    f.chmod(0o600)
+    link = tmp_path / "link"
+    link.symlink_to(f)
+    with pytest.raises(UsageError) as err:
+        load_credentials(str(link))
+    assert str(err.value) == f"credentials file {link} is a symbolic link; name the file itself"
+    if os.geteuid() == 0:  # only root can give a file away
+        os.chown(f, 65534, -1)
+        with pytest.raises(UsageError) as err:
+            load_credentials(str(f))
+        assert str(err.value) == (f"credentials file {f} belongs to uid 65534, not to you "
+                                  f"(uid 0) or root")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(UsageError) as err:
+        load_credentials(str(fifo))  # refused without waiting for a writer
+    assert str(err.value) == f"credentials file {fifo} is not a regular file"
+    big = tmp_path / "big"
+    big.write_bytes(b"#" * (64 * 1024 + 1))
+    big.chmod(0o600)
+    with pytest.raises(UsageError) as err:
+        load_credentials(str(big))
+    assert str(err.value) == f"credentials file {big} is larger than 65536 bytes"
+
+
 def test_environment_like_mount_cifs(monkeypatch):
     monkeypatch.setenv("USER", "carol%secret")
     monkeypatch.delenv("PASSWD", raising=False)
