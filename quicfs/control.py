@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,21 +36,53 @@ Handler = Callable[[str], Awaitable[dict[str, Any]]]
 def runtime_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/run/quicfs")
-    return Path(os.environ.get("XDG_RUNTIME_DIR", f"/tmp/quicfs-{os.geteuid()}")) / "quicfs"
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or _tmp_dir()) / "quicfs"
+
+
+def _tmp_dir() -> str:
+    return f"/tmp/quicfs-{os.geteuid()}"
+
+
+def private_dir() -> Path:
+    """runtime_dir(), made or found private to this user, else a UsageError.
+
+    Without XDG_RUNTIME_DIR (made by the login manager, the user's, 0700) the directory
+    is in /tmp, where another user may have made it first, or a symbolic link by its name,
+    to read or replace the control socket and point the log at a file of ours. So each
+    directory we may have made there is made with mkdir (which neither follows a link nor
+    takes an existing name) and then checked with lstat: ours, a directory, 0700."""
+    path = runtime_dir()
+    for d in ([path.parent] if str(path.parent) == _tmp_dir() else []) + [path]:
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise UsageError(f"cannot make {d}: {exc.strerror}") from None
+        st = os.lstat(d)
+        if not stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{d} is not a directory (another user's symbolic link?); "
+                             "remove it, or set XDG_RUNTIME_DIR")
+        if st.st_uid != os.geteuid():
+            raise UsageError(f"{d} belongs to uid {st.st_uid}, not to you (uid "
+                             f"{os.geteuid()}): remove it, or set XDG_RUNTIME_DIR")
+        if st.st_mode & 0o077:
+            raise UsageError(f"{d} is open to other users (mode "
+                             f"{stat.S_IMODE(st.st_mode):04o}); run chmod 700 {d}")
+    return path
 
 
 def socket_path(mountpoint: str) -> Path:
     # Named without touching the mount: `quicfs stats` is wanted most while a hard mount
-    # waits for its server.
-    key = hashlib.sha256(mountpoint_path(mountpoint).encode()).hexdigest()[:24]
+    # waits for its server. fsencode: a mount point's name need not be UTF-8.
+    key = hashlib.sha256(os.fsencode(mountpoint_path(mountpoint))).hexdigest()[:24]
     return runtime_dir() / f"{key}.sock"
 
 
 def log_path(mountpoint: str) -> Path:
     """The detached mount's log (warnings: reconnects, migrations, lost handles)."""
-    path = socket_path(mountpoint).with_suffix(".log")
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
+    private_dir()
+    return socket_path(mountpoint).with_suffix(".log")
 
 
 async def serve(path: Path, handler: Handler, *,
@@ -84,12 +117,13 @@ async def serve(path: Path, handler: Handler, *,
 
 def _clear(path: Path) -> None:
     """The socket's directory, private; a socket left by a killed mount goes."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir()
     path.unlink(missing_ok=True)
 
 
 def ask(mountpoint: str, request: str, *, timeout: float = 10.0) -> dict[str, Any]:
     """One request to the mount at ``mountpoint`` (blocking: the CLI's side)."""
+    private_dir()  # a socket in another user's directory may be theirs
     path = socket_path(mountpoint)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
@@ -131,4 +165,4 @@ class EventLog(logging.Handler):
         self.lines.append(f"{stamp} {record.getMessage()}")
 
 
-__all__ = ["EventLog", "ask", "log_path", "serve", "socket_path"]
+__all__ = ["EventLog", "ask", "log_path", "private_dir", "serve", "socket_path"]

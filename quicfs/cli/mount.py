@@ -69,7 +69,7 @@ async def serve(source: str, options: str, mountpoint: str,
     from quicfs.client.share import connect
     from quicfs.errors import SMBError
     from quicfs.fs import mountflags
-    from quicfs.fs.kernel import raise_read_ahead
+    from quicfs.fs.kernel import fuse_connected, raise_read_ahead
     from quicfs.fs.operations import Operations, fuse_options
     from quicfs.options import parse_options
     from quicfs.smb2.status import Status
@@ -140,7 +140,7 @@ async def serve(source: str, options: str, mountpoint: str,
                     # waiting for a lost server must not outlive it.
                     while True:
                         await trio.sleep(MOUNT_CHECK_SECONDS)
-                        if not is_mounted(mountpoint):
+                        if not fuse_connected():  # (umount -l: not until all is closed)
                             break
                     logging.getLogger("quicfs").info("%s is no longer mounted; stopping",
                                                      mountpoint)
@@ -210,6 +210,7 @@ def run_server(cfg_fd: int, ready_fd: int) -> int:
     from logging.handlers import RotatingFileHandler, SysLogHandler
 
     from quicfs.control import log_path
+    from quicfs.errors import QuicfsError
 
     handlers: list[logging.Handler] = []
     if os.path.exists("/dev/log"):
@@ -217,6 +218,9 @@ def run_server(cfg_fd: int, ready_fd: int) -> int:
     try:
         handlers.append(RotatingFileHandler(log_path(cfg["mountpoint"]),
                                             maxBytes=1 << 20, backupCount=1))
+    except QuicfsError as exc:  # the directory is not ours alone (control.private_dir)
+        ready(str(exc))
+        return EX_FAIL
     except OSError:
         pass
     for handler in handlers:
@@ -252,6 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EX_USAGE
     problem = check_mountpoint(args.mountpoint)
+    if problem is None:
+        from quicfs import control
+
+        try:
+            control.private_dir()  # the mount's control socket and log go there
+        except QuicfsError as exc:
+            problem = str(exc)
     if problem:
         print(f"{PROG}: {problem}", file=sys.stderr)
         return EX_FAIL
