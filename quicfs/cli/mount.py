@@ -140,7 +140,10 @@ async def serve(source: str, options: str, mountpoint: str,
                     # waiting for a lost server must not outlive it.
                     while True:
                         await trio.sleep(MOUNT_CHECK_SECONDS)
-                        if not fuse_connected():  # (umount -l: not until all is closed)
+                        # umount -l of a busy mount: served until its last file closes
+                        # (fs/kernel.py), unless its server is lost meanwhile.
+                        if not fuse_connected() or (share.conn.closed
+                                                    and not is_mounted(mountpoint)):
                             break
                     logging.getLogger("quicfs").info("%s is no longer mounted; stopping",
                                                      mountpoint)
@@ -242,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.serve:
         return run_server(*args.serve)
+    from quicfs.cert import check_files
     from quicfs.errors import QuicfsError
     from quicfs.options import parse_options
     from quicfs.url import parse_url
@@ -252,8 +256,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_url(args.source)
         opts = parse_options(args.options)
         opts.resolved_credentials()
+        check_files(cert=opts.cert, key=opts.key, cafile=opts.cafile)
     except QuicfsError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
+        return EX_USAGE
+    name = os.fsencode(args.mountpoint)
+    if not name.isascii() and name.decode("utf-8", "replace") != args.mountpoint:
+        # Every program that reads /proc/self/mountinfo as text would fail on it.
+        shown = name.decode("ascii", "backslashreplace")
+        print(f"{PROG}: mount point {shown}: its name is not UTF-8", file=sys.stderr)
         return EX_USAGE
     problem = check_mountpoint(args.mountpoint)
     if problem is None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import select
 from pathlib import Path
 
 log = logging.getLogger("quicfs.fs")
@@ -29,18 +31,25 @@ def mountpoint_path(mountpoint: str) -> str:
 
 def mount_entry(mountpoint: str) -> list[str] | None:
     """The mount's line of /proc/self/mountinfo, split in fields; None if not mounted."""
-    target = mountpoint_path(mountpoint)
+    target = os.fsencode(mountpoint_path(mountpoint))
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        with open("/proc/self/mountinfo", "rb") as f:
             for line in f:
                 fields = line.split()
-                # mountinfo escapes spaces and the like as octal (\040).
-                if len(fields) > 4 and \
-                        fields[4].encode().decode("unicode_escape") == target:
-                    return fields
+                # mountinfo writes space, tab, newline and backslash as octal (\040), the
+                # other bytes as they are: compared as bytes, a name beyond ASCII matches.
+                if len(fields) > 4 and _OCTAL.sub(_byte, fields[4]) == target:
+                    return [os.fsdecode(field) for field in fields]
     except OSError:
         pass
     return None
+
+
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def _byte(match: re.Match[bytes]) -> bytes:
+    return bytes([int(match.group(1), 8)])
 
 
 def bdi_path(mountpoint: str) -> Path | None:
@@ -66,4 +75,32 @@ def raise_read_ahead(mountpoint: str, kib: int = READ_AHEAD_KIB) -> int | None:
         return None
 
 
-__all__ = ["READ_AHEAD_KIB", "bdi_path", "mount_entry", "mountpoint_path", "raise_read_ahead"]
+def fuse_connected() -> bool:
+    """Whether the kernel still holds this process's FUSE connection. It does after the
+    mount point is gone from the mount table while anything on the mount is in use:
+    ``umount -l`` detaches the mount at once, but the file system lives (and must be
+    served) until its last open file or working directory lets go, as cifs's does. Then,
+    or at a plain umount, the kernel aborts the connection (fuse_conn_destroy), and
+    /dev/fuse polls as an error (fuse_dev_poll). pyfuse3 keeps its descriptor to itself:
+    it is found among ours."""
+    fd = _fuse_fd()
+    if fd is None:
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)  # error and hang-up are reported whatever is asked for
+    return not any(events & (select.POLLERR | select.POLLHUP | select.POLLNVAL)
+                   for _, events in poller.poll(0))
+
+
+def _fuse_fd() -> int | None:
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "/dev/fuse":
+                return int(name)
+        except OSError:
+            continue  # (closed meanwhile, or the listing's own descriptor)
+    return None
+
+
+__all__ = ["READ_AHEAD_KIB", "bdi_path", "fuse_connected", "mount_entry", "mountpoint_path",
+           "raise_read_ahead"]
