@@ -11,7 +11,9 @@ code; the FUSE edge maps them to errno.
     ├── ConnectError          host unreachable, port closed, connect timeout
     ├── ConnectionLost        the transport died while requests were in flight
     ├── ProtocolError         the peer sent bytes that break the protocol
-    │   └── MalformedError    a decoder found a length/offset/count outside the buffer
+    │   ├── MalformedError    a decoder found a length/offset/count outside the buffer
+    │   └── LimitExceeded     the peer sent more than a bound allows (a listing without end)
+    ├── TimedOut              a soft mount's request went unanswered for timeo seconds
     ├── SecurityError         a signature or decryption check failed
     └── SMBError              the server answered with an error NTSTATUS
 """
@@ -66,6 +68,20 @@ class ProtocolError(QuicfsError):
 
 class MalformedError(ProtocolError):
     """A decoder found bytes that do not fit the structure (bad length, offset, count)."""
+
+
+class LimitExceeded(ProtocolError):
+    """The peer sent more than a bound of ours allows (a directory listing that never
+    ends): the call fails rather than memory growing without end."""
+
+    errno = _errno.ENOMEM
+
+
+class TimedOut(QuicfsError):
+    """A soft mount's request that the server did not finish within ``timeo`` seconds
+    (no answer, or STATUS_PENDING without end)."""
+
+    errno = _errno.EIO
 
 
 class SecurityError(QuicfsError):

@@ -63,6 +63,9 @@ class Options:
     hard: bool = True
     #: How long a soft mount waits for a lost server before calls fail.
     timeo: float = 30.0
+    #: Entries one directory listing may bring at most (a server whose listing never
+    #: ends fails the listing with ENOMEM instead of filling memory).
+    max_dir_entries: int = 2_000_000
     ro: bool = False
     allow_other: bool = False
     netdev: bool = False
@@ -157,6 +160,7 @@ def _text(text: str) -> str:
 _PORT = _int_range(1, 65535, "a number 1-65535")
 _DATAGRAM = _int_range(1200, 65527, "a size from 1200 to 65527")
 _SIZE = _int_range(4096, 16 * 1024 * 1024, "a size in bytes from 4096 to 16777216")
+_ENTRIES = _int_range(1, 1 << 31, "a number of entries from 1 to 2147483648")
 
 # option name -> (field, converter); a converter of None means a flag.
 _VALUES: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -186,6 +190,7 @@ _VALUES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "wsize": ("wsize", _SIZE),
     "echo_interval": ("echo_interval", _seconds),
     "timeo": ("timeo", _seconds),
+    "max_dir_entries": ("max_dir_entries", _ENTRIES),
     "qlog": ("qlog", _text),
     "connect_timeout": ("connect_timeout", _seconds),
     "max_datagram_size": ("max_datagram_size", _DATAGRAM),

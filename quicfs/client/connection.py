@@ -6,10 +6,12 @@ never cuts a message in half), and the *receiver*, which reads messages, decrypt
 splits compounds, checks signatures and wakes the task waiting for each MessageId. A caller
 of :meth:`Connection.request` takes credits and MessageIds from the :class:`CreditWindow`
 (waiting while short, MS-SMB2 3.2.4.1.5), builds, signs or encrypts its message, queues it,
-and waits. An interim STATUS_PENDING response (3.2.5.1.5) only records the AsyncId and
-re-arms the wait. When the transport dies every waiter is failed at once with the same
-error; when a caller is cancelled its entry stays in the table, marked abandoned, so the
-late response is recognised and its credits are not lost.
+and waits. An interim STATUS_PENDING response (3.2.5.1.5) records the AsyncId; from then
+on the server may hold the request as long as it likes, so a signal to the program the
+call is for ends the wait (client/interrupt.py), as for a lost server. When the transport
+dies every waiter is failed at once with the same error; when a caller is cancelled (or
+interrupted) its entry stays in the table, marked abandoned, so the late response is
+recognised and its credits are not lost.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from quicfs.client.interrupt import wait_interruptibly
 from quicfs.client.nursery import open_nursery
 from quicfs.errors import (
     ConnectionLost,
+    Interrupted,
     MalformedError,
     ProtocolError,
     QuicfsError,
@@ -68,6 +72,11 @@ log = logging.getLogger("quicfs.connection")
 
 #: MessageId of an unsolicited oplock/lease break notification (3.2.5.19).
 BREAK_MESSAGE_ID = 0xFFFFFFFFFFFFFFFF
+
+#: MS-SMB2 3.2.5.2: a client SHOULD disconnect when MaxTransactSize, MaxReadSize or
+#: MaxWriteSize is below this (Windows does; with 0, reads and writes of 0 bytes
+#: would go round for ever).
+MIN_IO_SIZE = 65536
 
 #: Ciphers and signing algorithms we offer, most preferred first.
 CIPHERS = (Cipher.AES_128_GCM, Cipher.AES_256_GCM, Cipher.AES_128_CCM, Cipher.AES_256_CCM)
@@ -143,7 +152,9 @@ class Connection:
         self.params: NegotiatedParameters | None = None
         self.preauth = crypto.PreauthIntegrity()
         self.sessions: dict[int, Session] = {}
-        self.break_handler: Any = None  # callable(Reply) for oplock/lease breaks
+        #: callable(Reply, authenticated) for oplock/lease breaks; ``authenticated`` is
+        #: False for a break that was neither signed nor encrypted (3.2.5.19 allows it).
+        self.break_handler: Any = None
         self._credits = CreditWindow(initial=1)
         self._credit_changed = trio.Event()
         self._pending: dict[int, _Pending] = {}
@@ -198,7 +209,8 @@ class Connection:
             self._dead = exc
             log.debug("connection to %s failed: %s", self.transport.peer, exc)
         for pending in self._pending.values():
-            if not pending.done.is_set():
+            # (An interim may have set ``done`` with neither a reply nor an error.)
+            if pending.reply is None and pending.error is None:
                 pending.error = self._dead
                 pending.done.set()
         self._pending.clear()
@@ -244,6 +256,12 @@ class Connection:
             raise ProtocolError(
                 f"server chose dialect {resp.dialect:#06x}; quicfs speaks SMB 3.1.1 only"
             )
+        for what, size in (("MaxTransactSize", resp.max_transact_size),
+                           ("MaxReadSize", resp.max_read_size),
+                           ("MaxWriteSize", resp.max_write_size)):
+            if size < MIN_IO_SIZE:
+                raise ProtocolError(f"server offered {what} {size}, below the {MIN_IO_SIZE} "
+                                    "bytes MS-SMB2 3.2.5.2 asks for")
         preauth = resp.context(PreauthIntegrityContext)
         if not isinstance(preauth, PreauthIntegrityContext) or preauth.hash_algorithms != (
             HashAlgorithm.SHA_512,
@@ -423,7 +441,12 @@ class Connection:
     async def _wait(self, pending: _Pending) -> Reply:
         try:
             await pending.done.wait()
-        except trio.Cancelled:
+            while pending.reply is None and pending.error is None:
+                # An interim response woke us (3.2.5.1.5): the server may now hold the
+                # request without end, so a signal to the caller ends the wait.
+                pending.done = trio.Event()
+                await wait_interruptibly(pending.done.wait)
+        except (trio.Cancelled, Interrupted):
             # Keep the entry: the server will still answer, and that answer must not be
             # taken for a stray MessageId. Ask it to stop if it went async (3.2.4.24).
             pending.abandoned = True
@@ -488,12 +511,20 @@ class Connection:
         pending = self._pending.get(header.message_id)
         if pending is None:
             raise ProtocolError(f"response for unknown MessageId {header.message_id}")
+        if header.command != pending.command:
+            # 3.2.5.1.8: never taken as the answer; the stream cannot be trusted after it.
+            raise ProtocolError(
+                f"server answered {command_name(pending.command)} (MessageId "
+                f"{header.message_id}) with a {command_name(header.command)} response")
         self._credits.grant(header.credits)
         self._wake_credit_waiters()
         if header.status == Status.PENDING and header.is_async:
-            pending.async_id = header.async_id
-            if pending.abandoned:
-                self._send_cancel(pending)
+            if pending.async_id is None:  # the first interim; more change nothing
+                pending.async_id = header.async_id
+                if pending.abandoned:
+                    self._send_cancel(pending)
+                else:
+                    pending.done.set()
             return
         del self._pending[header.message_id]
         try:
@@ -509,23 +540,27 @@ class Connection:
         """A response whose signature or encryption is not what we asked for is never
         taken as data (3.2.5.1.3)."""
         if pending.encrypted and not encrypted:
-            raise SecurityError(f"{_name(header.command)} response was not encrypted")
+            raise SecurityError(f"{command_name(header.command)} response was not encrypted")
         if encrypted:
             return
         session = self.sessions.get(header.session_id)
         if header.is_signed and session is not None and session.signing_key:
             crypto.verify(session.signing_algorithm, session.signing_key, msg)
         elif pending.signed:
-            raise SecurityError(f"{_name(header.command)} response was not signed")
+            raise SecurityError(f"{command_name(header.command)} response was not signed")
 
     def _on_break(self, reply: Reply, encrypted: bool) -> None:
         session = self.sessions.get(reply.header.session_id)
+        authenticated = encrypted
         if not encrypted and session is not None and session.signs:
             if not reply.header.is_signed:
                 raise SecurityError("unsigned oplock break notification")
             crypto.verify(session.signing_algorithm, session.signing_key, reply.message)
+            authenticated = True
+        # Otherwise SessionId 0, unsigned, as 3.2.5.19 allows: anyone on the path could
+        # have sent it, and the handler lets it make us more careful only.
         if self.break_handler is not None:
-            self.break_handler(reply)
+            self.break_handler(reply, authenticated)
 
     async def echo(self, session: Session | None = None) -> None:
         """ECHO (3.2.4.20): is the server still there?"""
@@ -543,7 +578,7 @@ class Connection:
         return len(self._pending)
 
 
-def _name(command: int) -> str:
+def command_name(command: int) -> str:
     try:
         return Command(command).name
     except ValueError:
@@ -584,4 +619,5 @@ async def open_connection(
             nursery.cancel_scope.cancel()
 
 
-__all__ = ["Connection", "MalformedError", "NegotiatedParameters", "Reply", "open_connection"]
+__all__ = ["Connection", "MalformedError", "NegotiatedParameters", "Reply", "command_name",
+           "open_connection"]

@@ -4,22 +4,27 @@ Every request on the share passes here, so this is where a lost connection is su
 with a ``recover`` hook (the Link sets one), a request that failed with ConnectionLost
 waits for the hook to bring the connection back (new transport, session and tree, durable
 opens reopened) and is sent again, marked as a replay, with the FileId its open has now.
+
+On a soft mount (``timeo`` set) a request the server does not finish within ``timeo``
+seconds fails with TimedOut: an answer that never comes, or STATUS_PENDING without end.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 
-from quicfs.client.connection import Reply, Request
+from quicfs.client.connection import Reply, Request, command_name
 from quicfs.client.interrupt import wait_interruptibly
 from quicfs.client.session import Session
-from quicfs.errors import ConnectionLost, StaleHandle, UsageError
+from quicfs.errors import ConnectionLost, StaleHandle, TimedOut, UsageError
+from quicfs.options import Options
 from quicfs.smb2.constants import ShareFlags, ShareType
 from quicfs.smb2.control import TreeDisconnectRequest
 from quicfs.smb2.fileid import FileId
@@ -33,6 +38,35 @@ if TYPE_CHECKING:
 RecoverHook = Callable[["Connection"], Awaitable[None]]
 
 
+class OpenSet(weakref.WeakSet["Open"]):
+    """The opens of a tree (weakly), also found by lease key: a lease break is matched
+    to the opens it concerns without a look at every open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_key: dict[bytes, list[weakref.ref[Open]]] = {}
+
+    def add(self, handle: Open) -> None:
+        super().add(handle)
+        key = handle.lease_key
+        if key is None:
+            return
+        refs = self._by_key.setdefault(key, [])
+        by_key = self._by_key
+
+        def gone(ref: weakref.ref[Open]) -> None:
+            refs.remove(ref)
+            if not refs and by_key.get(key) is refs:
+                del by_key[key]
+
+        refs.append(weakref.ref(handle, gone))
+
+    def with_lease(self, key: bytes) -> list[Open]:
+        """The opens not closed yet that were made under lease ``key``."""
+        found = [ref() for ref in self._by_key.get(key, ())]
+        return [h for h in found if h is not None and not h.closed]
+
+
 class Tree:
     def __init__(self, session: Session, server: str, share: str) -> None:
         self.session = session
@@ -43,14 +77,26 @@ class Tree:
         self.share_flags = ShareFlags.NONE
         self.encrypt = False
         self.recover: RecoverHook | None = None
-        #: Opens on this tree, for reopening after a reconnect.
-        self.opens: weakref.WeakSet[Open] = weakref.WeakSet()
+        #: Opens on this tree, for reopening after a reconnect and for lease breaks.
+        self.opens = OpenSet()
+        #: Lease keys asked for by CREATEs not answered yet, with the state asked: a
+        #: break may come for one before its open exists.
+        self.leasing: Counter[bytes] = Counter()
+        #: Seconds a request may take on a soft mount (None: a hard mount waits).
+        self.timeo: float | None = None
+        #: Entries a directory listing may bring (client/directory.py).
+        self.max_dir_entries = Options.max_dir_entries
         #: FileIds of reopened handles: old -> current. Requests built before a reconnect
         #: still carry the old one.
         self._moved: dict[FileId, FileId] = {}
         self._stale: set[FileId] = set()
         self.replays = 0
         self._held: trio.Event | None = None
+
+    def apply_options(self, opts: Options) -> None:
+        """Take the mount's bounds: ``timeo`` on soft mounts, ``max_dir_entries``."""
+        self.timeo = None if opts.hard else opts.timeo
+        self.max_dir_entries = opts.max_dir_entries
 
     @property
     def unc(self) -> str:
@@ -110,25 +156,50 @@ class Tree:
 
     async def _send(self, reqs: Sequence[Request], *, related: bool,
                     allowed: Sequence[int] = ()) -> list[Reply]:
+        keys = [key for req in reqs for ctx in getattr(req, "contexts", ())
+                if (key := getattr(ctx, "lease_key", None)) is not None]
+        if not keys:
+            return await self._send_again(reqs, related=related, allowed=allowed)
+        self.leasing.update(keys)
+        try:
+            return await self._send_again(reqs, related=related, allowed=allowed)
+        finally:
+            self.leasing.subtract(keys)
+            for key in keys:
+                if self.leasing[key] <= 0:
+                    del self.leasing[key]
+
+    async def _send_again(self, reqs: Sequence[Request], *, related: bool,
+                          allowed: Sequence[int]) -> list[Reply]:
+        """Send, and after a lost connection send again (once it is back) as a replay."""
         replay = False
         while True:
             while self._held is not None:
                 await wait_interruptibly(self._held.wait)
             conn = self.conn
             try:
-                if not related:
-                    return [await conn.request(
-                        self._current(reqs[0]), session=self.session, tree_id=self.tree_id,
-                        encrypt=self.encrypt, allowed=allowed, replay=replay)]
-                return await conn.send_chain(
-                    [self._current(r) for r in reqs], session=self.session,
-                    tree_id=self.tree_id, encrypt=self.encrypt, related=True, replay=replay)
+                if self.timeo is None:
+                    return await self._send_once(conn, reqs, related, allowed, replay)
+                with trio.move_on_after(self.timeo):
+                    return await self._send_once(conn, reqs, related, allowed, replay)
+                raise TimedOut(f"{self.server} did not finish {command_name(reqs[0].command)} "
+                               f"within {self.timeo:g} s (soft mount)")
             except ConnectionLost:
                 if self.recover is None:
                     raise
                 await wait_interruptibly(partial(self.recover, conn))
                 self.replays += 1
                 replay = True
+
+    async def _send_once(self, conn: Connection, reqs: Sequence[Request], related: bool,
+                         allowed: Sequence[int], replay: bool) -> list[Reply]:
+        if not related:
+            return [await conn.request(
+                self._current(reqs[0]), session=self.session, tree_id=self.tree_id,
+                encrypt=self.encrypt, allowed=allowed, replay=replay)]
+        return await conn.send_chain(
+            [self._current(r) for r in reqs], session=self.session, tree_id=self.tree_id,
+            encrypt=self.encrypt, related=True, replay=replay)
 
     def _current(self, req: Request) -> Request:
         file_id = getattr(req, "file_id", None)
