@@ -10,9 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from quicfs.errors import UsageError
+
+#: Certificate, key and CA files are read up to this size (a CA bundle is ~200 KiB).
+PEM_MAX = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +35,53 @@ def fingerprint(cert_pem_or_der: bytes) -> str:
     else:
         cert = x509.load_der_x509_certificate(cert_pem_or_der)
     return "sha256:" + cert.fingerprint(hashes.SHA256()).hex()
+
+
+def check_files(*, cert: str | None = None, key: str | None = None,
+                cafile: str | None = None, names: tuple[str, str, str] = ("cert=", "key=",
+                                                                         "cafile=")) -> None:
+    """Refuse, as a usage error naming the option, a certificate, key or CA file that the
+    TLS stack could not use: missing, not PEM, a key under a passphrase, or a key that is
+    not the certificate's. qh3 reads them only once a connection starts, and fails there
+    with an IndexError or a panic in its Rust core. ``names``: how the command spells the
+    three (the gateway says --cert, --key)."""
+    if cafile is not None:
+        _certificates(cafile, names[2])
+    if cert is None and key is None:
+        return
+    if cert is None or key is None:
+        raise UsageError(f"a certificate needs both {names[0].strip()} and "
+                         f"{names[1].strip()}")
+    leaf = _certificates(cert, names[0])[0]
+    data = _read(key, names[1])
+    try:
+        private = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise UsageError(f"{names[1]}{key}: the key is protected by a passphrase, which "
+                         "quicfs cannot ask for") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise UsageError(f"{names[1]}{key}: not a PEM private key") from None
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if private.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+        raise UsageError(f"{names[1]}{key} is not the key of the certificate in "
+                         f"{names[0]}{cert}")
+
+
+def _read(path: str, option: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(PEM_MAX + 1)[:PEM_MAX]
+    except FileNotFoundError:
+        raise UsageError(f"{option}{path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{option}{path}: {exc.strerror}") from None
+
+
+def _certificates(path: str, option: str) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(_read(path, option))
+    except ValueError:
+        raise UsageError(f"{option}{path}: not a PEM certificate") from None
 
 
 def _san(name: str) -> x509.GeneralName:

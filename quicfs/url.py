@@ -91,9 +91,28 @@ def _authority(authority: str, raw: str) -> tuple[str, int | None]:
         host = authority
     if not host or any(c.isspace() for c in host):
         raise UsageError(f"bad host in URL '{raw}'")
+    if ":" not in host:  # not an IPv6 address
+        _check_name(host, raw)
     port: int | None = None
     if port_text is not None:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise UsageError(f"bad port '{port_text}' in URL '{raw}'")
         port = int(port_text)
     return host, port
+
+
+def _check_name(host: str, raw: str) -> None:
+    """A host name's labels are 1-63 bytes and the whole at most 253 (RFC 1035 2.3.4),
+    a label beyond ASCII counted as IDNA puts it on the wire (RFC 5891): the resolver
+    refuses anything else with an error of its own, late and unclear."""
+    labels = (host[:-1] if host.endswith(".") else host).split(".")
+    try:
+        sizes = [len(label.encode("idna")) for label in labels]
+    except UnicodeError:
+        sizes = [0]
+    if not all(0 < size <= 63 for size in sizes):
+        raise UsageError(f"bad host '{host}' in URL '{raw}': each dot-separated part of a "
+                         "name is 1 to 63 characters")
+    if sum(sizes) + len(sizes) - 1 > 253:
+        raise UsageError(f"bad host '{host}' in URL '{raw}': a name is at most 253 "
+                         "characters")

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
+from quicfs.cert import check_files
 from quicfs.cli.errors import describe
 from quicfs.client.share import Share, connect
 from quicfs.errors import QuicfsError, SMBError, UsageError
@@ -110,9 +111,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from quicfs.gateway import Gateway, parse_hostport, run_gateway
     from quicfs.transport.quic_server import Limits
 
-    for path in (args.cert, args.key):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(2, "No such file or directory", path)
+    check_files(cert=args.cert, key=args.key, names=("--cert ", "--key ", ""))
     limits = Limits(retry=args.retry, max_connections=args.max_connections,
                     max_per_address=args.max_per_address,
                     max_handshakes=args.max_handshakes,
@@ -299,6 +298,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.command == "put" and args.local != "-" and not os.path.exists(args.local):
         raise FileNotFoundError(2, "No such file or directory", args.local)
     opts: Options = parse_options(args.options)
+    check_files(cert=opts.cert, key=opts.key, cafile=opts.cafile)
     async with connect(url, opts) as share:
         if args.command == "ls":
             return await cmd_ls(share, url)

@@ -43,6 +43,8 @@ def test_mount_t_quicfs_remount_ro_and_umount(helper, samba, gateway, tmp_path):
                            gateway.options(samba)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     try:
+        # Root's mount too: setuid bits and device nodes only when told (mountflags.py).
+        assert {"nosuid", "nodev"} <= mount_flags(mnt)[2]
         (mnt / "via-mount8.txt").write_bytes(b"mounted by mount(8)")
         proc = subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True,
                               text=True, timeout=60)
@@ -95,11 +97,12 @@ def mount_flags(mnt: Path) -> tuple[str, str, set[str]]:
 
 def test_mount_t_fuse_quicfs_as_xfstests_mounts(helper, samba, gateway, tmp_path):
     """xfstests (FSTYP=fuse, FUSE_SUBTYP=.quicfs): type plain "fuse", the source exactly as
-    given, flags libfuse refuses set by a remount, dev,suid back for root, and a remount
-    through the helper with every option of the mount repeated."""
+    given, flags libfuse refuses set by a remount, dev,suid asked for as allow_dev and
+    allow_suid (mount(8) drops dev and suid), and a remount through the helper with every
+    option of the mount repeated."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    opts = f"{gateway.options(samba)},nosubtype,allow_other"
+    opts = f"{gateway.options(samba)},nosubtype,allow_other,allow_suid,allow_dev"
     proc = subprocess.run(["mount", "-t", "fuse.quicfs", "-o", f"{opts},nodiratime,noexec",
                            gateway.url("plain"), str(mnt)],
                           capture_output=True, text=True, timeout=60)
@@ -117,6 +120,7 @@ def test_mount_t_fuse_quicfs_as_xfstests_mounts(helper, samba, gateway, tmp_path
         assert proc.returncode == 0, proc.stderr
         _, _, flags = mount_flags(mnt)
         assert {"ro", "nodiratime", "noexec"} <= flags and "relatime" not in flags
+        assert not flags & {"nosuid", "nodev"}
         with pytest.raises(OSError) as err:
             (mnt / "refused.txt").write_bytes(b"x")
         assert err.value.errno == 30  # EROFS
@@ -160,3 +164,41 @@ def test_source_with_commas_adds_no_mount_option(samba, tmp_path):
         shown, options = superblock_options(mnt)
         assert shown == unc.replace("\\", "\\134")
         assert "allow_other" not in options
+
+
+def test_mount_point_beyond_ascii(samba, tmp_path):
+    """A UTF-8 name beyond ASCII mounts and stays mounted (the serving process compared
+    mountinfo's bytes decoded as Latin-1 with the name, thought the mount gone and stopped
+    within 2 s); a name that is not UTF-8 (which every reader of mountinfo as text would
+    fail on) and a uid beyond uid_t are one-line usage errors."""
+    import time
+
+    from tests.fuse.conftest import MOUNT, Mount
+
+    good = f"transport=tcp,username={samba.username},password={samba.password}"
+    (samba.share_path("plain") / "beyond.txt").write_bytes(b"beyond ascii\n")
+    mnt = tmp_path / "mnté"
+    mnt.mkdir()
+    with Mount(mnt, samba.url("plain"), good):
+        time.sleep(3)  # past the serving process's look at the mount table (2 s)
+        assert is_mounted(mnt)
+        assert (mnt / "beyond.txt").read_bytes() == b"beyond ascii\n"
+        proc = subprocess.run([*MOUNT, samba.url("plain"), str(mnt), "-o", good],
+                              capture_output=True, text=True, timeout=60)
+        assert (proc.returncode, proc.stderr) == (32, f"mount.quicfs: {mnt} is already mounted\n")
+        stats = subprocess.run([sys.executable, "-m", "quicfs.cli.main", "stats", str(mnt)],
+                               capture_output=True, text=True, timeout=60)
+        assert stats.returncode == 0 and stats.stdout.startswith(f"{mnt}: "), stats.stderr
+    bad = os.fsencode(tmp_path) + b"/m\xff"
+    os.mkdir(bad)
+    proc = subprocess.run([*(os.fsencode(a) for a in MOUNT), os.fsencode(samba.url("plain")),
+                           bad, b"-o", os.fsencode(good)], capture_output=True, timeout=60)
+    assert (proc.returncode, proc.stderr.decode()) == (
+        1, f"mount.quicfs: mount point {tmp_path}/m\\xff: its name is not UTF-8\n")
+    for opts, message in (("uid=4294967296", "bad value for option uid: '4294967296' "
+                                             "(expected a number from 0 to 4294967294 or a "
+                                             "known name)"),
+                          (f"cert={mnt},key={mnt}", f"cert={mnt}: Is a directory")):
+        proc = subprocess.run([*MOUNT, samba.url("plain"), str(mnt), "-o", f"{good},{opts}"],
+                              capture_output=True, text=True, timeout=60)
+        assert (proc.returncode, proc.stderr) == (1, f"mount.quicfs: {message}\n")

@@ -257,3 +257,41 @@ def test_ls_escapes_control_characters_in_names(samba_factory):
     shown = sorted(line.split(None, 4)[4] for line in out.splitlines())
     assert shown == sorted(names.values()), out
     assert not any((ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) < 0xa0 for c in out)
+
+
+def test_unusable_certificate_files_are_usage_errors(tmp_path):
+    """qh3 reads cert=/key= only when a connection starts, and fails there with an
+    IndexError (or a panic in its Rust core for a bad key): the files are checked first."""
+    from quicfs.cert import write_self_signed
+
+    good = write_self_signed("client", tmp_path / "a")
+    other = write_self_signed("client", tmp_path / "b")
+    junk = tmp_path / "junk"
+    junk.write_text("not a certificate\n")
+    url = f"//127.0.0.1:{free_port()}/share"
+    for opts, message in (
+        (f"cert={junk},key={good.key}", f"cert={junk}: not a PEM certificate"),
+        (f"cert={good.cert},key={junk}", f"key={junk}: not a PEM private key"),
+        (f"cert={good.cert},key={other.key}",
+         f"key={other.key} is not the key of the certificate in cert={good.cert}"),
+        (f"cafile={junk}", f"cafile={junk}: not a PEM certificate"),
+    ):
+        proc = run("ls", "-o", f"transport=quic,username=u,password=p,{opts}", url)
+        assert (proc.returncode, one_line_error(proc)) == (2, f"quicfs: {message}")
+    for cert, key, message in ((junk, good.key, f"--cert {junk}: not a PEM certificate"),
+                               (good.cert, junk, f"--key {junk}: not a PEM private key")):
+        proc = run("gateway", "--listen", f"127.0.0.1:{free_port()}", "--cert", str(cert),
+                   "--key", str(key), timeout=30)
+        assert (proc.returncode, one_line_error(proc)) == (2, f"quicfs: {message}")
+
+
+def test_long_host_label_and_huge_uid_are_usage_errors():
+    host = "a" * 64 + ".example"
+    proc = run("ls", "-o", "transport=tcp,username=u,password=p", f"//{host}/share")
+    assert proc.returncode == 2
+    assert one_line_error(proc) == (f"quicfs: bad host '{host}' in URL '//{host}/share': each "
+                                    "dot-separated part of a name is 1 to 63 characters")
+    proc = run("ls", "-o", "transport=tcp,uid=4294967296", "//127.0.0.1/share")
+    assert proc.returncode == 2
+    assert one_line_error(proc) == ("quicfs: bad value for option uid: '4294967296' (expected "
+                                    "a number from 0 to 4294967294 or a known name)")

@@ -47,6 +47,12 @@ def test_url_str_and_join():
         ("//h/s/../../etc", "path in URL '//h/s/../../etc' leaves the share"),
         ("//u@h/s", "URL '//u@h/s' carries credentials; use -o username=... instead"),
         ("//::1/s", "IPv6 address in URL '//::1/s' must be in brackets: //[ADDR]:PORT/SHARE"),
+        (f"//{'a' * 64}/s", f"bad host '{'a' * 64}' in URL '//{'a' * 64}/s': each "
+                            "dot-separated part of a name is 1 to 63 characters"),
+        ("//a..b/s", "bad host 'a..b' in URL '//a..b/s': each dot-separated part of a name "
+                     "is 1 to 63 characters"),
+        (f"//{'a.' * 127}a/s", f"bad host '{'a.' * 127}a' in URL '//{'a.' * 127}a/s': a name "
+                               "is at most 253 characters"),
     ],
 )
 def test_bad_urls(text, message):
@@ -83,6 +89,8 @@ def test_parse_options():
         ("transport=udp", "bad value for option transport: 'udp' (expected quic, tcp or auto)"),
         ("file_mode=999", "bad value for option file_mode: '999' "
                           "(expected an octal mode such as 0644)"),
+        ("uid=4294967295", "bad value for option uid: '4294967295' "
+                           "(expected a number from 0 to 4294967294 or a known name)"),
     ],
 )
 def test_bad_options(text, message):
@@ -179,13 +187,20 @@ def test_vfs_flags_kept_in_order_and_split_for_libfuse():
     o = parse_options("noexec,relatime,exec,nosuid,nodiratime,nosubtype,ro")
     assert o.vfs == ("noexec", "relatime", "exec", "nosuid", "nodiratime")
     assert not o.subtype and o.ro
-    # The last of a flag and its opposite wins; root gets dev (and suid unless refused).
-    assert mountflags.resolve(o.vfs, root=True) == ["exec", "relatime", "nosuid",
-                                                    "nodiratime", "dev"]
-    assert mountflags.resolve(o.vfs, root=False) == ["exec", "relatime", "nosuid",
-                                                     "nodiratime"]
-    at_mount, later = mountflags.split(o.vfs, root=True)
-    assert at_mount == {"exec", "nosuid", "dev"} and later == ["relatime", "nodiratime"]
+    # The last of a flag and its opposite wins; a new mount is nosuid,nodev unless told
+    # otherwise, root's too (setuid bits and device nodes come from EAs anyone may set).
+    assert mountflags.resolve(o.vfs) == ["exec", "relatime", "nosuid", "nodiratime",
+                                         "nodev"]
+    assert mountflags.resolve(o.vfs, defaults=False) == ["exec", "relatime", "nosuid",
+                                                         "nodiratime"]
+    at_mount, later = mountflags.split(o.vfs)
+    assert at_mount == {"exec", "nosuid", "nodev"} and later == ["relatime", "nodiratime"]
+    # mount(8) drops suid and dev before it calls a helper: allow_suid, allow_dev pass.
+    trusted = parse_options("allow_suid,allow_dev")
+    assert trusted.vfs == ("suid", "dev") and mountflags.trusts(trusted.vfs) == (True, True)
+    assert mountflags.split(trusted.vfs)[0] == {"suid", "dev"}
+    assert mountflags.trusts(()) == (False, False)
+    assert mountflags.trusts(("suid", "dev", "nosuid")) == (False, True)
     with pytest.raises(UsageError) as err:
         parse_options("noexec=1")
     assert str(err.value) == "option noexec takes no value"
