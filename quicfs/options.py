@@ -220,6 +220,8 @@ VFS_FLAGS = frozenset({
     "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime", "strictatime",
     "nostrictatime", "lazytime", "nolazytime", "symfollow", "nosymfollow",
 })
+#: ``suid`` and ``dev`` under names mount(8) passes on to a helper (it drops those two).
+_VFS_ALIASES = {"allow_suid": "suid", "allow_dev": "dev"}
 #: mount(8)'s own flags: accepted, meaning nothing to us.
 _IGNORED = {
     "defaults", "auto", "noauto", "users", "nouser", "loud", "silent", "owner", "group",
@@ -270,10 +272,11 @@ def parse_options(text: str | None, base: Options | None = None) -> Options:
                 raise UsageError(f"option {name} takes no value")
             fld, flag = _FLAGS[name]
             changes[fld] = flag
-        elif name in VFS_FLAGS:
+        elif name in VFS_FLAGS or name in _VFS_ALIASES:
             if eq:
                 raise UsageError(f"option {name} takes no value")
-            changes["vfs"] = (*changes.get("vfs", (base or Options()).vfs), name)
+            flag = _VFS_ALIASES.get(name, name)
+            changes["vfs"] = (*changes.get("vfs", (base or Options()).vfs), flag)
         elif name in _IGNORED or name.startswith("x-") or name == "comment":
             continue
         else:

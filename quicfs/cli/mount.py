@@ -177,7 +177,7 @@ def remount(mountpoint: str, options: str) -> int:
         return EX_FAIL
     given = [o for o in split_options(options) if o in VFS_FLAGS or o in ("ro", "rw")]
     modes = [o for o in given if o in ("ro", "rw")]
-    flags = mountflags.resolve([o for o in given if o not in modes], root=False)
+    flags = mountflags.resolve([o for o in given if o not in modes], defaults=False)
     try:
         mountflags.remount(mountpoint, modes[-1:] + flags)
     except OSError as exc:

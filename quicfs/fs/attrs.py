@@ -8,9 +8,10 @@ import stat
 from dataclasses import dataclass
 
 from quicfs.client.open import FileStat
+from quicfs.fs import mountflags
 from quicfs.options import Options
 from quicfs.smb2.constants import FileAttributes
-from quicfs.smb2.lxmeta import LxMeta
+from quicfs.smb2.lxmeta import DEVICE_TYPES, LxMeta
 
 # mount.cifs's defaults: 0755 for both, so programs kept on a share can be run.
 DEFAULT_FILE_MODE = 0o755
@@ -35,12 +36,22 @@ def posix_attrs(st: FileStat, opts: Options, lx: LxMeta | None = None) -> PosixA
     """A directory gets ``dir_mode``, a file ``file_mode`` (cifs.ko's defaults: the
     server's ACLs decide access, the modes are what `ls` shows), unless its EAs keep a
     Linux mode, owner or group (``lx``, mount option metadata); an empty file's $LXMOD
-    may make it a FIFO, socket or device node. The read-only attribute takes the write bits away."""
+    may make it a FIFO, socket or device node. The read-only attribute takes the write bits away.
+
+    Anyone who may write to the share sets those EAs: a file's setuid and setgid bits
+    are shown only on a mount told ``suid``, device nodes only on one told ``dev``
+    (fs/mountflags.py); elsewhere they are plain files (the kernel's nosuid and nodev
+    would stop them too, but not a ``cp -a`` that copies them elsewhere)."""
     kind = stat.S_IFDIR if st.is_dir else stat.S_IFREG
     if lx is not None and lx.mode is not None:
-        if not st.is_dir and st.size == 0 and lx.special_type is not None:
-            kind = lx.special_type  # (one with data is a file, whatever $LXMOD says)
+        suid, dev = mountflags.trusts(opts.vfs)
+        special = lx.special_type
+        if not st.is_dir and st.size == 0 and special is not None \
+                and (dev or special not in DEVICE_TYPES):
+            kind = special  # (one with data is a file, whatever $LXMOD says)
         perm = lx.mode & 0o7777
+        if not suid and not st.is_dir:  # (a directory's setgid bit hands down its group)
+            perm &= ~(stat.S_ISUID | stat.S_ISGID)
     elif st.is_dir:
         perm = opts.dir_mode if opts.dir_mode is not None else DEFAULT_DIR_MODE
     else:

@@ -3,14 +3,18 @@
 libfuse takes only some of them when it mounts (ro/rw, suid, dev, exec, sync, atime,
 dirsync: its fuse_session_new() refuses the others); the rest are per-mount flags that a
 remount sets (``mount -i -o remount,relatime``: the kernel keeps the flags it is not told
-about). mount(8) drops ``dev`` and ``suid`` before it calls a helper, as they are the
-kernel's defaults for a mount made by root, while libfuse mounts ``nodev,nosuid`` unless
-told otherwise: a root mount gets them back, as mount.cifs gives them.
+about).
+
+Every mount is ``nosuid,nodev`` unless told ``suid`` or ``dev``, root's too: with mount
+option metadata, setuid bits and device nodes come from EAs that anyone who may write to
+the share sets (a planted setuid-root program, a world-writable device node). mount(8)
+drops ``suid`` and ``dev`` before it calls a helper (they are the kernel's defaults for
+root), so ``allow_suid`` and ``allow_dev`` say the same through it (options.py).
 """
 
 from __future__ import annotations
 
-import os
+import functools
 import subprocess
 from collections.abc import Iterable
 
@@ -27,21 +31,33 @@ AT_MOUNT = frozenset({"suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync"
                       "atime", "noatime", "dirsync"})
 
 
-def resolve(flags: Iterable[str], root: bool | None = None) -> list[str]:
-    """The flags in effect: of a flag and its opposite the last given; ``dev,suid`` for
-    root unless ``nodev``/``nosuid`` were given."""
+#: What a mount is unless told otherwise.
+SAFE = ("nosuid", "nodev")
+
+
+def resolve(flags: Iterable[str], *, defaults: bool = True) -> list[str]:
+    """The flags in effect: of a flag and its opposite the last given; with
+    ``defaults`` (a new mount, not a remount) ``nosuid,nodev`` unless ``suid``/``dev``."""
     chosen: dict[str, str] = {}
     for flag in flags:
         chosen[min(flag, _OPPOSITE.get(flag, flag))] = flag
-    if os.geteuid() == 0 if root is None else root:
-        for flag in ("dev", "suid"):
+    if defaults:
+        for flag in SAFE:
             chosen.setdefault(min(flag, _OPPOSITE[flag]), flag)
     return list(chosen.values())
 
 
-def split(flags: Iterable[str], root: bool | None = None) -> tuple[set[str], list[str]]:
+@functools.lru_cache(maxsize=16)
+def trusts(flags: tuple[str, ...]) -> tuple[bool, bool]:
+    """Whether a mount with ``flags`` honours (setuid and setgid bits, device nodes):
+    only when told ``suid``, ``dev`` (fs/attrs.py shows them only then)."""
+    effective = resolve(flags)
+    return "suid" in effective, "dev" in effective
+
+
+def split(flags: Iterable[str]) -> tuple[set[str], list[str]]:
     """(flags for libfuse at mount time, flags only a remount sets)."""
-    effective = resolve(flags, root)
+    effective = resolve(flags)
     return ({f for f in effective if f in AT_MOUNT},
             [f for f in effective if f not in AT_MOUNT])
 
@@ -59,4 +75,4 @@ def remount(mountpoint: str, flags: Iterable[str]) -> None:
         raise OSError(f"remount of {mountpoint} ({wanted or 'no flags'}) failed: {why[0]}")
 
 
-__all__ = ["AT_MOUNT", "remount", "resolve", "split"]
+__all__ = ["AT_MOUNT", "SAFE", "remount", "resolve", "split", "trusts"]

@@ -866,11 +866,13 @@ class Operations(pyfuse3.Operations):
                     ) -> pyfuse3.EntryAttributes:
         """A regular file; with mount option metadata also a FIFO, socket or device
         node, kept as an empty file whose EAs say what it is (smb2/lxmeta.py). Without
-        it, SMB has nothing to keep one in: EPERM, as cifs.ko answers."""
+        it, SMB has nothing to keep one in: EPERM, as cifs.ko answers; nor for a device
+        node on a mount not told ``dev``, which would show it as a plain file."""
         self._check_writable()
         kind = stat.S_IFMT(mode)
         if kind not in (stat.S_IFREG, *lxmeta.SPECIAL_TYPES) \
-                or (kind != stat.S_IFREG and not self.opts.metadata):
+                or (kind != stat.S_IFREG and not self.opts.metadata) \
+                or (kind in lxmeta.DEVICE_TYPES and not mountflags.trusts(self.opts.vfs)[1]):
             raise pyfuse3.FUSEError(errno.EPERM)
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
         device = kind in (stat.S_IFCHR, stat.S_IFBLK)

@@ -34,6 +34,8 @@ _TRUSTED_UPPER = TRUSTED.upper()
 #: File types a regular SMB file may stand for through $LXMOD (a FIFO, a socket, a device
 #: node): the server sees an empty file.
 SPECIAL_TYPES = frozenset({stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK})
+#: Those that open a device: shown only on a mount told ``dev`` (fs/mountflags.py).
+DEVICE_TYPES = frozenset({stat.S_IFCHR, stat.S_IFBLK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,5 +107,5 @@ def encode(meta: LxMeta) -> list[tuple[bytes, bytes]]:
     return out
 
 
-__all__ = ["ACL", "DEFAULT_ACL", "DEV", "GID", "MODE", "NAMES", "TRUSTED", "UID", "LxMeta",
-           "decode", "encode", "reserved", "trusted_name"]
+__all__ = ["ACL", "DEFAULT_ACL", "DEV", "DEVICE_TYPES", "GID", "MODE", "NAMES", "TRUSTED",
+           "UID", "LxMeta", "decode", "encode", "reserved", "trusted_name"]

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 import subprocess
+import sys
 import time
 
 import pytest
@@ -137,6 +139,12 @@ def test_set_group_id_directories_hand_down_their_group(meta) -> None:
 
 def test_fifos_and_device_nodes(meta) -> None:
     mnt, server_dir, mount = meta
+    with pytest.raises(OSError) as e:  # a mount not told dev keeps no device node
+        os.mknod(mnt / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    assert e.value.errno == errno.EPERM
+    mount.__exit__()
+    mount.options += ",dev"
+    mount.__enter__()
     os.mkfifo(mnt / "pipe", 0o600)
     os.mknod(mnt / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
     assert stat.S_ISFIFO(os.stat(mnt / "pipe").st_mode)
@@ -156,6 +164,62 @@ def test_fifos_and_device_nodes(meta) -> None:
         assert (mnt / "null").read_bytes() == b""
         os.rename(mnt / "pipe", mnt / "pipe2")
         assert stat.S_ISFIFO(os.stat(mnt / "pipe2").st_mode)
+
+
+def _plant(path, mode: int, uid: int | None = None, rdev: tuple[int, int] | None = None
+           ) -> None:
+    """EAs set on the server's file, as any SMB writer (or the server) may set them."""
+    os.setxattr(path, "user.$LXMOD", mode.to_bytes(4, "little"))
+    if uid is not None:
+        os.setxattr(path, "user.$LXUID", uid.to_bytes(4, "little"))
+        os.setxattr(path, "user.$LXGID", uid.to_bytes(4, "little"))
+    if rdev is not None:
+        os.setxattr(path, "user.$LXDEV", (rdev[0] | rdev[1] << 32).to_bytes(8, "little"))
+
+
+#: Opens its argument for writing: exit 0 if it could.
+OPENS_FOR_WRITING = "import sys; open(sys.argv[1], 'wb', buffering=0).close()"
+
+
+def test_planted_setuid_programs_and_devices_need_suid_and_dev(meta) -> None:
+    """A setuid-root copy of id and a world-writable node of a root-only device
+    (/dev/kmsg, 1:11) planted on the server: on root's mount with metadata and
+    allow_other, another user runs id as themselves and finds a plain empty file, as
+    the mount is nosuid,nodev and shows neither. Told allow_suid,allow_dev (names that
+    pass through mount(8)), the EAs are trusted again: euid 0, the device opens."""
+    mnt, server_dir, mount = meta
+    shutil.copy("/usr/bin/id", server_dir / "id")
+    (server_dir / "id").chmod(0o755)
+    _plant(server_dir / "id", stat.S_IFREG | 0o4755, uid=0)
+    (server_dir / "kmsg").write_bytes(b"")
+    (server_dir / "kmsg").chmod(0o666)
+    _plant(server_dir / "kmsg", stat.S_IFCHR | 0o666, uid=0, rdev=(1, 11))
+    assert as_nobody(sys.executable, "-c", OPENS_FOR_WRITING, "/dev/kmsg").returncode != 0
+    assert {"nosuid", "nodev"} <= _flags(mount.path)
+    r = as_nobody(str(mnt / "id"), "-u")
+    assert (r.returncode, r.stdout) == (0, f"{NOBODY}\n")
+    st = os.stat(mnt / "id")
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o755)
+    st = os.stat(mnt / "kmsg")
+    assert stat.S_ISREG(st.st_mode) and st.st_rdev == 0
+    mount.__exit__()
+    mount.options += ",allow_suid,allow_dev"
+    with mount:
+        assert not {"nosuid", "nodev"} & _flags(mount.path)
+        r = as_nobody(str(mnt / "id"), "-u")
+        assert (r.returncode, r.stdout) == (0, "0\n")
+        st = os.stat(mnt / "kmsg")
+        assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 11)
+        assert as_nobody(sys.executable, "-c", OPENS_FOR_WRITING,
+                         str(mnt / "kmsg")).returncode == 0
+
+
+def _flags(mountpoint) -> set[str]:
+    for line in open("/proc/self/mountinfo"):
+        fields = line.split()
+        if fields[4] == str(mountpoint):
+            return set(fields[5].split(","))
+    raise AssertionError(f"{mountpoint} is not mounted")
 
 
 def test_create_over_a_file_made_elsewhere_keeps_its_owner(meta) -> None:

@@ -65,7 +65,7 @@ def _file(**kw: object) -> FileStat:
 
 
 def test_attrs_from_metadata_and_fallbacks() -> None:
-    opts = parse_options("uid=7,gid=8,file_mode=0644,dir_mode=0700,metadata")
+    opts = parse_options("uid=7,gid=8,file_mode=0644,dir_mode=0700,metadata,suid,dev")
     plain = posix_attrs(_file(), opts)
     assert (plain.mode, plain.uid, plain.gid) == (stat.S_IFREG | 0o644, 7, 8)
     # Only the mode kept: the owner still comes from the options.
@@ -84,3 +84,27 @@ def test_attrs_from_metadata_and_fallbacks() -> None:
     ro = posix_attrs(_file(attributes=FileAttributes.READONLY), opts,
                      LxMeta(mode=stat.S_IFREG | 0o666))
     assert ro.mode == stat.S_IFREG | 0o444
+
+
+def test_setuid_bits_and_device_nodes_only_where_trusted() -> None:
+    """Anyone who may write to the share sets the EAs: a mount not told suid shows no
+    setuid or setgid bit of a file, one not told dev no device node (a plain empty file,
+    as the server holds); FIFOs, sockets and a directory's setgid bit stay."""
+    setuid_root = LxMeta(uid=0, gid=0, mode=stat.S_IFREG | 0o6755)
+    device = LxMeta(mode=stat.S_IFCHR | 0o666, rdev=os.makedev(1, 11))
+    fifo = LxMeta(mode=stat.S_IFIFO | 0o600)
+    shared = LxMeta(mode=stat.S_IFDIR | 0o2775)
+    directory = _file(attributes=FileAttributes.DIRECTORY)
+    for options in ("metadata", "metadata,suid,dev,nosuid,nodev", "metadata,allow_suid,nosuid"):
+        opts = parse_options(options)
+        assert posix_attrs(_file(), opts, setuid_root).mode == stat.S_IFREG | 0o755
+        a = posix_attrs(_file(), opts, device)
+        assert (a.mode, a.rdev) == (stat.S_IFREG | 0o666, 0)
+        assert posix_attrs(_file(), opts, fifo).mode == stat.S_IFIFO | 0o600
+        assert posix_attrs(directory, opts, shared).mode == stat.S_IFDIR | 0o2775
+    for options in ("metadata,suid,dev", "metadata,allow_suid,allow_dev",
+                    "metadata,nosuid,suid,dev"):
+        opts = parse_options(options)
+        assert posix_attrs(_file(), opts, setuid_root).mode == stat.S_IFREG | 0o6755
+        a = posix_attrs(_file(), opts, device)
+        assert (a.mode, a.rdev) == (stat.S_IFCHR | 0o666, os.makedev(1, 11))
