@@ -34,6 +34,8 @@ _TRUSTED_UPPER = TRUSTED.upper()
 #: File types a regular SMB file may stand for through $LXMOD (a FIFO, a socket, a device
 #: node): the server sees an empty file.
 SPECIAL_TYPES = frozenset({stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK})
+#: (uid_t)-1 and (gid_t)-1: never an owner.
+NO_OWNER = 0xFFFFFFFF
 #: Those that open a device: shown only on a mount told ``dev`` (fs/mountflags.py).
 DEVICE_TYPES = frozenset({stat.S_IFCHR, stat.S_IFBLK})
 
@@ -88,7 +90,12 @@ def decode(eas: Iterable[tuple[bytes, bytes]]) -> LxMeta:
     if dev is not None and len(dev) == 8:
         both = struct.unpack("<Q", dev)[0]
         rdev = os.makedev(both & 0xFFFFFFFF, both >> 32)
-    return LxMeta(uid=u32(UID), gid=u32(GID), mode=u32(MODE), rdev=rdev,
+    def owner(name: bytes) -> int | None:
+        value = u32(name)
+        # (uid_t)-1 is no owner (chown's "leave it"; the kernel would show 65534).
+        return None if value == NO_OWNER else value
+
+    return LxMeta(uid=owner(UID), gid=owner(GID), mode=u32(MODE), rdev=rdev,
                   acl=found.get(ACL.upper()), default_acl=found.get(DEFAULT_ACL.upper()))
 
 

@@ -30,9 +30,10 @@ def test_layout_is_wsls() -> None:
 
 
 u32 = st.integers(0, 2**32 - 1)
+owner = st.integers(0, 2**32 - 2)  # (-1 is no owner)
 
 
-@given(uid=st.none() | u32, gid=st.none() | u32, mode=st.none() | u32,
+@given(uid=st.none() | owner, gid=st.none() | owner, mode=st.none() | u32,
        rdev=st.none() | st.builds(os.makedev, st.integers(0, 4095), st.integers(0, 2**20 - 1)),
        acl=st.none() | st.binary(min_size=1, max_size=100),
        default_acl=st.none() | st.binary(min_size=1, max_size=100))
@@ -108,3 +109,12 @@ def test_setuid_bits_and_device_nodes_only_where_trusted() -> None:
         assert posix_attrs(_file(), opts, setuid_root).mode == stat.S_IFREG | 0o6755
         a = posix_attrs(_file(), opts, device)
         assert (a.mode, a.rdev) == (stat.S_IFCHR | 0o666, os.makedev(1, 11))
+
+
+def test_an_owner_of_minus_one_is_none() -> None:
+    """(uid_t)-1 is no one's id: the mount's own owner is shown instead."""
+    meta = lxmeta.decode([(b"$LXUID", b"\xff\xff\xff\xff"), (b"$LXGID", b"\xff\xff\xff\xff"),
+                          (b"$LXMOD", (stat.S_IFREG | 0o640).to_bytes(4, "little"))])
+    assert (meta.uid, meta.gid, meta.mode) == (None, None, stat.S_IFREG | 0o640)
+    a = posix_attrs(_file(), parse_options("uid=7,gid=8,metadata"), meta)
+    assert (a.uid, a.gid) == (7, 8)
