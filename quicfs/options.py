@@ -65,7 +65,7 @@ class Options:
     timeo: float = 30.0
     #: Entries one directory listing may bring at most (a server whose listing never
     #: ends fails the listing with ENOMEM instead of filling memory).
-    max_dir_entries: int = 2_000_000
+    max_dir_entries: int = 500_000
     ro: bool = False
     allow_other: bool = False
     netdev: bool = False
