@@ -15,16 +15,17 @@ import sys
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
-import trio
-
-from quicfs.cert import check_files
-from quicfs.cli.errors import describe
-from quicfs.client.share import Share, connect
+# Light imports only: a password on the command line stays visible to other users until
+# main() takes it out, so the slow ones (trio, the client: ~1 s) come after (cli/secret.py).
+from quicfs.cli import secret
 from quicfs.errors import QuicfsError, SMBError, UsageError
 from quicfs.options import Options, parse_options
-from quicfs.smb2.status import Status
 from quicfs.url import ShareURL, parse_url
+
+if TYPE_CHECKING:
+    from quicfs.client.share import Share
 
 PROG = "quicfs"
 
@@ -108,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    import trio
+
+    from quicfs.cert import check_files
     from quicfs.gateway import Gateway, parse_hostport, run_gateway
     from quicfs.transport.quic_server import Limits
 
@@ -240,6 +244,8 @@ def _fd_sink(fd: int) -> Callable[[bytes], Awaitable[None]]:
 
 
 async def cmd_put(share: Share, local: str, url: ShareURL, to_dir: bool) -> int:
+    import trio
+
     path = url.path
     name = "stdin" if local == "-" else os.path.basename(local.rstrip("/"))
     if not path or to_dir:
@@ -285,6 +291,8 @@ def _read_full(fd: int, n: int) -> bytes:
 
 
 async def _is_remote_dir(share: Share, path: str) -> bool:
+    from quicfs.smb2.status import Status
+
     try:
         return (await share.stat(path)).is_dir
     except SMBError as exc:
@@ -294,6 +302,9 @@ async def _is_remote_dir(share: Share, path: str) -> bool:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from quicfs.cert import check_files
+    from quicfs.client.share import connect
+
     url = parse_url(args.url)
     if args.command == "put" and args.local != "-" and not os.path.exists(args.local):
         raise FileNotFoundError(2, "No such file or directory", args.local)
@@ -308,6 +319,12 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # this process's own command line
+        secret.protect(PROG)
+    import trio
+
+    from quicfs.cli.errors import describe
+
     args = _parser().parse_args(argv)
     level = logging.WARNING
     if args.verbose:

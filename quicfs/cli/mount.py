@@ -242,6 +242,10 @@ def run_server(cfg_fd: int, ready_fd: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # this process's own command line (the serving process's has none)
+        from quicfs.cli import secret
+
+        secret.protect(PROG)
     args = _parser().parse_args(argv)
     if args.serve:
         return run_server(*args.serve)
