@@ -103,6 +103,9 @@ class Node:
     times: int = TIME  # the four FILETIMEs sent, taken mod 2^64
     eas: bytes | None = None  # a raw FILE_FULL_EA_INFORMATION list
     file_id: int = 0  # IndexNumber / FileId of the listing (0: one of its own)
+    #: A directory whose QUERY_DIRECTORY never answers NO_MORE_FILES: each page is new
+    #: names, for ever (issue 20 item 6).
+    endless: bool = False
 
     @property
     def is_dir(self) -> bool:
@@ -132,10 +135,8 @@ class Behaviour:
     max_read_size: int = 1 << 20
     max_write_size: int = 1 << 20
     max_transact_size: int = 1 << 20
-    #: After each CREATE of a file, this many lease breaks for keys never granted.
+    #: After the first CREATE of a file, this many lease breaks for keys never granted.
     lease_breaks: int = 0
-    #: QUERY_DIRECTORY never answers NO_MORE_FILES: each page is new names.
-    endless_listing: bool = False
 
 
 @dataclass
@@ -162,6 +163,7 @@ class HostileServer:
     seen: Counter[str] = field(default_factory=Counter)
     break_acks: int = 0
     errors: list[str] = field(default_factory=list)
+    breaks_sent: int = 0
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -231,6 +233,12 @@ class HostileServer:
             raise
 
     # ------------------------------------------------------------------ the tree
+    def add(self, node: Node) -> None:
+        """Put ``node`` into the root directory of a running server."""
+        self._assign_ids(node)
+        assert self.root.children is not None
+        self.root.children.append(node)
+
     def lookup(self, path: str) -> Node | None:
         node = self.root
         for part in (p for p in path.split("\\") if p):
@@ -270,7 +278,8 @@ def entry_bytes(node: Node, name: bytes | None = None) -> bytes:
     """One FileIdBothDirectoryInformation entry (MS-FSCC 2.4.17) with its NextEntryOffset
     zero, the name given as raw UTF-16LE bytes."""
     t = node.times % U64
-    entry = DirectoryEntry("", 0, 0, 0, 0, 0, 0, 0, _attributes(node), 0, node.file_id)
+    entry = DirectoryEntry("", 0, 0, 0, 0, 0, 0, 0, _attributes(node), len(node.eas or b""),
+                           node.file_id)
     fixed = bytearray(pack_directory_entries([entry], FileInfoClass.ID_BOTH_DIRECTORY))
     struct.pack_into("<QQQQQQ", fixed, 8, t, t, t, t, _size(node), _size(node))
     raw = node.wire_name if name is None else name
@@ -321,6 +330,7 @@ class _Connection:
         self.opens: dict[int, _Open] = {}
         self.volatile = itertools.count(1)
         self.nursery: trio.Nursery | None = None
+        self.flooded = False
         #: What to start once the current response is sent.
         self._after: list[Callable[[], None]] = []
 
@@ -484,7 +494,8 @@ class _Connection:
         body = CreateResponse(OplockLevel.NONE, CreateResponseFlags.NONE, CreateAction.OPENED,
                               t, t, t, t, _size(node), _size(node), _attributes(node),
                               fid).pack()
-        if not node.is_dir and self.server.behaviour.lease_breaks:
+        if not node.is_dir and self.server.behaviour.lease_breaks and not self.flooded:
+            self.flooded = True
             self._after.append(lambda: self._flood(h.session_id))
         return Status.SUCCESS, body, {"file_id": fid}
 
@@ -511,6 +522,7 @@ class _Connection:
                                   session_id=session_id).pack() + body)
         self._sign(member)
         await self.stream.send_message(member)
+        self.server.breaks_sent += 1
 
     def _open_of(self, msg: bytes, at: int, related: FileId | None) -> _Open | None:
         fid = _file_id(msg, HEADER_SIZE + at)
@@ -562,12 +574,12 @@ class _Connection:
         if flags & QueryDirectoryFlags.RESTART_SCANS:
             handle.listed = False
         handle.pages += 1
-        if self.server.behaviour.endless_listing:
-            # A page of 500 names never seen before, for ever (issue 20 item 6).
-            base = handle.pages * 1000
+        if handle.node.endless:
+            # A page as full as the client allows of names never seen before.
+            base = 10**9 + handle.pages * 1000
             entries = [entry_bytes(replace(handle.node, children=None, file_id=base + i),
                                    f"endless-{base + i:012d}".encode("utf-16-le"))
-                       for i in range(500)]
+                       for i in range(min(_u32(msg, HEADER_SIZE + 28) // 160, 1000))]
             return Status.SUCCESS, QueryDirectoryResponse(
                 memoryview(chain_entries(entries))).pack(), {}
         if handle.listed:
