@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import secrets
+import stat
 import sys
 import time
 import unicodedata
@@ -205,7 +206,14 @@ async def cmd_get(share: Share, url: ShareURL, local: str) -> int:
     if os.path.isdir(dest):
         dest = os.path.join(dest, url.path.rsplit("/", 1)[-1])
     if os.path.exists(dest) and not os.path.isfile(dest):
-        # A device or pipe (/dev/null, a FIFO): write straight into it.
+        # A device or pipe (/dev/null, a FIFO): write straight into it. Through a symbolic
+        # link only when it is ours or root's (/dev/stdout): one that another user planted
+        # in /tmp may point at a device of ours (what the kernel's protected_symlinks
+        # refuses, where it is on).
+        link = os.lstat(dest)
+        if stat.S_ISLNK(link.st_mode) and link.st_uid not in (os.geteuid(), 0):
+            raise UsageError(f"{dest}: a symbolic link of uid {link.st_uid}'s to a device "
+                             "or pipe; not followed")
         fd = os.open(dest, os.O_WRONLY)
         try:
             await share.download(url.path, _fd_sink(fd))

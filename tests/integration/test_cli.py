@@ -132,6 +132,15 @@ def test_get_never_writes_through_a_planted_symlink(samba, tmp_path):
     assert victim.read_bytes() == b"the victim's own data\n"
     assert dest.read_bytes() == b"from the share\n" and not dest.is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["X", "X.quicfs-part", "victim"]
+    # A link to a device is followed only when it is ours (or root's), as /dev/stdout is.
+    for owner, code in ((0, 0), (65534, 2)):
+        dev = tmp_path / f"dev-{owner}"
+        dev.symlink_to("/dev/null")
+        os.lchown(dev, owner, owner)
+        proc = run("get", "-o", creds(samba), samba.url("plain", "planted.txt"), str(dev))
+        assert proc.returncode == code, proc.stderr
+    assert one_line_error(proc) == (f"quicfs: {dev}: a symbolic link of uid 65534's to a "
+                                    "device or pipe; not followed")
 
 
 def test_wrong_password(samba):
