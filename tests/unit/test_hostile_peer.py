@@ -708,3 +708,55 @@ async def test_a_flood_of_breaks_is_bounded_and_unknown_keys_get_no_ack():
         assert len(acks) <= leases_module.WORKERS + 201
 
     await run_against(serve(answer), client)
+
+
+async def test_break_before_its_open_exists_is_acknowledged():
+    """An honest server may break a lease before the answer to the CREATE that got it
+    has reached its caller: the key is ours (a CREATE in flight asked for it), so the
+    break is acknowledged, taking all (nothing is known held yet), never left to time
+    out (35 s on the server)."""
+    from quicfs.client.leases import Leases
+    from quicfs.smb2.constants import (
+        CreateAction,
+        CreateResponseFlags,
+        FileAttributes,
+        LeaseFlags,
+        LeaseState,
+        OplockLevel,
+    )
+    from quicfs.smb2.create import CreateRequest, CreateResponse, LeaseRequestV2, LeaseResponseV2
+    from quicfs.smb2.fileid import FileId
+
+    R, H = LeaseState.READ_CACHING, LeaseState.HANDLE_CACHING
+    key = b"C" * 16
+    seen: list[tuple[Header, bytes]] = []
+    acked = trio.Event()
+
+    async def answer(s, h, msg):
+        if msg is not None:
+            seen.append((h, bytes(msg)))
+        if h.command == Command.CREATE:
+            body = CreateResponse(
+                OplockLevel.LEASE, CreateResponseFlags.NONE, CreateAction.OPENED, 0, 0, 0,
+                0, 0, 0, FileAttributes.NORMAL, FileId(1, 2),
+                (LeaseResponseV2(key, R | H, LeaseFlags.NONE),)).pack()
+            return [lease_break(key, R | H, R), response(h.command, h.message_id, body)]
+        if h.command == Command.OPLOCK_BREAK:
+            acked.set()
+        return [response(h.command, h.message_id, ECHO_OK)]
+
+    async def client(conn):
+        await conn.request(EchoRequest())
+        tree = make_tree(conn)
+        leases = Leases(tree)
+        async with trio.open_nursery() as n:
+            n.start_soon(leases.run)
+            await tree.request(CreateRequest("f", oplock_level=OplockLevel.LEASE, contexts=(
+                LeaseRequestV2(key, R | H),)))
+            with trio.fail_after(2):
+                await acked.wait()
+            n.cancel_scope.cancel()
+        assert break_acks(seen) == [(key, LeaseState.NONE)]
+        assert leases.ignored == 0 and not tree.leasing
+
+    await run_against(serve(answer), client)
