@@ -79,7 +79,7 @@ class Tree:
         self.recover: RecoverHook | None = None
         #: Opens on this tree, for reopening after a reconnect and for lease breaks.
         self.opens = OpenSet()
-        #: Lease keys asked for by CREATEs not answered yet, with the state asked: a
+        #: Lease keys asked for by CREATEs not answered yet (how many ask for each): a
         #: break may come for one before its open exists.
         self.leasing: Counter[bytes] = Counter()
         #: Seconds a request may take on a soft mount (None: a hard mount waits).
