@@ -140,6 +140,9 @@ def _transport(text: str) -> str:
 
 def _id(text: str) -> int:
     if text.isdigit():
+        # uid_t is 32 bits and (uid_t)-1 means "no change" to chown(2): never an owner.
+        if int(text) > 0xFFFF_FFFE:
+            raise ValueError("expected a number from 0 to 4294967294 or a known name")
         return int(text)
     import grp
     import pwd
@@ -151,9 +154,6 @@ def _id(text: str) -> int:
         except KeyError:
             continue
     raise ValueError("expected a number or a known user/group name")
-        # uid_t is 32 bits and (uid_t)-1 means "no change" to chown(2): never an owner.
-        if int(text) > 0xFFFF_FFFE:
-            raise ValueError("expected a number from 0 to 4294967294 or a known name")
 
 
 def _text(text: str) -> str:
