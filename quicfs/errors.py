@@ -9,6 +9,7 @@ code; the FUSE edge maps them to errno.
     QuicfsError
     ├── UsageError            bad URL, unknown option, unreadable credentials file
     ├── ConnectError          host unreachable, port closed, connect timeout
+    │   └── CertificateError  a certificate failed a check in the QUIC handshake (final)
     ├── ConnectionLost        the transport died while requests were in flight
     ├── ProtocolError         the peer sent bytes that break the protocol
     │   ├── MalformedError    a decoder found a length/offset/count outside the buffer
@@ -40,6 +41,12 @@ class ConnectError(QuicfsError):
     """No transport could be opened to the server."""
 
     errno = _errno.EHOSTUNREACH
+
+
+class CertificateError(ConnectError):
+    """A certificate failed a check in the QUIC handshake: the server's failed ours (CA,
+    name, pin), or the server refused ours. Final: never a reason to try TCP instead,
+    where nothing would be checked (design.md, "a security decision is never undone")."""
 
 
 class ConnectionLost(QuicfsError):

@@ -18,6 +18,7 @@ from typing import Any
 from quicfs.errors import UsageError
 
 TRANSPORTS = ("auto", "quic", "tcp")
+FALLBACKS = ("tcp", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,10 @@ class Options:
     port: int | None = None
     quic_port: int | None = None
     transport: str = "auto"
+    #: transport=auto when QUIC does not connect: "tcp" may use TCP, "none" never does;
+    #: None (unset): TCP unless fingerprint=, cafile= or cert= was given without seal
+    #: (transport/connect.py).
+    fallback: str | None = None
     cafile: str | None = None
     fingerprint: str | None = None
     cert: str | None = None
@@ -138,6 +143,12 @@ def _transport(text: str) -> str:
     return text
 
 
+def _fallback(text: str) -> str:
+    if text not in FALLBACKS:
+        raise ValueError("expected tcp or none")
+    return text
+
+
 def _id(text: str) -> int:
     if text.isdigit():
         # uid_t is 32 bits and (uid_t)-1 means "no change" to chown(2): never an owner.
@@ -179,6 +190,7 @@ _VALUES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "port": ("port", _PORT),
     "quic_port": ("quic_port", _PORT),
     "transport": ("transport", _transport),
+    "fallback": ("fallback", _fallback),
     "cafile": ("cafile", _text),
     "fingerprint": ("fingerprint", _text),
     "cert": ("cert", _text),
@@ -281,7 +293,11 @@ def parse_options(text: str | None, base: Options | None = None) -> Options:
             continue
         else:
             raise UsageError(f"unknown option '{name}'")
-    return replace(base or Options(), **changes)
+    opts = replace(base or Options(), **changes)
+    if opts.fallback is not None and opts.transport != "auto":
+        raise UsageError(f"option fallback= applies to transport=auto only, not "
+                         f"transport={opts.transport}")
+    return opts
 
 
 def format_options(opts: Options) -> str:

@@ -4,8 +4,9 @@ A Link owns the current transport, Connection and Session of one Tree, and swaps
 when the connection dies (TCP reset, QUIC idle timeout, gateway restart, the smbd serving
 us killed, a silent server):
 
-1. a new transport (racing QUIC and TCP under ``transport=auto``, so the way back may be
-   the other transport), NEGOTIATE;
+1. a new transport of the kind the first connection got (under ``transport=auto`` too:
+   an attacker who drops UDP for a while must not move a QUIC mount to TCP; only
+   ``fallback=tcp`` races again, connect.py), NEGOTIATE;
 2. SESSION_SETUP naming the lost session as PreviousSessionId, so the server lets it go
    and its durable opens become reclaimable (MS-SMB2 3.2.4.2.3, 3.3.5.5.3);
 3. TREE_CONNECT again; then every durable open is reopened by its CreateGuid and lease
@@ -37,7 +38,7 @@ import trio
 from quicfs.client.connection import Connection, open_connection
 from quicfs.client.session import Session
 from quicfs.client.tree import Tree
-from quicfs.errors import ConnectionLost, QuicfsError, SMBError, StaleHandle
+from quicfs.errors import ConnectError, ConnectionLost, QuicfsError, SMBError, StaleHandle
 from quicfs.options import Options
 from quicfs.transport.connect import open_transport
 from quicfs.url import ShareURL
@@ -90,12 +91,15 @@ class Link:
         self._closing = False
         #: Why a soft mount stopped waiting for the server; "" while it has not.
         self._given_up = ""
+        #: The transport the first connection got ("quic", "tcp"); reconnects keep it.
+        self._kind: str | None = None
 
     # ------------------------------------------------------------------ connecting
     async def start(self) -> Tree:
         """The first connection: its errors go straight to the caller (a mount that
         cannot connect fails at once, it does not retry)."""
         session = await self._open()
+        self._kind = session.conn.transport.kind
         tree = Tree(session, self.url.host, self.url.share)
         await tree.connect()
         tree.recover = self.recover
@@ -117,8 +121,17 @@ class Link:
 
     async def _open_once(self, previous_session_id: int, *, early: bool) -> Session:
         opts = self.opts
-        transport = await open_transport(self.url.host, self.url.port, opts, self.nursery,
-                                         allow_early=early)
+        try:
+            transport = await open_transport(self.url.host, self.url.port, opts,
+                                             self.nursery, allow_early=early, keep=self._kind)
+        except (QuicfsError, OSError):
+            raise
+        except Exception as exc:
+            # Opening failed in a way nobody named (a QUIC engine that could not build
+            # its handshake): this attempt fails, and a reconnect tries again.
+            log.debug("opening a transport to %s failed", self.url.host, exc_info=True)
+            raise ConnectError(f"cannot open a transport to {self.url.host}: "
+                               f"{type(exc).__name__}: {exc}") from exc
         conn: Connection = await self.nursery.start(self._run_connection, transport)
         try:
             creds = opts.resolved_credentials()

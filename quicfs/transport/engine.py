@@ -13,6 +13,8 @@ not offer in public. Every reach into qh3's internals is here, and nowhere else.
   _uni, RFC 9000 18.2). qh3 advertises 100 and 103 whatever it is told; SMB over QUIC
   needs one bidirectional stream (MS-SMB2 2.1).
 - :meth:`Engine.figure`: the path's figures (RTT, window), ``None`` while not known yet.
+- :attr:`Engine.confirmed`: the handshake is confirmed (RFC 9001 4.1.2); qh3 emits no
+  event for a client's HANDSHAKE_DONE.
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ class Engine(QuicConnection):
         """The engine has accepted at least one packet of this connection: an Initial
         that did not decrypt leaves this False."""
         return self._core is not None and bool(self._core.received_authenticated_packet)
+
+    @property
+    def confirmed(self) -> bool:
+        """The handshake is confirmed (RFC 9001 4.1.2): a server at its end, a client
+        once the server's HANDSHAKE_DONE arrived."""
+        return bool(self._handshake_confirmed)
 
     @property
     def is_open(self) -> bool:

@@ -32,16 +32,19 @@ One bidirectional stream carries SMB, framed exactly as on TCP
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import logging
 import math
 import os
 import pickle
 import socket
+import stat
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
@@ -50,7 +53,7 @@ from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnectionError
 from qh3.quic.packet import QuicErrorCode
 
-from quicfs.errors import ConnectError, ConnectionLost, UsageError
+from quicfs.errors import CertificateError, ConnectError, ConnectionLost, UsageError
 from quicfs.transport.engine import Engine
 from quicfs.transport.framing import FramedStream
 from quicfs.transport.peer_path import PeerPath
@@ -205,9 +208,28 @@ def client_configuration(server_name: str, tls: QuicTLSOptions, *,
 
 
 # ---------------------------------------------------------------------------- tickets
+#: A ticket file larger than this is not a ticket of ours (they are some hundreds of bytes).
+MAX_TICKET_FILE = 64 * 1024
+#: What a stored ticket is made of; anything else in the file is refused unread.
+_TICKET_CLASSES = frozenset({("qh3.tls", "SessionTicket"), ("qh3.tls", "CipherSuite"),
+                             ("datetime", "datetime"), ("datetime", "timezone"),
+                             ("datetime", "timedelta")})
+
+
+class _TicketUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _TICKET_CLASSES:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a ticket")
+        return super().find_class(module, name)
+
+
 class TicketStore:
     """TLS session tickets per server, one 0600 file each under the user's cache dir, so
-    the next connection resumes (and may send 0-RTT) instead of a full handshake."""
+    the next connection resumes (and may send 0-RTT) instead of a full handshake.
+
+    A ticket holds a resumption secret, and its file is read with pickle: a file is used
+    only if it is a regular file (never through a symlink), owned by this user and of
+    mode 0600, and only the classes a ticket is made of are unpickled."""
 
     def __init__(self, directory: str | None = None) -> None:
         base = directory or os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
@@ -221,24 +243,66 @@ class TicketStore:
     def load(self, server: str, port: int, policy: str) -> object | None:
         path = self._path(server, port, policy)
         try:
-            st = path.stat()
-            if st.st_uid != os.getuid() or st.st_mode & 0o077:
-                return None  # not ours alone: do not trust it
-            return pickle.loads(path.read_bytes())
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
             return None
+        except OSError as exc:
+            # ELOOP: a symlink planted where our ticket goes.
+            log.warning("session ticket %s not used: %s", path, exc.strerror or exc)
+            return None
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid()
+                    or stat.S_IMODE(st.st_mode) != 0o600):
+                log.warning("session ticket %s not used: not a file of mode 0600 owned by "
+                            "this user", path)
+                return None
+            data = f.read(MAX_TICKET_FILE + 1)
+        if len(data) > MAX_TICKET_FILE:
+            return None
+        try:
+            return _TicketUnpickler(io.BytesIO(data)).load()
+        except Exception:
+            return None  # damaged, or not a ticket: a full handshake, and a new one
 
     def save(self, server: str, port: int, policy: str, ticket: object) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = self._path(server, port, policy)
             tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()  # left by a crash; O_EXCL below never follows a planted link
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(pickle.dumps(ticket))
             os.replace(tmp, path)
         except (OSError, pickle.PicklingError) as exc:
             log.debug("cannot store session ticket: %s", exc)
+
+    def forget(self, server: str, port: int, policy: str) -> None:
+        with contextlib.suppress(OSError):
+            self._path(server, port, policy).unlink()
+
+
+def start_engine(config: QuicConfiguration, addr: object, now: float,
+                 **kwargs: object) -> Engine:
+    """A client engine with its ClientHello built (qh3 builds it in ``connect``)."""
+    quic = Engine(configuration=config, **kwargs)  # type: ignore[arg-type]
+    quic.connect(addr, now=now)  # type: ignore[arg-type]
+    return quic
+
+
+def offerable(config: QuicConfiguration, ticket: object, addr: object) -> bool:
+    """A ClientHello offering ``ticket`` can be built. qh3 2.1 builds it in 2048 bytes, and
+    a large ticket does not fit: quic-go puts the client's certificate chain in its
+    tickets (some 550 bytes), and every later connection would fail. About 1 ms."""
+    trial = replace(config, session_ticket=ticket, quic_logger=None)
+    try:
+        start_engine(trial, addr, 0.0)
+    except Exception:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------- the driver
@@ -256,6 +320,9 @@ class QuicDriver:
         self.streams: dict[int, QuicStream] = {}
         self.accept_handler: Callable[[QuicStream], None] | None = None
         self.handshake_done = trio.Event()
+        #: The handshake is confirmed (RFC 9001 4.1.2): a client has the server's
+        #: HANDSHAKE_DONE, so the server accepted our Finished (and our certificate).
+        self.confirmed = trio.Event()
         #: Set when the peer opens its first stream.
         self.stream_opened = trio.Event()
         self.terminated = trio.Event()
@@ -642,6 +709,8 @@ class QuicDriver:
                 self.close_reason = printable(event.reason_phrase)
                 self._fail_streams(ConnectionLost(self._lost_message()))
                 self.terminated.set()
+        if self.quic.confirmed and not self.confirmed.is_set():
+            self.confirmed.set()
         for stream in self.streams.values():
             stream._maybe_writable()
         return delivered
@@ -670,7 +739,7 @@ class QuicDriver:
             text = f"QUIC connection to {self.label} closed (error {self.close_error_code:#x})"
         else:
             text = f"QUIC connection to {self.label} closed"
-        if self.sent_early and not self.handshake_done.is_set():
+        if self.sent_early and not self.confirmed.is_set():
             # The caller may try again without 0-RTT (link.py).
             text += " before its handshake ended"
         return text
@@ -686,17 +755,23 @@ class QuicDriver:
         self.streams[stream_id] = stream
         return stream
 
-    async def aclose(self, reason: str = "closed") -> None:
+    async def aclose(self, reason: str = "closed", *, linger: float = 0.5) -> None:
+        """Close, and wait up to ``linger`` seconds (shielded) for the engine to end the
+        connection; the CONNECTION_CLOSE is sent at once either way."""
         if not self.terminated.is_set():
             # Sent at once: qh3 may end a closing connection at its next timer without
             # having sent the CONNECTION_CLOSE.
             self._close_now(QuicErrorCode.NO_ERROR, reason)
             self.wake()
-            with trio.move_on_after(0.5), trio.CancelScope(shield=True):
-                await self.terminated.wait()
+            if linger > 0:
+                # The shield outside the deadline: inside, it would shield the wait from
+                # its own deadline too (seen: 1.8 s for a handshake nobody answered).
+                with trio.CancelScope(shield=True), trio.move_on_after(linger):
+                    await self.terminated.wait()
         if self._worker_scope is not None:
             self._worker_scope.cancel()
         if self.sock is not None:
+            trio.lowlevel.notify_closing(self.sock)  # the worker may be waiting on it
             self.sock.close()
 
     def abandon(self, reason: str) -> None:
@@ -1057,35 +1132,59 @@ def _certificate_problem(cert: object, server_name: str) -> str | None:
     return None
 
 
+#: TLS alerts (RFC 8446 6.2) with which a server refuses a client's certificate.
+CLIENT_CERTIFICATE_ALERTS = {
+    42: "bad_certificate", 43: "unsupported_certificate", 44: "certificate_revoked",
+    45: "certificate_expired", 46: "certificate_unknown", 48: "unknown_ca",
+    49: "access_denied", 116: "certificate_required",
+}
+
+
 def describe_failure(driver: QuicDriver, label: str, within: float,
-                     server_name: str = "") -> str:
-    """One line naming why a QUIC handshake failed (RFC 9001 4.8: TLS alerts arrive as
-    CRYPTO_ERROR 0x100 + alert); a rejected certificate is examined to say why."""
+                     server_name: str = "", tls: QuicTLSOptions | None = None
+                     ) -> ConnectError:
+    """The error, in one line, for a QUIC handshake that failed (RFC 9001 4.8: TLS alerts
+    arrive as CRYPTO_ERROR 0x100 + alert); a rejected certificate is examined to say why.
+    A certificate's failure is a :class:`CertificateError`: final (connect.py)."""
     reason = (driver.close_reason or "").strip()
     code = driver.close_error_code
     low = reason.lower()
+    alert = code - 0x100 if code is not None and 0x100 <= code < 0x200 else None
     if code is None and not reason:
-        return (f"no QUIC answer from {label} within {within:g} s — is UDP "
-                f"{label.rsplit(':', 1)[-1]} blocked?")
+        return ConnectError(f"no QUIC answer from {label} within {within:g} s — is UDP "
+                            f"{label.rsplit(':', 1)[-1]} blocked?")
+    if driver.handshake_done.is_set() and alert in CLIENT_CERTIFICATE_ALERTS:
+        # Our side of the handshake ended, so the server's certificate passed our
+        # checks; the server then refused ours with an alert (RFC 8446 4.4.2.4).
+        what = f"TLS alert {alert}, {CLIENT_CERTIFICATE_ALERTS[alert]}"
+        if tls is None or not tls.cert:
+            return CertificateError(
+                f"{label} refused the connection without a client certificate ({what}): "
+                "give one it accepts with cert= and key=")
+        return CertificateError(f"{label} refused the client certificate {tls.cert} "
+                                f"({what}): give one it accepts with cert= and key=")
     if "fingerprint" in low:
-        return f"certificate of {label} does not match the pinned fingerprint"
+        return CertificateError(f"certificate of {label} does not match the pinned "
+                                "fingerprint")
     certificate_words = ("certificate", "issuer", "expired", "not yet valid", "unknown ca",
                          "self-signed", "self signed", "verify", "untrusted", "server name")
     if any(w in low for w in certificate_words):
         cert = _peer_certificate(driver)
         problem = _certificate_problem(cert, server_name) if cert is not None else None
         if problem is not None:
-            return f"certificate of {label} {problem}"
+            return CertificateError(f"certificate of {label} {problem}")
         if "expired" in low or "not yet valid" in low:
-            return f"certificate of {label} has expired or is not yet valid: {reason}"
+            return CertificateError(f"certificate of {label} has expired or is not yet "
+                                    f"valid: {reason}")
         if "name" in low:
-            return f"certificate of {label} is not valid for that name: {reason}"
-        return f"certificate of {label} is not signed by a trusted CA: {reason}"
+            return CertificateError(f"certificate of {label} is not valid for that name: "
+                                    f"{reason}")
+        return CertificateError(f"certificate of {label} is not signed by a trusted CA: "
+                                f"{reason}")
     if code == 0x100 + 120 or "alpn" in low or "application protocol" in low:
-        return f"{label} refused ALPN 'smb': it does not serve SMB over QUIC"
-    alert = code - 0x100 if code is not None and 0x100 <= code < 0x200 else None
+        return ConnectError(f"{label} refused ALPN 'smb': it does not serve SMB over QUIC")
     detail = reason or (f"TLS alert {alert}" if alert is not None else f"error {code:#x}")
-    return f"QUIC handshake with {label} failed: {detail}"
+    return ConnectError(f"QUIC handshake with {label} failed: {detail}")
 
 
 async def open_quic(
@@ -1103,10 +1202,12 @@ async def open_quic(
 ) -> QuicTransport:
     """Handshake with ``host:port`` (TLS 1.3, ALPN smb) and open the SMB stream.
 
-    The driver's worker runs in ``nursery``; closing the transport ends it. With
-    ``allow_early`` and a ticket that permits it, the transport is returned before the
-    handshake ends so the first message goes in 0-RTT; callers racing transports leave it
-    off, since only a finished handshake proves the path works."""
+    The transport is ready once the handshake is confirmed (RFC 9001 4.1.2): a server that
+    refuses our certificate does so after our Finished, and that must be a handshake
+    failure, not a lost connection. The driver's worker runs in ``nursery``; closing the
+    transport ends it. With ``allow_early`` and a ticket that permits it, the transport is
+    returned before the handshake ends so the first message goes in 0-RTT; callers racing
+    transports leave it off, since only a finished handshake proves the path works."""
     tls = tls or QuicTLSOptions()
     label = _peer_label(host, port)
     try:
@@ -1123,13 +1224,31 @@ async def open_quic(
                                   qlog_dir=qlog_dir, session_ticket=ticket)
 
     def keep_ticket(t: object) -> None:
-        if not tls.insecure:
-            store.save(name, port, policy, t)
+        if tls.insecure:
+            return
+        if not offerable(config, t, addr):
+            # Kept, it would fail every later connection; a full handshake costs an RTT.
+            log.info("%s: its session ticket is too large to offer: not kept", label)
+            return
+        store.save(name, port, policy, t)
 
-    quic = Engine(configuration=config, session_ticket_handler=keep_ticket)
+    try:
+        quic = start_engine(config, addr, trio.current_time(),
+                            session_ticket_handler=keep_ticket)
+    except Exception as exc:
+        if ticket is None:
+            raise ConnectError(f"QUIC handshake with {label} could not start: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        # A stored ticket that cannot be offered (too large, damaged): drop it and do a
+        # full handshake, now and from now on.
+        log.warning("%s: stored session ticket unusable (%s: %s): dropped, full handshake",
+                    label, type(exc).__name__, exc)
+        store.forget(name, port, policy)
+        ticket = config.session_ticket = None
+        quic = start_engine(config, addr, trio.current_time(),
+                            session_ticket_handler=keep_ticket)
     sock = new_udp_socket(family)
     driver = QuicDriver(quic, sock=sock, peer=addr, label=label)  # type: ignore[arg-type]
-    quic.connect(addr, now=trio.current_time())  # type: ignore[arg-type]
     await nursery.start(driver.run)
     early = allow_early and bool(
         ticket is not None and getattr(ticket, "max_early_data_size", None) == 0xFFFFFFFF
@@ -1145,28 +1264,28 @@ async def open_quic(
 
         async def watchdog() -> None:
             with trio.move_on_after(within):
-                await wait_for_any(driver.handshake_done, driver.terminated)
-            if not driver.handshake_done.is_set():
-                driver._fail_streams(ConnectError(describe_failure(driver, label, within,
-                                                                   name)))
-                await driver.aclose("handshake failed")
+                await wait_for_any(driver.confirmed, driver.terminated)
+            if not driver.confirmed.is_set():
+                driver._fail_streams(describe_failure(driver, label, within, name, tls))
+                await driver.aclose("handshake failed", linger=0)
 
         nursery.start_soon(watchdog)
         return QuicTransport(driver, stream, label, verified=not tls.insecure)
     ok = False
     try:
         with trio.move_on_after(within):
-            await wait_for_any(driver.handshake_done, driver.terminated)
-        if driver.handshake_done.is_set() and not driver.terminated.is_set():
+            await wait_for_any(driver.confirmed, driver.terminated)
+        if driver.confirmed.is_set() and not driver.terminated.is_set():
             if driver.alpn != ALPN:
                 raise ConnectError(f"{label} refused ALPN 'smb': it does not serve SMB over QUIC")
             ok = True
         else:
-            raise ConnectError(describe_failure(driver, label, within, name))
+            raise describe_failure(driver, label, within, name, tls)
     finally:
         if not ok:
-            with trio.CancelScope(shield=True):
-                await driver.aclose("handshake abandoned")
+            # Said at once, not waited for: the caller (a race's winner among them)
+            # goes on now.
+            await driver.aclose("handshake abandoned", linger=0)
     stream = driver.open_stream()
     log.debug("QUIC to %s ready (resumed=%s)", label, driver.session_resumed)
     return QuicTransport(driver, stream, label, verified=not tls.insecure)

@@ -21,7 +21,7 @@ SERVER = Path(__file__).resolve().parent.parent / "support" / "aioquic_gateway.p
 
 class AioquicGateway:
     def __init__(self, root: Path, backend_port: int, *, request_client_cert: bool = False,
-                 alpn: str = "smb"):
+                 alpn: str = "smb", require_client_cert: str | None = None):
         files = write_self_signed("localhost", root, extra_names=["127.0.0.1"])
         self.cert, self.key, self.fingerprint = str(files.cert), str(files.key), files.fingerprint
         self.port = free_udp_port()
@@ -30,6 +30,8 @@ class AioquicGateway:
                 str(backend_port), "--cert", self.cert, "--key", self.key]
         if request_client_cert:
             args.append("--request-client-cert")
+        if require_client_cert:
+            args += ["--require-client-cert", require_client_cert]
         args += ["--alpn", alpn]
         self.proc = subprocess.Popen(args, stdout=open(self.log, "wb"),
                                      stderr=subprocess.STDOUT, start_new_session=True)

@@ -2,12 +2,15 @@
 dependency only): it splices each stream to the TCP SMB backend, like our gateway.
 
     python tests/support/aioquic_gateway.py --port P --backend-port B --cert C --key K
-        [--request-client-cert]
+        [--request-client-cert] [--require-client-cert sha256:HEX]
 
 With ``--request-client-cert`` the TLS server sends a CertificateRequest (aioquic keeps
 that switch for tests) and prints the SHA-256 of the certificate each client presents:
-``client certificate: sha256:HEX`` (or ``client certificate: none``). It prints
-``listening PORT`` once ready.
+``client certificate: sha256:HEX`` (or ``client certificate: none``). With
+``--require-client-cert`` it also refuses a client without a certificate (TLS alert 116,
+certificate_required) or with any certificate but the one named (alert 42,
+bad_certificate), as a server that admits clients by certificate does; aioquic alone
+would carry on without one (RFC 8446 4.4.2.4). It prints ``listening PORT`` once ready.
 """
 
 from __future__ import annotations
@@ -31,8 +34,27 @@ def main() -> None:
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--request-client-cert", action="store_true")
+    ap.add_argument("--require-client-cert", metavar="SHA256")
     ap.add_argument("--alpn", default="smb")
     args = ap.parse_args()
+    args.request_client_cert = args.request_client_cert or bool(args.require_client_cert)
+
+    if args.require_client_cert:
+        accept_certificate = tls.Context._server_handle_certificate
+
+        class AlertCertificateRequired(tls.Alert):
+            description = tls.AlertDescription.certificate_required
+
+        def check_certificate(self: tls.Context, input_buf: object) -> None:
+            accept_certificate(self, input_buf)
+            cert = self._peer_certificate
+            if cert is None:
+                raise AlertCertificateRequired("a client certificate is required")
+            digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+            if f"sha256:{digest}" != args.require_client_cert:
+                raise tls.AlertBadCertificate("client certificate not allowed")
+
+        tls.Context._server_handle_certificate = check_certificate  # type: ignore[method-assign]
 
     if args.request_client_cert:
         original_init = tls.Context.__init__
