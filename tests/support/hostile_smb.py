@@ -21,7 +21,7 @@ import struct
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import trio
@@ -274,6 +274,17 @@ def negotiate_response(b: Behaviour, salt: bytes) -> bytes:
                        TIME, 0, 0, 0, HEADER_SIZE + 64) + ctx
 
 
+def session_setup_body(token: bytes, flags: int = 0) -> bytes:
+    """2.2.6: SessionFlags and one security token."""
+    return struct.pack("<HHHH", 9, flags, HEADER_SIZE + 8 if token else 0,
+                       len(token)) + (token or b"\0")
+
+
+def tree_connect_body(share_type: int = 1) -> bytes:
+    """2.2.10: a disk share (by default) with full access, no flags."""
+    return struct.pack("<HBBIII", 16, share_type, 0, 0, 0, 0x1F01FF)
+
+
 def entry_bytes(node: Node, name: bytes | None = None) -> bytes:
     """One FileIdBothDirectoryInformation entry (MS-FSCC 2.4.17) with its NextEntryOffset
     zero, the name given as raw UTF-16LE bytes."""
@@ -449,9 +460,7 @@ class _Connection:
         except Exception:
             del self.sessions[sid]
             return Status.LOGON_FAILURE, _ERROR_BODY, {"session_id": sid}
-        buffer = answer or b""
-        body = struct.pack("<HHHH", 9, 0, HEADER_SIZE + 8 if buffer else 0,
-                           len(buffer)) + (buffer or b"\0")
+        body = session_setup_body(answer or b"")
         if not session.auth.complete:  # type: ignore[attr-defined]
             reply = self._response(h, Status.MORE_PROCESSING_REQUIRED, body, session_id=sid)
             session.preauth.update(bytes(reply))
@@ -467,8 +476,7 @@ class _Connection:
         path = msg[offset:offset + length].decode("utf-16-le")
         if path.rsplit("\\", 1)[-1].lower() != SHARE:
             return Status.BAD_NETWORK_NAME, _ERROR_BODY, {}
-        body = struct.pack("<HBBIII", 16, 1, 0, 0, 0, 0x1F01FF)
-        return Status.SUCCESS, body, {"tree_id": 7}
+        return Status.SUCCESS, tree_connect_body(), {"tree_id": 7}
 
     # ------------------------------------------------------------------ files
     async def _create(self, h: Header, msg: bytes, related: FileId | None
@@ -616,11 +624,6 @@ def _name(command: int) -> str:
         return f"0x{command:x}"
 
 
-def walk(node: Node) -> Iterator[Node]:
-    yield node
-    for child in node.children or ():
-        yield from walk(child)
-
-
 __all__ = ["PASSWORD", "SHARE", "TIME", "USER", "Behaviour", "HostileServer", "Node",
-           "directory", "eas", "entry_bytes", "file", "walk"]
+           "directory", "eas", "entry_bytes", "file", "negotiate_response",
+           "session_setup_body", "tree_connect_body"]

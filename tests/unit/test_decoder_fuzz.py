@@ -1,6 +1,8 @@
-"""The server is not trusted: every response decoder and buffer parser of create, io,
-directory, info and control, fed random bytes or mutations of a valid message (truncation,
-bogus offsets, lengths, counts, NextEntryOffset), may raise only MalformedError."""
+"""The server is not trusted: every response decoder and buffer parser of negotiate,
+session_setup, tree, create, io, directory, info, control and the transform header, fed
+random bytes or mutations of a valid message (truncation, bogus offsets, lengths, counts,
+NextEntryOffset), may raise only MalformedError. (tests/unit/test_handshake_fuzz.py feeds
+such messages to the client's handshake itself.)"""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quicfs.errors import MalformedError
-from quicfs.smb2 import control, create, directory, info, io
+from quicfs.smb2 import control, create, crypto, directory, info, io
 from quicfs.smb2.constants import (
     AccessMask,
+    Cipher,
     CloseFlags,
     Command,
     CreateAction,
@@ -34,6 +37,16 @@ from quicfs.smb2.constants import (
 )
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.header import Header
+from quicfs.smb2.negotiate import NegotiateResponse
+from quicfs.smb2.session_setup import SessionSetupResponse
+from quicfs.smb2.transform import TransformHeader
+from quicfs.smb2.tree import TreeConnectResponse
+from tests.support.hostile_smb import (
+    Behaviour,
+    negotiate_response,
+    session_setup_body,
+    tree_connect_body,
+)
 
 FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -78,6 +91,12 @@ _ERROR = control.ErrorResponse(2, b"", (control.ErrorContext(ErrorId.DEFAULT, _s
                                         control.ErrorContext(ErrorId.SHARE_REDIRECT, b"abc")))
 
 MESSAGES: list[tuple[str, Callable[[bytes], Any], bytes]] = [
+    ("negotiate", NegotiateResponse.unpack, _msg(
+        Command.NEGOTIATE, negotiate_response(Behaviour(), b"s" * 32))),
+    ("session_setup", SessionSetupResponse.unpack, _msg(
+        Command.SESSION_SETUP, session_setup_body(b"NTLMSSP\0" + bytes(range(40))))),
+    ("tree_connect", TreeConnectResponse.unpack, _msg(
+        Command.TREE_CONNECT, tree_connect_body())),
     ("create", create.CreateResponse.unpack, _msg(Command.CREATE, _CREATE.pack())),
     ("close", io.CloseResponse.unpack, _msg(Command.CLOSE, io.CloseResponse(
         CloseFlags.POSTQUERY_ATTRIB, 1, 2, 3, 4, 5, 6, FileAttributes.NORMAL).pack())),
@@ -162,6 +181,7 @@ BUFFER_DECODERS: dict[str, Callable[[Any], Any]] = {
     "fs_attribute": info.FileFsAttributeInformation.unpack,
     "fs_volume": info.FileFsVolumeInformation.unpack,
     "symlink": control.SymlinkError.unpack,
+    "transform": TransformHeader.unpack,
 }
 for _cls in directory.SUPPORTED_CLASSES:
     BUFFER_DECODERS[f"dir_{int(_cls)}"] = (
@@ -195,6 +215,8 @@ BUFFER_SAMPLES: dict[str, bytes] = {
                                                     "NTFS").pack(),
     "fs_volume": info.FileFsVolumeInformation(1, 2, True, "label").pack(),
     "symlink": _symlink(),
+    "transform": crypto.encrypt_message(Cipher.AES_128_GCM, KEY, 0x77, _msg(
+        Command.ECHO, control.EchoResponse().pack())),
 }
 for _cls in directory.SUPPORTED_CLASSES:
     BUFFER_SAMPLES[f"dir_{int(_cls)}"] = _dir_buffer(_cls)
@@ -205,7 +227,7 @@ _INTERESTING = [0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 23, 24, 63, 64, 65, 72, 79, 
 
 
 @st.composite
-def _mutated(draw: st.DrawFn, sample: bytes) -> bytes:
+def mutated(draw: st.DrawFn, sample: bytes) -> bytes:
     data = bytearray(sample)
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["truncate", "field", "byte", "extend", "splice"]))
@@ -263,7 +285,7 @@ def test_message_decoders_random(name: str, decoder: Callable[[bytes], Any], sam
 @given(data=st.data())
 def test_message_decoders_mutated(name: str, decoder: Callable[[bytes], Any], sample: bytes,
                                   data: st.DataObject) -> None:
-    _expect_malformed_only(decoder, data.draw(_mutated(sample)))
+    _expect_malformed_only(decoder, data.draw(mutated(sample)))
 
 
 @pytest.mark.parametrize("name", sorted(BUFFER_SAMPLES))
@@ -277,6 +299,6 @@ def test_buffer_decoders_random(name: str, data: st.DataObject) -> None:
 @FUZZ
 @given(data=st.data())
 def test_buffer_decoders_mutated(name: str, data: st.DataObject) -> None:
-    raw = data.draw(_mutated(BUFFER_SAMPLES[name]))
+    raw = data.draw(mutated(BUFFER_SAMPLES[name]))
     _expect_malformed_only(BUFFER_DECODERS[name], raw)
     _expect_malformed_only(BUFFER_DECODERS[name], memoryview(raw))
