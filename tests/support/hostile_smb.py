@@ -172,6 +172,7 @@ class HostileServer:
         self._scope: trio.CancelScope | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
+        self._env_before: str | None = None
         fd, self._users = tempfile.mkstemp(prefix="hostile-ntlm-")
         with os.fdopen(fd, "w") as f:
             f.write(f":{USER}:{PASSWORD}\n")
@@ -185,6 +186,7 @@ class HostileServer:
     # ------------------------------------------------------------------ lifetime
     def __enter__(self) -> HostileServer:
         # pyspnego's NTLM acceptor reads its users from the file this names.
+        self._env_before = os.environ.get("NTLM_USER_FILE")
         os.environ["NTLM_USER_FILE"] = self._users
         self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
         self._thread.start()
@@ -201,6 +203,10 @@ class HostileServer:
         if self._thread is not None:
             self._thread.join(10)
         os.unlink(self._users)
+        if self._env_before is None:
+            os.environ.pop("NTLM_USER_FILE", None)
+        else:
+            os.environ["NTLM_USER_FILE"] = self._env_before
 
     @property
     def url(self) -> str:
