@@ -37,6 +37,7 @@ from quicfs.smb2.constants import (
     CreateOptions,
     CreateResponseFlags,
     Dialect,
+    ErrorId,
     FileAttributes,
     FileInfoClass,
     FileSystemAttributes,
@@ -50,7 +51,14 @@ from quicfs.smb2.constants import (
     QueryDirectoryFlags,
     SigningAlgorithm,
 )
-from quicfs.smb2.control import EchoResponse, LeaseBreakNotification
+from quicfs.smb2.control import (
+    SYMLINK_ERROR_TAG,
+    SYMLINK_FLAG_RELATIVE,
+    EchoResponse,
+    ErrorContext,
+    ErrorResponse,
+    LeaseBreakNotification,
+)
 from quicfs.smb2.create import CreateResponse
 from quicfs.smb2.directory import DirectoryEntry, QueryDirectoryResponse, pack_directory_entries
 from quicfs.smb2.ea import pack_eas
@@ -106,6 +114,9 @@ class Node:
     #: A directory whose QUERY_DIRECTORY never answers NO_MORE_FILES: each page is new
     #: names, for ever (issue 20 item 6).
     endless: bool = False
+    #: A reparse point: its CREATE is answered STATUS_STOPPED_ON_SYMLINK with this as
+    #: the Symbolic Link Error Response (MS-SMB2 2.2.2.2.1), well formed or not.
+    reparse: bytes | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -321,7 +332,19 @@ def _size(node: Node) -> int:
 
 
 def _attributes(node: Node) -> FileAttributes:
+    if node.reparse is not None:
+        return FileAttributes.ARCHIVE | FileAttributes.REPARSE_POINT
     return FileAttributes.DIRECTORY if node.is_dir else FileAttributes.ARCHIVE
+
+
+def symlink_error(target: str, *, length: int | None = None) -> bytes:
+    """A Symbolic Link Error Response (2.2.2.2.1) naming ``target`` (relative), its
+    SymLinkLength given or right."""
+    paths = target.encode("utf-16-le")
+    size = 24 + 2 * len(paths) if length is None else length
+    return struct.pack("<IIIHHHHHHI", size, SYMLINK_ERROR_TAG, 0xA000000C,
+                       12 + 2 * len(paths), 0, 0, len(paths), len(paths), len(paths),
+                       SYMLINK_FLAG_RELATIVE) + paths * 2
 
 
 def _signed(v: int) -> int:
@@ -498,6 +521,9 @@ class _Connection:
             return Status.MEDIA_WRITE_PROTECTED, _ERROR_BODY, {}
         if disposition not in (CreateDisposition.OPEN, CreateDisposition.OPEN_IF):
             return Status.MEDIA_WRITE_PROTECTED, _ERROR_BODY, {}
+        if node.reparse is not None and not options & CreateOptions.OPEN_REPARSE_POINT:
+            body = ErrorResponse(1, b"", (ErrorContext(ErrorId.DEFAULT, node.reparse),))
+            return Status.STOPPED_ON_SYMLINK, body.pack(), {}
         if options & CreateOptions.DIRECTORY_FILE and not node.is_dir:
             return Status.NOT_A_DIRECTORY, _ERROR_BODY, {}
         if options & CreateOptions.NON_DIRECTORY_FILE and node.is_dir:
@@ -632,4 +658,4 @@ def _name(command: int) -> str:
 
 __all__ = ["PASSWORD", "SHARE", "TIME", "USER", "Behaviour", "HostileServer", "Node",
            "directory", "eas", "entry_bytes", "file", "negotiate_response",
-           "session_setup_body", "tree_connect_body"]
+           "session_setup_body", "symlink_error", "tree_connect_body"]
