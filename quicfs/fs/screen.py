@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 
 from quicfs.client.open import FileStat
@@ -53,9 +52,12 @@ def bad_name(name: str) -> str | None:
     if "\\" in name:
         return "a name with '\\'"
     try:
-        size = len(os.fsencode(name))
-    except UnicodeError:  # (strict UTF-16 decoding leaves no lone surrogate: defensive)
-        return "a name that is not Unicode"
+        # Strict: a lone surrogate (invalid UTF-16 on the wire) is no name; os.fsencode
+        # would make one of U+DC80..U+DCFF a raw byte, and the server could not be
+        # asked for that name again.
+        size = len(name.encode("utf-8"))
+    except UnicodeError:
+        return "a name that is not UTF-16"
     if size > NAME_MAX:
         return f"a name over {NAME_MAX} bytes"
     return None

@@ -134,7 +134,7 @@ def _entry(r: Reader, pos: int, end: int, info_class: int) -> DirectoryEntry:
         short = r.view(24)
         if short_len > 24:
             raise MalformedError(f"directory entry short name of {short_len} bytes")
-        short_name = utf16(short[:short_len])
+        short_name = utf16(short[:short_len], lone_surrogates=True)
         if info_class == FileInfoClass.ID_BOTH_DIRECTORY:
             r.skip(2)
             file_id = r.u64()
@@ -149,7 +149,8 @@ def _entry(r: Reader, pos: int, end: int, info_class: int) -> DirectoryEntry:
 def _name(r: Reader, offset: int, length: int, end: int) -> str:
     if offset + length > end:
         raise MalformedError(f"directory entry name of {length} bytes runs past its entry")
-    return utf16(r.slice(offset, length))
+    # A name that is not UTF-16 costs its entry (fs/screen.py), not the whole page.
+    return utf16(r.slice(offset, length), lone_surrogates=True)
 
 
 def parse_directory_entries(

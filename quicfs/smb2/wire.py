@@ -85,12 +85,14 @@ class Reader:
         return self.buf[offset : offset + length]
 
 
-def utf16(data: bytes | memoryview) -> str:
-    """Decode a UTF-16LE name from the wire; a bad encoding is a malformed message."""
+def utf16(data: bytes | memoryview, *, lone_surrogates: bool = False) -> str:
+    """Decode a UTF-16LE name from the wire; a bad encoding is a malformed message, or
+    with ``lone_surrogates`` kept as such, for the caller to judge one name of many."""
     if len(data) % 2:
         raise MalformedError(f"UTF-16 string of odd length {len(data)}")
     try:
-        return bytes(data).decode("utf-16-le")
+        return bytes(data).decode("utf-16-le", "surrogatepass" if lone_surrogates
+                                  else "strict")
     except UnicodeDecodeError as exc:
         raise MalformedError(f"bad UTF-16 string: {exc}") from None
 

@@ -48,6 +48,8 @@ class _Tree:
         if not self.pages:
             return SimpleNamespace(status=Status.NO_MORE_FILES, message=b"")
         buffer = pack_directory_entries(self.pages.pop(0), FileInfoClass.ID_BOTH_DIRECTORY)
+        # U+FFFF stands for a lone surrogate (invalid UTF-16), which nothing packs.
+        buffer = buffer.replace("\uffff".encode("utf-16-le"), b"\x00\xd8")
         body = QueryDirectoryResponse(memoryview(buffer)).pack()
         return SimpleNamespace(status=Status.SUCCESS, message=bytes(HEADER_SIZE) + body)
 
@@ -96,7 +98,8 @@ async def _list(ops: Operations, monkeypatch: pytest.MonkeyPatch
     return given
 
 
-BAD_NAMES = ["", "a/b", "nul\0x", "back\\slash", ".", "..", "x" * 256, "é" * 128]
+BAD_NAMES = ["", "a/b", "nul\0x", "back\\slash", ".", "..", "x" * 256, "é" * 128,
+             "lone\uffff"]
 
 
 async def test_bad_names_are_skipped_and_the_rest_is_listed(
@@ -118,7 +121,7 @@ async def test_bad_names_are_skipped_and_the_rest_is_listed(
     assert sorted(w.split(" (entry skipped)")[0] for w in warnings) == sorted(
         f"listing with {kind}" for kind in (
             "an empty name", "a name with '/'", "a name with NUL", "a name with '\\'",
-            "a name over 255 bytes"))
+            "a name over 255 bytes", "a name that is not UTF-16"))
     assert "listing with a name with NUL (entry skipped): in /: 'nul\\x00x'" in warnings
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -155,8 +158,8 @@ async def test_a_lookup_with_a_size_past_off_t_answers() -> None:
 def test_bad_name_kinds() -> None:
     assert screen.bad_name("ok name.txt") is None
     assert screen.bad_name("é" * 127 + "e") is None
-    assert screen.bad_name("\udcff") is None  # a byte that is not UTF-8: os.fsencode's
-    assert screen.bad_name("\ud800") == "a name that is not Unicode"
+    assert screen.bad_name("\ud800") == "a name that is not UTF-16"
+    assert screen.bad_name("x\udcff") == "a name that is not UTF-16"
     assert screen.bad_name("x" * 256) == "a name over 255 bytes"
 
 
