@@ -117,6 +117,9 @@ class Node:
     #: A reparse point: its CREATE is answered STATUS_STOPPED_ON_SYMLINK with this as
     #: the Symbolic Link Error Response (MS-SMB2 2.2.2.2.1), well formed or not.
     reparse: bytes | None = None
+    #: A READ of it gets an interim STATUS_PENDING (2.2.1.1, 3.3.4.2) and never its
+    #: final answer (issue 20 item 4).
+    pending: bool = False
 
     @property
     def is_dir(self) -> bool:
@@ -637,6 +640,8 @@ class _Connection:
         handle = self._open_of(msg, 16, related)
         if handle is None:
             return Status.FILE_CLOSED, _ERROR_BODY, {}
+        if handle.node.pending:
+            return Status.PENDING, _ERROR_BODY, {"async_id": next(self.volatile)}
         data = handle.node.data[offset:offset + length]
         if not data:
             return Status.END_OF_FILE, _ERROR_BODY, {}
