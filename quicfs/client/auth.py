@@ -40,8 +40,13 @@ class Authenticator:
             return self._ctx.step(token or None)
         except spnego.exceptions.SpnegoError as exc:
             raise AuthError(f"authentication failed: {_first_line(exc)}") from None
-        except ValueError as exc:
-            raise AuthError(f"authentication failed: {_first_line(exc)}") from None
+        except Exception as exc:
+            # The token is the server's: pyspnego parses it with struct and dict lookups, so
+            # a cut-short or malformed one (a broken or hostile server) surfaces as
+            # struct.error, KeyError, IndexError, ValueError. Whatever it is, this login
+            # failed, and the user is owed one line saying so, not a traceback.
+            raise AuthError("authentication failed: malformed security token from the "
+                            f"server ({type(exc).__name__}: {_first_line(exc)})") from None
 
     @property
     def complete(self) -> bool:
