@@ -7,15 +7,39 @@ reused for a different file while the kernel still holds it: a file id whose old
 was deleted but not yet forgotten gets a fresh local number instead. Lookup counts follow
 the kernel's (FUSE ``lookup`` adds one, ``forget`` takes away); an inode is dropped only
 when its count reaches zero.
+
+A file id alone does not make two names one file: FAT-backed shares give ids that are not
+unique, some servers give 0 (no id at all), and a hostile one may give any. A name joins
+an inode that another name holds only when what the server says of it matches what it
+said last of that inode, as for a hard link, which shares all of it (type, size, times,
+attributes: ``Seen``); otherwise it gets a number of its own. Two names wrongly on one
+inode would serve one file's bytes under the other's name.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quicfs.client.open import FileStat
+
+log = logging.getLogger(__name__)
 
 ROOT_INODE = 1
 #: Numbers we allocate ourselves live above any server file id we expect.
 _FIRST_LOCAL = 1 << 62
+
+#: What every name of one file (its hard links) has in common, as the server says it:
+#: size, creation, write and change times, attributes (the type among them). Not the
+#: access time: a read between two lookups changes it.
+Seen = tuple[int, int, int, int, int]
+
+
+def link_view(st: FileStat) -> Seen:
+    """What the server says of ``st``'s file that each of its hard links must match."""
+    return (st.size, st.creation_ns, st.mtime_ns, st.ctime_ns, int(st.attributes))
 
 
 @dataclass
@@ -23,6 +47,8 @@ class _Entry:
     paths: list[str] = field(default_factory=list)  # its names; empty once all are gone
     lookups: int = 0
     deleted: bool = False
+    #: What the server said of it last (None: nothing yet, any name with its id joins).
+    seen: Seen | None = None
 
 
 class InodeTable:
@@ -34,6 +60,7 @@ class InodeTable:
         #: one with none below it (a file, mostly) moves one name, without a scan.
         self._below: dict[str, int] = {}
         self._next_local = _FIRST_LOCAL
+        self._told_shared_id = False
 
     def _add(self, path: str, inode: int) -> None:
         if path not in self._by_path:
@@ -70,8 +97,9 @@ class InodeTable:
         """The kernel still holds ``inode`` (it has not forgotten every lookup)."""
         return inode in self._by_inode
 
-    def remember(self, path: str, file_id: int = 0) -> int:
-        """The inode for ``path`` (looked up now), counting one kernel reference.
+    def remember(self, path: str, file_id: int = 0, now: Seen | None = None) -> int:
+        """The inode for ``path`` (looked up now, the server saying ``now`` of it),
+        counting one kernel reference.
 
         Names change behind our back (another client renames, or replaces a file): the
         name just looked up becomes the inode's first, the one ``path`` gives, so a file
@@ -83,7 +111,7 @@ class InodeTable:
             self.removed(path)
             inode = None
         if inode is None:
-            inode = self._choose(file_id)
+            inode = self._choose(path, file_id, now)
             entry = self._by_inode.setdefault(inode, _Entry())
             self._add(path, inode)
         else:
@@ -92,27 +120,68 @@ class InodeTable:
             entry.paths.remove(path)
         entry.paths.insert(0, path)
         entry.lookups += 1
+        if now is not None:
+            entry.seen = now
         return inode
 
-    def peek(self, path: str, file_id: int = 0) -> int:
-        """The inode ``path`` has or would get, without a kernel reference (readdir)."""
+    def linked(self, path: str, inode: int, now: Seen | None = None) -> None:
+        """``path`` is a hard link to ``inode`` made through this mount (FUSE ``link``
+        counts one kernel reference): it joins whatever id the server gave it."""
+        entry = self._by_inode[inode]
+        self.removed(path)
+        self._add(path, inode)
+        entry.paths.insert(0, path)
+        entry.lookups += 1
+        entry.deleted = False
+        if now is not None:
+            entry.seen = now
+
+    def peek(self, path: str, file_id: int = 0, now: Seen | None = None) -> int:
+        """The inode ``path`` has or would get, without a kernel reference (readdir);
+        0 for a number not given yet."""
         inode = self._by_path.get(path)
         if inode is not None:
             return inode
-        return file_id if self._id_usable(file_id) else 0
+        return file_id if self._id_usable(file_id, now) else 0
 
-    def _choose(self, file_id: int) -> int:
-        if self._id_usable(file_id):
+    def rival(self, path: str, file_id: int, now: Seen) -> str | None:
+        """A name of the live inode ``file_id`` that ``path`` (not known yet) would join
+        but for what the server says of it: what was seen of that inode may only be
+        stale (a write since), so the caller may ask the server about that name again
+        (``saw``) before ``remember`` decides."""
+        if path in self._by_path or self._id_usable(file_id, now):
+            return None
+        held = self._by_inode.get(file_id)
+        if held is None or held.deleted or not held.paths or held.seen is None:
+            return None
+        return held.paths[0]
+
+    def saw(self, inode: int, now: Seen) -> None:
+        """The server says ``now`` of ``inode`` (asked through one of its names)."""
+        entry = self._by_inode.get(inode)
+        if entry is not None:
+            entry.seen = now
+
+    def _choose(self, path: str, file_id: int, now: Seen | None) -> int:
+        if self._id_usable(file_id, now):
             return file_id  # new, or another name of a live file (a hard link)
+        held = self._by_inode.get(file_id)
+        if held is not None and not held.deleted and not self._told_shared_id:
+            self._told_shared_id = True
+            log.warning("the server gives %r the file id of %r, which it describes "
+                        "otherwise: each keeps an inode of its own (this is logged once)",
+                        path, held.paths[0] if held.paths else "a deleted file")
         inode = self._next_local
         self._next_local += 1
         return inode
 
-    def _id_usable(self, file_id: int) -> bool:
+    def _id_usable(self, file_id: int, now: Seen | None = None) -> bool:
         if file_id <= ROOT_INODE or file_id >= _FIRST_LOCAL:
-            return False
+            return False  # 0: no id at all (FAT); 1: the root's
         held = self._by_inode.get(file_id)
-        return held is None or not held.deleted
+        if held is None:
+            return True
+        return not held.deleted and (now is None or held.seen is None or held.seen == now)
 
     def forget(self, inode: int, count: int) -> None:
         entry = self._by_inode.get(inode)

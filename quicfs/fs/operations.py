@@ -34,7 +34,7 @@ from quicfs.errors import ConnectionLost, QuicfsError, SMBError
 from quicfs.fs import mountflags, posixacl, symlinks
 from quicfs.fs.attrs import posix_attrs
 from quicfs.fs.caller import in_group_or_root
-from quicfs.fs.inodes import ROOT_INODE, InodeTable, join
+from quicfs.fs.inodes import ROOT_INODE, InodeTable, join, link_view
 from quicfs.fs.listing import Listing
 from quicfs.fs.pagecache import PageCache
 from quicfs.fs.readahead import ReadAhead
@@ -463,6 +463,24 @@ class Operations(pyfuse3.Operations):
         except SMBError:
             return None
 
+    async def _remember(self, path: str, st: FileStat) -> int:
+        """``path``'s inode (the server saying ``st`` of it), one kernel reference
+        counted. A name joins the inode of another with its file id only when the
+        server describes both alike (inodes.py); what we saw of that other may be stale
+        (written since), so that name is asked about again first."""
+        now = link_view(st)
+        other = self.inodes.rival(path, st.file_id, now)
+        if other is not None:
+            try:
+                fresh = await self.share.stat(
+                    other, lease=self.cache.writing_lease(st.file_id))
+            except SMBError as exc:
+                log.debug("%s, another name of file id %d: %s", other, st.file_id, exc)
+            else:
+                if fresh.file_id == st.file_id:
+                    self.inodes.saw(st.file_id, link_view(fresh))
+        return self.inodes.remember(path, st.file_id, now)
+
     async def _entry_for(self, inode: int, path: str, st: FileStat
                          ) -> pyfuse3.EntryAttributes:
         entry = self._entry(inode, st)
@@ -497,7 +515,7 @@ class Operations(pyfuse3.Operations):
                     self.inodes.removed(path)  # gone or renamed by another client
                 return self._negative()
             raise
-        inode = ROOT_INODE if path == self.root else self.inodes.remember(path, st.file_id)
+        inode = ROOT_INODE if path == self.root else await self._remember(path, st)
         self._hold_dir(inode, st)
         return await self._entry_for(inode, path, st)
 
@@ -799,17 +817,18 @@ class Operations(pyfuse3.Operations):
                     return
                 continue
             path = join(here, name)
-            inode = self.inodes.peek(path, st.file_id) or 0
-            if self._lx_wanted(st, inode):
+            if self._lx_wanted(st, self.inodes.peek(path, st.file_id, link_view(st))):
                 await self._fetch_lx(listing, i - 1)
                 st = listing.entries[i - 1][1]
+            # An entry handed over counts as a lookup for the kernel (readdirplus); one
+            # that does not fit is none.
+            inode = await self._remember(path, st)
             attrs = self._entry(inode, st)
             if st.size == symlinks.FILE_SIZE and not st.is_dir:
                 attrs = await self._entry_for(inode, path, st)
             if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, i):
+                self.forget([(inode, 1)])
                 return
-            # An entry handed over counts as a lookup for the kernel (readdirplus).
-            self.inodes.remember(path, st.file_id)
         # Read to the end with nothing changed through the mount meanwhile: reusable for
         # the rest of actimeo.
         if listing.generation == self._generation:
@@ -831,7 +850,8 @@ class Operations(pyfuse3.Operations):
                 if not _ASIDE.fullmatch(name := listing.entries[j][0])
                 and name not in (".", "..")
                 and self._lx_wanted(listing.entries[j][1], self.inodes.peek(
-                    join(listing.path, name), listing.entries[j][1].file_id) or 0)]
+                    join(listing.path, name), listing.entries[j][1].file_id,
+                    link_view(listing.entries[j][1])))]
 
         async def fetch(j: int) -> None:
             name, st = listing.entries[j]
@@ -859,7 +879,7 @@ class Operations(pyfuse3.Operations):
         eas = await self._creation_eas(parent_inode, stat.S_IFDIR | mode, ctx)
         st = await self.share.mkdir(path, eas=eas)
         self._entries_changed(parent_inode, links=True)
-        return self._entry(self.inodes.remember(path, st.file_id), st)
+        return self._entry(await self._remember(path, st), st)
 
     @fuse_errors
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any
@@ -879,7 +899,7 @@ class Operations(pyfuse3.Operations):
         eas = await self._creation_eas(parent_inode, mode, ctx, rdev=rdev if device else None)
         st = await self.share.make_empty(path, eas)
         self._entries_changed(parent_inode)
-        return self._entry(self.inodes.remember(path, st.file_id), st)
+        return self._entry(await self._remember(path, st), st)
 
     @fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
@@ -989,7 +1009,7 @@ class Operations(pyfuse3.Operations):
         eas = await self._creation_eas(parent_inode, stat.S_IFLNK | 0o777, ctx, mode=None)
         st = await self.share.create_small(path, data, eas=eas)
         self._entries_changed(parent_inode)
-        entry = self._entry(self.inodes.remember(path, st.file_id), st)
+        entry = self._entry(await self._remember(path, st), st)
         entry.st_mode = stat.S_IFLNK | 0o777
         entry.st_size = len(target)
         return entry
@@ -1010,8 +1030,9 @@ class Operations(pyfuse3.Operations):
         self._touched(inode)
         st = await self.share.link(src, dst)
         self._entries_changed(new_parent_inode)
-        self.inodes.remember(dst, st.file_id)
-        # Both names are one file: the kernel expects the same inode back.
+        # Both names are one file: the kernel expects the same inode back, whatever id
+        # the server gives the new name.
+        self.inodes.linked(dst, inode, link_view(st))
         return await self._entry_for(inode, dst, st)
 
     # ------------------------------------------------------------------ files
@@ -1089,7 +1110,7 @@ class Operations(pyfuse3.Operations):
             st = await self._stat(path)
         elif meta is not None:
             st = dataclasses.replace(st, lx=meta)
-        inode = self.inodes.remember(path, st.file_id)
+        inode = await self._remember(path, st)
         if self.cache.key_of(inode) not in (None, handle.lease_key):
             # The server gave the new file a number an old one had (ext4 reuses them):
             # the inode's lease bookkeeping was the old file's.

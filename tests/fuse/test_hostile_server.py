@@ -321,9 +321,6 @@ def test_times_out_of_range_are_listed_and_stat_able(hostile):
 
 
 # ---------------------------------------------------------------------- file ids
-@pytest.mark.xfail(strict=True, reason="issue 20 item 9: two names with one FileId share "
-                   "an inode, and the first read serves the other file's bytes (silent "
-                   "corruption: 'one' reads b'second file')")
 def test_two_files_with_one_file_id_keep_their_own_data(hostile):
     """Two names with the same IndexNumber are two files to a server that says so:
     each name still reads its own bytes, whatever the inode table makes of them."""
@@ -337,8 +334,6 @@ def test_two_files_with_one_file_id_keep_their_own_data(hostile):
     h.assert_healthy()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 9: once 'd' is listed, 'same-a' "
-                   "reads the bytes of 'd/same-b', which has its FileId (silent corruption)")
 def test_file_id_of_a_known_file_in_another_directory(hostile):
     """A listed entry whose FileId is that of a file looked up before, elsewhere."""
     h = hostile(file("same-a", b"a side\n", file_id=4243),
@@ -349,6 +344,17 @@ def test_file_id_of_a_known_file_in_another_directory(hostile):
     assert sorted(got.names) == [b"other", b"same-b"]
     assert call("read", h.path / "d" / "same-b") == b"b side, longer\n"
     assert call("read", h.path / "same-a") == b"a side\n"
+    h.assert_healthy()
+
+
+def test_one_file_id_described_alike_is_a_hard_link(hostile):
+    """Two names with one FileId that the server describes alike (size, times,
+    attributes) are two names of one file, as on an honest server: one inode."""
+    h = hostile(file("link-a", b"linked\n", file_id=4244),
+                file("link-b", b"linked\n", file_id=4244))
+    got = h.listing()
+    assert got.stats[b"link-a"][3] == got.stats[b"link-b"][3]  # type: ignore[index]
+    assert call("read", h.path / "link-b") == b"linked\n"
     h.assert_healthy()
 
 

@@ -120,3 +120,57 @@ def test_renames_match_a_full_scan_of_the_table():
                 p = p.rpartition("/")[0]
                 below[p] = below.get(p, 0) + 1
         assert t._below == {k: v for k, v in below.items() if k in below}, step
+
+
+# What the server says of a file (inodes.link_view): size, creation, write and change
+# times, attributes.
+FILE = (11, 1, 2, 3, 0x20)
+OTHER = (20, 1, 2, 3, 0x20)
+
+
+def test_one_file_id_described_otherwise_is_another_file(caplog):
+    """A server giving two files one id (FAT-backed shares, a hostile server): the
+    second name gets a number of its own, and each name stays on its own file."""
+    t = InodeTable()
+    one = t.remember("one", 4242, FILE)
+    two = t.remember("two", 4242, OTHER)
+    assert one == 4242 and two not in (one, 0)
+    assert (t.path(one), t.path(two)) == ("one", "two")
+    assert t.remember("one", 4242, FILE) == one and t.remember("two", 4242, OTHER) == two
+    t.remember("three", 4242, (1, 1, 1, 1, 0))
+    warned = [r for r in caplog.records if "file id" in r.getMessage()]
+    assert len(warned) == 1  # logged once
+    assert t.peek("four", 4242, OTHER) == 0  # not given out yet, and not 4242
+
+
+def test_hard_links_share_an_inode_when_described_alike():
+    t = InodeTable()
+    a = t.remember("a", 500, FILE)
+    assert t.rival("b", 500, FILE) is None and t.peek("b", 500, FILE) == 500
+    assert t.remember("b", 500, FILE) == a
+    assert sorted(t.names(a)) == ["a", "b"]
+
+
+def test_a_stale_description_is_asked_again_before_a_new_name_is_split_off():
+    """Written since it was seen: the caller asks the other name again (rival, saw)."""
+    t = InodeTable()
+    a = t.remember("a", 600, FILE)
+    assert t.rival("b", 600, OTHER) == "a"
+    t.saw(a, OTHER)  # the server now says of 'a' what it says of 'b'
+    assert t.rival("b", 600, OTHER) is None
+    assert t.remember("b", 600, OTHER) == a
+
+
+def test_file_id_zero_is_no_id():
+    t = InodeTable()
+    a, b = t.remember("a", 0, FILE), t.remember("b", 0, FILE)
+    assert a != b and a > ROOT_INODE and b > ROOT_INODE
+
+
+def test_a_link_made_here_joins_its_inode_whatever_id_it_gets():
+    t = InodeTable()
+    a = t.remember("a", 0, FILE)
+    t.linked("b", a, FILE)
+    assert t.inode_of("b") == a and sorted(t.names(a)) == ["a", "b"]
+    t.forget(a, 1)
+    assert t.inode_of("b") == a  # one reference left (the link's)
