@@ -30,7 +30,7 @@ from quicfs.client.directory import DirectoryReader
 from quicfs.client.interrupt import calling
 from quicfs.client.open import FileStat, Open
 from quicfs.client.share import Share, create_mode
-from quicfs.errors import ConnectionLost, QuicfsError, SMBError
+from quicfs.errors import ConnectionLost, MalformedError, QuicfsError, SMBError
 from quicfs.fs import mountflags, posixacl, symlinks
 from quicfs.fs.attrs import posix_attrs
 from quicfs.fs.caller import in_group_or_root
@@ -394,8 +394,33 @@ class Operations(pyfuse3.Operations):
         self._listings.clear()
 
     async def _stat(self, path: str) -> FileStat:
-        return await self.share.stat(path, lx=self.opts.metadata,
-                                     lease=self.cache.writing_lease(self.inodes.inode_of(path)))
+        lease = self.cache.writing_lease(self.inodes.inode_of(path))
+        try:
+            return await self.share.stat(path, lx=self.opts.metadata, lease=lease)
+        except MalformedError as exc:
+            if not self.opts.metadata:
+                raise
+            # Perhaps only its EA list is broken: asked again without it, the file
+            # keeps its name and shows the mount's defaults (a broken answer to the
+            # rest still fails).
+            st = await self.share.stat(path, lease=lease)
+            return dataclasses.replace(st, lx=self._no_lx(path, exc))
+
+    def _no_lx(self, path: str, exc: QuicfsError) -> LxMeta:
+        """The Linux metadata of a file whose EA list the server sent malformed: none
+        (the mount's defaults), logged by kind."""
+        self.screen.refused.note("an EA list that is malformed (the file shows the "
+                                 "mount's defaults)", lambda: f"{path or '/'}: {exc}",
+                                 time.monotonic())
+        return LxMeta()
+
+    async def _lx_of(self, path: str, eas: Awaitable[list[tuple[bytes, bytes]]]) -> LxMeta:
+        """The Linux metadata ``eas`` (a query of ``path``'s EAs) hold; a malformed
+        list costs the file its metadata only."""
+        try:
+            return lxmeta.decode(await eas)
+        except MalformedError as exc:
+            return self._no_lx(path, exc)
 
     def _lx_known(self, inode: int, *, fresh: bool) -> LxMeta | None:
         """What we know of ``inode``'s Linux metadata (``fresh``: read within actimeo)."""
@@ -410,7 +435,8 @@ class Operations(pyfuse3.Operations):
         if known is None:
             fhs = self.handles_of.get(inode)
             if fhs:  # (which works once every name of it is gone, too)
-                known = lxmeta.decode(await self.files[next(iter(fhs))].get_eas())
+                handle = self.files[next(iter(fhs))]
+                known = await self._lx_of(handle.name, handle.get_eas())
             else:
                 known = (await self._stat(self.inodes.path(inode))).lx or LxMeta()
             self._lx[inode] = (known, trio.current_time())
@@ -536,7 +562,8 @@ class Operations(pyfuse3.Operations):
                                     file_id=info.index_number, nlink=info.number_of_links)
             if self.opts.metadata and st.ea_size \
                     and self._lx_known(inode, fresh=True) is None:
-                st = dataclasses.replace(st, lx=lxmeta.decode(await handle.get_eas()))
+                st = dataclasses.replace(st, lx=await self._lx_of(handle.name,
+                                                                  handle.get_eas()))
             self._hold(inode, st)
             return self._entry(inode, st)
         if self.inodes.names(inode) == [] and inode != ROOT_INODE:
@@ -656,7 +683,8 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
-        eas = await self.share.get_eas(self.inodes.path(inode))
+        path = self.inodes.path(inode)
+        eas = self.screen.eas(path, await self.share.get_eas(path))
         names = [USER_XATTR + stored for stored, _ in eas if not lxmeta.reserved(stored)]
         if self.opts.metadata:
             meta = lxmeta.decode(eas)
@@ -856,8 +884,9 @@ class Operations(pyfuse3.Operations):
         async def fetch(j: int) -> None:
             name, st = listing.entries[j]
             try:
-                eas = await self.share.get_eas(join(listing.path, name))
-                listing.entries[j] = (name, dataclasses.replace(st, lx=lxmeta.decode(eas)))
+                path = join(listing.path, name)
+                lx = await self._lx_of(path, self.share.get_eas(path))
+                listing.entries[j] = (name, dataclasses.replace(st, lx=lx))
             except SMBError as exc:  # gone meanwhile: listed as it was
                 log.debug("EAs of listed %s: %s", name, exc)
 

@@ -113,6 +113,21 @@ class Screen:
                                   time.monotonic())
         return kept
 
+    def eas(self, path: str, eas: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """``path``'s EAs whose names may be listed: listxattr(2) separates names with
+        NUL, so one with a NUL in it would list two, the second any name the server
+        likes (security.capability); an empty one would list as the bare prefix. An EA
+        name is neither (MS-FSCC 2.4.15: a NUL ends it, EaNameLength counts from 1)."""
+        kept = []
+        for name, value in eas:
+            if name and b"\0" not in name:
+                kept.append((name, value))
+            else:
+                self.refused.note("an EA name that is empty or holds a NUL (not listed)",
+                                  lambda name=name: f"on {path or '/'}: {name[:80]!r}",
+                                  time.monotonic())
+        return kept
+
     def attrs(self, st: FileStat) -> FileStat:
         """``st`` as the kernel may take it; what had to be bounded is logged."""
         why = unbounded(st)

@@ -380,8 +380,6 @@ def test_malformed_metadata_eas_are_ignored(hostile):
     h.assert_healthy()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 9: with metadata, one file's EA list "
-                   "that overruns its buffer (MalformedError) fails the whole listing: EIO")
 def test_overrunning_ea_list_costs_that_file_its_metadata_only(hostile):
     h = hostile(file("bad-list", b"list\n", eas=_bad_ea_list()), options=",metadata")
     got = h.listing()
@@ -551,9 +549,6 @@ def _raw_ea(name: bytes, value: bytes, *, last: bool = True) -> bytes:
 _LISTXATTR = "import os, sys; print(repr(os.listxattr(sys.argv[1], follow_symlinks=False)))"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 9: an EA name with a NUL in it "
-                   "splits in listxattr(2) into two names, the second outside user.* ("
-                   "'security.capability' here), and an empty EA name is listed as 'user.'")
 def test_bad_ea_names_are_not_listed(hostile):
     """EA names as a hostile server sends them: one with a NUL (listxattr's separator)
     before a name of another namespace, an empty one; and a 60,000-byte value beside
