@@ -454,6 +454,22 @@ def plots(cells: list[Cell], links: list[Link], tools: list[str], out: Path) -> 
     return written
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def code_version() -> str:
+    """The commit of the quicfs this runs, and whether quicfs/ differs from it."""
+    here = Path(sys.modules["tests.support.gateway"].__file__ or ".").parents[2]
+    git = ["git", "-C", str(here)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "quicfs"], capture_output=True,
+                           text=True).stdout.strip()
+    return (f"{here}: {head or 'unknown'}"
+            f"{' with uncommitted changes in quicfs/' if dirty else ''}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size-mib", type=int, default=64)
@@ -472,9 +488,13 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # SIGTERM and Ctrl-C (even when started in the background) unwind through the
+    # `with`s: mounts, servers, the forwarder and the namespaces go.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     report: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                 "command": " ".join(sys.argv), "links": {}}
+                                 "command": " ".join(sys.argv), "code": code_version(),
+                                 "links": {}}
     cells: list[Cell] = []
     with Topology() as net:
         if args.tcp_cc:
@@ -485,7 +505,7 @@ def main() -> None:
         print(f"forwarder ceiling (no delay, no rate): TCP {ceil['tcp_up_mbit']:.0f} up "
               f"(forwarder at {ceil['forwarder_cpu_up']:.0%} of a core), "
               f"{ceil['tcp_down_mbit']:.0f} down; UDP {ceil['udp_up_mbit']:.0f} Mbit/s; "
-              f"TCP congestion control {report['tcp_cc']}", flush=True)
+              f"TCP congestion control {report['tcp_cc']}; code {report['code']}", flush=True)
         bench = Bench(net, args)
         try:
             bench.start()

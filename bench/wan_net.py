@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -91,6 +92,7 @@ class Topology:
             subprocess.run(["ip", "-n", ns, "link", "del", DEV], capture_output=True)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self._made.clear()
+        shutil.rmtree(self.work, ignore_errors=True)
 
     def __enter__(self) -> Topology:
         try:
