@@ -517,7 +517,7 @@ def main() -> None:
                 cells += bench.link_cells(link, tools, set(args.repeat_cells.split(",")))
                 after = net.counters()
                 report["links"][link.name] = {  # type: ignore[index]
-                    "settings": asdict(link), "validation": v,
+                    "settings": asdict(link), "validation": v, "load": os.getloadavg(),
                     "forwarder": {"before": before, "after": after}}
         finally:
             bench.stop()
