@@ -368,9 +368,15 @@ def ceiling(net: Topology, seconds: float) -> dict[str, float]:
     out: dict[str, float] = {}
     for up in (True, False):
         way = "up" if up else "down"
-        cpu0, t0 = net.forwarder_cpu(), time.monotonic()
+        cpu0, t0, c0 = net.forwarder_cpu(), time.monotonic(), net.counters()
         out[f"tcp_{way}_mbit"] = tcp_blast(net, seconds, upload=up)
-        out[f"forwarder_cpu_{way}"] = (net.forwarder_cpu() - cpu0) / (time.monotonic() - t0)
+        cpu, c1 = net.forwarder_cpu() - cpu0, net.counters()
+        out[f"forwarder_cpu_{way}"] = cpu / (time.monotonic() - t0)
+        packets = sum(c1[d]["packets"] - c0[d]["packets"] for d in ("ab", "ba"))
+        out[f"forwarder_us_per_packet_{way}"] = cpu / max(packets, 1) * 1e6
+        # What a whole core of forwarder would carry of this flow (its ACKs included).
+        out[f"forwarder_core_mbit_{way}"] = (out[f"tcp_{way}_mbit"]
+                                             / max(out[f"forwarder_cpu_{way}"], 1e-3))
     count = int(300_000 * seconds)
     _, out["udp_up_mbit"] = udp_stream(net, count=count, size=1372, pps=None)
     net.stop_link()
@@ -421,37 +427,69 @@ def plots(cells: list[Cell], links: list[Link], tools: list[str], out: Path) -> 
     by = {(c.link, c.tool, c.op): c.median for c in cells if c.runs}
     series = [(t, op) for t in tools
               for op in (("read", "write") if t.startswith("mount") else ("get", "put"))]
-    groups = {
-        "wan-loss.png": ("Throughput against random loss, 50 ms RTT, 100 Mbit/s",
-                         [lk for lk in links if lk.rtt_ms == 50 and lk.rate_mbit == 100]),
-        "wan-rtt.png": ("Throughput against round trip (each link's capacity drawn)",
-                        sorted(links, key=lambda lk: (lk.rtt_ms, lk.loss))),
-    }
     written = []
-    for fname, (title, group) in groups.items():
-        if not group:
-            continue
-        fig, ax = plt.subplots(figsize=(10, 5))
+    lossy = sorted((lk for lk in links if lk.rtt_ms == 50 and lk.rate_mbit == 100),
+                   key=lambda lk: lk.loss)
+    if lossy:
+        # Against loss: one line per tool, the link's capacity across.
+        fig, ax = plt.subplots(figsize=(9, 5))
+        xs = range(len(lossy))
+        for t, op in series:
+            ys = [by.get((lk.name, t, op)) for lk in lossy]
+            ax.plot(xs, [y if y is not None else float("nan") for y in ys],
+                    marker="o", linestyle="-" if op in ("get", "read") else "--",
+                    label=f"{t} {op}")
+        cap = lossy[0].capacity_mb_s
+        if cap:
+            ax.axhline(cap, color="black", linewidth=2, label="link capacity")
+        ax.set_xticks(list(xs), [f"{lk.loss * 100:g} %" for lk in lossy])
+        ax.set_xlabel("random loss, each way")
+        written.append(_finish(fig, ax, "Throughput against random loss (50 ms RTT, "
+                               "100 Mbit/s)", out / "wan-loss.png"))
+    clean = sorted(links, key=lambda lk: (lk.rtt_ms, lk.loss))
+    if clean:
+        # Against round trip: bars per link, each link's capacity drawn over its group.
+        fig, ax = plt.subplots(figsize=(11, 5))
         width = 0.8 / len(series)
         for i, (t, op) in enumerate(series):
-            ys = [by.get((lk.name, t, op), 0.0) for lk in group]
-            xs = [j + (i - len(series) / 2 + 0.5) * width for j in range(len(group))]
-            ax.bar(xs, ys, width, label=f"{t} {op}")
-        for j, lk in enumerate(group):
+            ys = [by.get((lk.name, t, op), 0.0) for lk in clean]
+            bx = [j + (i - len(series) / 2 + 0.5) * width for j in range(len(clean))]
+            ax.bar(bx, ys, width, label=f"{t} {op}")
+        for j, lk in enumerate(clean):
             if lk.capacity_mb_s:
                 ax.hlines(lk.capacity_mb_s, j - 0.45, j + 0.45, colors="black",
-                          linestyles="dashed", label="link capacity" if j == 0 else None)
-        ax.set_xticks(range(len(group)), [lk.name for lk in group])
-        ax.set_ylabel("MB/s (log)")
-        ax.set_yscale("log")
-        ax.set_title(title)
-        ax.legend(fontsize=7, ncol=3)
-        fig.tight_layout()
-        path = out / fname
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+                          linewidth=2, label="link capacity" if j == 0 else None)
+        ax.set_xticks(range(len(clean)), [lk.name for lk in clean])
+        written.append(_finish(fig, ax, "Throughput on each link (RTT/rate/loss)",
+                               out / "wan-rtt.png"))
     return written
+
+
+def _finish(fig, ax, title: str, path: Path) -> Path:
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.set_ylabel("MB/s (log scale)")
+    ax.set_title(title)
+    ax.grid(True, which="both", axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def replot(path: Path, out: Path) -> None:
+    report = json.loads(path.read_text())
+    links = [Link(**v["settings"]) for v in report["links"].values()]
+    cells = [Cell(c["link"], c["tool"], c["op"], [Run(**r) for r in c["runs"]],
+                  c["failures"]) for c in report["cells"]]
+    tools = list(dict.fromkeys(c.tool for c in cells))
+    print(markdown(cells, links, tools))
+    print("wrote", *plots(cells, links, tools, out))
 
 
 def _interrupt(*_: object) -> None:
@@ -482,7 +520,11 @@ def main() -> None:
                    help="LINK:TOOL:OP,... run --repeat times")
     p.add_argument("--tcp-cc", help="TCP congestion control in both namespaces")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--replot", metavar="WAN.JSON", help="only redraw table and plots of a run")
     args = p.parse_args()
+    if args.replot:
+        replot(Path(args.replot), Path(args.out))
+        return
     links = [lk for lk in LINKS if not args.links or lk.name in args.links.split(",")]
     tools = args.tools.split(",")
     out = Path(args.out)
@@ -503,7 +545,9 @@ def main() -> None:
         report["tcp_cc"] = net.sysctl(net.cli, "net.ipv4.tcp_congestion_control")
         report["ceiling"] = ceil = ceiling(net, 3.0)
         print(f"forwarder ceiling (no delay, no rate): TCP {ceil['tcp_up_mbit']:.0f} up "
-              f"(forwarder at {ceil['forwarder_cpu_up']:.0%} of a core), "
+              f"(forwarder at {ceil['forwarder_cpu_up']:.0%} of a core, "
+              f"{ceil['forwarder_us_per_packet_up']:.1f} us a packet: one core would carry "
+              f"~{ceil['forwarder_core_mbit_up']:.0f} Mbit/s of data), "
               f"{ceil['tcp_down_mbit']:.0f} down; UDP {ceil['udp_up_mbit']:.0f} Mbit/s; "
               f"TCP congestion control {report['tcp_cc']}; code {report['code']}", flush=True)
         bench = Bench(net, args)
