@@ -42,6 +42,7 @@ from quicfs.smb2.constants import (
     OplockLevel,
     ShareAccess,
 )
+from quicfs.smb2.control import ErrorResponse, SymlinkError
 from quicfs.smb2.create import (
     CreateRequest,
     CreateResponse,
@@ -225,15 +226,20 @@ class Share:
         return replies
 
     async def stat(self, path: str, *, lx: bool = False,
-                   lease: tuple[bytes, LeaseState] | None = None) -> FileStat:
+                   lease: tuple[bytes, LeaseState] | None = None,
+                   link: bool = False) -> FileStat:
         """``path``'s attributes; with ``lx`` its Linux owner and mode too (its EAs,
         asked for in the same compound: quicfs.smb2.lxmeta). With ``lease`` (key, state),
         the file's lease held by our opens, the open is made under it: it then breaks
-        none of our caching (3.3.5.9.8)."""
+        none of our caching (3.3.5.9.8). A symbolic link the server will not follow
+        (a Windows reparse point: STATUS_STOPPED_ON_SYMLINK) is the link's own, as
+        lstat(2) gives them (``link``: opened as a reparse point, 2.2.13)."""
         access = AccessMask.FILE_READ_ATTRIBUTES
         if lx:
             access |= AccessMask.FILE_READ_EA
-        create = self._create(path, access=access, disposition=CreateDisposition.OPEN)
+        create = self._create(path, access=access, disposition=CreateDisposition.OPEN,
+                              options=CreateOptions.OPEN_REPARSE_POINT if link
+                              else CreateOptions.NONE)
         if lease is not None:
             create = replace(create, oplock_level=OplockLevel.LEASE, contexts=(
                 LeaseRequestV2(lease_key=lease[0], state=lease[1]),))
@@ -243,10 +249,12 @@ class Share:
             replies = await self._on_path(create, self._query_all(), self._query_eas(),
                                           allow=(Status.NO_EAS_ON_FILE,))
         except SMBError as exc:
+            if exc.status == Status.STOPPED_ON_SYMLINK and not link:
+                return await self.stat(path, lx=lx, lease=lease, link=True)
             if lease is None or exc.status != Status.INVALID_PARAMETER:
                 raise
             # The key is tied to another file than the name's now (3.3.5.9.8).
-            return await self.stat(path, lx=lx)
+            return await self.stat(path, lx=lx, link=link)
         return replace(self._stat_of(path, replies[1]), lx=lxmeta.decode(_eas_of(replies[2])))
 
     @staticmethod
@@ -268,6 +276,20 @@ class Share:
         name = path.rstrip("/").rsplit("/", 1)[-1]
         return FileStat.from_info(name, info, file_id=info.index_number,
                                   nlink=info.number_of_links)
+
+    async def symlink_error(self, path: str) -> SymlinkError:
+        """What the server says of the symbolic link ``path`` is, one it will not follow
+        (a Windows reparse point): the Symbolic Link Error Response of a CREATE stopped
+        on it (MS-SMB2 2.2.2.2.1). SMBError(NOT_A_REPARSE_POINT) if it opens after all
+        (closed again), MalformedError if that response is."""
+        create = self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES,
+                              disposition=CreateDisposition.OPEN)
+        reply = await self.tree.request(create, allowed=(Status.STOPPED_ON_SYMLINK,))
+        if reply.status == Status.STOPPED_ON_SYMLINK:
+            return ErrorResponse.unpack(reply.message).symlink()
+        created = CreateResponse.unpack(reply.message)
+        await Open(self.tree, created.file_id, path, created).close()
+        raise SMBError(Status.NOT_A_REPARSE_POINT)
 
     async def read_head(self, path: str, length: int) -> bytes:
         """Up to ``length`` bytes from the start of a small file, in one round trip

@@ -119,6 +119,13 @@ def _acl_entries(value: bytes | None) -> list[posixacl.Entry] | None:
         return None
 
 
+def _may_be_link(st: FileStat) -> bool:
+    """Whether ``st`` may be a symbolic link's: a reparse point, or a file of an
+    mfsymlink's size (quicfs/fs/symlinks.py)."""
+    return bool(st.attributes & FileAttributes.REPARSE_POINT) \
+        or (not st.is_dir and st.size == symlinks.FILE_SIZE)
+
+
 def _find_ea(eas: list[tuple[bytes, bytes]], key: bytes) -> bytes | None:
     """The value of EA ``key``; SMB compares EA names without regard to case."""
     for stored, value in eas:
@@ -478,15 +485,27 @@ class Operations(pyfuse3.Operations):
         return lxmeta.encode(dataclasses.replace(meta, **fields))
 
     async def _link_target(self, path: str, st: FileStat) -> bytes | None:
-        """The target if ``path`` is an mfsymlink file (only 1067-byte files are read)."""
-        if st.is_dir or st.size != symlinks.FILE_SIZE:
+        """The target if ``path`` is a symbolic link: an mfsymlink file (only 1067-byte
+        files are read) or a reparse point."""
+        if not _may_be_link(st):
             return None
         return await self._read_link(path)
 
     async def _read_link(self, path: str) -> bytes | None:
         try:
             return symlinks.decode(await self.share.read_head(path, symlinks.FILE_SIZE))
-        except SMBError:
+        except SMBError as exc:
+            if exc.status != Status.STOPPED_ON_SYMLINK:
+                return None
+        # A link the server will not follow (a Windows reparse point): it names the
+        # target when asked (MS-SMB2 2.2.2.2.1). One we cannot read or Linux cannot
+        # hold is shown as the file it is; opening it fails with ELOOP.
+        try:
+            return symlinks.from_reparse(await self.share.symlink_error(path))
+        except (SMBError, MalformedError, ValueError) as exc:
+            self.screen.refused.note("a symbolic link whose target cannot be shown (a "
+                                     "file to us)", lambda exc=exc: f"{path}: {exc}",
+                                     time.monotonic())
             return None
 
     async def _remember(self, path: str, st: FileStat) -> int:
@@ -852,7 +871,7 @@ class Operations(pyfuse3.Operations):
             # that does not fit is none.
             inode = await self._remember(path, st)
             attrs = self._entry(inode, st)
-            if st.size == symlinks.FILE_SIZE and not st.is_dir:
+            if _may_be_link(st):
                 attrs = await self._entry_for(inode, path, st)
             if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, i):
                 self.forget([(inode, 1)])

@@ -158,6 +158,8 @@ _ERRNO: dict[int, int] = {
     Status.NETWORK_SESSION_EXPIRED: errno.EIO,
     Status.NOT_A_REPARSE_POINT: errno.EINVAL,
     Status.STOPPED_ON_SYMLINK_ERR: errno.ELOOP,
+    # A link the server would not follow for us: what O_NOFOLLOW meets on one.
+    Status.STOPPED_ON_SYMLINK: errno.ELOOP,
     Status.QUOTA_EXCEEDED: errno.EDQUOT,
     Status.DUPLICATE_NAME: errno.EEXIST,
     Status.NAME_TOO_LONG: errno.ENAMETOOLONG,
@@ -203,5 +205,7 @@ def errno_for_status(status: int) -> int:
 
 
 def is_error(status: int) -> bool:
-    """Severity bits 0b11 are errors (MS-ERREF 2.3); warnings (0b10) carry data."""
-    return (status >> 30) == 0b11
+    """Severity bits 0b11 are errors (MS-ERREF 2.3); warnings (0b10) carry data, but for
+    STATUS_STOPPED_ON_SYMLINK, a failed CREATE whose body is an ERROR response (MS-SMB2
+    2.2.2, 2.2.2.2.1): never one to decode as the request's answer."""
+    return (status >> 30) == 0b11 or status == Status.STOPPED_ON_SYMLINK

@@ -511,11 +511,6 @@ def test_pending_for_ever_times_out_on_a_soft_mount(hostile):
 
 
 # ---------------------------------------------------------------------- reparse points
-@pytest.mark.xfail(strict=True, reason="issue 20 item 9: a CREATE answered "
-                   "STATUS_STOPPED_ON_SYMLINK (a warning that carries its error body, MS-SMB2 "
-                   "2.2.2.2.1) is decoded as a CREATE response: EIO, and 'CREATE response "
-                   "StructureSize 9, expected 89' logged, for a well-formed link and a "
-                   "malformed or huge one alike")
 def test_reparse_point_symlinks_are_not_protocol_errors(hostile):
     """Reparse-point symlinks, as Windows serves them: a well-formed one, one cut short,
     one whose SymLinkLength runs past its message, one with a 32 KB target. Each is

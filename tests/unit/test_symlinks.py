@@ -36,3 +36,30 @@ def test_rejects_lookalikes():
         symlinks.encode(b"")
     with pytest.raises(ValueError):
         symlinks.encode(b"x" * 1025)
+
+
+# ---------------------------------------------------------------------- reparse points
+def _link(print_name: str, substitute: str = "", *, unparsed: int = 0) -> object:
+    from quicfs.smb2.control import SYMLINK_FLAG_RELATIVE, SymlinkError
+
+    return SymlinkError(unparsed, substitute, print_name, SYMLINK_FLAG_RELATIVE, 0xA000000C)
+
+
+def test_reparse_point_target_as_readlink_gives_it():
+    assert symlinks.from_reparse(_link("d\\good.txt")) == b"d/good.txt"  # type: ignore[arg-type]
+    assert symlinks.from_reparse(_link("", "..\\x")) == b"../x"  # type: ignore[arg-type]
+    assert symlinks.from_reparse(_link("é" * 2047 + "x")) == "é".encode() * 2047 + b"x"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("link", "why"), [
+    (_link("x" * 4096), "a target of 4096 bytes (at most 4095)"),
+    (_link("a\0b"), "an empty target, or one with NUL"),
+    (_link(""), "an empty target, or one with NUL"),
+    (_link("t", unparsed=4), "the link is one of the name's directories, not the name"),
+    (_link("\udc80"), "'utf-8' codec can't encode character '\\udc80' in position 0: "
+                      "surrogates not allowed"),
+])
+def test_reparse_point_target_linux_cannot_hold(link: object, why: str):
+    with pytest.raises(ValueError) as err:
+        symlinks.from_reparse(link)  # type: ignore[arg-type]
+    assert str(err.value) == why
