@@ -1,0 +1,136 @@
+"""Our BBR controller (:mod:`quicfs.transport.bbr`) plugged into aioquic.
+
+aioquic picks a controller by name (``QuicConfiguration.congestion_control_algorithm``)
+from those registered with ``register_congestion_control``; importing this module
+registers ours as ``"quicfs-bbr"``. aioquic's recovery calls the controller per packet
+sent, acknowledged, lost or discarded (``QuicPacketRecovery`` in aioquic/quic/recovery.py)
+and reads ``congestion_window`` and ``bytes_in_flight`` back.
+
+Pacing: aioquic's ``QuicPacketPacer`` paces at congestion_window / smoothed_rtt, which for
+BBR (cwnd = 2 x BDP) is twice the bottleneck rate, so a queue of about one BDP would stand
+at the bottleneck. :func:`attach_pacer` swaps in a pacer that follows BBR's own
+``pacing_rate`` (draft-ietf-ccwg-bbr "Pacing Rate"). aioquic exposes no public hook for
+the pacer, so this one function reaches into ``QuicConnection._loss._pacer``; it checks
+the attribute is there and says so when an aioquic release moves it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+from aioquic.quic.congestion.base import QuicCongestionControl, register_congestion_control
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet_builder import QuicSentPacket
+from aioquic.quic.recovery import K_MICRO_SECOND, K_SECOND, QuicPacketPacer
+
+from quicfs.transport.bbr import Bbr, SentRecord
+
+NAME = "quicfs-bbr"
+
+
+class BbrCongestionControl(QuicCongestionControl):
+    """aioquic's controller interface over one :class:`~quicfs.transport.bbr.Bbr`."""
+
+    def __init__(self, *, max_datagram_size: int, rng: random.Random | None = None) -> None:
+        super().__init__(max_datagram_size=max_datagram_size)
+        self._mss = max_datagram_size
+        self._rng = rng  # for reproducible runs; None: a fresh random.Random
+        # aioquic gives no clock here; the controller starts at the first send.
+        self.bbr: Bbr | None = None
+        # Our per-packet record, by packet object: aioquic keeps the packet alive until
+        # it reports it acked, lost or expired, which is when we drop the record.
+        self._records: dict[int, SentRecord] = {}
+
+    @property
+    def pacing_rate(self) -> float | None:
+        """Bytes per second, or None before the first packet."""
+        return None if self.bbr is None else self.bbr.pacing_rate
+
+    def _sync(self, bbr: Bbr) -> None:
+        self.congestion_window = bbr.cwnd
+        self.bytes_in_flight = bbr.bytes_in_flight
+
+    def on_packet_sent(self, *, packet: QuicSentPacket) -> None:
+        now = packet.sent_time or 0.0
+        if self.bbr is None:
+            self.bbr = Bbr(mss=self._mss, now=now, rng=self._rng)
+        self._records[id(packet)] = self.bbr.on_send(now, packet.sent_bytes)
+        self._sync(self.bbr)
+
+    def on_packet_acked(self, *, now: float, packet: QuicSentPacket) -> None:
+        record = self._records.pop(id(packet), None)
+        if record is not None and self.bbr is not None:
+            self.bbr.on_ack(now, record)
+            self._sync(self.bbr)
+
+    def on_packets_lost(self, *, now: float, packets: Iterable[QuicSentPacket]) -> None:
+        for packet in packets:
+            record = self._records.pop(id(packet), None)
+            if record is not None and self.bbr is not None:
+                self.bbr.on_lost(now, record)
+        if self.bbr is not None:
+            self._sync(self.bbr)
+
+    def on_packets_expired(self, *, packets: Iterable[QuicSentPacket]) -> None:
+        for packet in packets:
+            record = self._records.pop(id(packet), None)
+            if record is not None and self.bbr is not None:
+                self.bbr.on_discard(record)
+        if self.bbr is not None:
+            self._sync(self.bbr)
+
+    def on_persistent_congestion(self) -> None:
+        if self.bbr is not None:
+            self.bbr.on_persistent_congestion()
+            self._sync(self.bbr)
+
+    def on_rtt_measurement(self, *, now: float, rtt: float) -> None:
+        # BBR takes its RTT samples per acknowledged packet, in on_packet_acked.
+        pass
+
+    def get_log_data(self) -> dict:
+        data = super().get_log_data()
+        if self.bbr is not None:
+            data["bbr_state"] = self.bbr.state.value
+            data["bbr_bw"] = self.bbr.bw
+        return data
+
+
+class BbrPacer(QuicPacketPacer):
+    """aioquic's token-bucket pacer, at the rate BBR asks for instead of cwnd / srtt."""
+
+    def __init__(self, *, cc: BbrCongestionControl, max_datagram_size: int) -> None:
+        super().__init__(max_datagram_size=max_datagram_size)
+        self._cc = cc
+
+    def update_rate(self, congestion_window: int, smoothed_rtt: float) -> None:
+        rate = self._cc.pacing_rate
+        if rate is None or rate <= 0:
+            super().update_rate(congestion_window, smoothed_rtt)
+            return
+        mss = self._max_datagram_size
+        self.packet_time = max(K_MICRO_SECOND, min(mss / rate, K_SECOND))
+        # The burst allowance aioquic uses (a quarter cwnd, 2 to 16 datagrams).
+        burst = max(2 * mss, min(congestion_window // 4, 16 * mss))
+        self.bucket_max = burst / rate
+        self.bucket_time = min(self.bucket_time, self.bucket_max)
+
+
+def attach_pacer(connection: QuicConnection) -> None:
+    """Make ``connection`` pace at BBR's rate; it must use ``"quicfs-bbr"``.
+
+    Raises RuntimeError when aioquic's internals are not what this was written against.
+    """
+    loss = getattr(connection, "_loss", None)
+    cc = getattr(loss, "_cc", None)
+    pacer = getattr(loss, "_pacer", None)
+    if not isinstance(cc, BbrCongestionControl) or not isinstance(pacer, QuicPacketPacer):
+        raise RuntimeError(
+            "cannot attach the BBR pacer: the connection does not use "
+            f"congestion_control_algorithm={NAME!r} or this aioquic keeps its pacer elsewhere"
+        )
+    loss._pacer = BbrPacer(cc=cc, max_datagram_size=pacer._max_datagram_size)
+
+
+register_congestion_control(NAME, BbrCongestionControl)

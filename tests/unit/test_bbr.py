@@ -1,0 +1,330 @@
+"""quicfs.transport.bbr against a simulated bottleneck (issue 21, deliverable 2).
+
+The simulator is a discrete-event loop on a fake clock: senders -> one drop-tail FIFO of
+``queue`` bytes drained at ``rate`` -> random loss ``p`` -> one-way delay ``D`` to the
+receiver, whose per-packet ack takes ``D`` back. A lost packet is reported 9/8 RTT after
+the bottleneck would have delivered it (RFC 9002 6.1.2's time threshold). Senders pace at
+the controller's ``pacing_rate`` (aioquic's controllers: cwnd / srtt, as its pacer does).
+
+The controllers under test drive the simulator through aioquic's own controller API
+(``QuicCongestionControl``): ours through :mod:`quicfs.transport.aioquic_cc`, and aioquic's
+"reno" and "cubic" as references, so the adapter is exercised too.
+
+The assertions are properties of the controller (share of the link used, queue kept
+short, min_rtt re-probed, fair sharing, app-limited samples ignored), not speed claims.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from aioquic.quic.congestion.base import create_congestion_control
+from aioquic.quic.packet_builder import QuicSentPacket
+from aioquic.tls import Epoch
+
+from quicfs.transport import aioquic_cc
+from quicfs.transport.bbr import PROBE_RTT_INTERVAL, Bbr, State
+
+MSS = 1200
+MBIT = 1e6 / 8  # bytes per second
+
+
+@dataclass
+class Link:
+    rate: float  # bytes per second
+    delay: float  # one way, seconds
+    queue: int  # bytes
+    loss: float = 0.0
+    busy_until: float = 0.0
+    queue_delay_sum: float = 0.0
+    queue_delay_n: int = 0
+
+    def enqueue(self, now: float, size: int) -> float | None:
+        """When the packet leaves the bottleneck, or None if the queue is full."""
+        backlog = max(self.busy_until - now, 0.0) * self.rate
+        if backlog + size > self.queue:
+            return None
+        self.queue_delay_sum += backlog / self.rate
+        self.queue_delay_n += 1
+        self.busy_until = max(self.busy_until, now) + size / self.rate
+        return self.busy_until
+
+
+@dataclass
+class Flow:
+    """One sender: a controller behind aioquic's controller API, and its counters."""
+
+    algorithm: str
+    start: float = 0.0
+    app_rate: float | None = None  # bytes/s the application offers; None = bulk
+    cc: object = None
+    acked: int = 0
+    acked_after: dict = field(default_factory=dict)
+    next_send: float = 0.0
+    timer_armed: bool = False
+    srtt: float | None = None
+    produced_at: float = 0.0
+    pn: itertools.count = field(default_factory=itertools.count)
+    states: list = field(default_factory=list)  # (time, state) changes, ours only
+
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.algorithm == aioquic_cc.NAME:
+            # Seeded, so a run is reproducible (the probe times are randomized).
+            rng = random.Random(self.seed)
+            self.cc = aioquic_cc.BbrCongestionControl(max_datagram_size=MSS, rng=rng)
+        else:
+            self.cc = create_congestion_control(self.algorithm, max_datagram_size=MSS)
+
+    @property
+    def bbr(self) -> Bbr | None:
+        return getattr(self.cc, "bbr", None)
+
+    def pacing_rate(self) -> float | None:
+        rate = getattr(self.cc, "pacing_rate", None)
+        if rate is not None:
+            return rate
+        if self.srtt is None:
+            return None
+        return self.cc.congestion_window / self.srtt
+
+
+class Sim:
+    def __init__(self, link: Link, flows: list[Flow], seed: int = 1) -> None:
+        self.link = link
+        self.flows = flows
+        self.rng = random.Random(seed)
+        self.events: list = []
+        self.seq = itertools.count()
+        self.now = 0.0
+        self.cc_seconds = 0.0  # CPU spent inside the controllers
+        self.cc_calls = 0
+
+    def at(self, when: float, kind: str, flow: Flow, payload=None) -> None:
+        heapq.heappush(self.events, (when, next(self.seq), kind, flow, payload))
+
+    def run(self, until: float, sample_every: float = 0.0, sampler=None) -> None:
+        for flow in self.flows:
+            if not flow.timer_armed:
+                self.at(max(flow.start, self.now), "send", flow)
+                flow.timer_armed = True
+        next_sample = sample_every
+        while self.events and self.events[0][0] <= until:
+            when, _, kind, flow, payload = heapq.heappop(self.events)
+            self.now = when
+            if sampler is not None and when >= next_sample:
+                sampler(self)
+                next_sample += sample_every
+            if kind == "send":
+                flow.timer_armed = False
+            elif kind == "ack":
+                self._ack(flow, payload)
+            else:
+                self._lost(flow, payload)
+            self._send(flow)
+
+    def _has_data(self, flow: Flow) -> bool:
+        if flow.app_rate is None:
+            return True
+        # The application has produced app_rate x elapsed bytes so far.
+        return flow.produced_at <= self.now
+
+    def _send(self, flow: Flow) -> None:
+        cc = flow.cc
+        while cc.bytes_in_flight + MSS <= cc.congestion_window:
+            if not self._has_data(flow):
+                if flow.bbr is not None:
+                    flow.bbr.set_app_limited()
+                if not flow.timer_armed:
+                    self.at(flow.produced_at, "send", flow)
+                    flow.timer_armed = True
+                return
+            if flow.next_send > self.now:
+                if not flow.timer_armed:
+                    self.at(flow.next_send, "send", flow)
+                    flow.timer_armed = True
+                return
+            packet = QuicSentPacket(
+                epoch=Epoch.ONE_RTT,
+                in_flight=True,
+                is_ack_eliciting=True,
+                is_crypto_packet=False,
+                packet_number=next(flow.pn),
+                packet_type=0,
+                sent_time=self.now,
+                sent_bytes=MSS,
+            )
+            t0 = time.perf_counter()
+            cc.on_packet_sent(packet=packet)
+            self.cc_seconds += time.perf_counter() - t0
+            self.cc_calls += 1
+            if flow.app_rate is not None:
+                flow.produced_at = max(flow.produced_at, self.now - 0.001) + MSS / flow.app_rate
+            rate = flow.pacing_rate()
+            flow.next_send = max(flow.next_send, self.now) + (MSS / rate if rate else 0.0)
+            departure = self.link.enqueue(self.now, MSS)
+            if departure is None or self.rng.random() < self.link.loss:
+                delivered_at = max(self.link.busy_until, self.now)
+                rtt = 2 * self.link.delay + (delivered_at - self.now)
+                self.at(delivered_at + 2 * self.link.delay + rtt / 8, "lost", flow, packet)
+            else:
+                self.at(departure + 2 * self.link.delay, "ack", flow, packet)
+
+    def _ack(self, flow: Flow, packet: QuicSentPacket) -> None:
+        rtt = self.now - packet.sent_time
+        flow.srtt = rtt if flow.srtt is None else 0.875 * flow.srtt + 0.125 * rtt
+        t0 = time.perf_counter()
+        flow.cc.on_packet_acked(now=self.now, packet=packet)
+        flow.cc.on_rtt_measurement(now=self.now, rtt=rtt)
+        self.cc_seconds += time.perf_counter() - t0
+        self.cc_calls += 1
+        flow.acked += packet.sent_bytes
+        bbr = flow.bbr
+        if bbr is not None and (not flow.states or flow.states[-1][1] is not bbr.state):
+            flow.states.append((self.now, bbr.state))
+
+    def _lost(self, flow: Flow, packet: QuicSentPacket) -> None:
+        t0 = time.perf_counter()
+        flow.cc.on_packets_lost(now=self.now, packets=[packet])
+        self.cc_seconds += time.perf_counter() - t0
+        self.cc_calls += 1
+
+
+def run_bulk(algorithm: str, *, rate_mbit=100.0, rtt=0.050, loss=0.0, seconds=20.0, seed=1):
+    """One bulk flow on a link with a one-BDP drop-tail queue; returns (flow, sim)."""
+    rate = rate_mbit * MBIT
+    link = Link(rate=rate, delay=rtt / 2, queue=int(rate * rtt), loss=loss)
+    flow = Flow(algorithm)
+    sim = Sim(link, [flow], seed=seed)
+    sim.run(seconds)
+    return flow, sim
+
+
+def share(flow: Flow, link: Link, seconds: float) -> float:
+    return flow.acked / (link.rate * seconds)
+
+
+def test_random_loss_half_percent_keeps_the_link_full(capsys):
+    """0.5 % random loss on 100 Mbit/s, 50 ms: BBR uses >= 85 % of the link; Reno and
+    CUBIC, reading each loss as congestion, sit near the Mathis bound."""
+    ours, sim = run_bulk(aioquic_cc.NAME, loss=0.005)
+    reno, _ = run_bulk("reno", loss=0.005, seconds=10)
+    cubic, _ = run_bulk("cubic", loss=0.005, seconds=10)
+    got = share(ours, sim.link, 20)
+    with capsys.disabled():
+        print(
+            f"\n0.5 % loss, 100 Mbit/s, 50 ms: quicfs-bbr {got:.1%}, "
+            f"aioquic reno {share(reno, sim.link, 10):.1%}, "
+            f"aioquic cubic {share(cubic, sim.link, 10):.1%} of the link; "
+            f"controller {1e6 * sim.cc_seconds / sim.cc_calls:.1f} us per call"
+        )
+    assert got >= 0.85
+    assert share(reno, sim.link, 10) < 0.5 * got
+
+
+def test_random_loss_two_percent():
+    ours, sim = run_bulk(aioquic_cc.NAME, loss=0.02, seconds=10)
+    assert share(ours, sim.link, 10) >= 0.70
+
+
+def test_clean_link_full_and_queue_short():
+    """Clean link: >= 90 % used; after Startup the queue adds <= 1 RTT on average."""
+    rate = 100 * MBIT
+    link = Link(rate=rate, delay=0.025, queue=int(rate * 0.050))
+    flow = Flow(aioquic_cc.NAME)
+    sim = Sim(link, [flow])
+    sim.run(2.0)
+    link.queue_delay_sum = 0.0
+    link.queue_delay_n = 0
+    sim.run(10.0)
+    assert share(flow, link, 10) >= 0.90
+    mean_queue_delay = link.queue_delay_sum / link.queue_delay_n
+    assert mean_queue_delay <= 0.050
+    assert flow.bbr.min_rtt == pytest.approx(0.050, abs=0.002)
+
+
+def test_min_rtt_is_reprobed_after_a_route_change():
+    """The path's delay grows from 50 to 80 ms: no sample reaches the old minimum again,
+    so ProbeRTT runs once PROBE_RTT_INTERVAL (5 s, draft "ProbeRTT") has passed since
+    the last one, and min_rtt follows the new path once its 10 s filter expires."""
+    rate = 10 * MBIT
+    link = Link(rate=rate, delay=0.025, queue=int(rate * 0.050))
+    flow = Flow(aioquic_cc.NAME)
+    sim = Sim(link, [flow])
+    sim.run(3.0)
+    last_low = flow.bbr.probe_rtt_min_stamp
+    assert flow.bbr.min_rtt == pytest.approx(0.050, abs=0.002)
+    link.delay = 0.040
+    sim.run(16.0)
+    entries = [t for t, s in flow.states if s is State.PROBE_RTT and t > 3.0]
+    assert entries, flow.states
+    assert last_low + PROBE_RTT_INTERVAL <= entries[0] <= last_low + PROBE_RTT_INTERVAL + 0.5
+    assert flow.bbr.min_rtt == pytest.approx(0.080, abs=0.003)
+    assert share(flow, link, 16) >= 0.80
+
+
+def test_two_flows_share_the_bottleneck(capsys):
+    """A second flow joins a link the first one fills (20 Mbit/s, 50 ms, a one-BDP
+    drop-tail queue): over the second half of 40 s, each gets at least a quarter.
+    BBRv3's probes are 2-3 s apart (draft "Time scale for bandwidth probing"), so
+    shares converge over tens of seconds, not round trips."""
+    rate = 20 * MBIT
+    link = Link(rate=rate, delay=0.025, queue=int(rate * 0.050))
+    a = Flow(aioquic_cc.NAME, seed=1)
+    b = Flow(aioquic_cc.NAME, start=1.0, seed=2)
+    sim = Sim(link, [a, b], seed=2)
+    sim.run(20.0)
+    a.acked = b.acked = 0
+    sim.run(40.0)
+    total = a.acked + b.acked
+    with capsys.disabled():
+        print(f"\ntwo flows, 20-40 s: {a.acked / total:.0%} / {b.acked / total:.0%}")
+    assert total >= 0.90 * rate * 20
+    assert a.acked >= 0.25 * total and b.acked >= 0.25 * total
+
+
+def test_app_limited_periods_do_not_inflate_bw():
+    """An application offering 20 Mbit/s on a 100 Mbit/s link: bw stays near 20 Mbit/s
+    (not the link's 100) and the app-limited samples neither raise nor lower it."""
+    rate = 100 * MBIT
+    link = Link(rate=rate, delay=0.025, queue=int(rate * 0.050))
+    flow = Flow(aioquic_cc.NAME, app_rate=20 * MBIT)
+    sim = Sim(link, [flow])
+    sim.run(5.0)
+    assert flow.bbr.max_bw <= 1.3 * 20 * MBIT
+    assert share(flow, link, 5) == pytest.approx(0.2, abs=0.02)
+
+
+def test_registered_with_aioquic():
+    """Importing the adapter makes the name usable in QuicConfiguration."""
+    cc = create_congestion_control(aioquic_cc.NAME, max_datagram_size=MSS)
+    assert isinstance(cc, aioquic_cc.BbrCongestionControl)
+    assert cc.congestion_window == 10 * MSS and cc.pacing_rate is None
+
+
+def test_bbr_is_pure():
+    """Same inputs, same outputs: no clock, no I/O, no randomness but the one passed in."""
+
+    def trace():
+        bbr = Bbr(mss=MSS, now=0.0, rng=random.Random(7))
+        out = []
+        now = 0.0
+        for i in range(2000):
+            rec = bbr.on_send(now, MSS)
+            now += 0.0001
+            if i % 50 == 49:
+                bbr.on_lost(now + 0.05, rec)
+            else:
+                bbr.on_ack(now + 0.05, rec)
+            out.append((bbr.cwnd, round(bbr.pacing_rate, 6), bbr.state))
+        return out
+
+    assert trace() == trace()
+    assert not math.isinf(Bbr(mss=MSS, now=0.0).pacing_rate)
