@@ -108,22 +108,10 @@ class Link:
         return tree
 
     async def _open(self, previous_session_id: int = 0) -> Session:
-        try:
-            return await self._open_once(previous_session_id, early=True)
-        except ConnectionLost as exc:
-            if not exc.args or "before its handshake" not in str(exc.args[0]):
-                raise
-            # NEGOTIATE went in 0-RTT and the QUIC connection failed before its handshake
-            # ended (qh3's client can fail so after a Retry, under load): once more,
-            # without early data.
-            log.info("%s; connecting again without 0-RTT", exc)
-            return await self._open_once(previous_session_id, early=False)
-
-    async def _open_once(self, previous_session_id: int, *, early: bool) -> Session:
         opts = self.opts
         try:
             transport = await open_transport(self.url.host, self.url.port, opts,
-                                             self.nursery, allow_early=early, keep=self._kind)
+                                             self.nursery, keep=self._kind)
         except (QuicfsError, OSError):
             raise
         except Exception as exc:

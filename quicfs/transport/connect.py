@@ -62,8 +62,8 @@ def endpoints(host: str, url_port: int | None, opts: Options) -> Endpoints:
     return Endpoints(host, tcp_port, quic_port)
 
 
-async def open_quic_transport(ep: Endpoints, opts: Options, nursery: trio.Nursery, *,
-                              allow_early: bool = False) -> MessageTransport:
+async def open_quic_transport(ep: Endpoints, opts: Options,
+                              nursery: trio.Nursery) -> MessageTransport:
     # Imported here: only this path needs qh3 (design.md: only quic.py imports it).
     try:
         from quicfs.transport.quic import QuicTLSOptions, open_quic
@@ -74,8 +74,7 @@ async def open_quic_transport(ep: Endpoints, opts: Options, nursery: trio.Nurser
                          insecure=opts.insecure, cert=opts.cert, key=opts.key)
     return await open_quic(ep.host, ep.quic_port, nursery=nursery, server_name=ep.host,
                            tls=tls, within=opts.connect_timeout, qlog_dir=opts.qlog,
-                           max_datagram_size=opts.max_datagram_size,
-                           allow_early=allow_early)
+                           max_datagram_size=opts.max_datagram_size)
 
 
 def verification_asked(opts: Options) -> str | None:
@@ -97,12 +96,12 @@ def tcp_refused(opts: Options) -> str | None:
 
 
 async def open_transport(host: str, url_port: int | None, opts: Options,
-                         nursery: trio.Nursery, *, allow_early: bool = True,
+                         nursery: trio.Nursery, *,
                          keep: str | None = None) -> MessageTransport:
     """Open the transport ``opts.transport`` names; QUIC's worker task lives in
-    ``nursery`` (the caller's, which outlives the transport). ``allow_early``: the
-    first message may go in QUIC 0-RTT. ``keep``: the kind a reconnect keeps (the first
-    connection's), which ``auto`` then uses alone unless ``fallback=tcp``."""
+    ``nursery`` (the caller's, which outlives the transport). ``keep``: the kind a
+    reconnect keeps (the first connection's), which ``auto`` then uses alone unless
+    ``fallback=tcp``."""
     ep = endpoints(host, url_port, opts)
     kind = opts.transport
     if kind == "auto" and keep is not None and opts.fallback != "tcp":
@@ -110,7 +109,7 @@ async def open_transport(host: str, url_port: int | None, opts: Options,
     if kind == "tcp":
         return await open_tcp(host, ep.tcp_port, within=opts.connect_timeout)
     if kind == "quic":
-        return await open_quic_transport(ep, opts, nursery, allow_early=allow_early)
+        return await open_quic_transport(ep, opts, nursery)
     if kind != "auto":
         raise UsageError(f"unknown transport '{opts.transport}'")
     refused = tcp_refused(opts)
@@ -120,7 +119,7 @@ async def open_transport(host: str, url_port: int | None, opts: Options,
         headstart = math.inf if verification_asked(opts) else TCP_HEADSTART
         return await race(ep, opts, nursery, headstart=headstart)
     try:
-        transport = await open_quic_transport(ep, opts, nursery, allow_early=allow_early)
+        transport = await open_quic_transport(ep, opts, nursery)
     except CertificateError:
         raise
     except ConnectError as exc:

@@ -15,10 +15,14 @@ not offer in public. Every reach into qh3's internals is here, and nowhere else.
 - :meth:`Engine.figure`: the path's figures (RTT, window), ``None`` while not known yet.
 - :attr:`Engine.confirmed`: the handshake is confirmed (RFC 9001 4.1.2); qh3 emits no
   event for a client's HANDSHAKE_DONE.
+- A client never sends 0-RTT: qh3 2.1's client loses the connection when 0-RTT data
+  is to be sent again before its 1-RTT keys exist (a lost packet early in the
+  handshake). Resumption stays (no certificate, a shorter handshake).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from qh3._hazmat import Buffer, pull_quic_header
@@ -32,6 +36,18 @@ _OPEN_STATES = ("first_flight", "connected")
 
 class Engine(QuicConnection):
     def __init__(self, *, max_streams: tuple[int, int] | None = None, **kwargs: Any) -> None:
+        config = kwargs.get("configuration")
+        ticket = getattr(config, "session_ticket", None)
+        if config is not None and config.is_client and ticket is not None \
+                and ticket.max_early_data_size is not None:
+            # A client resumes without 0-RTT: the ticket is offered as one that allows no
+            # early data (RFC 8446 4.2.10). qh3 2.1's client builds the retransmission of
+            # 0-RTT data at the 1-RTT level: if its loss timer fires before the 1-RTT keys
+            # are installed (a ClientHello, ServerHello or the server's Handshake flight
+            # lost), sending fails ("packet protection failed: missing OneRtt packet
+            # key") and the connection is dead, the server left with a half-open one.
+            kwargs["configuration"] = replace(
+                config, session_ticket=replace(ticket, max_early_data_size=None))
         super().__init__(**kwargs)
         self._max_streams = max_streams
         #: While True (and the connection open), events stay in qh3's core: no new

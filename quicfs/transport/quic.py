@@ -225,7 +225,8 @@ class _TicketUnpickler(pickle.Unpickler):
 
 class TicketStore:
     """TLS session tickets per server, one 0600 file each under the user's cache dir, so
-    the next connection resumes (and may send 0-RTT) instead of a full handshake.
+    the next connection resumes (a shorter handshake, no certificate) instead of a full
+    one.
 
     A ticket holds a resumption secret, and its file is read with pickle: a file is used
     only if it is a regular file (never through a symlink), owned by this user and of
@@ -340,8 +341,6 @@ class QuicDriver:
         #: trio time of the last datagram from the peer (any: ACKs prove it alive).
         self.last_heard = trio.current_time()
         self.alpn: str | None = None
-        #: The first message went in 0-RTT, before the handshake ended.
-        self.sent_early = False
         self.session_resumed = False
         self.early_data_accepted = False
         self._inbox: deque[tuple[bytes, object]] = deque()
@@ -734,15 +733,10 @@ class QuicDriver:
 
     def _lost_message(self) -> str:
         if self.close_reason:
-            text = f"QUIC connection to {self.label} closed: {self.close_reason}"
-        elif self.close_error_code is not None:
-            text = f"QUIC connection to {self.label} closed (error {self.close_error_code:#x})"
-        else:
-            text = f"QUIC connection to {self.label} closed"
-        if self.sent_early and not self.confirmed.is_set():
-            # The caller may try again without 0-RTT (link.py).
-            text += " before its handshake ended"
-        return text
+            return f"QUIC connection to {self.label} closed: {self.close_reason}"
+        if self.close_error_code is not None:
+            return f"QUIC connection to {self.label} closed (error {self.close_error_code:#x})"
+        return f"QUIC connection to {self.label} closed"
 
     def _fail_streams(self, exc: Exception) -> None:
         for stream in self.streams.values():
@@ -1187,6 +1181,26 @@ def describe_failure(driver: QuicDriver, label: str, within: float,
     return ConnectError(f"QUIC handshake with {label} failed: {detail}")
 
 
+async def _handshake(quic: Engine, addr: object, family: int, label: str, within: float,
+                     nursery: trio.Nursery) -> QuicDriver:
+    """Drive ``quic``'s handshake, the worker in ``nursery``. The driver comes back with
+    ``confirmed`` set, or closed (failed, or not confirmed within ``within``)."""
+    driver = QuicDriver(quic, sock=new_udp_socket(family), peer=addr,  # type: ignore[arg-type]
+                        label=label)
+    await nursery.start(driver.run)
+    ok = False
+    try:
+        with trio.move_on_after(within):
+            await wait_for_any(driver.confirmed, driver.terminated)
+        ok = driver.confirmed.is_set() and not driver.terminated.is_set()
+    finally:
+        if not ok:
+            # Said at once, not waited for: the caller (a race's winner among them)
+            # goes on now.
+            await driver.aclose("handshake abandoned", linger=0)
+    return driver
+
+
 async def open_quic(
     host: str,
     port: int = DEFAULT_PORT,
@@ -1198,16 +1212,17 @@ async def open_quic(
     qlog_dir: str | None = None,
     max_datagram_size: int | None = None,
     tickets: TicketStore | None = None,
-    allow_early: bool = False,
 ) -> QuicTransport:
     """Handshake with ``host:port`` (TLS 1.3, ALPN smb) and open the SMB stream.
 
     The transport is ready once the handshake is confirmed (RFC 9001 4.1.2): a server that
     refuses our certificate does so after our Finished, and that must be a handshake
     failure, not a lost connection. The driver's worker runs in ``nursery``; closing the
-    transport ends it. With ``allow_early`` and a ticket that permits it, the transport is
-    returned before the handshake ends so the first message goes in 0-RTT; callers racing
-    transports leave it off, since only a finished handshake proves the path works."""
+    transport ends it.
+
+    A stored session ticket makes the handshake a resumed one (RFC 8446 2.2), without
+    0-RTT (engine.py). If it fails once the server has answered, the ticket is
+    forgotten and a full handshake follows: a ticket never costs a connection."""
     tls = tls or QuicTLSOptions()
     label = _peer_label(host, port)
     try:
@@ -1232,9 +1247,17 @@ async def open_quic(
             return
         store.save(name, port, policy, t)
 
-    try:
-        quic = start_engine(config, addr, trio.current_time(),
+    def engine() -> Engine:
+        return start_engine(config, addr, trio.current_time(),
                             session_ticket_handler=keep_ticket)
+
+    def without_ticket() -> Engine:
+        store.forget(name, port, policy)
+        config.session_ticket = None  # type: ignore[assignment]
+        return engine()
+
+    try:
+        quic = engine()
     except Exception as exc:
         if ticket is None:
             raise ConnectError(f"QUIC handshake with {label} could not start: "
@@ -1243,49 +1266,21 @@ async def open_quic(
         # full handshake, now and from now on.
         log.warning("%s: stored session ticket unusable (%s: %s): dropped, full handshake",
                     label, type(exc).__name__, exc)
-        store.forget(name, port, policy)
-        ticket = config.session_ticket = None
-        quic = start_engine(config, addr, trio.current_time(),
-                            session_ticket_handler=keep_ticket)
-    sock = new_udp_socket(family)
-    driver = QuicDriver(quic, sock=sock, peer=addr, label=label)  # type: ignore[arg-type]
-    await nursery.start(driver.run)
-    early = allow_early and bool(
-        ticket is not None and getattr(ticket, "max_early_data_size", None) == 0xFFFFFFFF
-    )
-    if early:
-        # A ticket that allows early data: hand back the stream at once, so the first SMB
-        # message (NEGOTIATE, which is safe to replay) rides in 0-RTT (RFC 9001 4.6.1).
-        # A watchdog still holds the handshake to ``within``; its failure reaches the
-        # first request as ConnectionLost naming the cause.
-        stream = driver.open_stream()
-        driver.sent_early = True
-        log.debug("QUIC to %s: sending 0-RTT", label)
-
-        async def watchdog() -> None:
-            with trio.move_on_after(within):
-                await wait_for_any(driver.confirmed, driver.terminated)
-            if not driver.confirmed.is_set():
-                driver._fail_streams(describe_failure(driver, label, within, name, tls))
-                await driver.aclose("handshake failed", linger=0)
-
-        nursery.start_soon(watchdog)
-        return QuicTransport(driver, stream, label, verified=not tls.insecure)
-    ok = False
-    try:
-        with trio.move_on_after(within):
-            await wait_for_any(driver.confirmed, driver.terminated)
-        if driver.confirmed.is_set() and not driver.terminated.is_set():
-            if driver.alpn != ALPN:
-                raise ConnectError(f"{label} refused ALPN 'smb': it does not serve SMB over QUIC")
-            ok = True
-        else:
-            raise describe_failure(driver, label, within, name, tls)
-    finally:
-        if not ok:
-            # Said at once, not waited for: the caller (a race's winner among them)
-            # goes on now.
-            await driver.aclose("handshake abandoned", linger=0)
+        ticket, quic = None, without_ticket()
+    driver = await _handshake(quic, addr, family, label, within, nursery)
+    if not driver.confirmed.is_set() and ticket is not None and driver.quic.authenticated:
+        failure = describe_failure(driver, label, within, name, tls)
+        if not isinstance(failure, CertificateError):
+            # The server answered, so it is there: whatever went wrong with the resumed
+            # handshake, a full one may still succeed.
+            log.info("%s: resumed handshake failed (%s): a full handshake instead",
+                        label, failure)
+            driver = await _handshake(without_ticket(), addr, family, label, within, nursery)
+    if not driver.confirmed.is_set():
+        raise describe_failure(driver, label, within, name, tls)
+    if driver.alpn != ALPN:
+        await driver.aclose("no SMB", linger=0)
+        raise ConnectError(f"{label} refused ALPN 'smb': it does not serve SMB over QUIC")
     stream = driver.open_stream()
     log.debug("QUIC to %s ready (resumed=%s)", label, driver.session_resumed)
     return QuicTransport(driver, stream, label, verified=not tls.insecure)

@@ -52,6 +52,9 @@ class UdpImpairProxy:
         #: Rebinding begins this long after the proxy starts (``rebind_every`` later).
         self.rebind_after = rebind_after
         self.blackout = False
+        #: Once ``down.forwarded`` reaches this, a blackout begins (a path that fails
+        #: in the middle of a handshake); None: never.
+        self.blackout_after_down: int | None = None
         self.rng = random.Random(seed)
         self.up = Counters()  # client -> server
         self.down = Counters()  # server -> client
@@ -73,6 +76,11 @@ class UdpImpairProxy:
 
     def set_blackout(self, on: bool) -> None:
         self.blackout = on
+
+    @property
+    def clients(self) -> int:
+        """Client addresses seen: a QUIC client's handshakes, one socket each."""
+        return len(self._maps)
 
     # ------------------------------------------------------------------ running
     def _new_upstream(self) -> socket.socket:
@@ -150,6 +158,10 @@ class UdpImpairProxy:
 
     def _impair(self, data: bytes, counters: Counters, m: _Mapping, send) -> None:
         counters.seen += 1
+        if counters is self.down and self.blackout_after_down is not None \
+                and counters.forwarded >= self.blackout_after_down:
+            self.blackout_after_down = None
+            self.blackout = True
         if self.blackout or self.rng.random() < self.loss:
             counters.dropped += 1
             return
