@@ -47,6 +47,12 @@ class BbrCongestionControl(QuicCongestionControl):
         """Bytes per second, or None before the first packet."""
         return None if self.bbr is None else self.bbr.pacing_rate
 
+    def set_app_limited(self) -> None:
+        """The application has nothing to send though cwnd has room: aioquic cannot
+        tell, so the driver that feeds the connection says so (draft "app-limited")."""
+        if self.bbr is not None:
+            self.bbr.set_app_limited()
+
     def _sync(self, bbr: Bbr) -> None:
         self.congestion_window = bbr.cwnd
         self.bytes_in_flight = bbr.bytes_in_flight

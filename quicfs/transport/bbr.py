@@ -459,7 +459,10 @@ class Bbr:
         self._probe_up_rounds = 0
         self._probe_up_acks = 0
         self._next_round_delivered = self.delivered
-        self._advance_max_bw_filter()
+        if self._app_limited_until == 0:
+            # An app-limited cycle measured the application, not the path: keep the
+            # samples of the last cycle that did measure it.
+            self._advance_max_bw_filter()
         self._enter(State.PROBE_BW_REFILL)
 
     def _start_probe_bw_up(self, now: float) -> None:

@@ -302,6 +302,25 @@ def test_app_limited_periods_do_not_inflate_bw():
     assert share(flow, link, 5) == pytest.approx(0.2, abs=0.02)
 
 
+def test_app_limited_periods_do_not_lower_bw():
+    """After 3 s of bulk transfer, 8 s at 20 Mbit/s (over two ProbeBW cycles, when the
+    max filter would forget the bulk samples): bw stays the link's, so the next bulk
+    transfer starts at full rate (draft "BBR.max_bw Max Filter": app-limited samples
+    do not lower it)."""
+    rate = 100 * MBIT
+    link = Link(rate=rate, delay=0.025, queue=int(rate * 0.050))
+    flow = Flow(aioquic_cc.NAME)
+    sim = Sim(link, [flow])
+    sim.run(3.0)
+    assert flow.bbr.max_bw == pytest.approx(rate, rel=0.02)
+    flow.app_rate = 20 * MBIT
+    flow.produced_at = sim.now
+    flow.acked = 0
+    sim.run(11.0)
+    assert share(flow, link, 8) == pytest.approx(0.2, abs=0.02)
+    assert flow.bbr.max_bw == pytest.approx(rate, rel=0.02)
+
+
 def test_registered_with_aioquic():
     """Importing the adapter makes the name usable in QuicConfiguration."""
     cc = create_congestion_control(aioquic_cc.NAME, max_datagram_size=MSS)
