@@ -71,9 +71,9 @@ class State(Enum):
     PROBE_RTT = "probe_rtt"
 
 
-_PROBE_BW = frozenset(
-    {State.PROBE_BW_DOWN, State.PROBE_BW_CRUISE, State.PROBE_BW_REFILL, State.PROBE_BW_UP}
-)
+# A tuple, not a set: membership by identity, without Enum's Python-level __hash__
+# (this runs on every ack).
+_PROBE_BW = (State.PROBE_BW_DOWN, State.PROBE_BW_CRUISE, State.PROBE_BW_REFILL, State.PROBE_BW_UP)
 
 
 class SentRecord:
