@@ -2,7 +2,7 @@
 emulated links (bench/wan_net.py, bench/wanlink.py) of given round trip, rate and loss.
 
     .venv/bin/pip install -e '.[bench]'   # matplotlib, for the plots
-    .venv/bin/python bench/wan.py [--size-mib 64] [--seconds 20] [--links NAME,...]
+    .venv/bin/python bench/wan.py [--size-mib 64] [--seconds 15] [--links NAME,...]
         [--tools quic,tcp,smbclient,mount-quic,mount-tcp] [--repeat 3 --repeat-cells ...]
         [--tcp-cc bbr|cubic|reno] [--out bench/results]
 
@@ -511,7 +511,7 @@ def code_version() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size-mib", type=int, default=64)
-    p.add_argument("--seconds", type=float, default=20.0, help="time bound of one transfer")
+    p.add_argument("--seconds", type=float, default=15.0, help="time bound of one transfer")
     p.add_argument("--links", help="comma-separated names (default: all)")
     p.add_argument("--tools", default=",".join(TOOLS))
     p.add_argument("--repeat", type=int, default=3, help="runs of each --repeat-cells cell")

@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -40,6 +41,7 @@ from tests.support.gateway import cpu_seconds  # noqa: E402
 SRV_ADDR = "10.201.0.1"
 CLI_ADDR = "10.201.0.2"
 DEV = "wan0"
+SO_TIMESTAMPNS = 35  # socket(7), Linux; not in Python 3.11's socket module
 
 
 @dataclass(frozen=True)
@@ -280,17 +282,23 @@ def udp_stream(net: Topology, *, count: int, size: int, pps: float | None,
     got = [0, 0, 0.0, 0.0]  # datagrams, bytes, first, last
     done = threading.Event()
 
+    # The kernel's receive time of each datagram: our thread may get the GIL late while
+    # the sender's loop holds it, which would shorten the first-to-last interval.
+    receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    stamp = struct.Struct("@qq")
+
     def sink() -> None:
         receiver.settimeout(0.5)
         buf = bytearray(65536)
         while True:
             try:
-                n = receiver.recv_into(buf)
+                n, anc, _flags, _addr = receiver.recvmsg_into([buf], 64)
             except TimeoutError:
                 if done.is_set():
                     return
                 continue
-            now = time.perf_counter()
+            sec, nsec = stamp.unpack_from(anc[0][2]) if anc else (0, 0)
+            now = sec + nsec * 1e-9
             if not got[0]:
                 got[2] = now
             got[0] += 1
