@@ -65,6 +65,8 @@ LINKS = [
     Link("100ms/1G", 100, 1000),
 ]
 TOOLS = ["quic", "tcp", "smbclient", "mount-quic", "mount-tcp"]
+NAMES = {"quic": "quicfs QUIC", "tcp": "quicfs TCP", "smbclient": "smbclient",
+         "mount-quic": "mount QUIC", "mount-tcp": "mount TCP"}
 
 
 @dataclass
@@ -387,9 +389,7 @@ def markdown(cells: list[Cell], links: list[Link], tools: list[str]) -> str:
     by = {(c.link, c.tool, c.op): c for c in cells}
     cols = [(t, op) for t in tools
             for op in (("read", "write") if t.startswith("mount") else ("get", "put"))]
-    names = {"quic": "quicfs QUIC", "tcp": "quicfs TCP", "smbclient": "smbclient",
-             "mount-quic": "mount QUIC", "mount-tcp": "mount TCP"}
-    head = "| link | capacity | " + " | ".join(f"{names[t]} {op}" for t, op in cols) + " |"
+    head = "| link | capacity | " + " | ".join(f"{NAMES[t]} {op}" for t, op in cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 2)]
     for link in links:
         cap = f"{link.capacity_mb_s:.1f}" if link.capacity_mb_s else "-"
@@ -415,7 +415,10 @@ def markdown(cells: list[Cell], links: list[Link], tools: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plots(cells: list[Cell], links: list[Link], tools: list[str], out: Path) -> list[Path]:
+def plots(cells: list[Cell], links: list[Link], tools: list[str], out: Path,
+          tcp_blast_mb_s: dict[str, float]) -> list[Path]:
+    """PNGs; ``tcp_blast_mb_s``: what a plain kernel TCP flow got on each link (drawn
+    dotted: on a loaded machine it, not the link, may be the ceiling)."""
     try:
         import matplotlib
     except ImportError:
@@ -438,7 +441,7 @@ def plots(cells: list[Cell], links: list[Link], tools: list[str], out: Path) -> 
             ys = [by.get((lk.name, t, op)) for lk in lossy]
             ax.plot(xs, [y if y is not None else float("nan") for y in ys],
                     marker="o", linestyle="-" if op in ("get", "read") else "--",
-                    label=f"{t} {op}")
+                    label=f"{NAMES[t]} {op}")
         cap = lossy[0].capacity_mb_s
         if cap:
             ax.axhline(cap, color="black", linewidth=2, label="link capacity")
@@ -454,11 +457,15 @@ def plots(cells: list[Cell], links: list[Link], tools: list[str], out: Path) -> 
         for i, (t, op) in enumerate(series):
             ys = [by.get((lk.name, t, op), 0.0) for lk in clean]
             bx = [j + (i - len(series) / 2 + 0.5) * width for j in range(len(clean))]
-            ax.bar(bx, ys, width, label=f"{t} {op}")
+            ax.bar(bx, ys, width, label=f"{NAMES[t]} {op}")
         for j, lk in enumerate(clean):
             if lk.capacity_mb_s:
                 ax.hlines(lk.capacity_mb_s, j - 0.45, j + 0.45, colors="black",
                           linewidth=2, label="link capacity" if j == 0 else None)
+            if lk.name in tcp_blast_mb_s:
+                ax.hlines(tcp_blast_mb_s[lk.name], j - 0.45, j + 0.45, colors="grey",
+                          linestyles="dotted", linewidth=2,
+                          label="plain TCP flow (validation)" if j == 0 else None)
         ax.set_xticks(range(len(clean)), [lk.name for lk in clean])
         written.append(_finish(fig, ax, "Throughput on each link (RTT/rate/loss)",
                                out / "wan-rtt.png"))
@@ -482,6 +489,12 @@ def _finish(fig, ax, title: str, path: Path) -> Path:
     return path
 
 
+def blasts(report: dict) -> dict[str, float]:
+    """Each link's plain TCP flow in MB/s, the mean of both ways, from its validation."""
+    return {name: (v["validation"]["tcp_up_mbit"] + v["validation"]["tcp_down_mbit"]) / 16
+            for name, v in report["links"].items()}
+
+
 def replot(path: Path, out: Path) -> None:
     report = json.loads(path.read_text())
     links = [Link(**v["settings"]) for v in report["links"].values()]
@@ -489,7 +502,7 @@ def replot(path: Path, out: Path) -> None:
                   c["failures"]) for c in report["cells"]]
     tools = list(dict.fromkeys(c.tool for c in cells))
     print(markdown(cells, links, tools))
-    print("wrote", *plots(cells, links, tools, out))
+    print("wrote", *plots(cells, links, tools, out, blasts(report)))
 
 
 def _interrupt(*_: object) -> None:
@@ -580,7 +593,7 @@ def main() -> None:
                 w.writerow([c.link, lk.rtt_ms, lk.rate_mbit, lk.loss, c.tool, c.op, i,
                             f"{r.mb_s:.3f}", r.bytes, f"{r.seconds:.3f}", r.complete,
                             f"{r.client_cpu:.2f}", f"{r.gateway_cpu:.2f}"])
-    pngs = plots(cells, links, tools, out)
+    pngs = plots(cells, links, tools, out, blasts(report))
     print(f"\nMB/s, from the tool's open to the last byte; * = stopped at {args.seconds:g} s "
           "before "
           f"{args.size_mib} MiB\n{table}")
