@@ -1181,6 +1181,17 @@ def describe_failure(driver: QuicDriver, label: str, within: float,
     return ConnectError(f"QUIC handshake with {label} failed: {detail}")
 
 
+def _transport_error(driver: QuicDriver) -> bool:
+    """The connection ended with a transport error (RFC 9000 20.1), ours or the peer's,
+    not a TLS alert (0x100 + alert: certificates, ALPN, versions), which would end the
+    next handshake the same way. Loss causes some: qh3's server refuses a first
+    Initial that carries no CRYPTO frame (PROTOCOL_VIOLATION), which it gets when the
+    ClientHello's datagrams and the first of their copies are lost."""
+    code = driver.close_error_code
+    return (code is not None and 0 < code < 0x100) or \
+        (driver.close_reason or "").startswith("QUIC engine error")
+
+
 async def _handshake(quic: Engine, addr: object, family: int, label: str, within: float,
                      nursery: trio.Nursery) -> QuicDriver:
     """Drive ``quic``'s handshake, the worker in ``nursery``. The driver comes back with
@@ -1222,7 +1233,8 @@ async def open_quic(
 
     A stored session ticket makes the handshake a resumed one (RFC 8446 2.2), without
     0-RTT (engine.py). If it fails once the server has answered, the ticket is
-    forgotten and a full handshake follows: a ticket never costs a connection."""
+    forgotten and a full handshake follows: a ticket never costs a connection. A full
+    handshake that a transport error ended gets one more try too."""
     tls = tls or QuicTLSOptions()
     label = _peer_label(host, port)
     try:
@@ -1268,13 +1280,15 @@ async def open_quic(
                     label, type(exc).__name__, exc)
         ticket, quic = None, without_ticket()
     driver = await _handshake(quic, addr, family, label, within, nursery)
-    if not driver.confirmed.is_set() and ticket is not None and driver.quic.authenticated:
+    if not driver.confirmed.is_set() and driver.quic.authenticated \
+            and (ticket is not None or _transport_error(driver)):
         failure = describe_failure(driver, label, within, name, tls)
         if not isinstance(failure, CertificateError):
-            # The server answered, so it is there: whatever went wrong with the resumed
-            # handshake, a full one may still succeed.
-            log.info("%s: resumed handshake failed (%s): a full handshake instead",
-                        label, failure)
+            # The server answered, so it is there: a full handshake may still succeed
+            # where a resumed one failed for whatever reason, or a full one for a
+            # transport error.
+            log.info("%s: %s failed (%s): a full handshake instead", label,
+                     "resumed handshake" if ticket is not None else "handshake", failure)
             driver = await _handshake(without_ticket(), addr, family, label, within, nursery)
     if not driver.confirmed.is_set():
         raise describe_failure(driver, label, within, name, tls)

@@ -127,6 +127,28 @@ async def test_a_resumed_handshake_that_fails_falls_back_to_a_full_one(samba, ga
     assert second is not None and second.ticket != first.ticket  # type: ignore[attr-defined]
 
 
+async def test_a_full_handshake_refused_for_what_loss_did_is_made_again(samba, gateway,
+                                                                        caplog):
+    """Both datagrams of the ClientHello lost, and the first of their copies: the
+    gateway's qh3 gets a first Initial with no CRYPTO frame and refuses the connection
+    (PROTOCOL_VIOLATION). The client makes one more handshake, which connects."""
+    proxy = UdpImpairProxy(("127.0.0.1", gateway.port))
+    proxy.drop_up = {1, 2, 3}
+    (samba.share_path("plain") / "again.txt").write_bytes(b"second handshake\n")
+    caplog.set_level(logging.INFO, logger="quicfs.quic")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as n:
+            port = await n.start(proxy.run)
+            async with quicfs.connect(f"//127.0.0.1:{port}/plain",
+                                      gateway.options(samba)) as s:
+                assert await s.read_file("again.txt") == b"second handshake\n"
+            n.cancel_scope.cancel()
+    assert proxy.clients == 2
+    assert (f"127.0.0.1:{port}: handshake failed (QUIC handshake with 127.0.0.1:{port} "
+            "failed: packet contains no CRYPTO frame): a full handshake instead"
+            ) in caplog.messages
+
+
 # ------------------------------------------------------------------ in memory, exactly
 A, B = ("127.0.0.1", 4433), ("127.0.0.1", 50000)
 

@@ -55,6 +55,8 @@ class UdpImpairProxy:
         #: Once ``down.forwarded`` reaches this, a blackout begins (a path that fails
         #: in the middle of a handshake); None: never.
         self.blackout_after_down: int | None = None
+        #: Datagrams from clients to drop, by number (``up.seen``, from 1).
+        self.drop_up: set[int] = set()
         self.rng = random.Random(seed)
         self.up = Counters()  # client -> server
         self.down = Counters()  # server -> client
@@ -162,7 +164,8 @@ class UdpImpairProxy:
                 and counters.forwarded >= self.blackout_after_down:
             self.blackout_after_down = None
             self.blackout = True
-        if self.blackout or self.rng.random() < self.loss:
+        if self.blackout or (counters is self.up and counters.seen in self.drop_up) \
+                or self.rng.random() < self.loss:
             counters.dropped += 1
             return
         copies = 2 if self.rng.random() < self.duplicate else 1
