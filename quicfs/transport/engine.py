@@ -41,11 +41,12 @@ class Engine(QuicConnection):
         if config is not None and config.is_client and ticket is not None \
                 and ticket.max_early_data_size is not None:
             # A client resumes without 0-RTT: the ticket is offered as one that allows no
-            # early data (RFC 8446 4.2.10). qh3 2.1's client builds the retransmission of
-            # 0-RTT data at the 1-RTT level: if its loss timer fires before the 1-RTT keys
-            # are installed (a ClientHello, ServerHello or the server's Handshake flight
-            # lost), sending fails ("packet protection failed: missing OneRtt packet
-            # key") and the connection is dead, the server left with a half-open one.
+            # early data (RFC 8446 4.2.10). When qh3 2.1's client has 0-RTT data in
+            # flight and its loss timer fires before the 1-RTT keys are installed (a
+            # ClientHello, ServerHello or the server's Handshake flight lost), it builds
+            # its next application packet at the 1-RTT level: sending fails ("packet
+            # protection failed: missing OneRtt packet key"), the connection is dead and
+            # the server is left with a half-open one.
             kwargs["configuration"] = replace(
                 config, session_ticket=replace(ticket, max_early_data_size=None))
         super().__init__(**kwargs)
