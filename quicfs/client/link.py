@@ -100,7 +100,7 @@ class Link:
         cannot connect fails at once, it does not retry)."""
         session = await self._open()
         self._kind = session.conn.transport.kind
-        tree = Tree(session, self.url.host, self.url.share)
+        tree = Tree(session, self.url.host, self.url.share, self.opts)
         await tree.connect()
         tree.recover = self.recover
         self.tree = tree

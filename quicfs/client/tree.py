@@ -68,7 +68,9 @@ class OpenSet(weakref.WeakSet["Open"]):
 
 
 class Tree:
-    def __init__(self, session: Session, server: str, share: str) -> None:
+    def __init__(self, session: Session, server: str, share: str,
+                 opts: Options | None = None) -> None:
+        opts = opts or Options()
         self.session = session
         self.conn = session.conn
         self.server = server
@@ -83,20 +85,15 @@ class Tree:
         #: break may come for one before its open exists.
         self.leasing: Counter[bytes] = Counter()
         #: Seconds a request may take on a soft mount (None: a hard mount waits).
-        self.timeo: float | None = None
+        self.timeo: float | None = None if opts.hard else opts.timeo
         #: Entries a directory listing may bring (client/directory.py).
-        self.max_dir_entries = Options.max_dir_entries
+        self.max_dir_entries = opts.max_dir_entries
         #: FileIds of reopened handles: old -> current. Requests built before a reconnect
         #: still carry the old one.
         self._moved: dict[FileId, FileId] = {}
         self._stale: set[FileId] = set()
         self.replays = 0
         self._held: trio.Event | None = None
-
-    def apply_options(self, opts: Options) -> None:
-        """Take the mount's bounds: ``timeo`` on soft mounts, ``max_dir_entries``."""
-        self.timeo = None if opts.hard else opts.timeo
-        self.max_dir_entries = opts.max_dir_entries
 
     @property
     def unc(self) -> str:

@@ -263,9 +263,10 @@ def test_tcp_connection_reset(server, pattern, tmp_path):
 
 def test_auto_mount_comes_back_over_tcp_when_quic_stays_down(server, pattern, gw,
                                                               tmp_path):
-    """transport=auto races again on reconnect: with the gateway gone for good, the
-    mount carries on over TCP."""
-    opts = (f"transport=auto,port={server.port},quic_port={gw.port},"
+    """transport=auto with fallback=tcp tries TCP again on reconnect: with the gateway
+    gone for good, the mount carries on over TCP. (Without fallback=tcp or seal, a mount
+    that pins the certificate stays on QUIC: tests/integration/test_fallback.py.)"""
+    opts = (f"transport=auto,fallback=tcp,port={server.port},quic_port={gw.port},"
             f"fingerprint={gw.fingerprint},username={server.username},"
             f"password={server.password}")
     with Mount(mount_dir(tmp_path), "//127.0.0.1/plain", opts) as mnt:

@@ -480,9 +480,6 @@ def test_lease_break_flood_is_bounded(hostile):
     assert h.server.break_acks == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 6: Tree.apply_options has no "
-                   "caller, so mount option max_dir_entries= never reaches a mount: with "
-                   "max_dir_entries=2000, ls read ~200,000 entries in 15 s and went on")
 def test_endless_listing_ends_with_an_error(hostile):
     """Item 6: a directory whose listing never ends fails with ENOMEM past
     max_dir_entries (small here: the default, 500,000, takes minutes on loopback), the
@@ -496,9 +493,6 @@ def test_endless_listing_ends_with_an_error(hostile):
     assert h.listing().names  # and the mount's other listings are whole
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 4: Tree.apply_options has no "
-                   "caller, so a soft mount's timeo= never becomes a request deadline: a READ "
-                   "left pending waits for ever")
 def test_pending_for_ever_times_out_on_a_soft_mount(hostile):
     """Item 4: a READ the server answers only with STATUS_PENDING interims fails on a
     soft mount once timeo has passed (EIO), and the mount serves on."""

@@ -311,14 +311,16 @@ async def test_transport_security_accepted_only_when_offered():
 # Helpers for the tests below: a share on the connection, opens made without a CREATE,
 # and a peer that answers each request the way a script says.
 
-def make_tree(conn):
-    """A tree on ``conn`` with a session that signs nothing (the peer need not sign)."""
+def make_tree(conn, options: str = ""):
+    """A tree on ``conn`` with a session that signs nothing (the peer need not sign),
+    bound by the mount ``options``."""
     from quicfs.client.session import Session
     from quicfs.client.tree import Tree
+    from quicfs.options import parse_options
 
     session = Session(conn)
     session.session_id = 0x77
-    tree = Tree(session, "test", "share")
+    tree = Tree(session, "test", "share", parse_options(options))
     tree.tree_id = 1
     return tree
 
@@ -481,7 +483,6 @@ async def test_soft_mount_request_has_a_deadline():
     """Soft mount: a request the server keeps pending fails after timeo (and is
     cancelled on the server), instead of waiting for ever."""
     from quicfs.errors import TimedOut
-    from quicfs.options import parse_options
 
     seen: list[Header] = []
 
@@ -490,8 +491,7 @@ async def test_soft_mount_request_has_a_deadline():
         return [interim(h)] if h.command == Command.ECHO else []
 
     async def client(conn):
-        tree = make_tree(conn)
-        tree.apply_options(parse_options("soft,timeo=0.5"))
+        tree = make_tree(conn, "soft,timeo=0.5")
         start = trio.current_time()
         with pytest.raises(TimedOut) as caught:
             await tree.request(EchoRequest())
@@ -525,7 +525,6 @@ async def test_listing_without_end_is_cut_off(page):
     asked of the server."""
     from quicfs.client.directory import DirectoryReader
     from quicfs.errors import LimitExceeded
-    from quicfs.options import parse_options
 
     asked = 0
 
@@ -539,8 +538,7 @@ async def test_listing_without_end_is_cut_off(page):
 
     async def client(conn):
         await conn.request(EchoRequest())
-        tree = make_tree(conn)
-        tree.apply_options(parse_options("max_dir_entries=1000"))
+        tree = make_tree(conn, "max_dir_entries=1000")
         reader = DirectoryReader(leased_open(tree, b"", 0, name="dir"))
         got = 0
         with pytest.raises(LimitExceeded) as caught:
