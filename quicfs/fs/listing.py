@@ -4,7 +4,10 @@ A huge directory streams: opendir costs one CREATE, and each readdir fetches ser
 (QUERY_DIRECTORY, 64 KiB each) only as far as the kernel has read, so `ls` of a
 million-entry directory starts at once and memory grows with what was read. The entries
 read so far stay, because the kernel may come back to any offset it was given (seekdir,
-or a readdir whose buffer filled up).
+or a readdir whose buffer filled up). So a listing is bounded: past the mount's
+``max_dir_entries`` (500,000 by default, ~490 bytes each) it fails with ENOMEM, since a
+server whose listing never ends would otherwise take all memory; a bigger directory
+needs a bigger bound.
 """
 
 from __future__ import annotations
