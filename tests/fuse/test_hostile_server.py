@@ -504,6 +504,25 @@ def test_pending_for_ever_times_out_on_a_soft_mount(hostile):
     h.assert_healthy()
 
 
+def test_pending_for_ever_ends_on_a_signal_on_a_hard_mount(hostile):
+    """Item 4: on a hard mount a READ answered only with interims waits for the server,
+    but the program reading stays killable: SIGTERM ends it at once. (A read through the
+    page cache waits killably in the kernel; the mount must not hold it some other way.)"""
+    h = hostile(file("stuck", b"never\n", pending=True), behaviour=Behaviour())
+    reader = subprocess.Popen(["cat", os.fsdecode(h.path / "stuck")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)
+        assert reader.poll() is None, "the read did not wait for the server"
+        reader.terminate()
+        started = time.monotonic()
+        reader.wait(timeout=5)
+        assert time.monotonic() - started < 2
+    finally:
+        reader.kill()
+    h.assert_healthy()
+
+
 # ---------------------------------------------------------------------- reparse points
 def test_reparse_point_symlinks_are_not_protocol_errors(hostile):
     """Reparse-point symlinks, as Windows serves them: a well-formed one, one cut short,
