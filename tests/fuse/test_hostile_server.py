@@ -320,6 +320,24 @@ def test_times_out_of_range_are_listed_and_stat_able(hostile):
     h.assert_healthy()
 
 
+def test_quicfs_ls_of_hostile_entries_is_one_listing(hostile):
+    """`quicfs ls` of the same hostile entries (times past year 9999 and before 1970, a
+    size past off_t, a name with a terminal escape): every entry one line, the escape
+    quoted, no traceback."""
+    h = hostile(file("t-max", b"1\n", times=2**63 - 1), file("t-minus-one", b"2\n", times=-1),
+                file("t-zero", b"0\n", times=0), file("huge", b"h\n", size=2**63 - 1),
+                file("\x1b[2Jred", b"r\n"))
+    url = f"{h.server.url}/{h.path.relative_to(h.mountpoint)}"
+    proc = subprocess.run([sys.executable, "-m", "quicfs.cli.main", "ls", "-o",
+                           h.server.options, url], capture_output=True, timeout=CALL_SECONDS)
+    assert (proc.returncode, proc.stderr) == (0, b""), proc
+    lines = proc.stdout.decode().splitlines()
+    names = sorted(line.split(None, 4)[-1] for line in lines)
+    assert names == sorted(["good.txt", "gooddir/", "t-max", "t-minus-one", "t-zero", "huge",
+                            "$'\\e[2Jred'"]), lines
+    assert "\x1b" not in proc.stdout.decode()
+
+
 # ---------------------------------------------------------------------- file ids
 def test_two_files_with_one_file_id_keep_their_own_data(hostile):
     """Two names with the same IndexNumber are two files to a server that says so:
