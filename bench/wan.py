@@ -4,7 +4,7 @@ emulated links (bench/wan_net.py, bench/wanlink.py) of given round trip, rate an
     .venv/bin/pip install -e '.[bench]'   # matplotlib, for the plots
     .venv/bin/python bench/wan.py [--size-mib 64] [--seconds 15] [--links NAME,...]
         [--tools quic,tcp,smbclient,mount-quic,mount-tcp] [--repeat 3 --repeat-cells ...]
-        [--tcp-cc bbr|cubic|reno] [--out bench/results]
+        [--out bench/results]
 
 Samba (the test smbd) and `quicfs gateway` run in the server namespace, every client in
 the client one; the link's forwarder joins them. Each transfer moves SIZE or stops at
@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -76,6 +77,7 @@ class Run:
     complete: bool  # all SIZE moved (else stopped at the time bound)
     client_cpu: float = 0.0  # the client process, user + system
     gateway_cpu: float = 0.0
+    setup: float = 0.0  # from the process's start to the tool's open (connecting)
 
     @property
     def mb_s(self) -> float:
@@ -153,6 +155,7 @@ def transfer_in(net: Topology, cmd: list[str], fifo: Path, total: int, limit: fl
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     log = work / "client.log"
+    began = time.monotonic()
     proc = _start(net, cmd, log)
     try:
         cpu = _wait(proc, time.monotonic() + limit)
@@ -172,7 +175,7 @@ def transfer_in(net: Topology, cmd: list[str], fifo: Path, total: int, limit: fl
         raise Failed(f"no byte in {limit:g} s: {_last_line(log)}")
     if not timed_out and got[0] != total:
         raise Failed(f"{got[0]} bytes of {total}")
-    return Run(got[0], got[2] - got[1], not timed_out, cpu or 0.0)
+    return Run(got[0], got[2] - got[1], not timed_out, cpu or 0.0, setup=got[1] - began)
 
 
 def transfer_out(net: Topology, cmd: list[str], size_of: Callable[[], int], total: int,
@@ -180,6 +183,7 @@ def transfer_out(net: Topology, cmd: list[str], size_of: Callable[[], int], tota
     """A put: ``cmd`` sends; we watch what ``size_of`` says the server holds (-1: no
     file yet)."""
     log = work / "client.log"
+    began = time.monotonic()
     proc = _start(net, cmd, log)
     first = last = 0.0
     seen = -1
@@ -211,7 +215,7 @@ def transfer_out(net: Topology, cmd: list[str], size_of: Callable[[], int], tota
         raise Failed(f"no byte in {limit:g} s: {_last_line(log)}")
     if cpu is not None and seen != total:
         raise Failed(f"{seen} bytes of {total}")
-    return Run(seen, last - first, seen >= total, cpu or 0.0)
+    return Run(seen, last - first, seen >= total, cpu or 0.0, setup=first - began)
 
 
 def disk_bytes(*paths: Path) -> Callable[[], int]:
@@ -256,9 +260,12 @@ class Bench:
         st = share.stat()
         os.chown(share / "src.bin", st.st_uid, st.st_gid)
 
-    def stop(self) -> None:
+    def stop(self, keep: Path) -> None:
+        """Stop the servers; the gateway's log is kept in ``keep`` (the scratch goes)."""
         if self.gateway is not None:
             self.gateway.stop()
+            if self.gateway.log_path.exists():
+                shutil.copy(self.gateway.log_path, keep / "wan-gateway.log")
         self.samba.__exit__()
 
     # ------------------------------------------------------------------ cells
@@ -330,6 +337,7 @@ class Bench:
                 cell.failures.append(str(exc))
         r = cell.runs
         shown = " ".join(f"{x.mb_s:.2f}{'' if x.complete else '*'}" for x in r)
+        shown += f"  (setup {' '.join(f'{x.setup:.1f}' for x in r)} s)" if r else ""
         print(f"  {tool:10} {op:5} {shown or '-'} MB/s"
               + (f"   failures: {cell.failures}" if cell.failures else ""), flush=True)
         return cell
@@ -531,7 +539,6 @@ def main() -> None:
     p.add_argument("--repeat-cells", default="50ms/100M/0.5%:quic:get,50ms/100M/0.5%:quic:put,"
                    "50ms/100M:quic:get,50ms/100M:tcp:get",
                    help="LINK:TOOL:OP,... run --repeat times")
-    p.add_argument("--tcp-cc", help="TCP congestion control in both namespaces")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--replot", metavar="WAN.JSON", help="only redraw table and plots of a run")
     args = p.parse_args()
@@ -552,9 +559,6 @@ def main() -> None:
                                  "links": {}}
     cells: list[Cell] = []
     with Topology() as net:
-        if args.tcp_cc:
-            for ns in (net.srv, net.cli):
-                net.sysctl(ns, "net.ipv4.tcp_congestion_control", args.tcp_cc)
         report["tcp_cc"] = net.sysctl(net.cli, "net.ipv4.tcp_congestion_control")
         report["ceiling"] = ceil = ceiling(net, 3.0)
         print(f"forwarder ceiling (no delay, no rate): TCP {ceil['tcp_up_mbit']:.0f} up "
@@ -577,7 +581,7 @@ def main() -> None:
                     "settings": asdict(link), "validation": v, "load": os.getloadavg(),
                     "forwarder": {"before": before, "after": after}}
         finally:
-            bench.stop()
+            bench.stop(out)
     report["cells"] = [asdict(c) for c in cells]
     report["minutes"] = (time.monotonic() - started) / 60
     table = markdown(cells, links, tools)
@@ -586,13 +590,15 @@ def main() -> None:
     with open(out / "wan.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["link", "rtt_ms", "rate_mbit", "loss", "tool", "op", "run", "mb_s",
-                    "bytes", "seconds", "complete", "client_cpu_s", "gateway_cpu_s"])
+                    "bytes", "seconds", "complete", "client_cpu_s", "gateway_cpu_s",
+                    "setup_s"])
         for c in cells:
             lk = next(x for x in links if x.name == c.link)
             for i, r in enumerate(c.runs):
                 w.writerow([c.link, lk.rtt_ms, lk.rate_mbit, lk.loss, c.tool, c.op, i,
                             f"{r.mb_s:.3f}", r.bytes, f"{r.seconds:.3f}", r.complete,
-                            f"{r.client_cpu:.2f}", f"{r.gateway_cpu:.2f}"])
+                            f"{r.client_cpu:.2f}", f"{r.gateway_cpu:.2f}",
+                            f"{r.setup:.2f}"])
     pngs = plots(cells, links, tools, out, blasts(report))
     print(f"\nMB/s, from the tool's open to the last byte; * = stopped at {args.seconds:g} s "
           "before "
