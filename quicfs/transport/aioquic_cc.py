@@ -104,7 +104,15 @@ class BbrCongestionControl(QuicCongestionControl):
 
 
 class BbrPacer(QuicPacketPacer):
-    """aioquic's token-bucket pacer, at the rate BBR asks for instead of cwnd / srtt."""
+    """aioquic's token-bucket pacer at the rate BBR asks for instead of cwnd / srtt, and
+    one that keeps its debt.
+
+    aioquic's own pacer sends a packet whenever its bucket holds any credit at all and
+    then empties it, so each wake-up of the connection (every ack that arrives) lets one
+    packet out however short the credit: measured on the simulated link, 1800 packets/s
+    left a sender paced at 720. Here a packet costs its full interval, the bucket may go
+    into debt, and the next send waits until the debt is paid.
+    """
 
     def __init__(self, *, cc: BbrCongestionControl, max_datagram_size: int) -> None:
         super().__init__(max_datagram_size=max_datagram_size)
@@ -121,6 +129,19 @@ class BbrPacer(QuicPacketPacer):
         burst = max(2 * mss, min(congestion_window // 4, 16 * mss))
         self.bucket_max = burst / rate
         self.bucket_time = min(self.bucket_time, self.bucket_max)
+
+    def next_send_time(self, now: float) -> float | None:
+        if self.packet_time is None:
+            return None
+        self.update_bucket(now=now)
+        # A debt under a microsecond is paid: a wake-up that float rounding put a hair
+        # early must still send, or the connection would spin on a timer that is "now".
+        return now - self.bucket_time if self.bucket_time < -K_MICRO_SECOND else None
+
+    def update_after_send(self, now: float) -> None:
+        if self.packet_time is not None:
+            self.update_bucket(now=now)
+            self.bucket_time -= self.packet_time
 
 
 def attach_pacer(connection: QuicConnection) -> None:
