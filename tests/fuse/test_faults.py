@@ -498,7 +498,13 @@ def test_quicfs_get_survives_a_blackout(server, pattern, gw, tmp_path):
         get = subprocess.Popen(
             [sys.executable, "-m", "quicfs.cli.main", "get", url, str(tmp_path / "got.bin"),
              "-o", quic_options(gw, server)], stderr=subprocess.PIPE, text=True)
-        time.sleep(1)
+        # The blackout comes once data flows, not at a set time: a loaded machine may
+        # still be starting the command a second later, and a first connect is not
+        # retried (it fails at once, as a mount that cannot connect does).
+        deadline = time.monotonic() + 30
+        while sum(p.stat().st_size for p in tmp_path.glob("got.bin.*quicfs-part")) < workload.MIB:
+            assert get.poll() is None and time.monotonic() < deadline, "no transfer began"
+            time.sleep(0.02)
         proxy.command("blackout on")
         time.sleep(5)
         proxy.command("blackout off")
