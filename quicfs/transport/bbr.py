@@ -15,6 +15,14 @@ A loss bounds the model only when the loss *rate* of a round of probing exceeds
 ``LOSS_THRESH`` (2 %), draft section "Probing for Bandwidth: inflight_hi" ("BBRLossThresh"):
 random loss below that costs the packets lost, not the rate.
 
+Where we depart from the draft (each for random-loss tolerance, each tested): a round's
+loss rate must exceed the threshold by two binomial standard deviations before it counts,
+unless the round's RTT samples all carried a standing queue (then the buffer is
+overflowing and any loss is congestion, as the draft reads every loss outside probing);
+and the short-term bounds bw_lo/inflight_lo are cut only on such congestive rounds, not
+on every round with a loss. Without the first, 2 % random loss left 58 % of the link;
+without the second clause, a flow joining a busy link kept 23 % of it.
+
 The state machine is the draft's "State Machine": Startup, Drain, ProbeBW (its phases
 Down, Cruise, Refill, Up) and ProbeRTT.
 
