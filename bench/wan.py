@@ -21,6 +21,7 @@ settings, then the cells. Writes wan.json, wan.csv, wan.md and PNG plots under -
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -326,13 +327,19 @@ class Bench:
             run.gateway_cpu = (cpu_seconds(gw.pid) or 0.0) - gw_before
         return run
 
-    def cell(self, link: Link, tool: str, op: str, repeat: int, mnt: Path | None) -> Cell:
+    def cell(self, link: Link, tool: str, op: str, repeat: int) -> Cell:
         cell = Cell(link.name, tool, op)
         attempts = 0
         while len(cell.runs) < repeat and attempts < repeat + 2:
             attempts += 1
             try:
-                cell.runs.append(self.one(tool, op, mnt))
+                with self.mounted(tool) as mnt:
+                    # A run starts on a quiet link: what a stopped run left in flight (a
+                    # killed client's connection the gateway still serves) has drained.
+                    waited = self.net.wait_idle()
+                    if waited > 1:
+                        print(f"  (waited {waited:.1f} s for the link to go quiet)")
+                    cell.runs.append(self.one(tool, op, mnt))
             except Failed as exc:
                 cell.failures.append(str(exc))
         r = cell.runs
@@ -345,30 +352,31 @@ class Bench:
     def link_cells(self, link: Link, tools: list[str], repeat_cells: set[str]) -> list[Cell]:
         cells = []
         for tool in tools:
-            ops = ("read", "write") if tool.startswith("mount") else ("get", "put")
-            mnt = None
-            mount = None
-            if tool.startswith("mount"):
-                mnt = self.work / "mnt"
-                mnt.mkdir(exist_ok=True)
-                url, opts = self.quicfs_opts(tool)
-                mount = Mount(mnt, url, opts)
-                try:
-                    with self.net.inside(self.net.cli):
-                        mount.__enter__()
-                except pytest.fail.Exception as exc:  # the fixture's way of failing
-                    print(f"  {tool}: {exc}", flush=True)
-                    cells += [Cell(link.name, tool, op, failures=[str(exc)]) for op in ops]
-                    continue
-            try:
-                for op in ops:
-                    key = f"{link.name}:{tool}:{op}"
-                    repeat = self.args.repeat if key in repeat_cells else 1
-                    cells.append(self.cell(link, tool, op, repeat, mnt))
-            finally:
-                if mount is not None:
-                    mount.__exit__()
+            for op in ("read", "write") if tool.startswith("mount") else ("get", "put"):
+                repeat = self.args.repeat if f"{link.name}:{tool}:{op}" in repeat_cells else 1
+                cells.append(self.cell(link, tool, op, repeat))
         return cells
+
+    @contextlib.contextmanager
+    def mounted(self, tool: str) -> Iterator[Path | None]:
+        """A fresh mount for each run of a mount cell: a run stopped at the time bound
+        leaves the mount's read-ahead and write-behind in flight, which would otherwise
+        hold up the next run's open (seen: 'no byte in 15 s')."""
+        if not tool.startswith("mount"):
+            yield None
+            return
+        mnt = self.work / "mnt"
+        mnt.mkdir(exist_ok=True)
+        mount = Mount(mnt, *self.quicfs_opts(tool))
+        try:
+            with self.net.inside(self.net.cli):
+                mount.__enter__()
+        except pytest.fail.Exception as exc:  # the fixture's way of failing
+            raise Failed(str(exc)) from None
+        try:
+            yield mnt
+        finally:
+            mount.__exit__()
 
 
 # ---------------------------------------------------------------------- reporting

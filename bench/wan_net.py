@@ -177,6 +177,23 @@ class Topology:
             time.sleep(0.01)
         raise RuntimeError("wanlink did not write its counters")
 
+    def wait_idle(self, *, quiet: int = 20, step: float = 0.5, limit: float = 30.0) -> float:
+        """Wait until fewer than ``quiet`` packets cross the link in ``step`` seconds (a
+        mount's keep-alives are allowed); the seconds waited."""
+        def packets() -> int:
+            c = self.counters()
+            return c["ab"]["packets"] + c["ba"]["packets"]
+
+        start = time.monotonic()
+        last = packets()
+        while time.monotonic() - start < limit:
+            time.sleep(step)
+            now = packets()
+            if now - last < quiet:
+                break
+            last = now
+        return time.monotonic() - start
+
     def forwarder_cpu(self) -> float:
         assert self.forwarder is not None
         return cpu_seconds(self.forwarder.pid) or 0.0
