@@ -382,7 +382,19 @@ class Open:
         next_offset = offset
         window: list[tuple[int, trio.Event, list[memoryview]]] = []
 
-        async def fetch(at: int, size: int, event: trio.Event, box: list[memoryview]) -> None:
+        # The READs go out by offset: each task starts its READ only after the one
+        # before it has. Trio runs a batch of new tasks in either order, and on one
+        # ordered stream (QUIC's) the first chunk's answer would otherwise come after
+        # all the others: on a slow, lossy path the first byte waited for the whole
+        # window. The next task runs only once this one yields inside its READ, and
+        # the send path keeps that order.
+        turn = trio.Event()
+        turn.set()
+
+        async def fetch(at: int, size: int, event: trio.Event, box: list[memoryview],
+                        mine: trio.Event, nxt: trio.Event) -> None:
+            await mine.wait()
+            nxt.set()
             box.append(await self._read_once(at, size))
             event.set()
 
@@ -395,8 +407,9 @@ class Open:
                     and not (size_hint is not None and next_offset >= size_hint and window)
                 ):
                     size = chunk if end is None else min(chunk, end - next_offset)
-                    event, box = trio.Event(), []
-                    nursery.start_soon(fetch, next_offset, size, event, box)
+                    event, box, after = trio.Event(), [], trio.Event()
+                    nursery.start_soon(fetch, next_offset, size, event, box, turn, after)
+                    turn = after
                     window.append((size, event, box))
                     next_offset += size
                 if not window:

@@ -758,3 +758,40 @@ async def test_break_before_its_open_exists_is_acknowledged():
         assert leases.ignored == 0 and not tree.leasing
 
     await run_against(serve(answer), client)
+
+
+async def test_read_stream_sends_its_reads_in_offset_order(monkeypatch):
+    """The READs of a stream go on the wire by offset: on one ordered QUIC stream the
+    first chunk's answer would otherwise come after every other one's (at 0.3 MB/s,
+    after ~8 MiB: ~27 s before a first byte). Trio runs a batch of new tasks in either
+    order, so the order is forced both ways here."""
+    import trio._core._run as trio_run
+
+    from quicfs.smb2.io import ReadResponse
+
+    for reverse in (0.0, 0.9):
+        monkeypatch.setattr(trio_run._r, "random", lambda r=reverse: r)
+        offsets: list[int] = []
+
+        async def answer(s, h, msg, offsets=offsets):
+            if h.command != Command.READ:
+                return [response(h.command, h.message_id, ECHO_OK)]
+            offset, length = struct.unpack_from("<QI", msg, 64 + 8)[0], 4096
+            offsets.append(offset)
+            return [response(h.command, h.message_id,
+                             ReadResponse(memoryview(bytes(length))).pack())]
+
+        async def client(conn):
+            await conn.request(EchoRequest())
+            handle = leased_open(make_tree(conn), b"", 0)
+            got: list[bytes] = []
+
+            async def sink(data: bytes) -> None:
+                got.append(data)
+
+            with trio.fail_after(5):
+                await handle.read_stream(sink, length=8 * 4096, chunk=4096, depth=8)
+            assert sum(map(len, got)) == 8 * 4096
+
+        await run_against(serve(answer), client)
+        assert offsets == [i * 4096 for i in range(8)], (reverse, offsets)
