@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PKGS := fuse3 libfuse3-dev pkg-config samba smbclient acl attr iproute2
+APT_PKGS := fuse3 libfuse3-dev pkg-config samba smbclient acl attr iproute2 git
 PYTEST_ARGS ?=
 
 .PHONY: deps venv compile test lint bench clean install demo demo-stop
