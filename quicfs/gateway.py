@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import trio
 
 from quicfs.errors import ConnectError, QuicfsError
-from quicfs.transport.quic import QuicStream
+from quicfs.transport.quic import QuicDriver, QuicStream
 from quicfs.transport.quic_server import Limits, QuicServer, serve_quic
 from quicfs.transport.refusals import Refusals
 
@@ -215,7 +215,7 @@ class Gateway:
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError,
                             QuicfsError) as exc:
                         if driver.close_error_code == 0:
-                            reason = "closed by client"  # CONNECTION_CLOSE with NO_ERROR
+                            reason = _client_end(driver)
                         else:
                             side = "client" if upstream else "backend"
                             reason = f"{side} side failed: {exc}"
@@ -227,7 +227,7 @@ class Gateway:
                     # client go: the connection's end ends the splice.
                     nonlocal reason
                     await driver.terminated.wait()
-                    reason = driver.close_reason or "client connection ended"
+                    reason = _client_end(driver)
                     nursery.cancel_scope.cancel()
 
                 await backend.send_all(first)
@@ -274,3 +274,13 @@ async def run_gateway(gateway: Gateway) -> None:
                     return
 
             nursery.start_soon(stop_on_signal)
+
+
+def _client_end(driver: QuicDriver) -> str:
+    """Why the client's connection ended, for the log line. A CONNECTION_CLOSE with
+    NO_ERROR is an orderly close whatever its reason phrase says; the pump and the
+    watcher both see it, in either order (RFC 9000 10.2)."""
+    reason = driver.close_reason or ""
+    if driver.close_error_code == 0 and "idle" not in reason.lower():
+        return "closed by client"
+    return reason or "client connection ended"

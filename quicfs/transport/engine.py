@@ -118,6 +118,13 @@ class Engine(QuicConnection):
         return bool(self._handshake_confirmed)
 
     @property
+    def closing_error(self) -> int | None:
+        """The error code the engine closed the connection with, itself or at the peer's
+        word; None while it is open."""
+        event = self._close_event
+        return None if event is None else int(event.error_code)
+
+    @property
     def is_open(self) -> bool:
         return self._core is not None and self._core.state in _OPEN_STATES
 

@@ -317,7 +317,8 @@ class QuicServer:
         )
         driver = QuicDriver(quic, sock=None, peer=addr, label=peer,  # type: ignore[arg-type]
                             max_peer_streams=1)
-        driver.send_datagrams = self._send  # type: ignore[assignment]
+        answer: list[tuple[bytes, object]] = []  # held until it is known to be one
+        driver.send_datagrams = answer.extend  # type: ignore[assignment]
         driver.deliver(data, addr)
         driver.take_input()
         if not quic.authenticated:
@@ -327,6 +328,20 @@ class QuicServer:
             self._junk += 1
             self.refusals.note("Initial that did not decrypt", f"from {peer}", now)
             return
+        code = quic.closing_error
+        if code is not None and code < 0x100:
+            # A transport error on a first datagram that decrypted: most often a client's
+            # later Initial (a probe, an ACK) whose ClientHello was lost on the way, which
+            # qh3 refuses as PROTOCOL_VIOLATION ("no CRYPTO frame"). Answering would end
+            # that client's handshake; dropping it, with no state kept (RFC 9000 5.2.2),
+            # lets the ClientHello it sends again open the connection. A TLS alert
+            # (0x100 + alert: no ALPN smb, no common cipher) is answered: it says why.
+            self.refusals.note("first Initial refused, not answered",
+                               f"from {peer}: error {code:#x}", now)
+            return
+        driver.send_datagrams = self._send  # type: ignore[assignment]
+        if answer:
+            self._send(answer)
         self.routes[dcid] = driver
         self.routes[quic.host_cid] = driver
         self.connections.add(driver)

@@ -27,7 +27,7 @@ from qh3.quic.configuration import QuicConfiguration
 import quicfs
 from quicfs.cert import write_self_signed
 from quicfs.transport.engine import Engine
-from quicfs.transport.quic import QuicTLSOptions, TicketStore
+from quicfs.transport.quic import QuicTLSOptions, TicketStore, open_quic
 from quicfs.transport.quic_server import ServerTickets
 from tests.support.impair import UdpImpairProxy
 
@@ -39,7 +39,7 @@ LOSS = 0.02
 DELAY = 0.010
 
 
-async def test_connect_200_times_through_loss(samba, gateway):
+async def test_connect_200_times_through_loss(samba, gateway, caplog):
     """Each connect is a whole one as the library makes it (QUIC handshake, NEGOTIATE,
     SESSION_SETUP, TREE_CONNECT) and a small read, through 2 % loss each way and 10 ms
     each way, to the real gateway in front of the real smbd; every other one offers
@@ -74,6 +74,7 @@ async def test_connect_200_times_through_loss(samba, gateway):
                 failures.append(f"{'ticket' if ticketed else 'no ticket'}: "
                                 f"{type(exc).__name__}: {exc}")
 
+    caplog.set_level(logging.INFO, logger="quicfs.quic")
     with trio.fail_after(120):
         async with trio.open_nursery() as n:
             for proxy in proxies:
@@ -83,8 +84,12 @@ async def test_connect_200_times_through_loss(samba, gateway):
                     lanes.start_soon(lane, proxy, CONNECTS // LANES)
             n.cancel_scope.cancel()
     assert not failures, f"{len(failures)} of {CONNECTS} failed:\n" + "\n".join(failures)
-    handshakes = sum(p.clients for p in proxies)
-    assert handshakes == CONNECTS, f"{handshakes - CONNECTS} handshakes failed and were redone"
+    # Counted from the client's own word: a proxy's count of client addresses is not
+    # one, since the kernel may give a new socket the port a finished one had.
+    redone = [r.getMessage() for r in caplog.records if "a full handshake instead" in
+              r.getMessage() or "session ticket unusable" in r.getMessage()]
+    assert not redone, f"{len(redone)} handshakes failed and were redone:\n" + \
+        "\n".join(redone)
     assert sum(p.up.dropped + p.down.dropped for p in proxies) > CONNECTS
     # The ticketed half mostly resumed: resumption is covered, not only full handshakes.
     assert kinds["resumed"] >= CONNECTS // 4, kinds
@@ -130,21 +135,65 @@ async def test_a_resumed_handshake_that_fails_falls_back_to_a_full_one(samba, ga
     assert second is not None and second.ticket != first.ticket  # type: ignore[attr-defined]
 
 
-async def test_a_full_handshake_refused_for_what_loss_did_is_made_again(samba, gateway,
-                                                                        caplog):
+async def test_a_first_initial_without_its_clienthello_is_not_answered(samba, gateway,
+                                                                         caplog):
     """Both datagrams of the ClientHello lost, and the first of their copies: the
-    gateway's qh3 gets a first Initial with no CRYPTO frame and refuses the connection
-    (PROTOCOL_VIOLATION). The client makes one more handshake, which connects."""
+    gateway's first datagram of this client is an Initial with no CRYPTO frame, which
+    qh3 refuses (PROTOCOL_VIOLATION). The gateway drops it unanswered, keeping no state,
+    and the ClientHello sent again opens the connection: one handshake (before: the
+    refusal ended it and the client had to make a second)."""
     proxy = UdpImpairProxy(("127.0.0.1", gateway.port))
     proxy.drop_up = {1, 2, 3}
-    (samba.share_path("plain") / "again.txt").write_bytes(b"second handshake\n")
+    (samba.share_path("plain") / "again.txt").write_bytes(b"one handshake\n")
     caplog.set_level(logging.INFO, logger="quicfs.quic")
     with trio.fail_after(30):
         async with trio.open_nursery() as n:
             port = await n.start(proxy.run)
             async with quicfs.connect(f"//127.0.0.1:{port}/plain",
                                       gateway.options(samba)) as s:
-                assert await s.read_file("again.txt") == b"second handshake\n"
+                assert await s.read_file("again.txt") == b"one handshake\n"
+            n.cancel_scope.cancel()
+    assert proxy.clients == 1
+    assert not [m for m in caplog.messages if "instead" in m], caplog.messages
+
+
+async def _bare_qh3_server(sock: trio.socket.SocketType, config: QuicConfiguration) -> None:
+    """A QUIC server that is qh3 and nothing else: one connection per client address,
+    made from whatever datagram comes first, as a server without our gateway's first-
+    datagram rule would (engine.py's Engine is qh3's QuicConnection)."""
+    conns: dict[object, Engine] = {}
+    while True:
+        data, addr = await sock.recvfrom(65536)
+        now = trio.current_time()
+        quic = conns.get(addr)
+        if quic is None:
+            quic = conns[addr] = Engine(configuration=config,
+                                        original_destination_connection_id=pull_quic_header(
+                                            data, 0, 8)[3])
+        quic.receive([data], addr, now)
+        while quic.next_event() is not None:
+            pass
+        for out, to in quic.datagrams_to_send(now):
+            await sock.sendto(out, to)
+
+
+async def test_a_full_handshake_refused_for_what_loss_did_is_made_again(certificate,
+                                                                        caplog):
+    """The same loss in front of a server that answers the stray Initial with
+    PROTOCOL_VIOLATION (bare qh3): the client makes one more handshake, which
+    connects."""
+    caplog.set_level(logging.INFO, logger="quicfs.quic")
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    proxy = UdpImpairProxy(sock.getsockname())
+    proxy.drop_up = {1, 2, 3}
+    with trio.fail_after(30):
+        async with trio.open_nursery() as n:
+            n.start_soon(_bare_qh3_server, sock, _server_config(certificate))
+            port = await n.start(proxy.run)
+            transport = await open_quic("127.0.0.1", port, nursery=n,
+                                        tls=QuicTLSOptions(insecure=True))
+            await transport.aclose()
             n.cancel_scope.cancel()
     assert proxy.clients == 2
     assert (f"127.0.0.1:{port}: handshake failed (QUIC handshake with 127.0.0.1:{port} "
