@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import trio
 
+from quicfs.client.inorder import InOrder, Turn
 from quicfs.client.nursery import open_nursery
 from quicfs.client.tree import Tree
 from quicfs.errors import MalformedError, ProtocolError, SMBError, StaleHandle
@@ -382,19 +383,11 @@ class Open:
         next_offset = offset
         window: list[tuple[int, trio.Event, list[memoryview]]] = []
 
-        # The READs go out by offset: each task starts its READ only after the one
-        # before it has. Trio runs a batch of new tasks in either order, and on one
-        # ordered stream (QUIC's) the first chunk's answer would otherwise come after
-        # all the others: on a slow, lossy path the first byte waited for the whole
-        # window. The next task runs only once this one yields inside its READ, and
-        # the send path keeps that order.
-        turn = trio.Event()
-        turn.set()
+        order = InOrder()  # the READs go out by offset (inorder.py)
 
         async def fetch(at: int, size: int, event: trio.Event, box: list[memoryview],
-                        mine: trio.Event, nxt: trio.Event) -> None:
-            await mine.wait()
-            nxt.set()
+                        turn: Turn) -> None:
+            await turn.wait()
             box.append(await self._read_once(at, size))
             event.set()
 
@@ -407,9 +400,8 @@ class Open:
                     and not (size_hint is not None and next_offset >= size_hint and window)
                 ):
                     size = chunk if end is None else min(chunk, end - next_offset)
-                    event, box, after = trio.Event(), [], trio.Event()
-                    nursery.start_soon(fetch, next_offset, size, event, box, turn, after)
-                    turn = after
+                    event, box = trio.Event(), []
+                    nursery.start_soon(fetch, next_offset, size, event, box, order.place())
                     window.append((size, event, box))
                     next_offset += size
                 if not window:
@@ -439,6 +431,7 @@ class Open:
         WRITEs in flight. Any failed write fails the whole transfer."""
         chunk = max(1, min(chunk, self.max_write))
         slots = trio.Semaphore(depth)
+        order = InOrder()  # the WRITEs go out by offset (inorder.py)
         total = 0
         async with open_nursery() as nursery:
             at = offset
@@ -448,13 +441,15 @@ class Open:
                 if not data:
                     slots.release()
                     break
-                nursery.start_soon(self._write_slot, at, data, slots)
+                nursery.start_soon(self._write_slot, at, data, slots, order.place())
                 at += len(data)
                 total += len(data)
         return total
 
-    async def _write_slot(self, at: int, data: bytes, slots: trio.Semaphore) -> None:
+    async def _write_slot(self, at: int, data: bytes, slots: trio.Semaphore,
+                          turn: Turn) -> None:
         try:
+            await turn.wait()
             await self._write_once(at, data)
         finally:
             slots.release()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from quicfs.client.inorder import InOrder, Turn
 from quicfs.client.open import Open
 
 CHUNK = 1024 * 1024
@@ -54,6 +55,7 @@ class ReadAhead:
         self._chunks: dict[int, _Chunk] = {}
         #: Reads that are not read ahead, on their way: they see writes too.
         self._direct: set[_Chunk] = set()
+        self._order = InOrder()
         self._next = 0
 
     def invalidate(self) -> None:
@@ -150,11 +152,12 @@ class ReadAhead:
         chunk = _Chunk(start, self.chunk)
         self._overlay_pending(chunk)
         self._chunks[start] = chunk
-        self.nursery.start_soon(self._fetch, chunk)
+        self.nursery.start_soon(self._fetch, chunk, self._order.place())
         return chunk
 
-    async def _fetch(self, chunk: _Chunk) -> None:
+    async def _fetch(self, chunk: _Chunk, turn: Turn) -> None:
         try:
+            await turn.wait()  # the READs go out by offset (inorder.py)
             chunk.data = bytearray(await self.handle.read(chunk.start, chunk.size))
             for offset, data in chunk.later:
                 self._lay(chunk, offset, data)

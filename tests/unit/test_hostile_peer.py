@@ -6,6 +6,7 @@ stream against a peer that answers with crafted bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -760,38 +761,58 @@ async def test_break_before_its_open_exists_is_acknowledged():
     await run_against(serve(answer), client)
 
 
-async def test_read_stream_sends_its_reads_in_offset_order(monkeypatch):
-    """The READs of a stream go on the wire by offset: on one ordered QUIC stream the
-    first chunk's answer would otherwise come after every other one's (at 0.3 MB/s,
-    after ~8 MiB: ~27 s before a first byte). Trio runs a batch of new tasks in either
-    order, so the order is forced both ways here."""
+@pytest.mark.parametrize("way", ["read_stream", "write_stream", "readahead"])
+async def test_a_window_of_requests_goes_out_in_offset_order(monkeypatch, way):
+    """The READs (WRITEs) of a window go on the wire by offset: on one ordered QUIC
+    stream the first chunk's answer would otherwise come after every other one's (at
+    0.3 MB/s, after ~8 MiB: ~27 s before a first byte). Trio runs a batch of new tasks
+    in either order, so the order is forced both ways here."""
     import trio._core._run as trio_run
 
-    from quicfs.smb2.io import ReadResponse
+    from quicfs.fs.readahead import ReadAhead
+    from quicfs.smb2.io import ReadResponse, WriteResponse
 
+    chunk = 65536
     for reverse in (0.0, 0.9):
         monkeypatch.setattr(trio_run._r, "random", lambda r=reverse: r)
         offsets: list[int] = []
 
         async def answer(s, h, msg, offsets=offsets):
-            if h.command != Command.READ:
-                return [response(h.command, h.message_id, ECHO_OK)]
-            offset, length = struct.unpack_from("<QI", msg, 64 + 8)[0], 4096
-            offsets.append(offset)
-            return [response(h.command, h.message_id,
-                             ReadResponse(memoryview(bytes(length))).pack())]
+            if h.command == Command.READ:
+                offsets.append(struct.unpack_from("<Q", msg, 64 + 8)[0])
+                body = ReadResponse(memoryview(bytes(chunk))).pack()
+            elif h.command == Command.WRITE:
+                offsets.append(struct.unpack_from("<Q", msg, 64 + 8)[0])
+                body = WriteResponse(chunk).pack()
+            else:
+                body = ECHO_OK
+            return [response(h.command, h.message_id, body)]
 
         async def client(conn):
             await conn.request(EchoRequest())
             handle = leased_open(make_tree(conn), b"", 0)
-            got: list[bytes] = []
-
-            async def sink(data: bytes) -> None:
-                got.append(data)
-
+            # The read-ahead reads as far as the size the file had when opened.
+            handle.created = dataclasses.replace(handle.created, end_of_file=8 * chunk)
             with trio.fail_after(5):
-                await handle.read_stream(sink, length=8 * 4096, chunk=4096, depth=8)
-            assert sum(map(len, got)) == 8 * 4096
+                if way == "read_stream":
+                    async def sink(data: bytes) -> None:
+                        pass
+
+                    await handle.read_stream(sink, length=8 * chunk, chunk=chunk, depth=8)
+                elif way == "write_stream":
+                    left = [bytes(chunk)] * 8
+
+                    async def source(n: int) -> bytes:
+                        return left.pop() if left else b""
+
+                    assert await handle.write_stream(source, chunk=chunk, depth=8) \
+                        == 8 * chunk
+                else:
+                    async with trio.open_nursery() as n:
+                        ahead = ReadAhead(handle, n, chunk=chunk, window=8)
+                        assert await ahead.read(0, 8 * chunk) == bytes(8 * chunk)
+                        n.cancel_scope.cancel()
 
         await run_against(serve(answer), client)
-        assert offsets == [i * 4096 for i in range(8)], (reverse, offsets)
+        want = [i * chunk for i in range(8)]
+        assert offsets[:8] == want, (way, reverse, offsets)
