@@ -66,9 +66,11 @@ LINKS = [
     Link("100ms/20M/0.1%", 100, 20, 0.001),
     Link("100ms/1G", 100, 1000),
 ]
-TOOLS = ["quic", "tcp", "smbclient", "mount-quic", "mount-tcp"]
-NAMES = {"quic": "quicfs QUIC", "tcp": "quicfs TCP", "smbclient": "smbclient",
-         "mount-quic": "mount QUIC", "mount-tcp": "mount TCP"}
+#: "-bbr": over QUIC with our BBR at both ends (cc=bbr, a gateway with --cc bbr).
+TOOLS = ["quic", "quic-bbr", "tcp", "smbclient", "mount-quic", "mount-quic-bbr", "mount-tcp"]
+NAMES = {"quic": "quicfs QUIC", "quic-bbr": "quicfs QUIC BBR", "tcp": "quicfs TCP",
+         "smbclient": "smbclient", "mount-quic": "mount QUIC",
+         "mount-quic-bbr": "mount QUIC BBR", "mount-tcp": "mount TCP"}
 
 
 @dataclass
@@ -244,6 +246,7 @@ class Bench:
                                  # smbd skips a TUN device that has no carrier yet.
                                  extra_global={"bind interfaces only": "no"})
         self.gateway: GatewayProcess | None = None
+        self.gateway_bbr: GatewayProcess | None = None
         self.serial = 0
 
     def start(self) -> None:
@@ -252,6 +255,11 @@ class Bench:
             self.gateway = GatewayProcess(self.work / "gateway", self.samba.port)
             self.gateway.host = SRV_ADDR
             self.gateway.start()
+            if any(t.endswith("-bbr") for t in self.args.tools.split(",")):
+                self.gateway_bbr = GatewayProcess(self.work / "gateway-bbr", self.samba.port,
+                                                  extra_args=["--cc", "bbr"])
+                self.gateway_bbr.host = SRV_ADDR
+                self.gateway_bbr.start()
         self.src = self.work / "src.bin"
         with open(self.src, "wb") as f:
             for _ in range(self.args.size_mib):
@@ -263,18 +271,26 @@ class Bench:
 
     def stop(self, keep: Path) -> None:
         """Stop the servers; the gateway's log is kept in ``keep`` (the scratch goes)."""
-        if self.gateway is not None:
-            self.gateway.stop()
-            if self.gateway.log_path.exists():
-                shutil.copy(self.gateway.log_path, keep / "wan-gateway.log")
+        for gw, log in ((self.gateway, "wan-gateway.log"),
+                        (self.gateway_bbr, "wan-gateway-bbr.log")):
+            if gw is not None:
+                gw.stop()
+                if gw.log_path.exists():
+                    shutil.copy(gw.log_path, keep / log)
         self.samba.__exit__()
 
     # ------------------------------------------------------------------ cells
+    def gateway_of(self, tool: str) -> GatewayProcess:
+        gw = self.gateway_bbr if tool.endswith("-bbr") else self.gateway
+        assert gw is not None
+        return gw
+
     def quicfs_opts(self, tool: str) -> tuple[str, str]:
-        s, g = self.samba, self.gateway
-        assert g is not None
-        if tool.endswith("quic"):
-            return f"//{SRV_ADDR}:{g.port}/plain", g.options(s)
+        s = self.samba
+        if "quic" in tool:
+            g = self.gateway_of(tool)
+            cc = ",cc=bbr" if tool.endswith("-bbr") else ""
+            return f"//{SRV_ADDR}:{g.port}/plain", g.options(s) + cc
         return (f"//{SRV_ADDR}:{s.port}/plain",
                 f"transport=tcp,username={s.username},password={s.password}")
 
@@ -290,11 +306,10 @@ class Bench:
         share = self.samba.share_path("plain")
         fifo = self.work / "in.fifo"
         limit, total, work = self.args.seconds, self.total, self.work
-        gw = self.gateway
-        assert gw is not None
+        gw = self.gateway_of(tool)
         gw_before = cpu_seconds(gw.pid) or 0.0
         try:
-            if tool in ("quic", "tcp"):
+            if tool in ("quic", "quic-bbr", "tcp"):
                 url, opts = self.quicfs_opts(tool)
                 if op == "get":
                     run = transfer_in(self.net, [*QUICFS, "get", "-o", opts, f"{url}/src.bin",
@@ -323,7 +338,7 @@ class Bench:
         finally:
             for p in (share / name, share / f".{name}.quicfs-part"):
                 p.unlink(missing_ok=True)
-        if tool in ("quic", "mount-quic"):
+        if "quic" in tool:
             run.gateway_cpu = (cpu_seconds(gw.pid) or 0.0) - gw_before
         return run
 

@@ -100,7 +100,7 @@ async def read_first_message(stream: trio.abc.ReceiveStream) -> tuple[bytes, byt
 class Gateway:
     def __init__(self, *, listen: tuple[str, int], backend: tuple[str, int], cert: str,
                  key: str, connect_timeout: float = 5.0, limits: Limits | None = None,
-                 summary_interval: float = 60.0) -> None:
+                 summary_interval: float = 60.0, cc: str | None = None) -> None:
         self.listen = listen
         self.backend = backend
         self.cert = cert
@@ -108,6 +108,7 @@ class Gateway:
         self.connect_timeout = connect_timeout
         self.limits = limits or Limits()
         self.summary_interval = summary_interval
+        self.cc = cc
         self.stats = GatewayStats()
         self.refusals = Refusals(log)
         self.bound_port: int | None = None
@@ -121,7 +122,7 @@ class Gateway:
                 lambda task_status: serve_quic(  # type: ignore[misc]
                     self.listen[0], self.listen[1], cert=self.cert, key=self.key,
                     handler=self._handle, limits=self.limits, refusals=self.refusals,
-                    task_status=task_status,
+                    cc=self.cc, task_status=task_status,
                 )
             )
             self.server = server

@@ -46,6 +46,8 @@ class Options:
     #: None (unset): TCP unless fingerprint=, cafile= or cert= was given without seal
     #: (transport/connect.py).
     fallback: str | None = None
+    #: QUIC congestion controller (transport/engine.py); None: the default.
+    cc: str | None = None
     cafile: str | None = None
     fingerprint: str | None = None
     cert: str | None = None
@@ -149,6 +151,14 @@ def _fallback(text: str) -> str:
     return text
 
 
+def _cc(text: str) -> str:
+    from quicfs.transport.engine import CONTROLLERS
+
+    if text not in CONTROLLERS:
+        raise ValueError("expected " + " or ".join(CONTROLLERS))
+    return text
+
+
 def _id(text: str) -> int:
     if text.isdigit():
         # uid_t is 32 bits and (uid_t)-1 means "no change" to chown(2): never an owner.
@@ -191,6 +201,7 @@ _VALUES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "quic_port": ("quic_port", _PORT),
     "transport": ("transport", _transport),
     "fallback": ("fallback", _fallback),
+    "cc": ("cc", _cc),
     "cafile": ("cafile", _text),
     "fingerprint": ("fingerprint", _text),
     "cert": ("cert", _text),

@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="handshakes in progress at most (default 256)")
     gw.add_argument("--handshake-timeout", type=positive_seconds, default=10.0,
                     metavar="SECONDS", help="drop a handshake not done by then (default 10)")
+    gw.add_argument("--cc", choices=["cubic", "bbr"], default=None,
+                    help="QUIC congestion controller: cubic (qh3's own) or bbr (ours, on "
+                    "aioquic; keeps its pace through random loss) (default cubic)")
     gw.add_argument("--summary-interval", type=positive_seconds, default=60.0,
                     metavar="SECONDS",
                     help="log a summary of what was served and refused this often "
@@ -124,7 +127,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     gateway = Gateway(listen=parse_hostport(args.listen, "--listen"),
                       backend=parse_hostport(args.backend, "--backend"),
                       cert=args.cert, key=args.key, limits=limits,
-                      summary_interval=args.summary_interval)
+                      summary_interval=args.summary_interval, cc=args.cc)
     logging.getLogger("quicfs.gateway").setLevel(logging.INFO)
     trio.run(run_gateway, gateway)
     return 0

@@ -74,7 +74,7 @@ async def open_quic_transport(ep: Endpoints, opts: Options,
                          insecure=opts.insecure, cert=opts.cert, key=opts.key)
     return await open_quic(ep.host, ep.quic_port, nursery=nursery, server_name=ep.host,
                            tls=tls, within=opts.connect_timeout, qlog_dir=opts.qlog,
-                           max_datagram_size=opts.max_datagram_size)
+                           max_datagram_size=opts.max_datagram_size, cc=opts.cc)
 
 
 def verification_asked(opts: Options) -> str | None:

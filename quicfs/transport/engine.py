@@ -181,4 +181,27 @@ class Engine(QuicConnection):
         return bridge
 
 
-__all__ = ["Engine"]
+
+#: Congestion controllers, each with the engine that carries it: qh3's own (CUBIC family,
+#: in its Rust core; the faster engine), or our BBR (bbr.py) on aioquic, which qh3 cannot
+#: take (docs/performance.md has the figures behind the default).
+CONTROLLERS = ("cubic", "bbr")
+DEFAULT_CC = "cubic"
+
+
+def new_engine(cc: str | None = None, **kwargs: Any) -> Any:
+    """An engine for controller ``cc`` (None: the default), built with qh3's
+    QuicConnection arguments; both kinds take a qh3 QuicConfiguration and give qh3's
+    events."""
+    cc = cc or DEFAULT_CC
+    if cc == "bbr":
+        # Imported only when asked for: aioquic is loaded by those who use it.
+        from quicfs.transport.engine_aioquic import AioquicEngine
+
+        return AioquicEngine(cc="quicfs-bbr", **kwargs)
+    if cc != "cubic":
+        raise ValueError(f"unknown congestion controller {cc!r}")
+    return Engine(**kwargs)
+
+
+__all__ = ["CONTROLLERS", "DEFAULT_CC", "Engine", "new_engine"]

@@ -54,7 +54,7 @@ from qh3.quic.connection import QuicConnectionError
 from qh3.quic.packet import QuicErrorCode
 
 from quicfs.errors import CertificateError, ConnectError, ConnectionLost, UsageError
-from quicfs.transport.engine import Engine
+from quicfs.transport.engine import Engine, new_engine
 from quicfs.transport.framing import FramedStream
 from quicfs.transport.peer_path import PeerPath
 
@@ -286,10 +286,11 @@ class TicketStore:
             self._path(server, port, policy).unlink()
 
 
-def start_engine(config: QuicConfiguration, addr: object, now: float,
+def start_engine(config: QuicConfiguration, addr: object, now: float, cc: str | None = None,
                  **kwargs: object) -> Engine:
-    """A client engine with its ClientHello built (qh3 builds it in ``connect``)."""
-    quic = Engine(configuration=config, **kwargs)  # type: ignore[arg-type]
+    """A client engine for controller ``cc`` (engine.py) with its ClientHello built (qh3
+    builds it in ``connect``)."""
+    quic: Engine = new_engine(cc, configuration=config, **kwargs)
     quic.connect(addr, now=now)  # type: ignore[arg-type]
     return quic
 
@@ -1223,6 +1224,7 @@ async def open_quic(
     qlog_dir: str | None = None,
     max_datagram_size: int | None = None,
     tickets: TicketStore | None = None,
+    cc: str | None = None,
 ) -> QuicTransport:
     """Handshake with ``host:port`` (TLS 1.3, ALPN smb) and open the SMB stream.
 
@@ -1234,7 +1236,8 @@ async def open_quic(
     A stored session ticket makes the handshake a resumed one (RFC 8446 2.2), without
     0-RTT (engine.py). If it fails once the server has answered, the ticket is
     forgotten and a full handshake follows: a ticket never costs a connection. A full
-    handshake that a transport error ended gets one more try too."""
+    handshake that a transport error ended gets one more try too. ``cc`` names the
+    congestion controller, and so the engine (engine.py)."""
     tls = tls or QuicTLSOptions()
     label = _peer_label(host, port)
     try:
@@ -1260,7 +1263,7 @@ async def open_quic(
         store.save(name, port, policy, t)
 
     def engine() -> Engine:
-        return start_engine(config, addr, trio.current_time(),
+        return start_engine(config, addr, trio.current_time(), cc,
                             session_ticket_handler=keep_ticket)
 
     def without_ticket() -> Engine:

@@ -28,7 +28,7 @@ from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.packet import QuicPacketType, encode_quic_retry, encode_quic_version_negotiation
 from qh3.tls import SessionTicket
 
-from quicfs.transport.engine import Engine
+from quicfs.transport.engine import new_engine
 from quicfs.transport.quic import (
     ACTIVE_CID_LIMIT,
     ALPN,
@@ -160,13 +160,15 @@ def packets_length(data: bytes, cid_length: int) -> int:
 class QuicServer:
     def __init__(self, sock: socket.socket, config: QuicConfiguration, handler: Handler,
                  nursery: trio.Nursery, *, limits: Limits | None = None,
-                 refusals: Refusals | None = None) -> None:
+                 refusals: Refusals | None = None, cc: str | None = None) -> None:
         self.sock = sock
         self.config = config
         self.handler = handler
         self.nursery = nursery
         self.limits = limits or Limits()
         self.refusals = refusals or Refusals(log)
+        #: The congestion controller of every connection (engine.py).
+        self.cc = cc
         self.routes: dict[bytes, QuicDriver] = {}
         self.connections: set[QuicDriver] = set()
         #: Connections whose handshake has not completed.
@@ -307,7 +309,8 @@ class QuicServer:
         if len(self.handshaking) >= limits.max_handshakes:
             self.refusals.note("refused: --max-handshakes reached", f"from {peer}", now)
             return
-        quic = Engine(
+        quic = new_engine(
+            self.cc,
             configuration=self.config,
             original_destination_connection_id=odcid,
             retry_source_connection_id=retry_cid,
@@ -461,6 +464,7 @@ async def serve_quic(
     handler: Handler,
     limits: Limits | None = None,
     refusals: Refusals | None = None,
+    cc: str | None = None,
     task_status: trio.TaskStatus[QuicServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve QUIC on ``host:port`` until cancelled; ``task_status`` gets the server (its
@@ -472,7 +476,7 @@ async def serve_quic(
     try:
         async with trio.open_nursery() as nursery:
             server = QuicServer(sock, config, handler, nursery, limits=limits,
-                                refusals=refusals)
+                                refusals=refusals, cc=cc)
             task_status.started(server)
             try:
                 await server.serve()

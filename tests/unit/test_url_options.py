@@ -71,10 +71,10 @@ def test_parse_url_never_crashes(text):
 
 def test_parse_options():
     o = parse_options("user=bob,pass=a,,b,seal,transport=tcp,port=4450,noatime,x-systemd.auto,"
-                      "file_mode=0640,actimeo=2.5,soft,ro")
+                      "file_mode=0640,actimeo=2.5,soft,ro,cc=bbr")
     assert o.username == "bob" and o.password == "a,b" and o.seal
     assert o.transport == "tcp" and o.port == 4450 and o.file_mode == 0o640
-    assert o.actimeo == 2.5 and not o.hard and o.ro
+    assert o.actimeo == 2.5 and not o.hard and o.ro and o.cc == "bbr"
     assert "a,b" not in repr(o)
 
 
@@ -87,6 +87,7 @@ def test_parse_options():
         ("port", "option port needs a value (port=...)"),
         ("seal=1", "option seal takes no value"),
         ("transport=udp", "bad value for option transport: 'udp' (expected quic, tcp or auto)"),
+        ("cc=reno", "bad value for option cc: 'reno' (expected cubic or bbr)"),
         ("file_mode=999", "bad value for option file_mode: '999' "
                           "(expected an octal mode such as 0644)"),
         ("uid=4294967295", "bad value for option uid: '4294967295' "
