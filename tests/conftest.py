@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,13 @@ def samba_factory() -> Iterator[Callable[..., SambaServer]]:
 def gateway(samba: SambaServer, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[GatewayProcess]:
     """`quicfs gateway` on a free UDP port in front of the session's smbd."""
-    gw = GatewayProcess(tmp_path_factory.mktemp("gateway"), samba.port)
+    yield from running_gateway(tmp_path_factory.mktemp("gateway"), samba.port)
+
+
+def running_gateway(root: Path, backend_port: int, extra_args: Sequence[str] = ()
+                    ) -> Iterator[GatewayProcess]:
+    """The body of a gateway fixture: started (or the test fails), stopped after."""
+    gw = GatewayProcess(root, backend_port, extra_args=extra_args)
     try:
         gw.start()
     except GatewayError as exc:

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 import quicfs
-from tests.support.gateway import GatewayError, GatewayProcess
+from tests.conftest import running_gateway
 from tests.support.impair import UdpImpairProxy
 
 SIZE = 3 * 1024 * 1024 + 4321
@@ -20,16 +20,8 @@ SIZE = 3 * 1024 * 1024 + 4321
 
 @pytest.fixture(scope="module")
 def bbr_gateway(samba, tmp_path_factory):
-    gw = GatewayProcess(tmp_path_factory.mktemp("gateway-bbr"), samba.port,
-                        extra_args=["--cc", "bbr"])
-    try:
-        gw.start()
-    except GatewayError as exc:
-        pytest.fail(f"cannot start the gateway: {exc}", pytrace=False)
-    try:
-        yield gw
-    finally:
-        gw.stop()
+    yield from running_gateway(tmp_path_factory.mktemp("gateway-bbr"), samba.port,
+                               ["--cc", "bbr"])
 
 
 @pytest.mark.parametrize("server, client", [("bbr", "bbr"), ("bbr", "cubic"),
