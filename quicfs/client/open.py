@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import trio
 
+from quicfs.client.depth import Depth
 from quicfs.client.inorder import InOrder, Turn
 from quicfs.client.nursery import open_nursery
 from quicfs.client.tree import Tree
@@ -59,7 +60,11 @@ from quicfs.smb2.status import Status
 #: Reads and writes go in pieces of this size at most (fewer credits per request, and
 #: several in flight keep the pipe full).
 DEFAULT_CHUNK = 1024 * 1024
+#: Chunks in flight of a transfer: where it starts, and how far it may grow to fill a
+#: long path (depth.py); 32 MiB is 250 ms at 1 Gbit/s, and what our SMB credit target
+#: (smb2/credits.py) lets be in flight.
 DEFAULT_DEPTH = 8
+MAX_DEPTH = 32
 
 log = logging.getLogger(__name__)
 
@@ -369,11 +374,12 @@ class Open:
         offset: int = 0,
         length: int | None = None,
         chunk: int = DEFAULT_CHUNK,
-        depth: int = DEFAULT_DEPTH,
+        depth: int | None = None,
         size_hint: int | None = None,
     ) -> int:
         """Read ``length`` bytes (default: to the end of file) with up to ``depth`` READs
-        in flight, handing them to ``sink`` in order. Memory stays within depth * chunk.
+        in flight (None: as many as the path needs, depth.py), handing them to ``sink`` in
+        order. Memory stays within depth (MAX_DEPTH) * chunk.
         Past ``size_hint`` (the size the file had when opened) only one read is in flight,
         so a file that did not grow costs one extra round trip, not ``depth``."""
         chunk = max(1, min(chunk, self.max_read))
@@ -382,20 +388,22 @@ class Open:
         eof = False
         next_offset = offset
         window: list[tuple[int, trio.Event, list[memoryview]]] = []
-
+        tuner = _depth(depth)
         order = InOrder()  # the READs go out by offset (inorder.py)
 
         async def fetch(at: int, size: int, event: trio.Event, box: list[memoryview],
                         turn: Turn) -> None:
             await turn.wait()
+            sent = trio.current_time()
             box.append(await self._read_once(at, size))
+            tuner.answered(trio.current_time() - sent)
             event.set()
 
         async with open_nursery() as nursery:
             while True:
                 while (
                     not eof
-                    and len(window) < depth
+                    and len(window) < tuner.value
                     and (end is None or next_offset < end)
                     and not (size_hint is not None and next_offset >= size_hint and window)
                 ):
@@ -425,31 +433,45 @@ class Open:
         *,
         offset: int = 0,
         chunk: int = DEFAULT_CHUNK,
-        depth: int = DEFAULT_DEPTH,
+        depth: int | None = None,
     ) -> int:
         """Write what ``source(n)`` yields until it returns b"", with up to ``depth``
-        WRITEs in flight. Any failed write fails the whole transfer."""
+        WRITEs in flight (None: as many as the path needs, depth.py). Any failed write
+        fails the whole transfer."""
         chunk = max(1, min(chunk, self.max_write))
-        slots = trio.Semaphore(depth)
+        tuner = _depth(depth)
         order = InOrder()  # the WRITEs go out by offset (inorder.py)
+        inflight = 0
+        answered = trio.Event()
+
+        async def send(at: int, data: bytes, turn: Turn) -> None:
+            nonlocal inflight, answered
+            try:
+                await turn.wait()
+                sent = trio.current_time()
+                await self._write_once(at, data)
+                tuner.answered(trio.current_time() - sent)
+            finally:
+                inflight -= 1
+                answered.set()
+                answered = trio.Event()
+
         total = 0
         async with open_nursery() as nursery:
             at = offset
             while True:
-                await slots.acquire()
+                while inflight >= tuner.value:
+                    await answered.wait()
                 data = await source(chunk)
                 if not data:
-                    slots.release()
                     break
-                nursery.start_soon(self._write_slot, at, data, slots, order.place())
+                inflight += 1
+                nursery.start_soon(send, at, data, order.place())
                 at += len(data)
                 total += len(data)
         return total
 
-    async def _write_slot(self, at: int, data: bytes, slots: trio.Semaphore,
-                          turn: Turn) -> None:
-        try:
-            await turn.wait()
-            await self._write_once(at, data)
-        finally:
-            slots.release()
+
+def _depth(depth: int | None) -> Depth:
+    """A fixed depth when the caller names one, else one that follows the path."""
+    return Depth(depth, depth) if depth else Depth(DEFAULT_DEPTH, MAX_DEPTH)

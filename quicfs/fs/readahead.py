@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 
 import trio
 
+from quicfs.client.depth import Depth
 from quicfs.client.inorder import InOrder, Turn
 from quicfs.client.open import Open
 
 CHUNK = 1024 * 1024
+#: Chunks read ahead: where a file starts, and how far the window may grow to fill a
+#: long path (client/depth.py). 16 MiB per file open for reading at most.
 WINDOW = 4
+MAX_WINDOW = 16
 
 #: Writes made here not yet answered by the server, oldest first; None when their order
 #: is not known (two handles' writes overlap).
@@ -45,11 +49,12 @@ class _Chunk:
 
 class ReadAhead:
     def __init__(self, handle: Open, nursery: trio.Nursery, *, chunk: int = CHUNK,
-                 window: int = WINDOW, pending: Pending | None = None) -> None:
+                 window: int = WINDOW, max_window: int = MAX_WINDOW,
+                 pending: Pending | None = None) -> None:
         self.handle = handle
         self.nursery = nursery
         self.chunk = max(65536, min(chunk, handle.max_read))
-        self.window = window
+        self.window = Depth(window, max_window)
         self.size_hint = handle.size
         self.pending = pending
         self._chunks: dict[int, _Chunk] = {}
@@ -102,7 +107,7 @@ class ReadAhead:
         if not sequential:
             self._chunks.clear()
             return await self._read_direct(offset, size)
-        for i in range(self.window):
+        for i in range(self.window.value):
             start = first + i * c
             if start not in self._chunks and (i == 0 or start < max(self.size_hint, 1)):
                 self._schedule(start)
@@ -158,7 +163,9 @@ class ReadAhead:
     async def _fetch(self, chunk: _Chunk, turn: Turn) -> None:
         try:
             await turn.wait()  # the READs go out by offset (inorder.py)
+            sent = trio.current_time()
             chunk.data = bytearray(await self.handle.read(chunk.start, chunk.size))
+            self.window.answered(trio.current_time() - sent)
             for offset, data in chunk.later:
                 self._lay(chunk, offset, data)
         except Exception as exc:
