@@ -175,7 +175,11 @@ def transfer_in(net: Topology, cmd: list[str], fifo: Path, total: int, limit: fl
     if not timed_out and proc.returncode != 0:
         raise Failed(f"exit {proc.returncode}: {_last_line(log)}")
     if not got[0]:
-        raise Failed(f"no byte in {limit:g} s: {_last_line(log)}")
+        # Whether the tool opened its output tells a connect or open stall (never opened)
+        # from a transfer whose first bytes never came.
+        where = (f"the FIFO opened {got[1] - began:.1f} s in" if got[1]
+                 else "the FIFO never opened")
+        raise Failed(f"no byte in {limit:g} s ({where}): {_last_line(log)}")
     if not timed_out and got[0] != total:
         raise Failed(f"{got[0]} bytes of {total}")
     return Run(got[0], got[2] - got[1], not timed_out, cpu or 0.0, setup=got[1] - began)
