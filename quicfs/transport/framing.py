@@ -2,12 +2,16 @@
 each message. It lives once, here, above the byte streams of TCP and QUIC.
 
 Theory of operation: :class:`FramedStream` wraps any ``trio.abc.Stream``. Receiving keeps
-one growing buffer and cuts whole messages out of it; sending writes header and message in
-one call. A send that is cancelled or fails half-way leaves the peer's deframer in an unknown
-state, so the stream is then marked broken and refuses to send more.
+the chunks the stream gave, uncopied, until a whole message is there, then copies the
+message out of them once; sending writes header and message in one call. A send that is
+cancelled or fails half-way leaves the peer's deframer in an unknown state, so the stream
+is then marked broken and refuses to send more.
 """
 
 from __future__ import annotations
+
+from collections import deque
+from itertools import islice
 
 import trio
 
@@ -19,6 +23,9 @@ MAX_MESSAGE = 16 * 1024 * 1024 - 1
 #: most we ask for) plus headers, with room to spare. A bigger claim is a hostile peer.
 MAX_RECEIVE = 9 * 1024 * 1024
 _RECEIVE_CHUNK = 256 * 1024
+#: Taken at once from a stream that gives pieces uncopied: what waits there, so one pass
+#: takes a whole READ response, up to a bound on what is held here beyond one message.
+_RECEIVE_PIECES = 1024 * 1024
 _JOIN_LIMIT = 64 * 1024
 
 
@@ -40,7 +47,13 @@ class FramedStream:
         self._stream = stream
         self.kind = kind
         self.peer = peer
-        self._buf = bytearray()
+        #: Received and not yet cut into messages; ``_off`` bytes of the first chunk
+        #: are consumed already, ``_have`` counts the rest.
+        self._chunks: deque[bytes | memoryview] = deque()
+        #: A stream that hands over what it received in pieces, uncopied (QUIC's).
+        self._receive_pieces = getattr(stream, "receive_pieces", None)
+        self._off = 0
+        self._have = 0
         self._broken: BaseException | None = None
         self._send_lock = trio.Lock()
         #: trio time when the peer last sent us bytes: the client's liveness watch asks
@@ -85,27 +98,63 @@ class FramedStream:
 
     async def receive_message(self) -> bytearray:
         while True:
-            if len(self._buf) >= 4:
-                if self._buf[0] != 0:
-                    raise ProtocolError(f"bad frame header {bytes(self._buf[:4]).hex()}")
-                length = int.from_bytes(self._buf[1:4], "big")
+            if self._have >= 4:
+                header = self._peek(4)
+                if header[0] != 0:
+                    raise ProtocolError(f"bad frame header {header.hex()}")
+                length = int.from_bytes(header[1:4], "big")
                 if length > MAX_RECEIVE:
                     raise ProtocolError(
                         f"{self.peer} announced a {length}-byte message; the limit is "
                         f"{MAX_RECEIVE}"
                     )
-                if len(self._buf) >= 4 + length:
-                    message = self._buf[4 : 4 + length]
-                    del self._buf[: 4 + length]
-                    return message
+                if self._have >= 4 + length:
+                    self._take(4)
+                    return self._take(length)
             try:
-                data = await self._stream.receive_some(_RECEIVE_CHUNK)
+                if self._receive_pieces is not None:
+                    pieces = await self._receive_pieces(_RECEIVE_PIECES)
+                else:
+                    pieces = [await self._stream.receive_some(_RECEIVE_CHUNK)]
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise ConnectionLost(f"connection to {self.peer} lost: {exc}") from exc
-            if not data:
+            if not pieces or not pieces[0]:
                 raise ConnectionLost(f"{self.peer} closed the connection")
             self.last_received = trio.current_time()
-            self._buf += data
+            for piece in pieces:
+                self._chunks.append(piece)
+                self._have += len(piece)
+
+    def _peek(self, n: int) -> bytes:
+        """The next ``n`` bytes (``n`` small, all received), left in place."""
+        first = self._chunks[0]
+        if len(first) - self._off >= n:
+            return bytes(first[self._off : self._off + n])
+        head = bytearray(first[self._off :])
+        for chunk in islice(self._chunks, 1, None):
+            head += chunk[: n - len(head)]
+            if len(head) >= n:
+                break
+        return bytes(head)
+
+    def _take(self, n: int) -> bytearray:
+        """The next ``n`` received bytes, copied once into a message of their own."""
+        out = bytearray(n)
+        view = memoryview(out)
+        filled = 0
+        chunks = self._chunks
+        while filled < n:
+            chunk, off = chunks[0], self._off
+            k = min(n - filled, len(chunk) - off)
+            view[filled : filled + k] = memoryview(chunk)[off : off + k]
+            filled += k
+            if off + k == len(chunk):
+                chunks.popleft()
+                self._off = 0
+            else:
+                self._off = off + k
+        self._have -= n
+        return out
 
     async def aclose(self) -> None:
         self._broken = self._broken or ConnectionLost("closed")

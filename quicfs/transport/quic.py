@@ -344,7 +344,9 @@ class QuicDriver:
         self.alpn: str | None = None
         self.session_resumed = False
         self.early_data_accepted = False
-        self._inbox: deque[tuple[bytes, object]] = deque()
+        #: Server side: what the dispatcher handed over, in runs from one address each
+        #: (one comparison and one append per datagram; the engine takes a run at once).
+        self._inbox: list[tuple[object, list[bytes]]] = []
         self._wake_scope: trio.CancelScope | None = None
         self._wake_pending = False
         self._worker_scope: trio.CancelScope | None = None
@@ -373,7 +375,11 @@ class QuicDriver:
     def deliver(self, data: bytes, addr: object) -> None:
         """Server side: the dispatcher hands over a datagram for this connection; it calls
         :meth:`take_input` once it has handed over all it read."""
-        self._inbox.append((data, addr))
+        inbox = self._inbox
+        if inbox and inbox[-1][0] == addr:
+            inbox[-1][1].append(data)
+        else:
+            inbox.append((addr, [data]))
 
     def take_input(self) -> None:
         """Server side: feed what :meth:`deliver` handed over to the engine now, in the
@@ -580,16 +586,23 @@ class QuicDriver:
                 else:
                     batch.append(data)
         path = self.path
-        while self._inbox:
-            data, addr = self._inbox.popleft()
-            if path is not None and addr != path.addr:
-                flush_batch()
-                self._from_elsewhere(data, addr, now)
+        runs, self._inbox = self._inbox, []
+        for addr, datas in runs:
+            if path is None or addr == path.addr:
+                if addr != batch_addr:
+                    flush_batch()
+                    batch_addr = addr
+                batch.extend(datas)
                 continue
-            if addr != batch_addr:
-                flush_batch()
-                batch_addr = addr
-            batch.append(data)
+            for data in datas:
+                if addr != path.addr:
+                    flush_batch()
+                    self._from_elsewhere(data, addr, now)
+                    continue
+                if addr != batch_addr:
+                    flush_batch()
+                    batch_addr = addr
+                batch.append(data)
         flush_batch()
 
     def _from_elsewhere(self, data: bytes, addr: object, now: float) -> None:
@@ -619,7 +632,7 @@ class QuicDriver:
         self._last_rx = self.last_heard = now
 
     def _receive_many(self, batch: list[bytes], addr: object, now: float) -> None:
-        self._account(sum(len(d) for d in batch), len(batch), now)
+        self._account(sum(map(len, batch)), len(batch), now)
         if self.path is not None:
             addr = self.path.engine_addr
         fresh = None
@@ -653,10 +666,10 @@ class QuicDriver:
         datagrams = self.quic.datagrams_to_send(trio.current_time())
         if not datagrams:
             return
-        for data, _ in datagrams:
-            self.bytes_sent += len(data)
+        payloads = [data for data, _ in datagrams]
+        self.bytes_sent += sum(map(len, payloads))
         if self.path is not None:
-            self._send(self.path.route([data for data, _ in datagrams], trio.current_time()))
+            self._send(self.path.route(payloads, trio.current_time()))
         else:
             self.datagrams_sent += len(datagrams)
             send_batch(self.sock, datagrams, gso=self._gso)  # type: ignore[arg-type]
@@ -854,25 +867,28 @@ def send_batch(sock: socket.socket, datagrams: list[tuple[bytes, object]], *,
     """Send datagrams; runs of equal-size datagrams to one address go as one GSO
     super-buffer where the kernel takes it (UDP_SEGMENT). A full socket buffer drops the
     rest: QUIC's loss recovery resends (RFC 9002), as a router's queue would."""
-    i = 0
-    while i < len(datagrams):
+    i, count = 0, len(datagrams)
+    while i < count:
         data, addr = datagrams[i]
         j = i + 1
         if gso:
             size = len(data)
             # The kernel takes at most 64 segments and 64 KiB in one GSO send.
-            most = max(1, min(64, 65000 // size))
-            while (j < len(datagrams) and j - i < most and datagrams[j][1] == addr
-                   and len(datagrams[j][0]) == size):
+            end = min(count, i + max(1, min(64, 65000 // size)))
+            while j < end:
+                following, to = datagrams[j]
+                if to != addr or len(following) > size:
+                    break
                 j += 1
-            if j < len(datagrams) and j - i < most and datagrams[j][1] == addr \
-                    and len(datagrams[j][0]) < size:
-                j += 1  # the last segment may be shorter
+                if len(following) < size:
+                    break  # the last segment may be shorter
         try:
             if j - i > 1:
-                buf = b"".join(d for d, _ in datagrams[i:j])
-                sock.sendmsg([buf], [(socket.SOL_UDP, UDP_SEGMENT,
-                                      struct.pack("=H", len(data)))], 0, addr)
+                # The datagrams go as the iovecs of one message, not joined: the kernel
+                # gathers them and cuts the whole into segments (no copy of ours).
+                sock.sendmsg([d for d, _ in datagrams[i:j]],
+                             [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", len(data)))],
+                             0, addr)
             else:
                 sock.sendto(data, addr)  # type: ignore[arg-type]
         except (BlockingIOError, InterruptedError):
@@ -893,7 +909,12 @@ class QuicStream(trio.abc.HalfCloseableStream):
     def __init__(self, driver: QuicDriver, stream_id: int) -> None:
         self.driver = driver
         self.stream_id = stream_id
-        self._recv = bytearray()
+        #: Data received and not yet read, as the engine handed it over: a reader that
+        #: takes a whole chunk gets it without a copy. ``_recv_off`` is how much of the
+        #: first chunk was read already.
+        self._recv: deque[bytes] = deque()
+        self._recv_off = 0
+        self._recv_size = 0
         self._recv_eof = False
         self._readable = trio.Event()
         self._writable = trio.Event()
@@ -907,8 +928,9 @@ class QuicStream(trio.abc.HalfCloseableStream):
     # -- from the driver
     def _on_data(self, data: bytes, end: bool) -> None:
         if data:
-            self._recv += data
-            if len(self._recv) >= RECV_HIGH_WATER:
+            self._recv.append(data)
+            self._recv_size += len(data)
+            if self._recv_size >= RECV_HIGH_WATER:
                 self.driver.hold_input()
         if end:
             self._recv_eof = True
@@ -939,9 +961,11 @@ class QuicStream(trio.abc.HalfCloseableStream):
                     raise trio.BrokenResourceError(str(self._error)) from self._error
                 room = SEND_HIGH_WATER - quic.get_send_buffer_size(self.stream_id)
                 if room > 0:
-                    piece = view[:room]
-                    self._queue(bytes(piece))
-                    view = view[len(piece):]
+                    # The engine copies what it is given into its own send queue, so
+                    # a view of the caller's buffer is enough: no copy of ours.
+                    taken = min(room, len(view))
+                    self._queue(view[:taken])
+                    view = view[taken:]
                     self.driver.queued()
                     if not view:
                         break
@@ -965,7 +989,7 @@ class QuicStream(trio.abc.HalfCloseableStream):
         self.driver.queued()
         return True
 
-    def _queue(self, data: bytes) -> None:
+    def _queue(self, data: bytes | bytearray | memoryview) -> None:
         try:
             self.driver.quic.send_stream_data(self.stream_id, data)
         except QuicConnectionError as exc:
@@ -994,6 +1018,18 @@ class QuicStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        pieces = await self._receive(max_bytes)
+        if len(pieces) == 1 and type(pieces[0]) is bytes:
+            return pieces[0]  # a chunk taken whole and alone: as the engine gave it
+        return b"".join(pieces)
+
+    async def receive_pieces(self, max_bytes: int) -> list[bytes | memoryview]:
+        """As :meth:`receive_some`, but the data in the pieces the engine handed over,
+        none copied, for a reader that copies them on anyway (framing.py); an empty
+        list at the end of the stream."""
+        return await self._receive(max_bytes)
+
+    async def _receive(self, max_bytes: int | None) -> list[bytes | memoryview]:
         if self._receiving:
             raise trio.BusyResourceError("another task is receiving on this stream")
         if self._closed:
@@ -1009,18 +1045,38 @@ class QuicStream(trio.abc.HalfCloseableStream):
                 waited = True
                 if self._closed:
                     raise trio.ClosedResourceError
-            n = len(self._recv) if max_bytes is None else max_bytes
-            data = bytes(self._recv[:n])
-            del self._recv[:n]
-            if len(self._recv) < RECV_HIGH_WATER // 2:
+            pieces = self._take(self._recv_size if max_bytes is None else max_bytes)
+            if self._recv_size < RECV_HIGH_WATER // 2:
                 self.driver.release_input()
             if not waited:
                 # trio's rule: every receive is a checkpoint. A wait above was one; a
                 # second would cost a pass through the scheduler on every message.
                 await trio.lowlevel.checkpoint()
-            return data
+            return pieces
         finally:
             self._receiving = False
+
+    def _take(self, limit: int) -> list[bytes | memoryview]:
+        """Up to ``limit`` bytes of what was received, oldest first, as the chunks the
+        engine gave: whole, or a view of the part of one that fits."""
+        recv = self._recv
+        pieces: list[bytes | memoryview] = []
+        taken = 0
+        while recv and taken < limit:
+            chunk, off = recv[0], self._recv_off
+            size = len(chunk) - off
+            if taken + size <= limit:
+                pieces.append(chunk if off == 0 else memoryview(chunk)[off:])
+                recv.popleft()
+                self._recv_off = 0
+                taken += size
+            else:
+                end = off + limit - taken
+                pieces.append(memoryview(chunk)[off:end])
+                self._recv_off = end
+                taken = limit
+        self._recv_size -= taken
+        return pieces
 
     async def aclose(self) -> None:
         if not self._closed:
