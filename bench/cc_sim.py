@@ -7,7 +7,9 @@ Three tables, all on the fake clock of tests/unit/test_bbr.py's simulator (a dro
 queue of one BDP, random loss, per-packet acks):
 
 1. each controller alone through aioquic's controller API: share of the link used and
-   mean queueing delay, on the issue 21 links;
+   mean queueing delay, on the issue 21 links, and on loopback-like ones (1 Gbit/s,
+   0.2 ms, a 256 KB buffer) whose receiver acks in bursts like a busy Python peer:
+   every N packets or T ms after the first it holds, whichever comes first;
 2. an aioquic client and server (QuicConnection pair) through the same link, the client
    sending bulk data: "quicfs-bbr" with BBR's pacer and with aioquic's (cwnd / srtt),
    reno, cubic: share of the link and mean queueing delay;
@@ -39,6 +41,15 @@ LINKS = [  # (Mbit/s, RTT s, loss)
     (20, 0.100, 0.001),
     (10, 0.010, 0.01),
 ]
+# Loopback-like, with an ack-aggregating receiver: (Mbit/s, RTT s, acks every N, T s).
+LOW_RTT_LINKS = [
+    (1000, 0.0002, 1, 0.0),
+    (1000, 0.0002, 64, 0.001),
+    (1000, 0.0002, 1000, 0.001),  # aioquic's receiver: an ack 1 ms after the first packet
+    (1000, 0.0002, 2, 0.025),  # RFC 9000 13.2.2: every second packet, max_ack_delay 25 ms
+]
+LOW_RTT_QUEUE = 256 * 1024  # a socket buffer's worth, not one BDP (25 KB)
+LOW_RTT_SECONDS = 1.0  # 100 000 packets a second cost the simulator about 2 s
 ALGORITHMS = [aioquic_cc.NAME, "reno", "cubic"]
 
 
@@ -54,6 +65,21 @@ def simulated(seconds: float) -> None:
             Sim(link, [flow]).run(seconds)
             delay = link.queue_delay_sum / max(link.queue_delay_n, 1)
             row += f"{flow.acked / (rate * seconds):>12.1%} {delay * 1000:>6.1f} ms"
+        print(row, flush=True)
+    seconds = min(seconds, LOW_RTT_SECONDS)
+    print(f"\n{seconds:g} s, a 256 KB buffer, acks every N packets or T ms, whichever first")
+    print(f"{'link':34}" + "".join(f"{a:>22}" for a in ALGORITHMS))
+    for mbit, rtt, every, timer in LOW_RTT_LINKS:
+        label = f"{mbit} Mbit/s {rtt * 1000:g} ms N={every} T={timer * 1000:g} ms"
+        row = label.ljust(34)
+        for algorithm in ALGORITHMS:
+            rate = mbit * MBIT
+            link = Link(rate=rate, delay=rtt / 2, queue=LOW_RTT_QUEUE, ack_every=every,
+                        ack_timer=timer)
+            flow = Flow(algorithm)
+            Sim(link, [flow]).run(seconds)
+            delay = link.queue_delay_sum / max(link.queue_delay_n, 1)
+            row += f"{flow.acked / (rate * seconds):>12.1%} {delay * 1000:>6.2f} ms"
         print(row, flush=True)
 
 
