@@ -66,7 +66,9 @@ LINKS = [
     Link("100ms/20M/0.1%", 100, 20, 0.001),
     Link("100ms/1G", 100, 1000),
 ]
-#: "-bbr": over QUIC with our BBR at both ends (cc=bbr, a gateway with --cc bbr).
+#: QUIC with qh3's CUBIC at both ends (cc=cubic, a gateway with --cc cubic); "-bbr": with
+#: our BBR on aioquic at both ends (cc=bbr, --cc bbr). The default, auto, is bbr on these
+#: links (engine.py).
 TOOLS = ["quic", "quic-bbr", "tcp", "smbclient", "mount-quic", "mount-quic-bbr", "mount-tcp"]
 NAMES = {"quic": "quicfs QUIC", "quic-bbr": "quicfs QUIC BBR", "tcp": "quicfs TCP",
          "smbclient": "smbclient", "mount-quic": "mount QUIC",
@@ -256,7 +258,8 @@ class Bench:
     def start(self) -> None:
         with self.net.inside(self.net.srv):
             self.samba.start()
-            self.gateway = GatewayProcess(self.work / "gateway", self.samba.port)
+            self.gateway = GatewayProcess(self.work / "gateway", self.samba.port,
+                                          extra_args=["--cc", "cubic"])
             self.gateway.host = SRV_ADDR
             self.gateway.start()
             if any(t.endswith("-bbr") for t in self.args.tools.split(",")):
@@ -293,8 +296,8 @@ class Bench:
         s = self.samba
         if "quic" in tool:
             g = self.gateway_of(tool)
-            cc = ",cc=bbr" if tool.endswith("-bbr") else ""
-            return f"//{SRV_ADDR}:{g.port}/plain", g.options(s) + cc
+            cc = "bbr" if tool.endswith("-bbr") else "cubic"
+            return f"//{SRV_ADDR}:{g.port}/plain", f"{g.options(s)},cc={cc}"
         return (f"//{SRV_ADDR}:{s.port}/plain",
                 f"transport=tcp,username={s.username},password={s.password}")
 

@@ -46,7 +46,7 @@ class Options:
     #: None (unset): TCP unless fingerprint=, cafile= or cert= was given without seal
     #: (transport/connect.py).
     fallback: str | None = None
-    #: QUIC congestion controller (transport/engine.py); None: the default.
+    #: QUIC congestion controller: auto, cubic or bbr (transport/engine.py); None: auto.
     cc: str | None = None
     cafile: str | None = None
     fingerprint: str | None = None
@@ -155,7 +155,7 @@ def _cc(text: str) -> str:
     from quicfs.transport.engine import CONTROLLERS
 
     if text not in CONTROLLERS:
-        raise ValueError("expected " + " or ".join(CONTROLLERS))
+        raise ValueError(f"expected {', '.join(CONTROLLERS[:-1])} or {CONTROLLERS[-1]}")
     return text
 
 

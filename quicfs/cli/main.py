@@ -87,9 +87,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="handshakes in progress at most (default 256)")
     gw.add_argument("--handshake-timeout", type=positive_seconds, default=10.0,
                     metavar="SECONDS", help="drop a handshake not done by then (default 10)")
-    gw.add_argument("--cc", choices=["cubic", "bbr"], default=None,
-                    help="QUIC congestion controller: cubic (qh3's own) or bbr (ours, on "
-                    "aioquic; keeps its pace through random loss) (default cubic)")
+    gw.add_argument("--cc", choices=["auto", "cubic", "bbr"], default="auto",
+                    help="QUIC congestion controller: bbr (ours, on aioquic: keeps its "
+                    "pace through random loss), cubic (qh3's own: less CPU a packet), or "
+                    "auto: cubic for clients on loopback, bbr for the rest (default auto)")
     gw.add_argument("--summary-interval", type=positive_seconds, default=60.0,
                     metavar="SECONDS",
                     help="log a summary of what was served and refused this often "

@@ -22,6 +22,7 @@ not offer in public. Every reach into qh3's internals is here, and nowhere else.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 from typing import Any
 
@@ -184,16 +185,36 @@ class Engine(QuicConnection):
 
 #: Congestion controllers, each with the engine that carries it: qh3's own (CUBIC family,
 #: in its Rust core; the faster engine), or our BBR (bbr.py) on aioquic, which qh3 cannot
-#: take (docs/performance.md has the figures behind the default).
-CONTROLLERS = ("cubic", "bbr")
-DEFAULT_CC = "cubic"
+#: take. "auto" picks by the peer's address (:func:`controller_for`); docs/performance.md
+#: has the figures behind it.
+CONTROLLERS = ("auto", "cubic", "bbr")
+DEFAULT_CC = "auto"
 
 
-def new_engine(cc: str | None = None, **kwargs: Any) -> Any:
-    """An engine for controller ``cc`` (None: the default), built with qh3's
-    QuicConnection arguments; both kinds take a qh3 QuicConfiguration and give qh3's
-    events."""
+def controller_for(cc: str | None, peer: object) -> str:
+    """The controller ``cc`` names for a connection with ``peer`` (an address tuple).
+    auto: cubic on loopback, where nothing is lost and qh3's CPU per packet (a fifth of
+    aioquic's) bounds the rate; bbr on any other path, where random loss would cut a
+    loss-based controller to a fraction of the link (RFC 9002 7 reads every loss as
+    congestion)."""
     cc = cc or DEFAULT_CC
+    if cc != "auto":
+        return cc
+    host = peer[0] if isinstance(peer, tuple) and peer else None
+    try:
+        loopback = ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and isinstance(host, str) and host.startswith("::ffff:"):
+        loopback = host[7:].startswith("127.")
+    return "cubic" if loopback else "bbr"
+
+
+def new_engine(cc: str | None = None, *, peer: object = None, **kwargs: Any) -> Any:
+    """An engine for controller ``cc`` (None: the default) toward ``peer``, built with
+    qh3's QuicConnection arguments; both kinds take a qh3 QuicConfiguration and give
+    qh3's events."""
+    cc = controller_for(cc, peer)
     if cc == "bbr":
         # Imported only when asked for: aioquic is loaded by those who use it.
         from quicfs.transport.engine_aioquic import AioquicEngine
@@ -204,4 +225,4 @@ def new_engine(cc: str | None = None, **kwargs: Any) -> Any:
     return Engine(**kwargs)
 
 
-__all__ = ["CONTROLLERS", "DEFAULT_CC", "Engine", "new_engine"]
+__all__ = ["CONTROLLERS", "DEFAULT_CC", "Engine", "controller_for", "new_engine"]

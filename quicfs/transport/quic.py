@@ -290,18 +290,19 @@ def start_engine(config: QuicConfiguration, addr: object, now: float, cc: str | 
                  **kwargs: object) -> Engine:
     """A client engine for controller ``cc`` (engine.py) with its ClientHello built (qh3
     builds it in ``connect``)."""
-    quic: Engine = new_engine(cc, configuration=config, **kwargs)
+    quic: Engine = new_engine(cc, peer=addr, configuration=config, **kwargs)
     quic.connect(addr, now=now)  # type: ignore[arg-type]
     return quic
 
 
-def offerable(config: QuicConfiguration, ticket: object, addr: object) -> bool:
+def offerable(config: QuicConfiguration, ticket: object, addr: object,
+              cc: str | None = None) -> bool:
     """A ClientHello offering ``ticket`` can be built. qh3 2.1 builds it in 2048 bytes, and
     a large ticket does not fit: quic-go puts the client's certificate chain in its
     tickets (some 550 bytes), and every later connection would fail. About 1 ms."""
     trial = replace(config, session_ticket=ticket, quic_logger=None)
     try:
-        start_engine(trial, addr, 0.0)
+        start_engine(trial, addr, 0.0, cc)
     except Exception:
         return False
     return True
@@ -1312,7 +1313,7 @@ async def open_quic(
     def keep_ticket(t: object) -> None:
         if tls.insecure:
             return
-        if not offerable(config, t, addr):
+        if not offerable(config, t, addr, cc):
             # Kept, it would fail every later connection; a full handshake costs an RTT.
             log.info("%s: its session ticket is too large to offer: not kept", label)
             return

@@ -311,6 +311,7 @@ class QuicServer:
             return
         quic = new_engine(
             self.cc,
+            peer=addr,
             configuration=self.config,
             original_destination_connection_id=odcid,
             retry_source_connection_id=retry_cid,

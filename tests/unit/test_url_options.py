@@ -87,7 +87,7 @@ def test_parse_options():
         ("port", "option port needs a value (port=...)"),
         ("seal=1", "option seal takes no value"),
         ("transport=udp", "bad value for option transport: 'udp' (expected quic, tcp or auto)"),
-        ("cc=reno", "bad value for option cc: 'reno' (expected cubic or bbr)"),
+        ("cc=reno", "bad value for option cc: 'reno' (expected auto, cubic or bbr)"),
         ("file_mode=999", "bad value for option file_mode: '999' "
                           "(expected an octal mode such as 0644)"),
         ("uid=4294967295", "bad value for option uid: '4294967295' "
