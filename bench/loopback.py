@@ -1,7 +1,8 @@
 """Loopback QUIC against TCP, run by run: median MB/s and CPU per MB of each end.
 
     .venv/bin/python bench/loopback.py [--size-mib 256] [--runs 3] [--only quic]
-        [--profile-client FILE] [--profile-gateway FILE] [--loss 0.01]
+        [--loss 0.01] [--cc bbr] [--opts max_datagram_size=8952] [--way put|get]
+        [--profile-client FILE] [--profile-gateway FILE]
 
 Each run opens a fresh connection through the quicfs library (no process start) and
 times one put and one get of SIZE random bytes on the signed share; the table gives the
@@ -166,6 +167,7 @@ def main() -> None:
     ap.add_argument("--only", choices=("tcp", "quic"))
     ap.add_argument("--loss", type=float, default=0.0)
     ap.add_argument("--opts", default="", help="more QUIC options, e.g. max_datagram_size=9000")
+    ap.add_argument("--cc", help="congestion controller of both ends (default: the default)")
     ap.add_argument("--profile-client")
     ap.add_argument("--profile-gateway")
     ap.add_argument("--way", choices=("put", "get"),
@@ -182,10 +184,12 @@ def main() -> None:
         if args.only == "tcp":
             return
         gw = ProfiledGateway(Path(tempfile.mkdtemp(prefix="quicfs-bench-gw-")), samba.port,
-                             profile=args.profile_gateway)
+                             profile=args.profile_gateway,
+                             extra_args=["--cc", args.cc] if args.cc else [])
         gw.start()
         try:
-            qopts = gw.options(samba) + (f",{args.opts}" if args.opts else "")
+            qopts = gw.options(samba) + (f",{args.opts}" if args.opts else "") \
+                + (f",cc={args.cc}" if args.cc else "")
             measure("quic", gw.url("signed"), qopts, data, args.runs, gw.pid, prof,
                     args.way)
             if args.loss:
