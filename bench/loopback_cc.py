@@ -47,6 +47,7 @@ def _with_aioquic_reno() -> None:
             return new_engine(cc, **kwargs)
         from quicfs.transport.engine_aioquic import AioquicEngine
 
+        kwargs.pop("peer", None)  # new_engine's, to choose a controller by the peer
         return AioquicEngine(cc="reno", **kwargs)
 
     quic.new_engine = quic_server.new_engine = engine  # type: ignore[assignment]
