@@ -147,6 +147,29 @@ class Engine(QuicConnection):
         if self._quic_logger is not None:
             super()._log_packets(event, data)
 
+    # -- per-packet paths without qh3's logging calls (issue 21 item 4: the engine's cost
+    # per 1452-byte packet bounds loopback QUIC, and with no qlog these calls, and the
+    # slice per GRO segment made only to log it, are pure overhead)
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+        core = self._core
+        if core is None or self._quic_logger is not None:
+            return super().datagrams_to_send(now)
+        out = []
+        while (transmit := self._call_core(core.poll_transmit, now)) is not None:
+            out.append((transmit[0], transmit[1]))
+        return out
+
+    def receive_gro_buffer(self, buffer: bytes, segment_size: int, addr: Any,
+                           now: float) -> None:
+        core = self._core
+        if core is None or not self._handshake_complete or self._quic_logger is not None \
+                or segment_size <= 0:
+            super().receive_gro_buffer(buffer, segment_size, addr, now)
+            return
+        self._call_core(core.receive_gro_buffer, buffer, segment_size,
+                        self._normalize_address(addr), now)
+        self._drain_core()
+
     # -- the path's figures
     def figure(self, name: str) -> float | None:
         """A figure qh3's core keeps (``smoothed_rtt``, ``congestion_window``,
