@@ -8,14 +8,13 @@ is written ``,,`` as with mount.cifs.
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from quicfs.errors import UsageError
+from quicfs.private import PrivateFileError, read_private
 
 TRANSPORTS = ("auto", "quic", "tcp")
 FALLBACKS = ("tcp", "none")
@@ -326,24 +325,6 @@ def format_options(opts: Options) -> str:
 CREDENTIALS_MAX = 64 * 1024
 
 
-def _check_credentials(path: str, st: os.stat_result | None) -> None:
-    """Refuse a credentials file that is not safe to take a password from (None: a
-    symbolic link found by the open)."""
-    if st is None or stat.S_ISLNK(st.st_mode):
-        raise UsageError(f"credentials file {path} is a symbolic link; name the file itself")
-    if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"credentials file {path} is not a regular file")
-    if st.st_uid not in (os.geteuid(), 0):
-        raise UsageError(f"credentials file {path} belongs to uid {st.st_uid}, not to you "
-                         f"(uid {os.geteuid()}) or root")
-    if st.st_mode & 0o077:
-        mode = stat.S_IMODE(st.st_mode)
-        raise UsageError(
-            f"credentials file {path} is readable by group or others (mode {mode:04o}); "
-            f"run chmod 600 {path}"
-        )
-
-
 def load_credentials(path: str) -> Credentials:
     """A cifs-utils credentials file: ``username=``, ``password=``, ``domain=`` lines.
 
@@ -352,25 +333,9 @@ def load_credentials(path: str) -> Credentials:
     by group or others. It is read through the descriptor those checks were made on.
     """
     try:
-        # lstat first: opening a device or FIFO to find out what it is may act on it.
-        _check_credentials(path, os.lstat(path))
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise UsageError(f"credentials file {path}: no such file") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # made a symbolic link since the lstat
-            _check_credentials(path, None)
-        raise UsageError(f"credentials file {path}: {exc.strerror}") from None
-    try:
-        _check_credentials(path, os.fstat(fd))
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(CREDENTIALS_MAX + 1)
-    except OSError as exc:
-        raise UsageError(f"credentials file {path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(data) > CREDENTIALS_MAX:
-        raise UsageError(f"credentials file {path} is larger than {CREDENTIALS_MAX} bytes")
+        data = read_private(path, max_size=CREDENTIALS_MAX, root_may_own=True)
+    except PrivateFileError as exc:
+        raise UsageError(f"credentials file {path}{exc.detail}") from None
     try:
         lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError:

@@ -40,7 +40,6 @@ import math
 import os
 import pickle
 import socket
-import stat
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -54,6 +53,7 @@ from qh3.quic.connection import QuicConnectionError
 from qh3.quic.packet import QuicErrorCode
 
 from quicfs.errors import CertificateError, ConnectError, ConnectionLost, UsageError
+from quicfs.private import PrivateFileError, PrivateFileMissing, read_private
 from quicfs.transport.engine import Engine, new_engine
 from quicfs.transport.framing import FramedStream
 from quicfs.transport.peer_path import PeerPath
@@ -238,8 +238,9 @@ class TicketStore:
     one.
 
     A ticket holds a resumption secret, and its file is read with pickle: a file is used
-    only if it is a regular file (never through a symlink), owned by this user and of
-    mode 0600, and only the classes a ticket is made of are unpickled."""
+    only if it is a regular file (never through a symlink), owned by this user and
+    readable by nobody else (private.py), and only the classes a ticket is made of are
+    unpickled."""
 
     def __init__(self, directory: str | None = None) -> None:
         base = directory or os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
@@ -253,22 +254,11 @@ class TicketStore:
     def load(self, server: str, port: int, policy: str) -> object | None:
         path = self._path(server, port, policy)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
+            data = read_private(path, max_size=MAX_TICKET_FILE)
+        except PrivateFileMissing:
             return None
-        except OSError as exc:
-            # ELOOP: a symlink planted where our ticket goes.
-            log.warning("session ticket %s not used: %s", path, exc.strerror or exc)
-            return None
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(fd)
-            if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid()
-                    or stat.S_IMODE(st.st_mode) != 0o600):
-                log.warning("session ticket %s not used: not a file of mode 0600 owned by "
-                            "this user", path)
-                return None
-            data = f.read(MAX_TICKET_FILE + 1)
-        if len(data) > MAX_TICKET_FILE:
+        except PrivateFileError as exc:
+            log.warning("session ticket %s not used: it%s", path, exc.detail)
             return None
         try:
             return _TicketUnpickler(io.BytesIO(data)).load()
