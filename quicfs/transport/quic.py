@@ -87,7 +87,7 @@ ACTIVE_CID_LIMIT = 8
 #: Linux UDP_SEGMENT (GSO) and UDP_GRO socket options, include/uapi/linux/udp.h.
 UDP_SEGMENT = 103
 UDP_GRO = 104
-_CMSG_SPACE = socket.CMSG_SPACE(4)
+GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 _RECV_SIZE = 65536
 
 
@@ -565,14 +565,14 @@ class QuicDriver:
             sock = self.sock
             for _ in range(512):
                 try:
-                    data, ancdata, _flags, addr = sock.recvmsg(_RECV_SIZE, _CMSG_SPACE)
+                    data, ancdata, _flags, addr = sock.recvmsg(_RECV_SIZE, GRO_CMSG_SPACE)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError as exc:
                     # ICMP port unreachable and the like: QUIC's timers decide.
                     log.debug("%s: recvmsg: %s", self.label, exc)
                     break
-                segment = _gro_segment(ancdata)
+                segment = gro_segment(ancdata)
                 if addr != batch_addr:
                     flush_batch()
                     batch_addr = addr
@@ -833,7 +833,7 @@ class QuicDriver:
         }
 
 
-def _gro_segment(ancdata: list[tuple[int, int, bytes]]) -> int:
+def gro_segment(ancdata: list[tuple[int, int, bytes]]) -> int:
     for level, kind, data in ancdata:
         if level == socket.SOL_UDP and kind == UDP_GRO and len(data) >= 2:
             return int.from_bytes(data[:2], "little") if len(data) == 2 else \
@@ -1218,7 +1218,8 @@ def describe_failure(driver: QuicDriver, label: str, within: float,
         return CertificateError(f"certificate of {label} does not match the pinned "
                                 "fingerprint")
     certificate_words = ("certificate", "issuer", "expired", "not yet valid", "unknown ca",
-                         "self-signed", "self signed", "verify", "untrusted", "server name")
+                         "self-signed", "self signed", "verify", "untrusted", "server name",
+                         "hostname")  # aioquic: "hostname 'x' doesn't match ..."
     if any(w in low for w in certificate_words):
         cert = _peer_certificate(driver)
         problem = _certificate_problem(cert, server_name) if cert is not None else None

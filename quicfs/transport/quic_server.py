@@ -32,9 +32,11 @@ from quicfs.transport.engine import new_engine
 from quicfs.transport.quic import (
     ACTIVE_CID_LIMIT,
     ALPN,
+    GRO_CMSG_SPACE,
     IDLE_TIMEOUT,
     QuicDriver,
     QuicStream,
+    gro_segment,
     is_fault,
     new_udp_socket,
     send_batch,
@@ -198,29 +200,42 @@ class QuicServer:
             now = trio.current_time()
             for _ in range(256):
                 try:
-                    data, addr = self.sock.recvfrom(65536)
+                    data, ancdata, _flags, addr = self.sock.recvmsg(65536, GRO_CMSG_SPACE)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:
                     break
-                try:
-                    driver = self._dispatch(data, addr, now)
-                except BaseException as exc:
-                    if not is_fault(exc):
-                        raise
-                    # A datagram we failed on is dropped; the server goes on.
-                    self.refusals.note("datagram the server failed on",
-                                       f"from {_label(addr)}: {type(exc).__name__}: {exc}",
-                                       now)
-                    log.debug("dispatch failed", exc_info=True)
-                    continue
-                if driver is not None:
-                    fed[driver] = None
+                # GRO hands a run of one client's datagrams (one address and port, equal
+                # sizes but the last) as one buffer: one syscall for ~40 datagrams. Each
+                # is still routed on its own, by its own connection id, as if it had
+                # come alone.
+                segment = gro_segment(ancdata)
+                if segment and len(data) > segment:
+                    view = memoryview(data)
+                    pieces = [bytes(view[i:i + segment]) for i in range(0, len(data), segment)]
+                else:
+                    pieces = [data]
+                for piece in pieces:
+                    driver = self._dispatch_safely(piece, addr, now)
+                    if driver is not None:
+                        fed[driver] = None
             # Each connection takes in all it got in one engine turn, here (quic.py).
             for driver in fed:
                 if not driver.terminated.is_set():
                     driver.take_input()
             fed.clear()
+
+    def _dispatch_safely(self, data: bytes, addr: object, now: float) -> QuicDriver | None:
+        try:
+            return self._dispatch(data, addr, now)
+        except BaseException as exc:
+            if not is_fault(exc):
+                raise
+            # A datagram we failed on is dropped; the server goes on.
+            self.refusals.note("datagram the server failed on",
+                               f"from {_label(addr)}: {type(exc).__name__}: {exc}", now)
+            log.debug("dispatch failed", exc_info=True)
+            return None
 
     def _dispatch(self, data: bytes, addr: object, now: float) -> QuicDriver | None:
         """Route a datagram to its connection; None if there is none to feed (yet)."""
@@ -471,8 +486,7 @@ async def serve_quic(
     """Serve QUIC on ``host:port`` until cancelled; ``task_status`` gets the server (its
     socket tells the bound port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # No GRO on the shared socket: each datagram is routed on its own.
-    sock = new_udp_socket(family, (host, port), gro=False)
+    sock = new_udp_socket(family, (host, port), gro=True)
     config = server_configuration(cert, key)
     try:
         async with trio.open_nursery() as nursery:
