@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PKGS := fuse3 libfuse3-dev pkg-config samba smbclient acl attr iproute2 git
 PYTEST_ARGS ?=
 
-.PHONY: deps venv compile test lint bench clean install demo demo-stop
+.PHONY: deps venv compile test test-bbr lint bench clean install demo demo-stop
 
 # apt-get only what is missing, so a machine that has everything stays offline.
 deps:
@@ -32,6 +32,16 @@ venv: deps $(VENV)/.installed compile
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The QUIC tests again with our BBR on aioquic at both ends (QUICFS_TEST_CC,
+# tests/support/gateway.py): on loopback, cc=auto picks qh3's CUBIC, and no test
+# would run the engine every remote peer gets.
+BBR_TESTS := $(wildcard tests/integration/test_quic*.py tests/integration/test_gateway*.py) \
+	tests/integration/test_connect_under_loss.py tests/integration/test_fallback.py \
+	tests/fuse/test_faults.py
+
+test-bbr: venv
+	QUICFS_TEST_CC=bbr $(PY) -m pytest $(PYTEST_ARGS) $(BBR_TESTS)
 
 lint: venv
 	$(VENV)/bin/ruff check quicfs tests bench

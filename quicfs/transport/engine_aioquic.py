@@ -21,6 +21,8 @@ What aioquic lacks, and how it is made up here:
   what was received, and while :attr:`hold` is set no credit is raised at all.
 - :meth:`receive` counts packets that decrypted and were not seen before: only such a
   packet may move a connection to a new address (RFC 9000 9.3).
+- The driver's PINGs go alone, at once, past the congestion window and the pacer: they
+  validate a client's new address (peer_path.py), and a full packet could not go there.
 - App-limited: BBR must know when the sender had nothing to send though its window had
   room (draft-ietf-ccwg-bbr "app-limited"); :meth:`datagrams_to_send` tells it.
 - A client never sends 0-RTT (see engine.py): its ticket is offered as one that allows
@@ -51,7 +53,8 @@ from aioquic.quic.connection import (
     QuicConnectionState,
 )
 from aioquic.quic.logger import QuicFileLogger
-from aioquic.quic.packet import QuicFrameType
+from aioquic.quic.packet import QuicFrameType, QuicPacketType
+from aioquic.quic.packet_builder import QuicPacketBuilder
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PSS
@@ -150,7 +153,12 @@ class AioquicEngine(QuicConnection):
     # The properties below mean what they mean on engine.py's Engine.
     @property
     def authenticated(self) -> bool:
-        return self._authenticated
+        # A client's Retry counts: aioquic acts on one only if its integrity tag binds it
+        # to our first Initial (RFC 9001 5.8), so the server is there. A gateway retries
+        # an aioquic client, which pads its first datagram after the Initial
+        # (quic_server.py): without this, a path that fails after the Retry would not
+        # let a resumed handshake fall back to a full one (quic.py open_quic).
+        return self._authenticated or (self._is_client and self._retry_count > 0)
 
     @property
     def confirmed(self) -> bool:
@@ -213,13 +221,40 @@ class AioquicEngine(QuicConnection):
         return max(0, sender._buffer_stop - sender.highest_offset)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
-        datagrams = super().datagrams_to_send(now)
+        datagrams = self._pings_alone(now) + super().datagrams_to_send(now)
         cc = self._loss._cc
         if isinstance(cc, aioquic_cc.BbrCongestionControl) and self._handshake_complete \
                 and self._loss.bytes_in_flight < self._loss.congestion_window \
                 and not self._has_sendable():
             cc.set_app_limited()
         return datagrams
+
+    def _pings_alone(self, now: float) -> list[tuple[bytes, Any]]:
+        """The PINGs asked for (:meth:`send_ping`), in a packet of their own, now.
+
+        The driver's PINGs validate a client's new address in place of PATH_CHALLENGE
+        (peer_path.py; RFC 9000 8.2, 9.3). Like a probe (RFC 9002 7.5), such a packet must
+        wait for no congestion window and no pacer, and it must be small: a client
+        behind a rebinding NAT sends nothing but ACKs, and an unvalidated address may
+        get three times what came from it (RFC 9000 8.1). aioquic would put the PING in
+        its next packet, once the window has room, behind a full load of stream data:
+        the driver could never send it, and the connection stalled."""
+        if not self._ping_pending or not self._handshake_complete \
+                or self._state != QuicConnectionState.CONNECTED or self._close_pending:
+            return []
+        crypto = self._cryptos[tls.Epoch.ONE_RTT]
+        if not crypto.send.is_valid():
+            return []
+        builder = QuicPacketBuilder(
+            host_cid=self.host_cid, is_client=self._is_client,
+            max_datagram_size=self._max_datagram_size, packet_number=self._packet_number,
+            peer_cid=self._peer_cid.cid, quic_logger=self._quic_logger,
+            spin_bit=self._spin_bit, version=self._version)
+        builder.start_packet(QuicPacketType.ONE_RTT, crypto)
+        self._write_ping_frame(builder, self._ping_pending)
+        self._ping_pending.clear()
+        return self._flush_builder(builder=builder, network_path=self._network_paths[0],
+                                   peer_cid=self._peer_cid.cid, now=now)
 
     def _has_sendable(self) -> bool:
         """A stream holds data (or a FIN) that flow control lets out now."""

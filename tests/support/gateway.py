@@ -23,6 +23,13 @@ class GatewayError(RuntimeError):
     pass
 
 
+#: QUICFS_TEST_CC=cubic|bbr: the congestion controller, and with it the QUIC engine, of
+#: every test gateway (`--cc`) and of the clients that take its :meth:`options`. The
+#: suite runs on loopback, where cc=auto picks qh3's CUBIC; bbr runs the same tests on
+#: aioquic with our BBR, what both ends use toward any other peer (`make test-bbr`).
+TEST_CC = os.environ.get("QUICFS_TEST_CC") or None
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -51,7 +58,8 @@ class GatewayProcess:
             [sys.executable, "-m", "quicfs.cli.main", "gateway",
              "--listen", f"{self.host}:{self.port}",
              "--backend", f"127.0.0.1:{self.backend_port}",
-             "--cert", self.cert, "--key", self.key, *self.extra_args],
+             "--cert", self.cert, "--key", self.key,
+             *(["--cc", TEST_CC] if TEST_CC else []), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 15
@@ -127,6 +135,8 @@ class GatewayProcess:
     def options(self, samba, **extra: str) -> str:
         parts = ["transport=quic", f"fingerprint={self.fingerprint}",
                  f"username={samba.username}", f"password={samba.password}"]
+        if TEST_CC:
+            parts.append(f"cc={TEST_CC}")
         parts += [f"{k}={v}" for k, v in extra.items()]
         return ",".join(parts)
 

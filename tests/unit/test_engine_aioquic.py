@@ -164,6 +164,15 @@ def qh3_server(cert: Any) -> Any:
     return make
 
 
+def failure_of(closed: events.ConnectionTerminated, client: Any, server_name: str) -> Any:
+    """What quic.py's describe_failure says of a client's handshake that ``closed``
+    ended (for server ``gw:443``, dialled as ``server_name``)."""
+    driver = types.SimpleNamespace(close_reason=closed.reason_phrase, quic=client,
+                                   close_error_code=closed.error_code,
+                                   handshake_done=trio.Event())
+    return describe_failure(driver, "gw:443", 5.0, server_name)  # type: ignore[arg-type]
+
+
 def sha(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -259,10 +268,7 @@ def test_a_wrong_pin_fails_before_any_data_is_sent(cert: Any) -> None:
     net.run(lambda: net.server.closing_error is not None, 5)
     assert net.server.closing_error == BAD_CERTIFICATE  # the alert reached the server
     assert not net.got["server"] and not net.server.confirmed
-    driver = types.SimpleNamespace(close_reason=closed[0].reason_phrase,
-                                   close_error_code=closed[0].error_code,
-                                   handshake_done=trio.Event())
-    failure = describe_failure(driver, "gw:443", 5.0, "localhost")  # type: ignore[arg-type]
+    failure = failure_of(closed[0], client, "localhost")
     assert isinstance(failure, CertificateError)
     assert str(failure) == "certificate of gw:443 does not match the pinned fingerprint"
 
@@ -494,3 +500,73 @@ def test_ten_megabytes_through_one_percent_loss(cert: Any) -> None:
     assert sha(net.got["server"][0]) == sha(payload)
     lost = net.client.figure("loss_total")
     assert lost is not None and 0.002 * net.sent["client"] < lost < 0.05 * net.sent["client"]
+
+
+# ------------------------------------------------------------------ what the driver says
+def test_a_name_mismatch_is_a_certificate_error_with_the_names(cert: Any) -> None:
+    """aioquic says "hostname 'x' doesn't match <pattern>"; quic.py's describe_failure reads it
+    as qh3's failure is read: a CertificateError that names what the certificate is for."""
+    config = QuicConfiguration(is_client=True, alpn_protocols=["smb"],
+                               server_name="other.example", cadata=cert.cert.read_bytes())
+    client = AioquicEngine(configuration=config)
+    net = Net(client, aioquic_server(cert))
+    net.run(lambda: any(isinstance(e, events.ConnectionTerminated)
+                        for e in net.events["client"]), 10)
+    closed = [e for e in net.events["client"] if isinstance(e, events.ConnectionTerminated)]
+    assert [e.error_code for e in closed] == [BAD_CERTIFICATE]
+    assert closed[0].reason_phrase == ("hostname 'other.example' doesn't match "
+                                       "DNSPattern(pattern=b'localhost')")
+    failure = failure_of(closed[0], client, "other.example")
+    assert isinstance(failure, CertificateError)
+    assert str(failure) == "certificate of gw:443 is not valid for that name (it is for localhost)"
+
+
+def test_a_retry_is_an_answer(cert: Any) -> None:
+    """A client that acted on a Retry knows the server is there (its tag binds it to our
+    Initial, RFC 9001 5.8): ``authenticated``, so open_quic may fall back to a full
+    handshake when the path fails right after it. A Retry for another Initial is not."""
+    client = AioquicEngine(configuration=client_config())
+    client.connect(SERVER, now=0.0)
+    (hello, _), = client.datagrams_to_send(0.0)
+    version, _, _, dcid, scid, *_ = pull_quic_header(hello, 0, 8)
+    forged = encode_quic_retry(version=version, source_cid=os.urandom(8), destination_cid=scid,
+                               original_destination_cid=os.urandom(8), retry_token=b"t")
+    client.receive([forged], SERVER, 0.01)
+    assert not client.authenticated
+    retry = encode_quic_retry(version=version, source_cid=os.urandom(8), destination_cid=scid,
+                              original_destination_cid=dcid, retry_token=b"t")
+    client.receive([retry], SERVER, 0.01)
+    assert client.authenticated
+    assert not AioquicEngine(configuration=server_config(cert),
+                             original_destination_connection_id=dcid).authenticated
+
+
+def test_a_ping_goes_alone_and_at_once_when_the_window_is_full(cert: Any) -> None:
+    """The driver's PING (a new client address to validate, peer_path.py) leaves in a
+    packet of its own while the congestion window is full of stream data: small enough
+    for three times a client's ACK (RFC 9000 8.1), and its acknowledgement comes back as
+    qh3's PingAcknowledged with the driver's uid."""
+    net = Net(AioquicEngine(configuration=client_config()), aioquic_server(cert))
+    net.client.send_stream_data(0, b"open")
+    net.run(lambda: net.confirmed() and bytes(net.got["server"][0]) == b"open", 5)
+    server = net.server
+    server.send_stream_data(0, os.urandom(4 * MIB))
+    sent = 0
+    for _ in range(200):  # fill the window; nothing reaches the client
+        net.now += 0.001
+        sent += len(server.datagrams_to_send(net.now))
+    assert sent > 0 and server.datagrams_to_send(net.now) == []
+    assert server._loss.bytes_in_flight >= server._loss.congestion_window - 1500
+    server.send_ping(1 << 32)
+    out = server.datagrams_to_send(net.now)
+    assert len(out) == 1 and len(out[0][0]) <= 60
+    net.client.receive([out[0][0]], SERVER, net.now)
+    net.now += 0.030  # past the client's ACK delay
+    net.client.handle_timer(net.now)
+    for data, _ in net.client.datagrams_to_send(net.now):
+        server.receive([data], CLIENT, net.now)
+    acked = []
+    while (event := server.next_event()) is not None:
+        if isinstance(event, events.PingAcknowledged):
+            acked.append(event.uid)
+    assert acked == [1 << 32]
