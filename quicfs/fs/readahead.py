@@ -160,12 +160,17 @@ class ReadAhead:
         self.nursery.start_soon(self._fetch, chunk, self._order.place())
         return chunk
 
-    async def _fetch(self, chunk: _Chunk, turn: Turn) -> None:
+    async def _fetch(self, chunk: _Chunk, turn: Turn | None = None) -> None:
+        """Read ``chunk``: a read-ahead one (``turn`` given) in its place in line, its
+        answer time telling the window how full the path is; a direct one at once, and
+        untimed (a small random read says nothing of the path's depth)."""
         try:
-            await turn.wait()  # the READs go out by offset (inorder.py)
+            if turn is not None:
+                await turn.wait()  # the READs go out by offset (inorder.py)
             sent = trio.current_time()
             chunk.data = bytearray(await self.handle.read(chunk.start, chunk.size))
-            self.window.answered(trio.current_time() - sent)
+            if turn is not None:
+                self.window.answered(trio.current_time() - sent)
             for offset, data in chunk.later:
                 self._lay(chunk, offset, data)
         except Exception as exc:

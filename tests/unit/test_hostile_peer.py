@@ -816,3 +816,37 @@ async def test_a_window_of_requests_goes_out_in_offset_order(monkeypatch, way):
         await run_against(serve(answer), client)
         want = [i * chunk for i in range(8)]
         assert offsets[:8] == want, (way, reverse, offsets)
+
+
+async def test_read_ahead_serves_a_random_read_directly():
+    """A read away from where the last one ended is not read ahead: it goes to the server
+    alone, at once, and gives that range's bytes (before: a TypeError, EIO at the mount,
+    since the direct path did not take a place in line)."""
+    from quicfs.fs.readahead import ReadAhead
+    from quicfs.smb2.io import ReadResponse
+
+    chunk = 65536
+    content = bytes(i * 7 % 251 for i in range(16 * chunk))
+    asked: list[tuple[int, int]] = []
+
+    async def answer(s, h, msg):
+        if h.command != Command.READ:
+            return [response(h.command, h.message_id, ECHO_OK)]
+        length, offset = struct.unpack_from("<IQ", msg, 64 + 4)
+        asked.append((offset, length))
+        body = ReadResponse(memoryview(content[offset:offset + length])).pack()
+        return [response(h.command, h.message_id, body)]
+
+    async def client(conn):
+        await conn.request(EchoRequest())
+        handle = leased_open(make_tree(conn), b"", 0)
+        handle.created = dataclasses.replace(handle.created, end_of_file=len(content))
+        with trio.fail_after(5):
+            async with trio.open_nursery() as n:
+                ahead = ReadAhead(handle, n, chunk=chunk, window=4)
+                at = 9 * chunk + 100
+                assert await ahead.read(at, 5000) == content[at:at + 5000]
+                n.cancel_scope.cancel()
+
+    await run_against(serve(answer), client)
+    assert asked == [(9 * chunk + 100, 5000)]
