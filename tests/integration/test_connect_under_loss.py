@@ -90,7 +90,11 @@ async def test_connect_200_times_through_loss(samba, gateway, caplog):
               r.getMessage() or "session ticket unusable" in r.getMessage()]
     assert not redone, f"{len(redone)} handshakes failed and were redone:\n" + \
         "\n".join(redone)
-    assert sum(p.up.dropped + p.down.dropped for p in proxies) > CONNECTS
+    # The loss was there: near 2 % of what crossed (aioquic sends fewer datagrams a
+    # connect than qh3, so a count of drops would depend on the engine).
+    dropped = sum(p.up.dropped + p.down.dropped for p in proxies)
+    crossed = sum(p.up.seen + p.down.seen for p in proxies)
+    assert dropped >= LOSS / 2 * crossed, (dropped, crossed)
     # The ticketed half mostly resumed: resumption is covered, not only full handshakes.
     assert kinds["resumed"] >= CONNECTS // 4, kinds
 
