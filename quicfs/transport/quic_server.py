@@ -50,8 +50,11 @@ log = logging.getLogger("quicfs.quic.server")
 MAX_DATAGRAM = 1452
 
 Handler = Callable[[QuicStream, str], Awaitable[None]]
-#: How long, and for how many clients at most, an answered Retry is remembered.
-RETRIED_FOR = 2.0
+#: For how many clients at most an answered Retry is remembered.
+#: An Initial seen again this long after its Retry is the client's retransmission (its
+#: first PTO is ~1 s, RFC 9002 6.2.2): the Retry was lost, and is sent again. Sooner, it
+#: is the second datagram of the same ClientHello, which gets no second Retry.
+RETRY_AGAIN_AFTER = 0.25
 MAX_RETRIED = 4096
 
 
@@ -386,7 +389,7 @@ class QuicServer:
         """Ask the client to prove its address, keeping nothing (RFC 9000 8.1.2) but
         that it was asked, for a few seconds and a bounded number of clients."""
         key = (addr, dcid)
-        if now - self._retried.get(key, -math.inf) < RETRIED_FOR:
+        if now - self._retried.get(key, -math.inf) < RETRY_AGAIN_AFTER:
             self.refusals.note("Initial already answered with a Retry", f"from {_label(addr)}",
                                now)
             return

@@ -57,6 +57,8 @@ class UdpImpairProxy:
         self.blackout_after_down: int | None = None
         #: Datagrams from clients to drop, by number (``up.seen``, from 1).
         self.drop_up: set[int] = set()
+        #: Datagrams from the server to drop, by number (``down.seen``, from 1).
+        self.drop_down: set[int] = set()
         self.rng = random.Random(seed)
         self.up = Counters()  # client -> server
         self.down = Counters()  # server -> client
@@ -165,6 +167,7 @@ class UdpImpairProxy:
             self.blackout_after_down = None
             self.blackout = True
         if self.blackout or (counters is self.up and counters.seen in self.drop_up) \
+                or (counters is self.down and counters.seen in self.drop_down) \
                 or self.rng.random() < self.loss:
             counters.dropped += 1
             return
