@@ -225,12 +225,12 @@ def controller_for(cc: str | None, peer: object) -> str:
         return cc
     host = peer[0] if isinstance(peer, tuple) and peer else None
     try:
-        loopback = ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+        ip = ipaddress.ip_address(str(host).split("%")[0])
     except ValueError:
-        loopback = False
-    if not loopback and isinstance(host, str) and host.startswith("::ffff:"):
-        loopback = host[7:].startswith("127.")
-    return "cubic" if loopback else "bbr"
+        return "bbr"
+    # ::ffff:127.0.0.1 is loopback to IPv4, which ipaddress's IPv6 view does not say.
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    return "cubic" if ip.is_loopback else "bbr"
 
 
 def new_engine(cc: str | None = None, *, peer: object = None, **kwargs: Any) -> Any:

@@ -272,10 +272,16 @@ class AioquicEngine(QuicConnection):
         return False
 
     # -- flow control: sliding windows, frozen while held (module docstring)
+    def _slide(self, credit: int, received: int, window: int) -> int:
+        """The credit to give the peer: ``window`` beyond what was received once less
+        than half of it is left; unchanged while held."""
+        if not self.hold and credit - received < window // 2:
+            return received + window
+        return credit
+
     def _write_connection_limits(self, builder: Any, space: Any) -> None:
         limit = self._local_max_data
-        if not self.hold and limit.value - limit.used < self._max_data_window // 2:
-            limit.value = limit.used + self._max_data_window
+        limit.value = self._slide(limit.value, limit.used, self._max_data_window)
         for limit in (self._local_max_data, self._local_max_streams_bidi,
                       self._local_max_streams_uni):
             if limit is not self._local_max_data and \
@@ -292,10 +298,9 @@ class AioquicEngine(QuicConnection):
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
         if not stream.max_stream_data_local:
             return  # a stream we only send on
-        received = stream.receiver.highest_offset
-        window = self._max_stream_data_window
-        if not self.hold and stream.max_stream_data_local - received < window // 2:
-            stream.max_stream_data_local = received + window
+        stream.max_stream_data_local = self._slide(
+            stream.max_stream_data_local, stream.receiver.highest_offset,
+            self._max_stream_data_window)
         if stream.max_stream_data_local_sent != stream.max_stream_data_local:
             buf = builder.start_frame(QuicFrameType.MAX_STREAM_DATA,
                                       capacity=MAX_STREAM_DATA_FRAME_CAPACITY,

@@ -214,8 +214,7 @@ class QuicServer:
                 # come alone.
                 segment = gro_segment(ancdata)
                 if segment and len(data) > segment:
-                    view = memoryview(data)
-                    pieces = [bytes(view[i:i + segment]) for i in range(0, len(data), segment)]
+                    pieces = [data[i:i + segment] for i in range(0, len(data), segment)]
                 else:
                     pieces = [data]
                 for piece in pieces:
