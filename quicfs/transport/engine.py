@@ -31,6 +31,8 @@ from qh3.quic.connection import QuicConnection
 from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
 from qh3.tls import ExtensionType
 
+from quicfs.transport.routes import on_link
+
 #: qh3's core states in which the connection is still open.
 _OPEN_STATES = ("first_flight", "connected")
 
@@ -208,7 +210,7 @@ class Engine(QuicConnection):
 
 #: Congestion controllers, each with the engine that carries it: qh3's own (CUBIC family,
 #: in its Rust core; the faster engine), or our BBR (bbr.py) on aioquic, which qh3 cannot
-#: take. "auto" picks by the peer's address (:func:`controller_for`); docs/performance.md
+#: take. "auto" picks by the route to the peer (:func:`controller_for`); docs/performance.md
 #: has the figures behind it.
 CONTROLLERS = ("auto", "cubic", "bbr")
 DEFAULT_CC = "auto"
@@ -216,10 +218,10 @@ DEFAULT_CC = "auto"
 
 def controller_for(cc: str | None, peer: object) -> str:
     """The controller ``cc`` names for a connection with ``peer`` (an address tuple).
-    auto: cubic on loopback, where nothing is lost and qh3's CPU per packet (a fifth of
-    aioquic's) bounds the rate; bbr on any other path, where random loss would cut a
-    loss-based controller to a fraction of the link (RFC 9002 7 reads every loss as
-    congestion)."""
+    auto: cubic toward a peer on loopback or on one of our links (routes.py), where
+    round trips are short, loss is rare and qh3's CPU per packet (a fifth of aioquic's)
+    bounds the rate; bbr toward a routed peer, where random loss would cut a loss-based
+    controller to a fraction of the link (RFC 9002 7 reads every loss as congestion)."""
     cc = cc or DEFAULT_CC
     if cc != "auto":
         return cc
@@ -230,7 +232,7 @@ def controller_for(cc: str | None, peer: object) -> str:
         return "bbr"
     # ::ffff:127.0.0.1 is loopback to IPv4, which ipaddress's IPv6 view does not say.
     ip = getattr(ip, "ipv4_mapped", None) or ip
-    return "cubic" if ip.is_loopback else "bbr"
+    return "cubic" if ip.is_loopback or ip.is_link_local or on_link(ip) else "bbr"
 
 
 def new_engine(cc: str | None = None, *, peer: object = None, **kwargs: Any) -> Any:
