@@ -30,7 +30,14 @@ NAME = "quicfs-bbr"
 
 
 class BbrCongestionControl(QuicCongestionControl):
-    """aioquic's controller interface over one :class:`~quicfs.transport.bbr.Bbr`."""
+    """aioquic's controller interface over one :class:`~quicfs.transport.bbr.Bbr`.
+
+    aioquic reports acknowledged packets one by one; BBR takes one rate sample per ACK.
+    The packets acknowledged at one instant are gathered and handed over together when
+    anything next reads or changes the model (a window, the pacing rate, a send, a
+    loss), so the model runs once per ACK instead of once per packet: a sixth of a
+    sender's CPU was BBR's per-packet update.
+    """
 
     def __init__(self, *, max_datagram_size: int, rng: random.Random | None = None) -> None:
         super().__init__(max_datagram_size=max_datagram_size)
@@ -41,63 +48,87 @@ class BbrCongestionControl(QuicCongestionControl):
         # Our per-packet record, by packet object: aioquic keeps the packet alive until
         # it reports it acked, lost or expired, which is when we drop the record.
         self._records: dict[int, SentRecord] = {}
+        self._acked: list[SentRecord] = []  # acknowledged at _acked_at, not yet told
+        self._acked_at = 0.0
+
+    def _model(self) -> Bbr | None:
+        """The controller with every acknowledgement so far applied."""
+        if self._acked:
+            acked, self._acked = self._acked, []
+            assert self.bbr is not None
+            self.bbr.on_acks(self._acked_at, acked)
+        return self.bbr
+
+    @property  # type: ignore[override]
+    def congestion_window(self) -> int:
+        bbr = self._model()
+        return self._initial_window if bbr is None else bbr.cwnd
+
+    @congestion_window.setter
+    def congestion_window(self, value: int) -> None:
+        self._initial_window = value  # aioquic's, until the first packet starts BBR
+
+    @property  # type: ignore[override]
+    def bytes_in_flight(self) -> int:
+        bbr = self._model()
+        return 0 if bbr is None else bbr.bytes_in_flight
 
     @property
     def pacing_rate(self) -> float | None:
         """Bytes per second, or None before the first packet."""
-        return None if self.bbr is None else self.bbr.pacing_rate
+        bbr = self._model()
+        return None if bbr is None else bbr.pacing_rate
 
     @property
     def send_quantum(self) -> float | None:
         """Bytes per burst (draft "BBRSetSendQuantum"), or None before the first packet."""
-        return None if self.bbr is None else self.bbr.send_quantum
+        bbr = self._model()
+        return None if bbr is None else bbr.send_quantum
 
     def set_app_limited(self) -> None:
         """The application has nothing to send though cwnd has room: aioquic cannot
         tell, so the driver that feeds the connection says so (draft "app-limited")."""
-        if self.bbr is not None:
-            self.bbr.set_app_limited()
-
-    def _sync(self, bbr: Bbr) -> None:
-        self.congestion_window = bbr.cwnd
-        self.bytes_in_flight = bbr.bytes_in_flight
+        bbr = self._model()
+        if bbr is not None:
+            bbr.set_app_limited()
 
     def on_packet_sent(self, *, packet: QuicSentPacket) -> None:
         now = packet.sent_time or 0.0
-        if self.bbr is None:
-            self.bbr = Bbr(mss=self._mss, now=now, rng=self._rng)
-        self._records[id(packet)] = self.bbr.on_send(now, packet.sent_bytes)
-        self._sync(self.bbr)
+        bbr = self._model()
+        if bbr is None:
+            bbr = self.bbr = Bbr(mss=self._mss, now=now, rng=self._rng)
+        self._records[id(packet)] = bbr.on_send(now, packet.sent_bytes)
 
     def on_packet_acked(self, *, now: float, packet: QuicSentPacket) -> None:
         record = self._records.pop(id(packet), None)
-        if record is not None and self.bbr is not None:
-            self.bbr.on_ack(now, record)
-            self._sync(self.bbr)
+        if record is None or self.bbr is None:
+            return
+        if self._acked and now != self._acked_at:
+            self._model()  # another ACK's packets: those before are one ACK
+        self._acked.append(record)
+        self._acked_at = now
 
     def on_packets_lost(self, *, now: float, packets: Iterable[QuicSentPacket]) -> None:
+        bbr = self._model()
         for packet in packets:
             record = self._records.pop(id(packet), None)
-            if record is not None and self.bbr is not None:
-                self.bbr.on_lost(now, record)
-        if self.bbr is not None:
-            self._sync(self.bbr)
+            if record is not None and bbr is not None:
+                bbr.on_lost(now, record)
 
     def on_packets_expired(self, *, packets: Iterable[QuicSentPacket]) -> None:
+        bbr = self._model()
         for packet in packets:
             record = self._records.pop(id(packet), None)
-            if record is not None and self.bbr is not None:
-                self.bbr.on_discard(record)
-        if self.bbr is not None:
-            self._sync(self.bbr)
+            if record is not None and bbr is not None:
+                bbr.on_discard(record)
 
     def on_persistent_congestion(self) -> None:
-        if self.bbr is not None:
-            self.bbr.on_persistent_congestion()
-            self._sync(self.bbr)
+        bbr = self._model()
+        if bbr is not None:
+            bbr.on_persistent_congestion()
 
     def on_rtt_measurement(self, *, now: float, rtt: float) -> None:
-        # BBR takes its RTT samples per acknowledged packet, in on_packet_acked.
+        # BBR takes its RTT samples from the acknowledged packets, in on_packet_acked.
         pass
 
     def get_log_data(self) -> dict:

@@ -28,7 +28,8 @@ Down, Cruise, Refill, Up) and ProbeRTT.
 
 The transport calls :meth:`Bbr.on_send` for each packet counted in flight and keeps the
 :class:`SentRecord` it returns beside the packet; it hands the record back to
-:meth:`Bbr.on_ack`, :meth:`Bbr.on_lost` or :meth:`Bbr.on_discard`. It reads ``cwnd`` and
+:meth:`Bbr.on_acks` (all that one ACK acknowledged), :meth:`Bbr.on_lost` or
+:meth:`Bbr.on_discard`. It reads ``cwnd`` and
 ``pacing_rate`` (bytes per second) after each call. Sizes are in bytes, times in seconds.
 
 ACK aggregation (draft "BBR.extra_acked", "BBRUpdateACKAggregation"): a receiver that
@@ -43,16 +44,17 @@ data in flight as well. RTT samples keep the peer's ack delay, as RFC 9002 5.2's
 min_rtt does: the newest packet of each ack burst waited least, so the min filter still
 finds the path's own RTT (0.2 ms on loopback), with no floor.
 
-Simplifications, each harmless for the transports we drive: a rate sample is taken per
-acknowledged packet (not per ACK frame: the max filter absorbs the extra noise);
-loss-recovery cwnd modulation is not modelled; the sender is app-limited only when the
-transport says so (:meth:`Bbr.set_app_limited`).
+Simplifications, each harmless for the transports we drive: "an ACK" is what the
+transport hands over together (aioquic_cc.py: the packets acknowledged at one instant,
+the ACK frames of one datagram); loss-recovery cwnd modulation is not modelled; the
+sender is app-limited only when the transport says so (:meth:`Bbr.set_app_limited`).
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from enum import Enum
 
 # Draft section "Parameters" (names as there).
@@ -228,11 +230,25 @@ class Bbr:
         self.bytes_in_flight = max(self.bytes_in_flight - record.size, 0)
 
     def on_ack(self, now: float, record: SentRecord) -> None:
-        """A packet was acknowledged: take a rate sample and run the model (BBRUpdateOnACK)."""
-        self.bytes_in_flight = max(self.bytes_in_flight - record.size, 0)
-        self.delivered += record.size
+        """One packet was acknowledged."""
+        self.on_acks(now, (record,))
+
+    def on_acks(self, now: float, records: Sequence[SentRecord]) -> None:
+        """The packets one ACK acknowledged: one rate sample, from the packet sent last,
+        and one run of the model (draft "BBRUpdateOnACK"; "Delivery Rate Samples" takes
+        rs.prior_delivered from the most recently sent packet acked)."""
+        acked = 0
+        record = records[0]
+        for each in records:
+            acked += each.size
+            if each.delivered > record.delivered or (
+                each.delivered == record.delivered and each.send_time > record.send_time
+            ):
+                record = each
+        self.bytes_in_flight = max(self.bytes_in_flight - acked, 0)
+        self.delivered += acked
         self._delivered_time = now
-        self._delivered_in_round += record.size
+        self._delivered_in_round += acked
         if self._app_limited_until and self.delivered > self._app_limited_until:
             self._app_limited_until = 0
         # Draft "Delivery Rate Samples": the rate over the longer of the send and ack
@@ -261,8 +277,8 @@ class Bbr:
             # Draft "BBRAdvanceLatestDeliverySignals": a new round's best starts here.
             self._bw_latest = rate
             self._inflight_latest = sample_delivered
-        self._update_ack_aggregation(now, record.size)
-        self._adapt_upper_bounds(now, record, lost_since)
+        self._update_ack_aggregation(now, acked)
+        self._adapt_upper_bounds(now, record, lost_since, acked)
         self._check_startup_done()
         self._check_drain(now)
         self._update_probe_bw_phase(now)
@@ -270,7 +286,7 @@ class Bbr:
         self._check_probe_rtt(now)
         self._bound_bw()
         self._set_pacing_rate()
-        self._set_cwnd(record.size)
+        self._set_cwnd(acked)
 
     def on_persistent_congestion(self) -> None:
         """Every packet of a PTO period was lost (RFC 9002 7.6): restart from a minimal
@@ -451,7 +467,9 @@ class Bbr:
         if self.state is State.PROBE_BW_UP:
             self._start_probe_bw_down(now)
 
-    def _adapt_upper_bounds(self, now: float, record: SentRecord, lost_since: int) -> None:
+    def _adapt_upper_bounds(
+        self, now: float, record: SentRecord, lost_since: int, acked: int
+    ) -> None:
         # Draft "BBRAdaptUpperBounds": while probing, an ack with an acceptable loss
         # rate since its packet was sent proves that volume fits; raise inflight_hi.
         if self._bw_probe_samples and self._inflight_too_high(lost_since, record.tx_in_flight):
@@ -462,7 +480,7 @@ class Bbr:
         if record.tx_in_flight > self.inflight_hi:
             self.inflight_hi = record.tx_in_flight
         if self.state is State.PROBE_BW_UP:
-            self._probe_inflight_hi_upward(record.size)
+            self._probe_inflight_hi_upward(acked)
 
     def _probe_inflight_hi_upward(self, acked: int) -> None:
         # Draft "ProbeBW_UP": grow inflight_hi exponentially per round while the flow
