@@ -165,6 +165,11 @@ class Connection:
         self._queued = 0
         self.bytes_sent = 0
         self.bytes_received = 0
+        #: SMB2 messages sent (each member of a compound counts), and the sends a caller
+        #: waited on (a compound chain counts once): their ratio to round trips shows what
+        #: is serialised (issue 22). A CANCEL is a message nobody waits on.
+        self.messages_sent = 0
+        self.sends = 0
 
     # ------------------------------------------------------------------ lifetime
     @property
@@ -416,11 +421,15 @@ class Connection:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             self._check_alive()
             raise
+        self.sends += 1
+        self.messages_sent += len(reqs)
         return [await self._wait(p) for p in pendings]
 
     async def _exchange(self, pending: _Pending, message: bytes | bytearray) -> Reply:
         self._pending[pending.message_id] = pending
         await self._send(message)
+        self.sends += 1
+        self.messages_sent += 1
         return await self._wait(pending)
 
     async def _send(self, message: bytes | bytearray) -> None:
@@ -472,10 +481,12 @@ class Connection:
                                 message)
         if self._queued == 0 and self._dead is None \
                 and self.transport.try_send_message(message):
+            self.messages_sent += 1
             return
         try:
             self._send_in.send_nowait(bytes(message))
             self._queued += 1
+            self.messages_sent += 1
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 

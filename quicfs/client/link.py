@@ -86,6 +86,7 @@ class Link:
         self._scopes: dict[Connection, trio.CancelScope] = {}
         # Totals of the connections before the current one.
         self._bytes_before = [0, 0]
+        self._smb_before = [0, 0]  # messages sent, sends waited on
         self._migrations_before = 0
         self._recovery: _Recovery | None = None
         self._closing = False
@@ -156,6 +157,8 @@ class Link:
             scope.cancel()
             self._bytes_before[0] += conn.bytes_sent
             self._bytes_before[1] += conn.bytes_received
+            self._smb_before[0] += conn.messages_sent
+            self._smb_before[1] += conn.sends
             self._migrations_before += getattr(conn.transport, "migrations", 0)
 
     def snapshot(self) -> dict[str, Any]:
@@ -171,6 +174,8 @@ class Link:
             "connected": not conn.closed,
             "bytes_sent": self._bytes_before[0] + conn.bytes_sent,
             "bytes_received": self._bytes_before[1] + conn.bytes_received,
+            "smb_messages_sent": self._smb_before[0] + conn.messages_sent,
+            "smb_sends": self._smb_before[1] + conn.sends,
             "requests_in_flight": conn.in_flight,
             "credits": conn.credits_available,
             "reconnects": self.stats.reconnects,
