@@ -25,12 +25,10 @@ import contextlib
 import csv
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,8 +37,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-import pytest  # noqa: E402
 
 from bench.wan_net import (  # noqa: E402
     SRV_ADDR,
@@ -51,9 +47,8 @@ from bench.wan_net import (  # noqa: E402
     udp_stream,
     validate,
 )
-from tests.fuse.conftest import Mount  # noqa: E402
+from bench.wan_servers import Failed, Servers  # noqa: E402
 from tests.support.gateway import GatewayProcess, cpu_seconds  # noqa: E402
-from tests.support.samba import SambaServer  # noqa: E402
 
 QUICFS = [sys.executable, "-m", "quicfs.cli.main"]
 MiB = 1 << 20
@@ -100,10 +95,6 @@ class Cell:
     @property
     def median(self) -> float | None:
         return statistics.median(r.mb_s for r in self.runs) if self.runs else None
-
-
-class Failed(Exception):
-    pass
 
 
 # ---------------------------------------------------------------------- one transfer
@@ -247,26 +238,13 @@ class Bench:
         self.args = args
         self.total = args.size_mib * MiB
         self.work = net.work
-        self.samba = SambaServer(Path(tempfile.mkdtemp(prefix="quicfs-wan-smb-")),
-                                 # Every address of the server namespace (ours alone):
-                                 # smbd skips a TUN device that has no carrier yet.
-                                 extra_global={"bind interfaces only": "no"})
-        self.gateway: GatewayProcess | None = None
-        self.gateway_bbr: GatewayProcess | None = None
+        bbr = any(t.endswith("-bbr") for t in args.tools.split(","))
+        self.servers = Servers(net, ["cubic", "bbr"] if bbr else ["cubic"])
+        self.samba = self.servers.samba
         self.serial = 0
 
     def start(self) -> None:
-        with self.net.inside(self.net.srv):
-            self.samba.start()
-            self.gateway = GatewayProcess(self.work / "gateway", self.samba.port,
-                                          extra_args=["--cc", "cubic"])
-            self.gateway.host = SRV_ADDR
-            self.gateway.start()
-            if any(t.endswith("-bbr") for t in self.args.tools.split(",")):
-                self.gateway_bbr = GatewayProcess(self.work / "gateway-bbr", self.samba.port,
-                                                  extra_args=["--cc", "bbr"])
-                self.gateway_bbr.host = SRV_ADDR
-                self.gateway_bbr.start()
+        self.servers.start()
         self.src = self.work / "src.bin"
         with open(self.src, "wb") as f:
             for _ in range(self.args.size_mib):
@@ -277,29 +255,15 @@ class Bench:
         os.chown(share / "src.bin", st.st_uid, st.st_gid)
 
     def stop(self, keep: Path) -> None:
-        """Stop the servers; the gateway's log is kept in ``keep`` (the scratch goes)."""
-        for gw, log in ((self.gateway, "wan-gateway.log"),
-                        (self.gateway_bbr, "wan-gateway-bbr.log")):
-            if gw is not None:
-                gw.stop()
-                if gw.log_path.exists():
-                    shutil.copy(gw.log_path, keep / log)
-        self.samba.__exit__()
+        """Stop the servers; the gateways' logs are kept in ``keep`` (the scratch goes)."""
+        self.servers.stop(keep)
 
     # ------------------------------------------------------------------ cells
     def gateway_of(self, tool: str) -> GatewayProcess:
-        gw = self.gateway_bbr if tool.endswith("-bbr") else self.gateway
-        assert gw is not None
-        return gw
+        return self.servers.gateway_of(tool)
 
     def quicfs_opts(self, tool: str) -> tuple[str, str]:
-        s = self.samba
-        if "quic" in tool:
-            g = self.gateway_of(tool)
-            cc = "bbr" if tool.endswith("-bbr") else "cubic"
-            return f"//{SRV_ADDR}:{g.port}/plain", f"{g.options(s)},cc={cc}"
-        return (f"//{SRV_ADDR}:{s.port}/plain",
-                f"transport=tcp,username={s.username},password={s.password}")
+        return self.servers.quicfs_opts(tool)
 
     def smbclient(self, command: str) -> list[str]:
         s = self.samba
@@ -387,18 +351,8 @@ class Bench:
         if not tool.startswith("mount"):
             yield None
             return
-        mnt = self.work / "mnt"
-        mnt.mkdir(exist_ok=True)
-        mount = Mount(mnt, *self.quicfs_opts(tool))
-        try:
-            with self.net.inside(self.net.cli):
-                mount.__enter__()
-        except pytest.fail.Exception as exc:  # the fixture's way of failing
-            raise Failed(str(exc)) from None
-        try:
+        with self.servers.mounted(tool, self.work / "mnt") as mnt:
             yield mnt
-        finally:
-            mount.__exit__()
 
 
 # ---------------------------------------------------------------------- reporting
