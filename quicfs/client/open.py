@@ -116,8 +116,9 @@ class FileStat:
 
 class Open:
     def __init__(self, tree: Tree, file_id: FileId, name: str, created: CreateResponse,
-                 request: CreateRequest | None = None) -> None:
+                 request: CreateRequest | None = None, *, head: bytes | None = None) -> None:
         self.tree = tree
+        self._head = head
         self.file_id = file_id
         self.name = name
         self.created = created
@@ -137,6 +138,13 @@ class Open:
         self.max_read = params.max_read_size
         self.max_write = params.max_write_size
         tree.opens.add(self)
+
+    def take_head(self) -> bytes | None:
+        """The file's first bytes as read with the CREATE (Share.open ``head``), all of
+        it if shorter than asked; None if not read. Given once: they are the file as it
+        was when opened, which a handle kept open longer outlives."""
+        head, self._head = self._head, None
+        return head
 
     def created_stat(self) -> FileStat | None:
         """The attributes of a file this open has just created, from the CREATE response

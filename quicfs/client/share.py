@@ -25,7 +25,7 @@ from quicfs.client.nursery import open_nursery
 from quicfs.client.open import FileStat, Open
 from quicfs.client.session import Session
 from quicfs.client.tree import NotADiskShare, Tree
-from quicfs.errors import SMBError, UsageError
+from quicfs.errors import MalformedError, SMBError, UsageError
 from quicfs.options import Options, parse_options
 from quicfs.smb2 import lxmeta
 from quicfs.smb2.constants import (
@@ -159,14 +159,18 @@ class Share:
         )
 
     async def open(self, path: str, mode: str = "r", *, lease_key: bytes | None = None,
-                   eas: Sequence[tuple[bytes, bytes]] = ()) -> Open:
+                   eas: Sequence[tuple[bytes, bytes]] = (), head: int = 0) -> Open:
         """Open a file: ``r``, ``r+``, ``w`` (create/truncate), ``x`` (must not exist),
         ``a`` (create if missing). A directory where a file is expected is EISDIR.
         ``eas`` go with the CREATE (2.2.13.2.1): a file it creates has them at once.
 
         With ``lease_key`` the open asks for a lease under that key (3.2.4.3.8): Read and
         Handle caching, and Write caching too when it may write; ``Open.lease_state``
-        says what the server granted."""
+        says what the server granted.
+
+        With ``head`` the first ``head`` bytes are read in the same round trip (CREATE +
+        READ as a related compound, 3.2.4.1.4): ``Open.take_head()`` gives them, or None if
+        that READ failed (a later read asks again and reports it)."""
         if mode not in _MODES:
             raise ValueError(f"bad mode {mode!r}")
         access, disposition = _MODES[mode]
@@ -184,9 +188,26 @@ class Share:
                 # The file's identity, to recognise it if it must be reopened by name.
                 QueryOnDiskId(),
             ))
-        reply = await self.tree.request(_with_eas(req, eas))
-        created = CreateResponse.unpack(reply.message)
-        return Open(self.tree, created.file_id, path, created, req)
+        req = _with_eas(req, eas)
+        if not head:
+            created = CreateResponse.unpack((await self.tree.request(req)).message)
+            return Open(self.tree, created.file_id, path, created, req)
+        opened, read = await self.tree.chain(
+            [req, ReadRequest(file_id=FileId.related(), offset=0, length=head)])
+        if is_error(opened.status):
+            raise SMBError(opened.status)
+        created = CreateResponse.unpack(opened.message)
+        data: bytes | None = None
+        if read.status == Status.END_OF_FILE:
+            data = b""
+        elif not is_error(read.status):
+            try:
+                data = bytes(ReadResponse.unpack(read.message).data)
+            except MalformedError:
+                data = None  # the open stands; a later READ asks again and says so
+            if data is not None and len(data) > head:
+                data = None  # more than asked: not trusted (Open.read refuses it too)
+        return Open(self.tree, created.file_id, path, created, req, head=data)
 
     async def open_dir(self, path: str) -> Open:
         req = self._create(

@@ -37,7 +37,7 @@ from quicfs.fs.caller import in_group_or_root
 from quicfs.fs.inodes import ROOT_INODE, InodeTable, join, link_view
 from quicfs.fs.listing import Listing
 from quicfs.fs.pagecache import PageCache
-from quicfs.fs.readahead import ReadAhead
+from quicfs.fs.readahead import HEAD, ReadAhead
 from quicfs.fs.screen import Screen
 from quicfs.fs.writeback import WriteBehind
 from quicfs.options import Options
@@ -1095,7 +1095,8 @@ class Operations(pyfuse3.Operations):
         handle = self.cache.take_parked(inode, writable=writing)
         reused = handle is not None
         if handle is None:
-            handle = await self._open_leased(inode, path, "r+" if writing else "r")
+            handle = await self._open_leased(inode, path, "r+" if writing else "r",
+                                             head=0 if writing else HEAD)
         keep = self.cache.opened(inode, handle, reused=reused)
         fh = self._fh()
         self._track(fh, inode, handle, writing)
@@ -1110,19 +1111,20 @@ class Operations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
 
     async def _open_leased(self, inode: int | None, path: str, mode: str,
-                           eas: Sequence[tuple[bytes, bytes]] = ()) -> Open:
+                           eas: Sequence[tuple[bytes, bytes]] = (), head: int = 0) -> Open:
         """Open ``path`` under the lease key of ``inode`` (what the name was when we
-        last looked). A key the server has tied to another file (the name is another
-        file now) is refused with STATUS_INVALID_PARAMETER: a new key, and again."""
+        last looked), its first ``head`` bytes read in the same round trip (Share.open).
+        A key the server has tied to another file (the name is another file now) is
+        refused with STATUS_INVALID_PARAMETER: a new key, and again."""
         async with self.cache.creating(inode) as key:
             try:
-                return await self.share.open(path, mode, lease_key=key, eas=eas)
+                return await self.share.open(path, mode, lease_key=key, eas=eas, head=head)
             except SMBError as exc:
                 if exc.status != Status.INVALID_PARAMETER or inode is None:
                     raise
             await self.cache.rekey(inode)
             return await self.share.open(path, mode, lease_key=self.cache.key(inode),
-                                         eas=eas)
+                                         eas=eas, head=head)
 
     async def _create_leased(self, inode: int | None, path: str, how: str,
                              meta: LxMeta | None) -> Open:

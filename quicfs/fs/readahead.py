@@ -27,6 +27,9 @@ CHUNK = 1024 * 1024
 #: long path (client/depth.py). 16 MiB per file open for reading at most.
 WINDOW = 4
 MAX_WINDOW = 16
+#: Bytes read with the CREATE of a file opened for reading (Share.open ``head``): a
+#: small file read whole then costs the open's round trip alone.
+HEAD = 64 * 1024
 
 #: Writes made here not yet answered by the server, oldest first; None when their order
 #: is not known (two handles' writes overlap).
@@ -62,14 +65,20 @@ class ReadAhead:
         self._direct: set[_Chunk] = set()
         self._order = InOrder()
         self._next = 0
+        #: The file's first bytes, read with its CREATE (Share.open ``head``): reads
+        #: within them, or past them when they are the whole file, cost no round trip.
+        self._head = handle.take_head()
+        self._head_whole = self._head is not None and len(self._head) >= handle.size
 
     def invalidate(self) -> None:
         self._chunks.clear()
+        self._head = None
         self._next = -1  # the next read starts afresh
 
     def wrote(self, offset: int, data: bytes | bytearray) -> None:
         """This mount wrote ``data`` at ``offset`` (perhaps not on the server yet)."""
         self.size_hint = max(self.size_hint, offset + len(data))
+        self._head = None  # the chunks below lay writes over what they hold
         if not self._chunks and not self._direct:
             return  # the common case of a writer that does not read: nothing to lay over
         for chunk in [*self._chunks.values(), *self._direct]:
@@ -97,6 +106,10 @@ class ReadAhead:
             buf.extend(bytes(c - len(buf)))
 
     async def read(self, offset: int, size: int) -> bytes:
+        head = self._head
+        if head is not None and (self._head_whole or offset + size <= len(head)):
+            self._next = offset + size
+            return head[offset:offset + size]
         c = self.chunk
         first = offset // c * c
         # Sequential: at or a little past where the last read ended (the kernel skips

@@ -431,6 +431,27 @@ def test_read_ahead_sees_writes_through_the_mount(mounted):
     os.unlink(mounted / "ra.bin")
 
 
+def test_bytes_read_with_the_open_yield_to_later_writes(mounted, samba, request):
+    """A small file's bytes read with its CREATE (Share.open head) serve its reads only
+    until a write through the mount, through any handle, touches the file."""
+    name = f"head-{request.node.callspec.id}.bin"
+    data = bytearray(os.urandom(3000))
+    on_server = samba.share_path("plain") / name
+    on_server.write_bytes(bytes(data))
+    st = on_server.parent.stat()
+    os.chown(on_server, st.st_uid, st.st_gid)
+    with open(mounted / name, "rb", buffering=0) as r:
+        assert os.pread(r.fileno(), 100, 0) == bytes(data[:100])  # from the open's bytes
+        with open(mounted / name, "r+b", buffering=0) as w:
+            os.pwrite(w.fileno(), b"NEW", 10)
+            os.pwrite(w.fileno(), b"END", 5000)  # past the end: a hole of zeros between
+        data[10:13] = b"NEW"
+        data += bytes(2000) + b"END"
+        os.posix_fadvise(r.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        assert os.pread(r.fileno(), 1 << 20, 0) == bytes(data)
+    os.unlink(mounted / name)
+
+
 def test_listing_while_writing_shows_the_written_size(mounted):
     """Sizes from readdir (readdirplus) include writes still gathered in the mount."""
     with open(mounted / "growing.bin", "wb") as f:
