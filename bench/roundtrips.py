@@ -107,14 +107,19 @@ def owned(path: Path, owner: os.stat_result) -> None:
 
 
 def tarball(path: Path, files: int) -> None:
-    """``files`` small files (0 to 4 KiB, fixed seed) in TREE_DIRS directories of tree/."""
+    """``files`` small files (0 to 4 KiB, fixed seed) in TREE_DIRS directories of tree/,
+    in the order `tar c` writes them: a directory, then its files."""
     rng = random.Random(22)
     with tarfile.open(path, "w") as tar:
-        for i in range(files):
-            data = rng.randbytes(rng.randrange(4096))
-            info = tarfile.TarInfo(f"tree/d{i % TREE_DIRS}/f{i}.txt")
-            info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
-            tar.addfile(info, io.BytesIO(data))
+        for d in range(-1, TREE_DIRS):
+            info = tarfile.TarInfo("tree" if d < 0 else f"tree/d{d}")
+            info.type, info.mtime, info.mode = tarfile.DIRTYPE, 1_700_000_000, 0o755
+            tar.addfile(info)
+            for i in range(d, files, TREE_DIRS) if d >= 0 else ():
+                data = rng.randbytes(rng.randrange(4096))
+                info = tarfile.TarInfo(f"tree/d{d}/f{i}.txt")
+                info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
+                tar.addfile(info, io.BytesIO(data))
 
 
 def prepare(base: Path, args: argparse.Namespace, ops: list[Op], tar_path: Path) -> None:
