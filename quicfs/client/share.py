@@ -18,7 +18,7 @@ from dataclasses import replace
 import trio
 
 from quicfs.client.connection import Connection, Reply
-from quicfs.client.directory import DirEntry, iter_directory
+from quicfs.client.directory import DirEntry, iter_directory, page_bytes, page_requests
 from quicfs.client.leases import Leases, new_lease_key
 from quicfs.client.link import Link
 from quicfs.client.nursery import open_nursery
@@ -209,17 +209,23 @@ class Share:
                 data = None  # more than asked: not trusted (Open.read refuses it too)
         return Open(self.tree, created.file_id, path, created, req, head=data)
 
-    async def open_dir(self, path: str) -> Open:
-        req = self._create(
+    async def open_listing(self, path: str) -> tuple[Open, list[Reply]]:
+        """Open a directory and ask for its first pages in the same round trip (CREATE +
+        QUERY_DIRECTORY x FIRST_PAGES, related: 3.2.4.1.4); the replies are for a
+        DirectoryReader's ``answered``. A directory of up to a page is then listed, its
+        end included, in that one round trip."""
+        create = self._create(
             path,
             access=AccessMask.FILE_READ_DATA | AccessMask.FILE_READ_ATTRIBUTES
             | AccessMask.SYNCHRONIZE,
             disposition=CreateDisposition.OPEN,
             options=CreateOptions.DIRECTORY_FILE,
         )
-        reply = await self.tree.request(req)
-        created = CreateResponse.unpack(reply.message)
-        return Open(self.tree, created.file_id, path, created)
+        replies = await self.tree.chain([create, *page_requests(page_bytes(self.tree))])
+        if is_error(replies[0].status):
+            raise SMBError(replies[0].status)
+        created = CreateResponse.unpack(replies[0].message)
+        return Open(self.tree, created.file_id, path, created), replies[1:]
 
     @asynccontextmanager
     async def opened(self, path: str, mode: str = "r") -> AsyncIterator[Open]:
@@ -496,9 +502,9 @@ class Share:
     # ------------------------------------------------------------------ directories
     async def scandir(self, path: str = "") -> AsyncIterator[DirEntry]:
         """Every entry of a directory (without ``.`` and ``..``), page by page."""
-        handle = await self.open_dir(path)
+        handle, answered = await self.open_listing(path)
         try:
-            async for entry in iter_directory(handle):
+            async for entry in iter_directory(handle, answered=answered):
                 yield entry
         finally:
             with trio.CancelScope(shield=True):

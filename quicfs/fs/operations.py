@@ -32,6 +32,7 @@ from quicfs.client.open import FileStat, Open
 from quicfs.client.share import Share, create_mode
 from quicfs.errors import ConnectionLost, MalformedError, QuicfsError, SMBError
 from quicfs.fs import mountflags, posixacl, symlinks
+from quicfs.fs.absent import KnownNames
 from quicfs.fs.attrs import posix_attrs
 from quicfs.fs.caller import in_group_or_root
 from quicfs.fs.inodes import ROOT_INODE, InodeTable, join, link_view
@@ -155,6 +156,8 @@ class Operations(pyfuse3.Operations):
         #: The share's directory mounted (//host/share/PATH): inode 1's path.
         self.root = share.url.path
         self.inodes = InodeTable(self.root)
+        #: Directories whose every name we know for now: their other names need no LOOKUP.
+        self.known = KnownNames(opts.actimeo)
         self.files: dict[int, Open] = {}
         self.writers: dict[int, WriteBehind] = {}
         self.readers: dict[int, ReadAhead] = {}
@@ -358,14 +361,11 @@ class Operations(pyfuse3.Operations):
             self._dir_held.pop(inode, None)
             self._ctime[inode] = time.time_ns()
 
-    def _entries_changed(self, parent_inode: int, *, links: bool = False) -> None:
+    def _entries_changed(self, parent_inode: int) -> None:
         """A name in directory ``parent_inode`` was added or removed here: its mtime and
-        ctime move (POSIX). With ``links`` its link count changed too (a subdirectory's
-        ".."): its held attributes go."""
-        if links:
-            self._dir_held.pop(parent_inode, None)
-        else:
-            self._written_at[parent_inode] = self._ctime[parent_inode] = time.time_ns()
+        ctime move (POSIX). Its held attributes stay: a directory shows 2 links whatever
+        it holds (attrs.py), so a subdirectory made or removed changes nothing else."""
+        self._written_at[parent_inode] = self._ctime[parent_inode] = time.time_ns()
 
     def _hold_dir(self, inode: int, st: FileStat) -> None:
         if st.is_dir:
@@ -524,6 +524,7 @@ class Operations(pyfuse3.Operations):
             else:
                 if fresh.file_id == st.file_id:
                     self.inodes.saw(st.file_id, link_view(fresh))
+        self.known.added(path)
         return self.inodes.remember(path, st.file_id, now)
 
     async def _entry_for(self, inode: int, path: str, st: FileStat
@@ -548,6 +549,8 @@ class Operations(pyfuse3.Operations):
         else:
             path = join(parent, text)
         known = self.inodes.inode_of(path)
+        if known is None and self.known.absent(parent, text, trio.current_time()):
+            return self._negative()
         if known is not None:
             await self._drain_inode(known)  # the size we report includes what we gathered
         try:
@@ -558,6 +561,7 @@ class Operations(pyfuse3.Operations):
                 if known is not None:
                     self._dir_held.pop(known, None)
                     self.inodes.removed(path)  # gone or renamed by another client
+                    self.known.forget(path)
                 return self._negative()
             raise
         inode = ROOT_INODE if path == self.root else await self._remember(path, st)
@@ -835,13 +839,14 @@ class Operations(pyfuse3.Operations):
             listing = Listing(path, cached.entries, None, started=cached.started,
                               generation=cached.generation)
         else:
-            handle = await self.share.open_dir(path)
+            handle, answered = await self.share.open_listing(path)
             # The directory's own attributes come with its CREATE response.
             here = FileStat.from_info("", handle.created, file_id=0)
             # "." and ".." first, as readdir(3) users expect; the kernel takes no lookup
             # reference for them.
-            listing = Listing(path, [(".", here), ("..", here)], DirectoryReader(handle),
-                              started=now, generation=self._generation, screen=self.screen)
+            listing = Listing(path, [(".", here), ("..", here)],
+                              DirectoryReader(handle, answered=answered), started=now,
+                              generation=self._generation, screen=self.screen)
         fh = self._fh()
         self.dirs[fh] = listing
         self.dir_inode[fh] = inode
@@ -877,9 +882,10 @@ class Operations(pyfuse3.Operations):
                 self.forget([(inode, 1)])
                 return
         # Read to the end with nothing changed through the mount meanwhile: reusable for
-        # the rest of actimeo.
+        # the rest of actimeo, and its names tell which others are absent.
         if listing.generation == self._generation:
             self._listings[here] = listing
+            self.known.listed(here, (n for n, _ in listing.entries[2:]), listing.started)
 
     def _lx_wanted(self, st: FileStat, inode: int) -> bool:
         """Whether a listed entry's owner and mode must be read from its EAs (a listing
@@ -926,7 +932,8 @@ class Operations(pyfuse3.Operations):
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
         eas = await self._creation_eas(parent_inode, stat.S_IFDIR | mode, ctx)
         st = await self.share.mkdir(path, eas=eas)
-        self._entries_changed(parent_inode, links=True)
+        self.known.listed(path, (), trio.current_time())  # what we just made is empty
+        self._entries_changed(parent_inode)
         return self._entry(await self._remember(path, st), st)
 
     @fuse_errors
@@ -959,8 +966,9 @@ class Operations(pyfuse3.Operations):
             await self._set_aside(path)
         else:
             await self.share.rmdir(path)
-        self._entries_changed(parent_inode, links=True)
+        self._entries_changed(parent_inode)
         self.inodes.removed(path)
+        self.known.forget(path)
 
     @fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
@@ -1011,8 +1019,10 @@ class Operations(pyfuse3.Operations):
             await self._set_aside(new)
             await self.share.rename(old, new, replace=True)
         for parent in {parent_inode_old, parent_inode_new}:
-            self._entries_changed(parent, links=True)
+            self._entries_changed(parent)
         self.inodes.renamed(old, new)
+        self.known.forget(old)
+        self.known.added(new)
 
     def _open_here(self, path: str) -> bool:
         """Whether a program here holds ``path`` open (a file, or a directory)."""
@@ -1081,6 +1091,7 @@ class Operations(pyfuse3.Operations):
         # Both names are one file: the kernel expects the same inode back, whatever id
         # the server gives the new name.
         self.inodes.linked(dst, inode, link_view(st))
+        self.known.added(dst)
         return await self._entry_for(inode, dst, st)
 
     # ------------------------------------------------------------------ files

@@ -73,8 +73,8 @@ class _Share:
         self._pages = pages
         self._stat = stat
 
-    async def open_dir(self, path: str) -> _Dir:
-        return _Dir(_Tree(self._pages))
+    async def open_listing(self, path: str) -> tuple[_Dir, list]:
+        return _Dir(_Tree(self._pages)), []  # no pages with the open: the reader asks
 
     async def stat(self, path: str, **_: Any) -> FileStat:
         assert self._stat is not None
