@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 PROG = "mount.quicfs"
 EX_USAGE = 1
@@ -62,15 +63,11 @@ def check_mountpoint(mountpoint: str) -> str | None:
 async def serve(source: str, options: str, mountpoint: str,
                 ready: Callable[[str | None], None]) -> None:
     """Connect, mount, signal ``ready(None)``, serve until unmounted or SIGTERM."""
-    import pyfuse3
     import trio
 
     from quicfs import control
     from quicfs.client.share import connect
     from quicfs.errors import SMBError
-    from quicfs.fs import mountflags
-    from quicfs.fs.kernel import fuse_connected, raise_read_ahead
-    from quicfs.fs.operations import Operations, fuse_options
     from quicfs.options import parse_options
     from quicfs.smb2.status import Status
 
@@ -79,6 +76,13 @@ async def serve(source: str, options: str, mountpoint: str,
     events = control.EventLog()
     logging.getLogger("quicfs").addHandler(events)
     async with connect(source, opts) as share:
+        # Imported once connected: run_server loads them meanwhile (_import_ahead).
+        import pyfuse3
+
+        from quicfs.fs import mountflags
+        from quicfs.fs.kernel import fuse_connected, raise_read_ahead
+        from quicfs.fs.operations import Operations, fuse_options
+
         if share.url.path:
             # A directory of the share (//host/share/PATH) is mounted: it must be one.
             if not (await share.stat(share.url.path)).is_dir:
@@ -231,7 +235,9 @@ def run_server(cfg_fd: int, ready_fd: int) -> int:
             f"%(asctime)s {PROG}[%(process)d]: %(message)s"))
         logging.getLogger().addHandler(handler)
     try:
-        trio.run(serve, cfg["source"], cfg["options"], cfg["mountpoint"], ready)
+        with ThreadPoolExecutor(max_workers=1) as early:
+            early.submit(_import_ahead)
+            trio.run(serve, cfg["source"], cfg["options"], cfg["mountpoint"], ready)
     except BaseException as exc:
         if not ready_file.closed:
             ready(_describe(exc, cfg["source"], cfg["options"]))
@@ -239,6 +245,19 @@ def run_server(cfg_fd: int, ready_fd: int) -> int:
             logging.getLogger("quicfs").exception("the mount stopped on an error")
         return EX_FAIL
     return 0
+
+
+def _import_ahead() -> None:
+    """What the mount needs only once connected (FUSE, the filesystem, SPNEGO: ~0.25 s
+    of imports here), loaded in a thread while the connection's first round trips are
+    under way. Python's import locks make a module the serving thread reaches first
+    wait for this thread's load of it, never load twice."""
+    import pyfuse3  # noqa: F401
+
+    import quicfs.fs.operations  # noqa: F401
+    from quicfs.client import auth
+
+    auth.preload()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

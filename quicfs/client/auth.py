@@ -1,15 +1,19 @@
 """SPNEGO through pyspnego: NTLMv2, or Kerberos where a ticket exists (MS-SMB2 3.2.4.2.3).
 
-The only module that imports spnego. A step may block on a KDC, so callers run it in a
-thread.
+The only module that imports spnego, and only when first asked (``preload``, or the
+first login): it costs ~0.1 s, which a mount spends while its handshake is under way.
+A step may block on a KDC, so callers run it in a thread.
 """
 
 from __future__ import annotations
 
-import spnego
-import spnego.exceptions
-
 from quicfs.errors import UsageError
+
+
+def preload() -> None:
+    """Import pyspnego now (in any thread), so the first login does not wait for it."""
+    import spnego
+    import spnego.exceptions  # noqa: F401
 
 
 class AuthError(UsageError):
@@ -28,6 +32,9 @@ class Authenticator:
         # would try Kerberos first, which needs a KDC. Without one, Negotiate may find a
         # Kerberos ticket in the user's cache.
         protocol = "ntlm" if password is not None else "negotiate"
+        import spnego
+        import spnego.exceptions
+
         try:
             self._ctx = spnego.client(
                 user, password, hostname=server, service="cifs", protocol=protocol
@@ -36,6 +43,8 @@ class Authenticator:
             raise AuthError(f"cannot set up authentication: {_first_line(exc)}") from None
 
     def step(self, token: bytes | None) -> bytes | None:
+        import spnego.exceptions
+
         try:
             return self._ctx.step(token or None)
         except spnego.exceptions.SpnegoError as exc:
