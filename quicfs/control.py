@@ -23,9 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import trio
-
-from quicfs.errors import QuicfsError, UsageError
+from quicfs.errors import UsageError
 from quicfs.fs.kernel import mountpoint_path
 
 log = logging.getLogger("quicfs")
@@ -85,42 +83,6 @@ def log_path(mountpoint: str) -> Path:
     return socket_path(mountpoint).with_suffix(".log")
 
 
-async def serve(path: Path, handler: Handler, *,
-                task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
-    """Answer requests on the socket at ``path`` until cancelled; the socket goes with us.
-
-    The caller computes ``path`` (socket_path) before the mount exists."""
-    _clear(path)
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        await sock.bind(str(path))
-        os.chmod(path, 0o600)
-        sock.listen(8)
-        listener = trio.SocketListener(sock)
-        task_status.started(path)
-
-        async def one(stream: trio.SocketStream) -> None:
-            async with stream:
-                with trio.move_on_after(30):
-                    request = (await stream.receive_some(1024)).decode(errors="replace")
-                    try:
-                        answer = await handler(request.strip())
-                    except QuicfsError as exc:
-                        answer = {"error": str(exc)}
-                    await stream.send_all(json.dumps(answer).encode() + b"\n")
-
-        await trio.serve_listeners(one, [listener])
-    finally:
-        sock.close()
-        path.unlink(missing_ok=True)  # noqa: ASYNC240 (one unlink at exit, tmpfs)
-
-
-def _clear(path: Path) -> None:
-    """The socket's directory, private; a socket left by a killed mount goes."""
-    private_dir()
-    path.unlink(missing_ok=True)
-
-
 def ask(mountpoint: str, request: str, *, timeout: float = 10.0) -> dict[str, Any]:
     """One request to the mount at ``mountpoint`` (blocking: the CLI's side)."""
     private_dir()  # a socket in another user's directory may be theirs
@@ -165,4 +127,4 @@ class EventLog(logging.Handler):
         self.lines.append(f"{stamp} {record.getMessage()}")
 
 
-__all__ = ["EventLog", "ask", "log_path", "private_dir", "serve", "socket_path"]
+__all__ = ["EventLog", "Handler", "ask", "log_path", "private_dir", "socket_path"]

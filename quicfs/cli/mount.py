@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 PROG = "mount.quicfs"
 EX_USAGE = 1
@@ -61,11 +62,13 @@ def check_mountpoint(mountpoint: str) -> str | None:
 
 
 async def serve(source: str, options: str, mountpoint: str,
-                ready: Callable[[str | None], None]) -> None:
-    """Connect, mount, signal ``ready(None)``, serve until unmounted or SIGTERM."""
+                ready: Callable[[str | None], None],
+                connecting: Callable[[], object] = lambda: None) -> None:
+    """Connect, mount, signal ``ready(None)``, serve until unmounted or SIGTERM.
+    ``connecting()`` is called as the connection starts (run_server's _import_ahead)."""
     import trio
 
-    from quicfs import control
+    from quicfs import control, control_server
     from quicfs.client.share import connect
     from quicfs.errors import SMBError
     from quicfs.options import parse_options
@@ -75,8 +78,9 @@ async def serve(source: str, options: str, mountpoint: str,
     control_path = control.socket_path(mountpoint)
     events = control.EventLog()
     logging.getLogger("quicfs").addHandler(events)
+    connecting()
     async with connect(source, opts) as share:
-        # Imported once connected: run_server loads them meanwhile (_import_ahead).
+        # Imported once connected: loaded meanwhile (``connecting``, _import_ahead).
         import pyfuse3
 
         from quicfs.fs import mountflags
@@ -154,7 +158,7 @@ async def serve(source: str, options: str, mountpoint: str,
                     stop()
 
                 nursery.start_soon(on_signal)
-                await nursery.start(control.serve, control_path, answer)
+                await nursery.start(control_server.serve, control_path, answer)
                 nursery.start_soon(settle_then_ready)
                 nursery.start_soon(while_mounted)
                 ops.nursery = nursery  # background writes live as long as the mount
@@ -236,8 +240,8 @@ def run_server(cfg_fd: int, ready_fd: int) -> int:
         logging.getLogger().addHandler(handler)
     try:
         with ThreadPoolExecutor(max_workers=1) as early:
-            early.submit(_import_ahead)
-            trio.run(serve, cfg["source"], cfg["options"], cfg["mountpoint"], ready)
+            trio.run(serve, cfg["source"], cfg["options"], cfg["mountpoint"], ready,
+                     partial(early.submit, _import_ahead))
     except BaseException as exc:
         if not ready_file.closed:
             ready(_describe(exc, cfg["source"], cfg["options"]))
@@ -250,8 +254,9 @@ def run_server(cfg_fd: int, ready_fd: int) -> int:
 def _import_ahead() -> None:
     """What the mount needs only once connected (FUSE, the filesystem, SPNEGO: ~0.25 s
     of imports here), loaded in a thread while the connection's first round trips are
-    under way. Python's import locks make a module the serving thread reaches first
-    wait for this thread's load of it, never load twice."""
+    under way. Started only then: beside the serving thread's own imports it would
+    slow both (one GIL). Python's import locks make a module the serving thread reaches
+    first wait for this thread's load of it, never load twice."""
     import pyfuse3  # noqa: F401
 
     import quicfs.fs.operations  # noqa: F401
@@ -268,7 +273,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.serve:
         return run_server(*args.serve)
-    from quicfs.cert import check_files
     from quicfs.errors import QuicfsError
     from quicfs.options import parse_options
     from quicfs.url import parse_url
@@ -279,7 +283,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_url(args.source)
         opts = parse_options(args.options)
         opts.resolved_credentials()
-        check_files(cert=opts.cert, key=opts.key, cafile=opts.cafile)
+        if opts.cert or opts.key or opts.cafile:
+            # Only then: its x509 import costs ~0.1 s of every mount's start.
+            from quicfs.cert import check_files
+
+            check_files(cert=opts.cert, key=opts.key, cafile=opts.cafile)
     except QuicfsError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EX_USAGE
