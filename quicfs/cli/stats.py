@@ -25,6 +25,8 @@ def render(s: dict[str, Any]) -> str:
         f"lost packets {s.get('lost_packets', 0)}",
         f"  sent {_size(s['bytes_sent'])}, received {_size(s['bytes_received'])}, "
         f"requests in flight {s['requests_in_flight']}, credits {s['credits']}",
+        f"  SMB requests {s.get('smb_messages_sent', 0)} in {s.get('smb_sends', 0)} sends "
+        "(a compound is one send)",
         f"  reconnects {s['reconnects']}, migrations {s['migrations']}, "
         f"replays {s['replays']}, reopened handles {s['reopened_handles']} "
         f"({s['reopened_by_name']} by name), stale handles {s['stale_handles']}",

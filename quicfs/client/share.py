@@ -461,11 +461,16 @@ class Share:
 
     async def set_times(self, path: str, *, atime_ns: int | None = None,
                         mtime_ns: int | None = None,
-                        attributes: FileAttributes | None = None) -> None:
+                        attributes: FileAttributes | None = None,
+                        stat_after: bool = False) -> FileStat | None:
         """Set access and/or modification time, and/or the DOS attributes; None leaves a
-        value as it is (0 on the wire, MS-FSCC 2.4.7)."""
-        create = self._create(path, access=AccessMask.FILE_WRITE_ATTRIBUTES,
-                              disposition=CreateDisposition.OPEN)
+        value as it is (0 on the wire, MS-FSCC 2.4.7). With ``stat_after`` the file's
+        attributes as they then are come back from the same compound (what a utimensat
+        is followed by); else None."""
+        access = AccessMask.FILE_WRITE_ATTRIBUTES
+        if stat_after:
+            access |= AccessMask.FILE_READ_ATTRIBUTES
+        create = self._create(path, access=access, disposition=CreateDisposition.OPEN)
         if attributes is not None and not attributes:
             attributes = FileAttributes.NORMAL  # 0 would mean "leave as it is"
         basic = FileBasicInformation(
@@ -477,7 +482,11 @@ class Share:
         )
         setinfo = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.BASIC,
                                  file_id=FileId.related(), buffer=basic.pack())
-        await self._on_path(create, setinfo)
+        if not stat_after:
+            await self._on_path(create, setinfo)
+            return None
+        return self._stat_of(path, (await self._on_path(create, setinfo,
+                                                        self._query_all()))[2])
 
     async def statfs(self) -> FileFsFullSizeInformation:
         """Sizes of the share's volume (MS-FSCC 2.5.4), for statfs(2)."""

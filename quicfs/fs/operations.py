@@ -613,6 +613,8 @@ class Operations(pyfuse3.Operations):
         self._touched(inode)
         await self._drain_inode(inode)
         writable = False
+        #: The attributes after, when the last change made brought them back.
+        st: FileStat | None = None
         if fields.update_size:
             self._invalidate_reads(inode)
             self._check_writable()
@@ -625,10 +627,12 @@ class Operations(pyfuse3.Operations):
             self._check_writable()
             if fields.update_mtime:
                 self._written_at.pop(inode, None)  # an explicit time wins
-            await self.share.set_times(
+            # With mount option metadata a stat reads the EAs too (_stat): asked apart.
+            st = await self.share.set_times(
                 path,
                 atime_ns=attr.st_atime_ns if fields.update_atime else None,
                 mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+                stat_after=not self.opts.metadata,
             )
         if self.opts.metadata and (fields.update_mode or fields.update_uid
                                    or fields.update_gid):
@@ -643,6 +647,7 @@ class Operations(pyfuse3.Operations):
                 meta = dataclasses.replace(meta, acl=posixacl.encode(
                     posixacl.chmod(access, attr.st_mode)))
             await self.share.set_eas(path, lxmeta.encode(meta))
+            st = None
             self._lx.pop(inode, None)
             # Write bits given back: a read-only attribute (set by another client; this
             # mount keeps modes in $LXMOD) would still refuse writes.
@@ -654,8 +659,10 @@ class Operations(pyfuse3.Operations):
             st = await self._stat(path)
             if not st.is_dir:
                 await self._set_readonly(path, st, not attr.st_mode & 0o222)
+            st = None
         # Without metadata, owner and group are not SMB's to keep (uid=/gid= set them).
-        st = await self._stat(path)
+        if st is None:
+            st = await self._stat(path)
         if writable and not st.is_dir and st.attributes & FileAttributes.READONLY:
             await self._set_readonly(path, st, False)
             st = await self._stat(path)

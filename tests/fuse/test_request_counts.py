@@ -4,6 +4,9 @@ bench/roundtrips.py reads them around each operation group."""
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -97,3 +100,31 @@ def test_a_small_directory_is_listed_in_one_compound(mounted, request):
     sends, messages = counts(mounted)
     # CREATE + QUERY_DIRECTORY x 2; the CLOSE goes when the kernel releases the handle.
     assert (sends - before[0], messages - before[1]) in ((1, 3), (2, 4))
+
+
+def test_utime_brings_the_attributes_back_in_its_compound(mounted, request):
+    """utimensat (tar x, touch -d) sets the times and reads the attributes the kernel
+    gets back in one compound: CREATE + SET_INFO + QUERY_INFO + CLOSE."""
+    path = mounted / f"times-{request.node.callspec.id}"
+    path.write_bytes(b"x")
+    os.stat(path)
+    before = counts(mounted)
+    os.utime(path, ns=(1_000_000_000_000_000_000, 1_200_000_000_000_000_000))
+    sends, messages = counts(mounted)
+    assert (sends - before[0], messages - before[1]) == (1, 4)
+    assert os.stat(path).st_mtime_ns == 1_200_000_000_000_000_000
+
+
+def test_quicfs_stats_prints_the_counts(mounted):
+    """`quicfs stats` (text) shows the counters the JSON answer carries."""
+    os.listdir(mounted)
+    sends, messages = counts(mounted)
+    proc = subprocess.run([sys.executable, "-m", "quicfs.cli.main", "stats", str(mounted)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    found = re.search(r"^  SMB requests (\d+) in (\d+) sends \(a compound is one send\)$",
+                      proc.stdout, re.M)
+    assert found, proc.stdout
+    # Nothing but the mount's own timers may send between the two asks.
+    assert int(found[1]) >= messages and int(found[2]) >= sends
+    assert int(found[1]) - messages == int(found[2]) - sends  # any such send: one message
