@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import trio
 
+from quicfs.client.connection import Reply
 from quicfs.client.depth import Depth
 from quicfs.client.inorder import InOrder, Turn
 from quicfs.client.nursery import open_nursery
@@ -112,6 +113,17 @@ class FileStat:
             nlink=nlink,
             ea_size=getattr(info, "ea_size", 0),
         )
+
+
+def read_answer(reply: Reply, length: int) -> memoryview:
+    """The data of a successful READ asked for ``length`` bytes (none at END_OF_FILE);
+    MalformedError if the server sent more than asked."""
+    if reply.status == Status.END_OF_FILE:
+        return memoryview(b"")
+    data = ReadResponse.unpack(reply.message).data
+    if len(data) > length:
+        raise MalformedError(f"READ returned {len(data)} bytes for {length} asked")
+    return data
 
 
 class Open:
@@ -273,12 +285,7 @@ class Open:
             ReadRequest(file_id=self.file_id, offset=offset, length=length),
             allowed=(Status.END_OF_FILE,),
         )
-        if reply.status == Status.END_OF_FILE:
-            return memoryview(b"")
-        data = ReadResponse.unpack(reply.message).data
-        if len(data) > length:
-            raise MalformedError(f"READ returned {len(data)} bytes for {length} asked")
-        return data
+        return read_answer(reply, length)
 
     async def write(self, offset: int, data: bytes | memoryview) -> int:
         """Write all of ``data`` at ``offset`` (several requests if it is large)."""

@@ -22,7 +22,7 @@ from quicfs.client.directory import DirEntry, iter_directory, page_bytes, page_r
 from quicfs.client.leases import Leases, new_lease_key
 from quicfs.client.link import Link
 from quicfs.client.nursery import open_nursery
-from quicfs.client.open import FileStat, Open
+from quicfs.client.open import FileStat, Open, read_answer
 from quicfs.client.session import Session
 from quicfs.client.tree import NotADiskShare, Tree
 from quicfs.errors import MalformedError, SMBError, UsageError
@@ -96,6 +96,14 @@ def _eas_of(reply: Reply) -> list[tuple[bytes, bytes]]:
     if reply.status == Status.NO_EAS_ON_FILE:
         return []
     return unpack_eas(QueryInfoResponse.unpack(reply.message).buffer)
+
+
+def _created(reply: Reply) -> CreateResponse:
+    """The CREATE response that opens a compound, whose statuses nobody has checked
+    (Tree.chain): its error status raised as Tree.request would."""
+    if is_error(reply.status):
+        raise SMBError(reply.status)
+    return CreateResponse.unpack(reply.message)
 
 
 def _with_eas(req: CreateRequest, eas: Sequence[tuple[bytes, bytes]]) -> CreateRequest:
@@ -194,19 +202,13 @@ class Share:
             return Open(self.tree, created.file_id, path, created, req)
         opened, read = await self.tree.chain(
             [req, ReadRequest(file_id=FileId.related(), offset=0, length=head)])
-        if is_error(opened.status):
-            raise SMBError(opened.status)
-        created = CreateResponse.unpack(opened.message)
+        created = _created(opened)
         data: bytes | None = None
-        if read.status == Status.END_OF_FILE:
-            data = b""
-        elif not is_error(read.status):
+        if read.status == Status.END_OF_FILE or not is_error(read.status):
             try:
-                data = bytes(ReadResponse.unpack(read.message).data)
+                data = bytes(read_answer(read, head))
             except MalformedError:
-                data = None  # the open stands; a later READ asks again and says so
-            if data is not None and len(data) > head:
-                data = None  # more than asked: not trusted (Open.read refuses it too)
+                pass  # the open stands; a later READ asks again and says so
         return Open(self.tree, created.file_id, path, created, req, head=data)
 
     async def open_listing(self, path: str) -> tuple[Open, list[Reply]]:
@@ -222,9 +224,7 @@ class Share:
             options=CreateOptions.DIRECTORY_FILE,
         )
         replies = await self.tree.chain([create, *page_requests(page_bytes(self.tree))])
-        if is_error(replies[0].status):
-            raise SMBError(replies[0].status)
-        created = CreateResponse.unpack(replies[0].message)
+        created = _created(replies[0])
         return Open(self.tree, created.file_id, path, created), replies[1:]
 
     @asynccontextmanager

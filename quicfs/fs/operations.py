@@ -613,7 +613,7 @@ class Operations(pyfuse3.Operations):
         self._touched(inode)
         await self._drain_inode(inode)
         writable = False
-        #: The attributes after, when the last change made brought them back.
+        # The attributes after, when the last change made brought them back.
         st: FileStat | None = None
         if fields.update_size:
             self._invalidate_reads(inode)
