@@ -16,6 +16,7 @@ from quicfs.client.tree import Tree
 from quicfs.errors import LimitExceeded, SMBError
 from quicfs.smb2.constants import FileInfoClass, QueryDirectoryFlags
 from quicfs.smb2.directory import (
+    DirectoryEntry,
     QueryDirectoryRequest,
     QueryDirectoryResponse,
     parse_directory_entries,
@@ -76,22 +77,58 @@ class DirectoryReader:
                 self.done = True
                 break
             self._flags = QueryDirectoryFlags.NONE
-            buffer = QueryDirectoryResponse.unpack(reply.message).buffer
-            parsed = parse_directory_entries(buffer, FileInfoClass.ID_BOTH_DIRECTORY)
+            parsed = _parse(reply)
             self.entries += len(parsed)
             self.bytes += len(reply.message)
             self._check()
-            entries = [FileStat.from_info(e.name, e, file_id=e.file_id)
-                       for e in parsed if e.name not in (".", "..")]
+            entries = _stats(parsed)
             if entries:  # a page of only "." and ".." asks for the next
                 return entries
         return []
 
     def _check(self) -> None:
-        if self.entries > self.max_entries or self.bytes > self.max_entries * BYTES_PER_ENTRY:
-            raise LimitExceeded(
-                f"listing of {self.handle.name or '/'} passed {self.max_entries} entries "
-                f"({self.entries} entries, {self.bytes} bytes; mount option max_dir_entries=)")
+        if _over(self.entries, self.bytes, self.max_entries):
+            raise _limit(self.handle.name, self.entries, self.bytes, self.max_entries)
+
+
+def whole_listing(name: str, replies: Sequence[Reply], max_entries: int
+                  ) -> list[DirEntry] | None:
+    """The entries the replies to page_requests bring, when they reach the directory's
+    end (STATUS_NO_MORE_FILES); None when it goes on past them. For a listing whose
+    handle was closed in the same compound: nothing more can be asked."""
+    entries: list[DirEntry] = []
+    count = size = 0
+    for reply in replies:
+        if reply.status == Status.NO_MORE_FILES:
+            return entries
+        if is_error(reply.status):
+            raise SMBError(reply.status)
+        parsed = _parse(reply)
+        count += len(parsed)
+        size += len(reply.message)
+        if _over(count, size, max_entries):
+            raise _limit(name, count, size, max_entries)
+        entries += _stats(parsed)
+    return None
+
+
+def _parse(reply: Reply) -> list[DirectoryEntry]:
+    buffer = QueryDirectoryResponse.unpack(reply.message).buffer
+    return parse_directory_entries(buffer, FileInfoClass.ID_BOTH_DIRECTORY)
+
+
+def _stats(parsed: list[DirectoryEntry]) -> list[DirEntry]:
+    return [FileStat.from_info(e.name, e, file_id=e.file_id)
+            for e in parsed if e.name not in (".", "..")]
+
+
+def _over(entries: int, size: int, max_entries: int) -> bool:
+    return entries > max_entries or size > max_entries * BYTES_PER_ENTRY
+
+
+def _limit(name: str, entries: int, size: int, max_entries: int) -> LimitExceeded:
+    return LimitExceeded(f"listing of {name or '/'} passed {max_entries} entries "
+                         f"({entries} entries, {size} bytes; mount option max_dir_entries=)")
 
 
 def page_bytes(tree: Tree) -> int:
@@ -108,12 +145,13 @@ def _page(file_id: FileId, pattern: str, flags: QueryDirectoryFlags,
                                  output_buffer_length=length)
 
 
-def page_requests(length: int, pattern: str = "*") -> list[QueryDirectoryRequest]:
+def page_requests(length: int, pattern: str = "*", *, pages: int = FIRST_PAGES
+                  ) -> list[QueryDirectoryRequest]:
     """The first FIRST_PAGES pages' requests, to follow a directory's CREATE in a
     related compound (MS-SMB2 3.2.4.1.4): they act on the FileId it opens."""
     return [_page(FileId.related(), pattern,
                   QueryDirectoryFlags.RESTART_SCANS if i == 0 else QueryDirectoryFlags.NONE,
-                  length) for i in range(FIRST_PAGES)]
+                  length) for i in range(pages)]
 
 
 async def iter_directory(handle: Open, pattern: str = "*", *,

@@ -18,7 +18,13 @@ from dataclasses import replace
 import trio
 
 from quicfs.client.connection import Connection, Reply
-from quicfs.client.directory import DirEntry, iter_directory, page_bytes, page_requests
+from quicfs.client.directory import (
+    DirEntry,
+    iter_directory,
+    page_bytes,
+    page_requests,
+    whole_listing,
+)
 from quicfs.client.leases import Leases, new_lease_key
 from quicfs.client.link import Link
 from quicfs.client.nursery import open_nursery
@@ -216,16 +222,32 @@ class Share:
         QUERY_DIRECTORY x FIRST_PAGES, related: 3.2.4.1.4); the replies are for a
         DirectoryReader's ``answered``. A directory of up to a page is then listed, its
         end included, in that one round trip."""
-        create = self._create(
+        replies = await self.tree.chain([self._listing_create(path),
+                                         *page_requests(page_bytes(self.tree))])
+        created = _created(replies[0])
+        return Open(self.tree, created.file_id, path, created), replies[1:]
+
+    def _listing_create(self, path: str) -> CreateRequest:
+        return self._create(
             path,
             access=AccessMask.FILE_READ_DATA | AccessMask.FILE_READ_ATTRIBUTES
             | AccessMask.SYNCHRONIZE,
             disposition=CreateDisposition.OPEN,
             options=CreateOptions.DIRECTORY_FILE,
         )
-        replies = await self.tree.chain([create, *page_requests(page_bytes(self.tree))])
-        created = _created(replies[0])
-        return Open(self.tree, created.file_id, path, created), replies[1:]
+
+    async def list_whole(self, path: str, page: int) -> tuple[FileStat, list[DirEntry]] | None:
+        """A directory's attributes and every entry, in one round trip and no handle
+        left open: CREATE + QUERY_DIRECTORY x 2 of ``page`` bytes + CLOSE, related
+        (3.2.4.1.4). None when the entries go on past the first page (the second's
+        STATUS_NO_MORE_FILES is what says it held them all)."""
+        replies = await self._on_path(self._listing_create(path),
+                                      *page_requests(min(page, page_bytes(self.tree))),
+                                      allow=(Status.NO_MORE_FILES,))
+        entries = whole_listing(path, replies[1:-1], self.tree.max_dir_entries)
+        if entries is None:
+            return None
+        return FileStat.from_info("", _created(replies[0]), file_id=0), entries
 
     @asynccontextmanager
     async def opened(self, path: str, mode: str = "r") -> AsyncIterator[Open]:

@@ -28,8 +28,12 @@ Entry = tuple[str, FileStat]
 
 class Listing:
     def __init__(self, path: str, entries: list[Entry], reader: DirectoryReader | None,
-                 *, started: float, generation: int, screen: Screen | None = None) -> None:
+                 *, started: float, generation: int, screen: Screen | None = None,
+                 nursery: trio.Nursery | None = None) -> None:
         self.path = path
+        #: Where the directory's CLOSE goes once its last page is here: nobody waits
+        #: for it (without one, the readdir that found the end does).
+        self.nursery = nursery
         self.screen = screen
         self.entries = entries
         self.reader = reader
@@ -47,7 +51,11 @@ class Listing:
         while self.reader is not None and index >= len(self.entries):
             page = await self.reader.next_page()
             if not page:
-                await self.close()
+                if self.nursery is not None:
+                    reader, self.reader = self.reader, None
+                    self.nursery.start_soon(_close, self.path, reader)
+                else:
+                    await self.close()
             elif self.screen is not None:
                 # A bad name costs its entry, never the listing (fs/screen.py).
                 self.entries.extend((e.name, e) for e in self.screen.names(self.path, page))
@@ -58,11 +66,15 @@ class Listing:
     async def close(self) -> None:
         reader, self.reader = self.reader, None
         if reader is not None:
-            try:
-                with trio.CancelScope(shield=True):
-                    await reader.handle.close()
-            except QuicfsError as exc:
-                log.debug("closing directory %s: %s", self.path or "/", exc)
+            await _close(self.path, reader)
+
+
+async def _close(path: str, reader: DirectoryReader) -> None:
+    try:
+        with trio.CancelScope(shield=True):
+            await reader.handle.close()
+    except QuicfsError as exc:
+        log.debug("closing directory %s: %s", path or "/", exc)
 
 
 __all__ = ["Entry", "Listing"]

@@ -30,12 +30,12 @@ from quicfs.client.directory import DirectoryReader
 from quicfs.client.interrupt import calling
 from quicfs.client.open import FileStat, Open
 from quicfs.client.share import Share, create_mode
-from quicfs.errors import ConnectionLost, MalformedError, QuicfsError, SMBError
+from quicfs.errors import ConnectionLost, MalformedError, ProtocolError, QuicfsError, SMBError
 from quicfs.fs import mountflags, posixacl, symlinks
-from quicfs.fs.absent import KnownNames
 from quicfs.fs.attrs import posix_attrs
 from quicfs.fs.caller import in_group_or_root
 from quicfs.fs.inodes import ROOT_INODE, InodeTable, join, link_view
+from quicfs.fs.known import KnownNames
 from quicfs.fs.listing import Listing
 from quicfs.fs.pagecache import PageCache
 from quicfs.fs.readahead import HEAD, ReadAhead
@@ -138,6 +138,14 @@ def _find_ea(eas: list[tuple[bytes, bytes]], key: bytes) -> bytes | None:
 #: How many listed files a listing stats at once for their EAs (mount option metadata).
 LX_WINDOW = 32
 
+#: A LOOKUP of a directory not listed within actimeo lists it whole if one page of this
+#: many bytes holds it (~500 entries of 20-character names): Operations._snapshot.
+SNAPSHOT_PAGE = 64 * 1024
+#: Seconds before a directory that page did not hold is tried again, and how many such
+#: directories are remembered.
+SNAPSHOT_RETRY = 30.0
+MAX_TOO_BIG = 1024
+
 #: Names of files deleted while open, until their last close (_set_aside).
 _ASIDE = re.compile(r"\.quicfs-[0-9a-f]{16}")
 
@@ -156,8 +164,10 @@ class Operations(pyfuse3.Operations):
         #: The share's directory mounted (//host/share/PATH): inode 1's path.
         self.root = share.url.path
         self.inodes = InodeTable(self.root)
-        #: Directories whose every name we know for now: their other names need no LOOKUP.
+        #: Directories whose every name we know for now: their LOOKUPs need no round trip.
         self.known = KnownNames(opts.actimeo)
+        #: Directories a whole listing did not fit one snapshot's page, and when.
+        self._too_big: dict[str, float] = {}
         self.files: dict[int, Open] = {}
         self.writers: dict[int, WriteBehind] = {}
         self.readers: dict[int, ReadAhead] = {}
@@ -282,6 +292,7 @@ class Operations(pyfuse3.Operations):
         self.files[fh] = handle
         if writable:
             self._writable.add(fh)
+            self._names_changed(inode)
         self.fh_inode[fh] = inode
         self.handles_of.setdefault(inode, set()).add(fh)
         if self.nursery is not None:
@@ -360,6 +371,13 @@ class Operations(pyfuse3.Operations):
             self._held.pop(inode, None)
             self._dir_held.pop(inode, None)
             self._ctime[inode] = time.time_ns()
+            self._names_changed(inode)
+
+    def _names_changed(self, inode: int) -> None:
+        """What listings said of ``inode`` is no longer to be trusted: it is written or
+        changed here, or another client's change broke our lease."""
+        for path in self.inodes.names(inode):
+            self.known.changed(path)
 
     def _entries_changed(self, parent_inode: int) -> None:
         """A name in directory ``parent_inode`` was added or removed here: its mtime and
@@ -376,6 +394,7 @@ class Operations(pyfuse3.Operations):
         of ``inode`` go."""
         self._invalidate_reads(inode)
         self._held.pop(inode, None)
+        self._names_changed(inode)
         try:
             # In a thread: the kernel may wait on a page lock held by a read that only
             # this loop can answer.
@@ -524,7 +543,7 @@ class Operations(pyfuse3.Operations):
             else:
                 if fresh.file_id == st.file_id:
                     self.inodes.saw(st.file_id, link_view(fresh))
-        self.known.added(path)
+        self.known.changed(path)
         return self.inodes.remember(path, st.file_id, now)
 
     async def _entry_for(self, inode: int, path: str, st: FileStat
@@ -549,8 +568,19 @@ class Operations(pyfuse3.Operations):
         else:
             path = join(parent, text)
         known = self.inodes.inode_of(path)
-        if known is None and self.known.absent(parent, text, trio.current_time()):
-            return self._negative()
+        if text not in (".", ".."):
+            now = trio.current_time()
+            if not self.known.holds(parent, now):
+                await self._snapshot(parent_inode, parent)
+            if self.known.absent(parent, text, now):
+                if known is None:
+                    return self._negative()
+            else:
+                listed = self.known.entry(parent, text, now)
+                if listed is not None and self._listed_current(known, listed):
+                    inode = await self._remember(path, listed)
+                    self._hold_dir(inode, listed)
+                    return await self._entry_for(inode, path, listed)
         if known is not None:
             await self._drain_inode(known)  # the size we report includes what we gathered
         try:
@@ -567,6 +597,47 @@ class Operations(pyfuse3.Operations):
         inode = ROOT_INODE if path == self.root else await self._remember(path, st)
         self._hold_dir(inode, st)
         return await self._entry_for(inode, path, st)
+
+    async def _snapshot(self, inode: int, path: str) -> None:
+        """List directory ``path`` whole instead of asking for one name in it, if one
+        page holds it: the same round trip (CREATE + QUERY_DIRECTORY x 2 + CLOSE), and
+        for actimeo the LOOKUPs of its other names need none (fs/known.py). A directory
+        too big for that is asked name by name, and tried again after a while."""
+        started = trio.current_time()
+        tried = self._too_big.get(path)
+        if tried is not None and started - tried < SNAPSHOT_RETRY:
+            return
+        generation = self._generation
+        try:
+            whole = await self.share.list_whole(path, SNAPSHOT_PAGE)
+        except (SMBError, ProtocolError) as exc:
+            # Of the listing only (it may be refused where a name is not): the name is
+            # asked. A lost connection or an interrupted wait is the lookup's to raise.
+            log.debug("listing %s for a lookup: %s", path or "/", exc)
+            return
+        if whole is None:
+            self._too_big[path] = started
+            while len(self._too_big) > MAX_TOO_BIG:
+                del self._too_big[next(iter(self._too_big))]
+            return
+        if generation != self._generation:
+            return  # this mount changed something meanwhile: the listing may predate it
+        here, found = whole
+        entries = [(st.name, st) for st in self.screen.names(path, found)]
+        self.known.listed(path, entries, started)
+        self._listings[path] = Listing(path, [(".", here), ("..", here), *entries], None,
+                                       started=started, generation=generation)
+        if not self.opts.metadata:  # a CREATE response tells no size of EAs to read
+            self._hold_dir(inode, here)
+
+    def _listed_current(self, inode: int | None, st: FileStat) -> bool:
+        """Whether a listing's attributes of a file are what a stat would say: nothing
+        of it is open or gathered here (fs/known.py drops what this mount changes), and
+        with mount option metadata its owner and mode are known."""
+        if inode is None:
+            return not self._lx_wanted(st, 0)
+        return not self.handles_of.get(inode) and inode not in self._releasing \
+            and inode not in self._written_at and not self._lx_wanted(st, inode)
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
@@ -610,12 +681,21 @@ class Operations(pyfuse3.Operations):
                       fields: pyfuse3.SetattrFields, fh: int | None, ctx: Any
                       ) -> pyfuse3.EntryAttributes:
         path = self.inodes.path(inode)
+        # An open file's attributes as held under its lease (sizes moved by our writes):
+        # what a chown or chmod changes nothing of needs no round trip to answer.
+        held = self._held_stat(inode)
         self._touched(inode)
-        await self._drain_inode(inode)
+        times = fields.update_atime or fields.update_mtime
+        if held is None or fields.update_size or times or (
+                self.opts.metadata and (fields.update_mode or fields.update_uid
+                                        or fields.update_gid)):
+            held = None
+            await self._drain_inode(inode)
         writable = False
         # The attributes after, when the last change made brought them back.
         st: FileStat | None = None
         if fields.update_size:
+            held = None
             self._invalidate_reads(inode)
             self._check_writable()
             handle = self.files.get(fh) if fh is not None else None
@@ -623,7 +703,7 @@ class Operations(pyfuse3.Operations):
                 await handle.set_end_of_file(attr.st_size)
             else:
                 await self.share.truncate(path, attr.st_size)
-        if fields.update_atime or fields.update_mtime:
+        if times:
             self._check_writable()
             if fields.update_mtime:
                 self._written_at.pop(inode, None)  # an explicit time wins
@@ -637,6 +717,7 @@ class Operations(pyfuse3.Operations):
         if self.opts.metadata and (fields.update_mode or fields.update_uid
                                    or fields.update_gid):
             self._check_writable()
+            held = None
             meta = LxMeta(uid=attr.st_uid if fields.update_uid else None,
                           gid=attr.st_gid if fields.update_gid else None,
                           mode=attr.st_mode if fields.update_mode else None)
@@ -656,29 +737,35 @@ class Operations(pyfuse3.Operations):
             # Of a mode, SMB keeps one bit: no write permission for anyone is the
             # read-only attribute (MS-FSCC 2.6), as cifs.ko maps it.
             self._check_writable()
-            st = await self._stat(path)
+            st = held or st or await self._stat(path)
             if not st.is_dir:
-                await self._set_readonly(path, st, not attr.st_mode & 0o222)
-            st = None
+                st = await self._set_readonly(path, st, not attr.st_mode & 0o222)
         # Without metadata, owner and group are not SMB's to keep (uid=/gid= set them).
         if st is None:
-            st = await self._stat(path)
+            st = held or await self._stat(path)
         if writable and not st.is_dir and st.attributes & FileAttributes.READONLY:
-            await self._set_readonly(path, st, False)
-            st = await self._stat(path)
+            st = await self._set_readonly(path, st, False) or await self._stat(path)
         # Held while the file is open (ftruncate, fchmod): the getattr and the reads that
         # follow need not ask again (one compound, EAs in it, where a stat through the
         # handle would take two with mount option metadata).
         self._hold(inode, st)
         return await self._entry_for(inode, path, st)
 
-    async def _set_readonly(self, path: str, st: FileStat, readonly: bool) -> None:
-        """The read-only attribute on or off, if it is not so already."""
+    async def _set_readonly(self, path: str, st: FileStat, readonly: bool
+                            ) -> FileStat | None:
+        """The read-only attribute on or off, if it is not so already; the attributes
+        after (``st`` if nothing changed; None with mount option metadata, where a stat
+        reads the EAs too)."""
         attrs = st.attributes & ~FileAttributes.NORMAL
         attrs = (attrs | FileAttributes.READONLY) if readonly \
             else (attrs & ~FileAttributes.READONLY)
-        if attrs != st.attributes & ~FileAttributes.NORMAL:
-            await self.share.set_times(path, attributes=FileAttributes(attrs))
+        if attrs == st.attributes & ~FileAttributes.NORMAL:
+            return st
+        inode = self.inodes.inode_of(path)
+        if inode is not None:
+            await self._drain_inode(inode)  # the size that comes back includes them
+        return await self.share.set_times(path, attributes=FileAttributes(attrs),
+                                          stat_after=not self.opts.metadata)
 
     def forget(self, inode_list: list[tuple[int, int]]) -> None:
         for inode, count in inode_list:
@@ -853,7 +940,8 @@ class Operations(pyfuse3.Operations):
             # reference for them.
             listing = Listing(path, [(".", here), ("..", here)],
                               DirectoryReader(handle, answered=answered), started=now,
-                              generation=self._generation, screen=self.screen)
+                              generation=self._generation, screen=self.screen,
+                              nursery=self.nursery)
         fh = self._fh()
         self.dirs[fh] = listing
         self.dir_inode[fh] = inode
@@ -892,7 +980,7 @@ class Operations(pyfuse3.Operations):
         # the rest of actimeo, and its names tell which others are absent.
         if listing.generation == self._generation:
             self._listings[here] = listing
-            self.known.listed(here, (n for n, _ in listing.entries[2:]), listing.started)
+            self.known.listed(here, listing.entries[2:], listing.started)
 
     def _lx_wanted(self, st: FileStat, inode: int) -> bool:
         """Whether a listed entry's owner and mode must be read from its EAs (a listing
@@ -991,6 +1079,7 @@ class Operations(pyfuse3.Operations):
             await self.share.remove(path)
         self._entries_changed(parent_inode)
         self.inodes.removed(path)
+        self.known.forget(path)
 
     @fuse_errors
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
@@ -1029,7 +1118,7 @@ class Operations(pyfuse3.Operations):
             self._entries_changed(parent)
         self.inodes.renamed(old, new)
         self.known.forget(old)
-        self.known.added(new)
+        self.known.changed(new)
 
     def _open_here(self, path: str) -> bool:
         """Whether a program here holds ``path`` open (a file, or a directory)."""
@@ -1098,7 +1187,7 @@ class Operations(pyfuse3.Operations):
         # Both names are one file: the kernel expects the same inode back, whatever id
         # the server gives the new name.
         self.inodes.linked(dst, inode, link_view(st))
-        self.known.added(dst)
+        self.known.changed(dst)
         return await self._entry_for(inode, dst, st)
 
     # ------------------------------------------------------------------ files
@@ -1348,6 +1437,10 @@ class Operations(pyfuse3.Operations):
                     await handle.close()
                 else:
                     await self.cache.release(inode, handle, writable=writable)
+            if writable and inode is not None:
+                # Its size and times are the server's only now: a listing taken
+                # while it was open may hold others.
+                self._names_changed(inode)
 
 
 @dataclass(slots=True)

@@ -408,6 +408,7 @@ def test_hard_mount_of_a_gone_server_ends_when_told(server, gw, tmp_path, how):
     with Mount(mount_dir(tmp_path), gw.url("plain"), quic_options(gw, server)) as mnt:
         pid = serving_process(mnt)
         (mnt / "here.txt").write_text("here\n")
+        time.sleep(1.1)  # past actimeo: the root's names, as last listed, are not known
         gw.kill()
         waiting = subprocess.Popen(["stat", str(mnt / "not-yet-looked-up")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -441,6 +442,7 @@ def test_a_signal_interrupts_a_call_waiting_on_a_hard_mount(server, gw, tmp_path
     serves as before once the server is back."""
     with Mount(mount_dir(tmp_path), gw.url("plain"), quic_options(gw, server)) as mnt:
         (mnt / "kept.txt").write_text("kept\n")
+        time.sleep(1.1)  # past actimeo: the root's names, as last listed, are not known
         gw.kill()
         waiting = subprocess.Popen(["stat", str(mnt / "not-looked-up")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

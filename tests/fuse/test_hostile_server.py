@@ -208,7 +208,14 @@ def hostile(_shared: Callable[[str], Hostile], tmp_path: Path
             shared = _shared(options)
             case = _good(f"case-{tmp_path.name}", *extra)
             shared.server.add(case)
-            return Hostile(shared.server, shared.mountpoint, shared.mountpoint / case.name)
+            path = shared.mountpoint / case.name
+            # Made by "another client": the mount sees the name within actimeo (1 s) of
+            # its last listing of the root (fs/known.py).
+            deadline = time.monotonic() + 2
+            while not path.exists():
+                assert time.monotonic() < deadline, f"{case.name} never showed"
+                time.sleep(0.05)
+            return Hostile(shared.server, shared.mountpoint, path)
 
         yield start
 
@@ -587,3 +594,16 @@ def test_bad_ea_names_are_not_listed(hostile):
     names = _child(_LISTXATTR, h.path / "eas")
     assert names == ["user.good", "user.big"]
     h.assert_healthy()
+
+
+def test_a_lookup_in_an_endless_directory_asks_for_the_name(hostile):
+    """A LOOKUP lists a small directory whole instead of asking for one name
+    (Operations._snapshot). One whose listing never ends costs that listing two pages,
+    no more, and the name is then asked for alone."""
+    h = hostile(directory("endless", endless=True), behaviour=Behaviour(),
+                options=",max_dir_entries=20000")
+    before = _serving_rss_kib(h.mountpoint)
+    assert call("lstat", h.path / "endless" / "no-such-name") == errno.ENOENT
+    assert call("lstat", h.path / "endless" / "nor-this") == errno.ENOENT
+    h.assert_healthy()
+    assert _serving_rss_kib(h.mountpoint) - before < 64 * 1024

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,14 +20,120 @@ def counts(mnt) -> tuple[int, int]:
     return s["smb_sends"], s["smb_messages_sent"]
 
 
+def on_server(samba, relative: str, data: bytes | None = None) -> None:
+    """Make a file (``data``) or directory (None) on the server's disk, as another
+    client would, owned as the share's files are."""
+    path = samba.share_path("plain") / relative
+    if data is None:
+        path.mkdir()
+    else:
+        path.write_bytes(data)
+    st = path.parent.stat()
+    os.chown(path, st.st_uid, st.st_gid)
+
+
+def listed_by_a_lookup(samba, mounted, top: str, files: dict[str, bytes]):
+    """Directory ``top`` with ``files`` made on the server, then listed by the mount
+    for the lookup of a name it does not hold; the directory in the mount."""
+    on_server(samba, top)
+    for name, data in files.items():
+        on_server(samba, f"{top}/{name}", data)
+    with pytest.raises(FileNotFoundError):
+        os.stat(mounted / top / "missing")
+    return mounted / top
+
+
 def test_a_missing_name_costs_one_compound(mounted):
     os.stat(mounted)  # the root's attributes fresh: the lookup below needs nothing else
     before = counts(mounted)
     with pytest.raises(FileNotFoundError):
         os.stat(mounted / "no-such-name")
     sends, messages = counts(mounted)
-    # One LOOKUP: CREATE + QUERY_INFO + CLOSE in one related compound (one wait).
-    assert (sends - before[0], messages - before[1]) == (1, 3)
+    # One LOOKUP, one wait: the small root listed whole (CREATE + QUERY_DIRECTORY x 2 +
+    # CLOSE in one related compound) tells this name and its others.
+    assert (sends - before[0], messages - before[1]) == (1, 4)
+
+
+def test_a_lookup_lists_a_small_directory_for_its_other_names(mounted, samba, request):
+    """The first LOOKUP in a directory not listed lists it whole (Operations._snapshot):
+    for actimeo the others, present or absent, cost nothing; then it is listed again."""
+    top = f"snap-{request.node.callspec.id}"
+    on_server(samba, top)
+    for i in range(3):
+        on_server(samba, f"{top}/f{i}", b"x" * (i + 1))
+    os.stat(mounted / top)
+    before = counts(mounted)
+    with pytest.raises(FileNotFoundError):
+        os.stat(mounted / top / "missing")
+    listed = time.monotonic()
+    assert counts(mounted)[0] - before[0] == 1
+    sizes = [os.stat(mounted / top / f"f{i}").st_size for i in range(3)]
+    with pytest.raises(FileNotFoundError):
+        os.stat(mounted / top / "missing-too")
+    assert sorted(os.listdir(mounted / top)) == ["f0", "f1", "f2"]
+    assert time.monotonic() - listed < 1.0, "too slow to tell: run again"
+    assert sizes == [1, 2, 3]
+    assert counts(mounted)[0] - before[0] == 1  # every answer from that one listing
+    time.sleep(1.1)
+    os.stat(mounted / top)  # its own entry and attributes, expired too, come first
+    again = counts(mounted)
+    with pytest.raises(FileNotFoundError):
+        os.stat(mounted / top / "missing-again")
+    assert (counts(mounted)[0] - again[0]) == 1
+
+
+def test_another_clients_create_delete_rename_and_write_show_after_actimeo(
+        mounted, samba, request):
+    """What another client does in a directory listed for a lookup is seen once actimeo
+    (1 s) has passed since the listing: a new name, a deleted one, a renamed one, a
+    file grown."""
+    top = f"others-{request.node.callspec.id}"
+    here = listed_by_a_lookup(samba, mounted, top, dict.fromkeys(("gone", "moved", "grown"),
+                                                                  b"1"))
+    assert os.stat(here / "grown").st_size == 1
+    assert not (here / "new").exists()
+    listed = time.monotonic()
+    server = samba.share_path("plain") / top
+    on_server(samba, f"{top}/new", b"made elsewhere")
+    (server / "gone").unlink()
+    (server / "moved").rename(server / "moved-to")
+    with open(server / "grown", "ab") as f:
+        f.write(b"22")
+    time.sleep(max(0.0, listed + 1.2 - time.monotonic()))
+    assert (here / "new").read_bytes() == b"made elsewhere"
+    assert not (here / "gone").exists()
+    assert not (here / "moved").exists()
+    assert (here / "moved-to").read_bytes() == b"1"
+    assert os.stat(here / "grown").st_size == 3
+    assert (here / "grown").read_bytes() == b"122"
+
+
+def test_a_file_changed_here_is_never_answered_from_an_older_listing(mounted, samba,
+                                                                    request):
+    """A listing taken for a lookup answers a name's attributes only until this mount
+    writes, truncates or renames it. Here the files are open across the listing (their
+    writes then need no lookup); the kernel asks again once it has let go of its own
+    entries (drop_caches), and gets what the server now says."""
+    here = listed_by_a_lookup(samba, mounted, f"mine-{request.node.callspec.id}",
+                              dict.fromkeys(("written", "cut", "renamed"), b"12345"))
+    written = open(here / "written", "ab")  # open across the listing
+    cut = open(here / "cut", "r+b")
+    os.stat(here / "renamed")
+    time.sleep(1.1)  # that listing is past; the next lookup lists the directory again
+    with pytest.raises(FileNotFoundError):
+        os.stat(here / "missing-too")
+    listed = time.monotonic()
+    with written:
+        written.write(b"678")
+    with cut:
+        cut.truncate(2)
+    os.rename(here / "renamed", here / "renamed-to")
+    Path("/proc/sys/vm/drop_caches").write_text("2")  # the kernel forgets its dentries
+    assert os.stat(here / "written").st_size == 8
+    assert os.stat(here / "cut").st_size == 2
+    assert not (here / "renamed").exists()
+    assert os.stat(here / "renamed-to").st_size == 5
+    assert time.monotonic() - listed < 1.0, "too slow to tell: run again"
 
 
 def test_a_small_file_read_whole_costs_one_compound(mounted, samba, request):
@@ -34,10 +141,7 @@ def test_a_small_file_read_whole_costs_one_compound(mounted, samba, request):
     (Share.open head): a small file read whole waits for that one round trip alone."""
     name = f"small-{request.node.callspec.id}"
     data = os.urandom(5000)
-    on_server = samba.share_path("plain") / name
-    on_server.write_bytes(data)
-    st = on_server.parent.stat()
-    os.chown(on_server, st.st_uid, st.st_gid)
+    on_server(samba, name, data)
     os.stat(mounted / name)  # looked up: the open below needs nothing else
     before = counts(mounted)
     assert (mounted / name).read_bytes() == data
@@ -45,9 +149,54 @@ def test_a_small_file_read_whole_costs_one_compound(mounted, samba, request):
     assert (sends - before[0], messages - before[1]) == (1, 2)  # CREATE + READ
 
 
+def test_a_chmod_or_chown_that_changes_nothing_costs_nothing(mounted, samba, request):
+    """tar x: open(O_CREAT | O_EXCL), write, futimens, fchown, fchmod that keeps the
+    write bits, close. The CREATE, the WRITE before the times, the times' compound; the
+    chown (owners are not SMB's to keep without mount option metadata), the chmod and
+    the fstat are answered from what the lease holds."""
+    top = mounted / f"tar-{request.node.callspec.id}"
+    top.mkdir()  # made here: known empty, so the LOOKUP needs no request
+    atime, mtime = 1_500_000_000_000_000_000, 1_600_000_000_123_456_700
+    before = counts(mounted)
+    fd = os.open(top / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, b"hi\n")
+    os.utime(fd, ns=(atime, mtime))
+    after_times = counts(mounted)
+    os.fchown(fd, os.getuid(), os.getgid())
+    os.fchmod(fd, 0o640)
+    assert os.fstat(fd).st_mtime_ns == mtime
+    assert counts(mounted) == after_times
+    os.close(fd)
+    sends, messages = counts(mounted)
+    # CREATE; WRITE; CREATE + SET_INFO + QUERY_INFO + CLOSE (the file's CLOSE is parked).
+    assert (sends - before[0], messages - before[1]) == (3, 6)
+    server = samba.share_path("plain") / top.name / "f"
+    on_disk = server.stat()  # before reading it, which moves its atime (relatime)
+    assert (on_disk.st_atime_ns, on_disk.st_mtime_ns) == (atime, mtime)
+    assert server.read_bytes() == b"hi\n"
+    assert os.stat(top / "f").st_mtime_ns == mtime
+
+
+def test_a_write_after_futimens_moves_the_mtime_again(mounted, samba, request):
+    """A write after futimens moves mtime again, as POSIX says; the atime set stays."""
+    path = mounted / f"later-{request.node.callspec.id}"
+    old = 1_000_000_000_000_000_000
+    with open(path, "wb") as f:
+        f.write(b"a")
+        os.utime(f.fileno(), ns=(old, old))
+        f.flush()
+        f.write(b"b")
+    server = samba.share_path("plain") / path.name
+    on_disk = server.stat()  # before reading it, which moves its atime (relatime)
+    assert on_disk.st_atime_ns == old
+    assert on_disk.st_mtime_ns > old + 10**18 // 2
+    assert os.stat(path).st_mtime_ns > old + 10**18 // 2
+    assert server.read_bytes() == b"ab"
+
+
 def test_in_a_listed_directory_mkdir_and_create_need_no_lookup(mounted, request):
     """After a listing to the end (or a mkdir), the kernel's LOOKUP of a new name is
-    answered "absent" here (fs/absent.py), and the parent's attributes stay held: a
+    answered "absent" here (fs/known.py), and the parent's attributes stay held: a
     mkdir is its one compound, as is a file's create, and a stat of the parent after
     costs nothing."""
     top = mounted / f"listed-{request.node.callspec.id}"

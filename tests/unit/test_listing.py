@@ -54,3 +54,18 @@ async def test_the_end_closes_the_directory_once() -> None:
     assert reader.handle.closed == 1
     assert [name for name, _ in listing.entries] == ["p0e0", "p0e1", "p0e2",
                                                      "p1e0", "p1e1", "p1e2"]
+
+
+async def test_with_a_nursery_the_end_closes_the_directory_behind() -> None:
+    """readdir that finds the end does not wait for the directory's CLOSE."""
+    import trio
+
+    reader = _Pages(pages=1, size=2)
+    async with trio.open_nursery() as nursery:
+        listing = Listing("d", [], reader, started=0.0, generation=0,  # type: ignore[arg-type]
+                          nursery=nursery)
+        assert not await listing.fill(2)
+        assert listing.complete and reader.handle.closed == 0  # not yet: behind
+    assert reader.handle.closed == 1
+    await listing.close()
+    assert reader.handle.closed == 1

@@ -76,6 +76,9 @@ class _Share:
     async def open_listing(self, path: str) -> tuple[_Dir, list]:
         return _Dir(_Tree(self._pages)), []  # no pages with the open: the reader asks
 
+    async def list_whole(self, path: str, page: int) -> None:
+        return None  # as a directory too big to list for a lookup: the name is asked
+
     async def stat(self, path: str, **_: Any) -> FileStat:
         assert self._stat is not None
         return self._stat

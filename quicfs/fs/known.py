@@ -1,0 +1,110 @@
+"""What a directory's last whole listing said, for ``actimeo``: which names it does not
+hold, and the attributes of those it does.
+
+The kernel sends LOOKUP for a name before it creates it (open with O_CREAT, mkdir,
+symlink, link, a rename's target), and again for a name it knows once ``actimeo`` has
+passed: one round trip each. A directory this mount has listed to the end, or has just
+made (empty), already tells: for ``actimeo`` a name it did not hold is answered absent
+here, and one it held with the attributes it was listed with, as the kernel itself uses a
+READDIRPLUS entry. Another client's change shows within actimeo, as it does through the
+kernel's own entries.
+
+What this mount does to a name makes its listed attributes untrue: ``changed`` drops
+them (the name is asked about again) and holds the name, made or seen. A name removed
+stays held, which errs on the side of asking: a case-sensitive server may hold another
+that differs only in case.
+
+Names compare case-folded, so a server that ignores case (Windows, Samba with
+``case sensitive = no``) never has a name called absent that it would find; attributes
+answer only the exact name listed. Memory is bounded: at most ``MAX_DIRS`` directories,
+each of at most ``MAX_NAMES`` names, and ``MAX_ENTRIES`` attributes in all.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from quicfs.client.open import FileStat
+
+MAX_DIRS = 256
+MAX_NAMES = 20_000
+MAX_ENTRIES = 100_000
+
+
+@dataclass(slots=True)
+class _Known:
+    folded: set[str]
+    entries: dict[str, FileStat]
+    since: float
+
+
+class KnownNames:
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._dirs: OrderedDict[str, _Known] = OrderedDict()
+        self._entries = 0
+
+    def listed(self, directory: str, entries: Iterable[tuple[str, FileStat]],
+               now: float) -> None:
+        """``entries`` are all that ``directory`` holds as of ``now``."""
+        self._drop(directory)
+        folded: set[str] = set()
+        exact: dict[str, FileStat] = {}
+        for name, st in entries:
+            folded.add(name.casefold())
+            exact[name] = st
+            if len(folded) > MAX_NAMES:
+                return
+        self._dirs[directory] = _Known(folded, exact, now)
+        self._entries += len(exact)
+        while len(self._dirs) > MAX_DIRS or self._entries > MAX_ENTRIES:
+            self._drop(next(iter(self._dirs)))
+
+    def holds(self, directory: str, now: float) -> bool:
+        """Whether what ``directory`` holds is known as of less than ttl ago."""
+        return self._fresh(directory, now) is not None
+
+    def absent(self, directory: str, name: str, now: float) -> bool:
+        """Whether ``name`` is known not to be in ``directory``."""
+        known = self._fresh(directory, now)
+        return known is not None and name.casefold() not in known.folded
+
+    def entry(self, directory: str, name: str, now: float) -> FileStat | None:
+        """``name``'s attributes as ``directory`` was listed, if nothing here changed
+        it since."""
+        known = self._fresh(directory, now)
+        return None if known is None else known.entries.get(name)
+
+    def changed(self, path: str) -> None:
+        """``path`` exists (made or seen here) or was changed here: its name is held,
+        its listed attributes go."""
+        directory, _, name = path.rpartition("/")
+        known = self._dirs.get(directory)
+        if known is not None:
+            known.folded.add(name.casefold())
+            if known.entries.pop(name, None) is not None:
+                self._entries -= 1
+
+    def forget(self, path: str) -> None:
+        """``path`` was removed or renamed: what was known of it and below goes."""
+        self.changed(path)
+        below = path + "/"
+        for directory in [d for d in self._dirs if d == path or d.startswith(below)]:
+            self._drop(directory)
+
+    def _fresh(self, directory: str, now: float) -> _Known | None:
+        known = self._dirs.get(directory)
+        if known is not None and now - known.since >= self.ttl:
+            self._drop(directory)
+            return None
+        return known
+
+    def _drop(self, directory: str) -> None:
+        known = self._dirs.pop(directory, None)
+        if known is not None:
+            self._entries -= len(known.entries)
+
+
+__all__ = ["KnownNames"]
