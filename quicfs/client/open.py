@@ -357,12 +357,23 @@ class Open:
 
     async def set_write_time(self, ns: int) -> None:
         """Set LastWriteTime and ChangeTime (ns since the epoch) through this handle."""
+        await self.set_times(mtime_ns=ns, ctime_ns=ns)
+
+    async def set_times(self, *, atime_ns: int | None = None, mtime_ns: int | None = None,
+                        ctime_ns: int | None = None) -> None:
+        """Set the times given (ns since the epoch) through this handle; None leaves
+        one as it is (0 on the wire, MS-FSCC 2.4.7). A time set so stays whatever this
+        handle writes after (MS-FSA 2.1.5.14.2), and the server reports it to other
+        opens at once (Samba keeps it with the file's share modes)."""
         from quicfs.smb2.filetime import settable_filetime
         from quicfs.smb2.info import FileBasicInformation
 
-        t = settable_filetime(ns)
-        await self.set_info(FileInfoClass.BASIC,
-                            FileBasicInformation(last_write_time=t, change_time=t).pack())
+        def wire(ns: int | None) -> int:
+            return 0 if ns is None else settable_filetime(ns)
+
+        await self.set_info(FileInfoClass.BASIC, FileBasicInformation(
+            last_access_time=wire(atime_ns), last_write_time=wire(mtime_ns),
+            change_time=wire(ctime_ns)).pack())
 
     async def set_end_of_file(self, size: int) -> None:
         from quicfs.smb2.info import FileEndOfFileInformation

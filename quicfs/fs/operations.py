@@ -195,6 +195,9 @@ class Operations(pyfuse3.Operations):
         #: told yet (ns): SMB servers move a file's write time when they please (Samba:
         #: at close), POSIX at every write.
         self._written_at: dict[int, int] = {}
+        #: inode -> times set explicitly (atime, mtime; None: not set) while a handle of
+        #: ours writes it, to go through that handle at its flush (Operations.setattr).
+        self._times_due: dict[int, tuple[int | None, int | None]] = {}
         #: inode -> its Linux owner and mode as last read from its EAs (or set by us), and
         #: when (mount option metadata): a stat through an open handle or a listing may
         #: use it for actimeo; lookups read it afresh. (By age: ChangeTime cannot tell
@@ -246,6 +249,10 @@ class Operations(pyfuse3.Operations):
 
     def _entry(self, inode: int, st: FileStat) -> pyfuse3.EntryAttributes:
         st = self.screen.attrs(st)  # every attribute the kernel gets passes here
+        due = self._times_due.get(inode)
+        if due is not None:
+            st = dataclasses.replace(st, atime_ns=st.atime_ns if due[0] is None else due[0],
+                                     mtime_ns=st.mtime_ns if due[1] is None else due[1])
         written = self._written_at.get(inode)
         if written is not None and written > st.mtime_ns:
             st = dataclasses.replace(st, mtime_ns=written, ctime_ns=max(st.ctime_ns, written))
@@ -299,6 +306,12 @@ class Operations(pyfuse3.Operations):
             self.writers[fh] = WriteBehind(handle, self.nursery)
             self.readers[fh] = ReadAhead(handle, self.nursery,
                                          pending=lambda: self._pending_writes(inode))
+
+    def _writer_of(self, inode: int, fh: int | None) -> int | None:
+        """A handle of ours that writes ``inode`` (``fh`` if it does)."""
+        if fh is not None and fh in self._writable:
+            return fh
+        return next((h for h in self.handles_of.get(inode, ()) if h in self._writable), None)
 
     def _invalidate_reads(self, inode: int) -> None:
         """A truncate through any handle (or a write that failed) makes read-ahead of
@@ -686,7 +699,8 @@ class Operations(pyfuse3.Operations):
         held = self._held_stat(inode)
         self._touched(inode)
         times = fields.update_atime or fields.update_mtime
-        if held is None or fields.update_size or times or (
+        if held is None or fields.update_size or (
+                times and self._writer_of(inode, fh) is None) or (
                 self.opts.metadata and (fields.update_mode or fields.update_uid
                                         or fields.update_gid)):
             held = None
@@ -703,7 +717,18 @@ class Operations(pyfuse3.Operations):
                 await handle.set_end_of_file(attr.st_size)
             else:
                 await self.share.truncate(path, attr.st_size)
-        if times:
+        if times and held is not None:
+            # A file we write (tar's futimens): the times go through our handle with its
+            # last writes, at flush. Set on that handle they stay whatever it writes
+            # before (MS-FSA 2.1.5.14.2): one round trip at close(2) where sending them
+            # now would cost two (the writes gathered first, then the times).
+            self._check_writable()
+            if fields.update_mtime:
+                self._written_at.pop(inode, None)  # an explicit time wins
+            atime, mtime = self._times_due.get(inode, (None, None))
+            self._times_due[inode] = (attr.st_atime_ns if fields.update_atime else atime,
+                                      attr.st_mtime_ns if fields.update_mtime else mtime)
+        elif times:
             self._check_writable()
             if fields.update_mtime:
                 self._written_at.pop(inode, None)  # an explicit time wins
@@ -777,6 +802,7 @@ class Operations(pyfuse3.Operations):
                 self._dir_held.pop(inode, None)
                 if not self.handles_of.get(inode):
                     self._written_at.pop(inode, None)
+                    self._times_due.pop(inode, None)
 
     # ------------------------------------------------------------------ xattrs
     # The "user." namespace is the file's SMB extended attributes (MS-FSCC 2.4.15), as
@@ -1315,6 +1341,9 @@ class Operations(pyfuse3.Operations):
         inode = self.fh_inode[fh]
         self._changed()
         self._written_at[inode] = time.time_ns()
+        due = self._times_due.get(inode)
+        if due is not None and due[1] is not None:
+            self._times_due[inode] = (due[0], None)  # a write after utimensat moves mtime
         if fh in self._direct:
             self._direct_wrote.add(fh)
             self.cache.distrust(inode)
@@ -1340,12 +1369,20 @@ class Operations(pyfuse3.Operations):
         self._held.pop(self.fh_inode[fh], None)
         writer = self.writers.get(fh)
         failed: Exception | None = None
+        stamp_failed: list[QuicfsError] = []
+
+        async def stamp() -> None:
+            try:
+                await self._stamp_write_time(fh)
+            except QuicfsError as exc:  # raised as itself below, not in a group
+                stamp_failed.append(exc)
+
         async with trio.open_nursery() as nursery:
-            # The write time goes out beside the last writes, not after them: a time
-            # set on a handle stays whatever that handle writes next (MS-FSA 2.1.5.14.2,
+            # The times go out beside the last writes, not after them: a time set on a
+            # handle stays whatever that handle writes next (MS-FSA 2.1.5.14.2,
             # UserSetModificationTime), so the order does not matter and close(2) costs
             # one round trip, not two.
-            nursery.start_soon(self._stamp_write_time, fh)
+            nursery.start_soon(stamp)
             if writer is not None:
                 try:
                     await writer.drain()
@@ -1354,6 +1391,8 @@ class Operations(pyfuse3.Operations):
         if failed is not None:
             self._invalidate_reads(self.fh_inode[fh])
             raise failed
+        if stamp_failed:
+            raise stamp_failed[0]
         if fh in self._direct_wrote:
             # Direct writes are on the server now: pages a racing read cached go.
             self._direct_wrote.discard(fh)
@@ -1378,9 +1417,19 @@ class Operations(pyfuse3.Operations):
         a second later, so a stat after close(2) shows what the next one will."""
         if fh not in self._writable:
             return  # a reader's handle may not set times; the writer's flush does
-        written = self._written_at.pop(self.fh_inode[fh], None)
-        if written is not None:
-            await self._set_write_time(self.files[fh], written)
+        await self._stamp(self.fh_inode[fh], self.files[fh])
+
+    async def _stamp(self, inode: int, handle: Open) -> None:
+        written = self._written_at.pop(inode, None)
+        due = self._times_due.get(inode)
+        if due is not None:
+            # Set explicitly (utimensat): its failure is close(2)'s to report.
+            atime, mtime = due
+            await handle.set_times(atime_ns=atime, mtime_ns=written if mtime is None else mtime)
+            if self._times_due.get(inode) == due:
+                del self._times_due[inode]
+        elif written is not None:
+            await self._set_write_time(handle, written)
 
     @staticmethod
     async def _set_write_time(handle: Open, written: int) -> None:
@@ -1425,10 +1474,13 @@ class Operations(pyfuse3.Operations):
             if writer is not None:
                 await writer.drain()
             if writable and inode is not None and handle is not None \
-                    and inode in self._written_at:
+                    and (inode in self._written_at or inode in self._times_due):
                 # Written back after the last flush (mmap): stamped on the way out.
                 self._held.pop(inode, None)  # its times were ours until now
-                await self._set_write_time(handle, self._written_at.pop(inode))
+                try:
+                    await self._stamp(inode, handle)
+                except QuicfsError as exc:  # no close(2) is left to tell
+                    log.warning("%s: times not set: %s", handle.name, exc)
         finally:
             if handle is not None:
                 if inode is None or not self.inodes.names(inode):
