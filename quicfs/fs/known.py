@@ -36,7 +36,9 @@ MAX_ENTRIES = 100_000
 @dataclass(slots=True)
 class _Known:
     folded: set[str]
-    entries: dict[str, FileStat]
+    #: Case-folded name -> (the name as listed, its attributes); None where two names
+    #: fold alike (a case-sensitive server): neither is answered from here.
+    entries: dict[str, tuple[str, FileStat] | None]
     since: float
 
 
@@ -51,10 +53,11 @@ class KnownNames:
         """``entries`` are all that ``directory`` holds as of ``now``."""
         self._drop(directory)
         folded: set[str] = set()
-        exact: dict[str, FileStat] = {}
+        exact: dict[str, tuple[str, FileStat] | None] = {}
         for name, st in entries:
-            folded.add(name.casefold())
-            exact[name] = st
+            key = name.casefold()
+            exact[key] = None if key in folded else (name, st)
+            folded.add(key)
             if len(folded) > MAX_NAMES:
                 return
         self._dirs[directory] = _Known(folded, exact, now)
@@ -73,9 +76,15 @@ class KnownNames:
 
     def entry(self, directory: str, name: str, now: float) -> FileStat | None:
         """``name``'s attributes as ``directory`` was listed, if nothing here changed
-        it since."""
+        it since (by this spelling or another that folds alike)."""
         known = self._fresh(directory, now)
-        return None if known is None else known.entries.get(name)
+        listed = None if known is None else known.entries.get(name.casefold())
+        return listed[1] if listed is not None and listed[0] == name else None
+
+    def left(self, directory: str, now: float) -> float:
+        """Seconds until what is known of ``directory`` expires (0 if nothing is)."""
+        known = self._fresh(directory, now)
+        return 0.0 if known is None else known.since + self.ttl - now
 
     def changed(self, path: str) -> None:
         """``path`` exists (made or seen here) or was changed here: its name is held,
@@ -83,8 +92,10 @@ class KnownNames:
         directory, _, name = path.rpartition("/")
         known = self._dirs.get(directory)
         if known is not None:
-            known.folded.add(name.casefold())
-            if known.entries.pop(name, None) is not None:
+            key = name.casefold()
+            known.folded.add(key)
+            if key in known.entries:
+                del known.entries[key]
                 self._entries -= 1
 
     def forget(self, path: str) -> None:

@@ -63,6 +63,11 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 #: Handlers that name no caller: theirs is the process that opened the handle.
 _BY_HANDLE = frozenset({"read", "write", "flush", "fsync"})
+#: Handlers that change names or metadata on the server: while one is under way, no
+#: listing taken for a lookup is kept (Operations._snapshot), since it may show the
+#: server before or after the change.
+_CHANGING = frozenset({"setattr", "mkdir", "mknod", "rmdir", "unlink", "rename", "symlink",
+                       "link", "create", "setxattr", "removexattr"})
 
 
 #: The I/O size we prefer (st_blksize, statfs f_bsize).
@@ -72,11 +77,23 @@ IO_SIZE = 65536
 def fuse_errors(func: F) -> F:
     """Map the client's errors to FUSEError(errno): the one place it happens. And name
     the call's caller, whose signals may interrupt a wait for a lost server
-    (client/interrupt.py)."""
+    (client/interrupt.py); and count the handlers under way that change the server."""
     by_handle = func.__name__ in _BY_HANDLE
+    changing = func.__name__ in _CHANGING
 
     @wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not changing:
+            return await _mapped(*args, **kwargs)
+        ops = args[0]
+        ops.changing += 1
+        try:
+            return await _mapped(*args, **kwargs)
+        finally:
+            ops.changing -= 1
+            ops._changed()  # done: what a listing shows from now on is after it
+
+    async def _mapped(*args: Any, **kwargs: Any) -> Any:
         if by_handle:
             pid = args[0].opener.get(args[1])
         elif isinstance(args[-1], pyfuse3.RequestContext):  # pyfuse3 passes it last
@@ -166,7 +183,8 @@ class Operations(pyfuse3.Operations):
         self.inodes = InodeTable(self.root)
         #: Directories whose every name we know for now: their LOOKUPs need no round trip.
         self.known = KnownNames(opts.actimeo)
-        #: Directories a whole listing did not fit one snapshot's page, and when.
+        #: Directories one snapshot's page did not hold (or whose listing failed), and
+        #: when.
         self._too_big: dict[str, float] = {}
         self.files: dict[int, Open] = {}
         self.writers: dict[int, WriteBehind] = {}
@@ -223,6 +241,8 @@ class Operations(pyfuse3.Operations):
         # this mount (any change bumps the generation).
         self._listings: dict[str, Listing] = {}
         self._generation = 0
+        #: Handlers under way that change the server (fuse_errors' _CHANGING).
+        self.changing = 0
         self._next_fh = 1
         #: Names and attributes from the server pass here before the kernel sees them.
         self.screen = Screen()
@@ -307,11 +327,19 @@ class Operations(pyfuse3.Operations):
             self.readers[fh] = ReadAhead(handle, self.nursery,
                                          pending=lambda: self._pending_writes(inode))
 
-    def _writer_of(self, inode: int, fh: int | None) -> int | None:
-        """A handle of ours that writes ``inode`` (``fh`` if it does)."""
-        if fh is not None and fh in self._writable:
-            return fh
-        return next((h for h in self.handles_of.get(inode, ()) if h in self._writable), None)
+    def _writes(self, inode: int, ctx: Any) -> bool:
+        """Whether the calling process holds ``inode`` open for writing here."""
+        pid = getattr(ctx, "pid", None)
+        return pid is not None and any(
+            fh in self._writable and self.opener.get(fh) == pid
+            for fh in self.handles_of.get(inode, ()))
+
+    def _write_moves_mtime(self, inode: int) -> None:
+        """A write or truncate after utimensat moves mtime again (POSIX): the time set
+        explicitly that waits for close no longer holds."""
+        due = self._times_due.get(inode)
+        if due is not None and due[1] is not None:
+            self._times_due[inode] = (due[0], None)
 
     def _invalidate_reads(self, inode: int) -> None:
         """A truncate through any handle (or a write that failed) makes read-ahead of
@@ -585,15 +613,22 @@ class Operations(pyfuse3.Operations):
             now = trio.current_time()
             if not self.known.holds(parent, now):
                 await self._snapshot(parent_inode, parent)
+            # Answers from a listing last no longer than it: another client's change
+            # shows within actimeo of the listing.
+            left = self.known.left(parent, now)
             if self.known.absent(parent, text, now):
                 if known is None:
-                    return self._negative()
+                    negative = self._negative()
+                    negative.entry_timeout = left
+                    return negative
             else:
                 listed = self.known.entry(parent, text, now)
                 if listed is not None and self._listed_current(known, listed):
                     inode = await self._remember(path, listed)
                     self._hold_dir(inode, listed)
-                    return await self._entry_for(inode, path, listed)
+                    entry = await self._entry_for(inode, path, listed)
+                    entry.entry_timeout = entry.attr_timeout = left
+                    return entry
         if known is not None:
             await self._drain_inode(known)  # the size we report includes what we gathered
         try:
@@ -625,21 +660,21 @@ class Operations(pyfuse3.Operations):
             whole = await self.share.list_whole(path, SNAPSHOT_PAGE)
         except (SMBError, ProtocolError) as exc:
             # Of the listing only (it may be refused where a name is not): the name is
-            # asked. A lost connection or an interrupted wait is the lookup's to raise.
+            # asked, and for a while no listing again. A lost connection or an
+            # interrupted wait is the lookup's to raise.
             log.debug("listing %s for a lookup: %s", path or "/", exc)
-            return
+            whole = None
         if whole is None:
             self._too_big[path] = started
             while len(self._too_big) > MAX_TOO_BIG:
                 del self._too_big[next(iter(self._too_big))]
             return
-        if generation != self._generation:
+        if generation != self._generation or self.changing:
             return  # this mount changed something meanwhile: the listing may predate it
         here, found = whole
-        entries = [(st.name, st) for st in self.screen.names(path, found)]
-        self.known.listed(path, entries, started)
-        self._listings[path] = Listing(path, [(".", here), ("..", here), *entries], None,
-                                       started=started, generation=generation)
+        # (Not kept for opendir: sizes there must include writes gathered here.)
+        self.known.listed(path, [(st.name, st) for st in self.screen.names(path, found)],
+                          started)
         if not self.opts.metadata:  # a CREATE response tells no size of EAs to read
             self._hold_dir(inode, here)
 
@@ -648,7 +683,9 @@ class Operations(pyfuse3.Operations):
         of it is open or gathered here (fs/known.py drops what this mount changes), and
         with mount option metadata its owner and mode are known."""
         if inode is None:
-            return not self._lx_wanted(st, 0)
+            # Another name of a file known here (a hard link, another spelling) may be
+            # of one this mount has changed since: asked.
+            return not self.inodes.known(st.file_id) and not self._lx_wanted(st, 0)
         return not self.handles_of.get(inode) and inode not in self._releasing \
             and inode not in self._written_at and not self._lx_wanted(st, inode)
 
@@ -695,14 +732,16 @@ class Operations(pyfuse3.Operations):
                       ) -> pyfuse3.EntryAttributes:
         path = self.inodes.path(inode)
         # An open file's attributes as held under its lease (sizes moved by our writes):
-        # what a chown or chmod changes nothing of needs no round trip to answer.
+        # a chown without metadata (owners are not SMB's to keep) needs no round trip.
         held = self._held_stat(inode)
         self._touched(inode)
         times = fields.update_atime or fields.update_mtime
-        if held is None or fields.update_size or (
-                times and self._writer_of(inode, fh) is None) or (
-                self.opts.metadata and (fields.update_mode or fields.update_uid
-                                        or fields.update_gid)):
+        # Times set by the process that writes the file (tar's futimens: the kernel
+        # names no handle for it) may wait for its close; set by another (touch -d),
+        # that process would hear of their failure never.
+        if held is None or fields.update_size or fields.update_mode or (
+                times and not self._writes(inode, ctx)) or (
+                self.opts.metadata and (fields.update_uid or fields.update_gid)):
             held = None
             await self._drain_inode(inode)
         writable = False
@@ -710,6 +749,7 @@ class Operations(pyfuse3.Operations):
         st: FileStat | None = None
         if fields.update_size:
             held = None
+            self._write_moves_mtime(inode)
             self._invalidate_reads(inode)
             self._check_writable()
             handle = self.files.get(fh) if fh is not None else None
@@ -761,8 +801,10 @@ class Operations(pyfuse3.Operations):
         elif fields.update_mode:
             # Of a mode, SMB keeps one bit: no write permission for anyone is the
             # read-only attribute (MS-FSCC 2.6), as cifs.ko maps it.
+            # Asked afresh: another client's change of the DOS attributes breaks no
+            # Read lease, so the held ones may be out of date.
             self._check_writable()
-            st = held or st or await self._stat(path)
+            st = st or await self._stat(path)
             if not st.is_dir:
                 st = await self._set_readonly(path, st, not attr.st_mode & 0o222)
         # Without metadata, owner and group are not SMB's to keep (uid=/gid= set them).
@@ -1144,6 +1186,7 @@ class Operations(pyfuse3.Operations):
             self._entries_changed(parent)
         self.inodes.renamed(old, new)
         self.known.forget(old)
+        self.known.forget(new)  # a directory replaced: what was listed in it goes
         self.known.changed(new)
 
     def _open_here(self, path: str) -> bool:
@@ -1237,6 +1280,7 @@ class Operations(pyfuse3.Operations):
         if writing and flags & os.O_DIRECT:
             self._direct.add(fh)
         if flags & os.O_TRUNC and writing:
+            self._write_moves_mtime(inode)
             self._invalidate_reads(inode)  # other handles' read-ahead is of the old data
             await handle.set_end_of_file(0)
         # Close-to-open consistency (as cifs.ko): the kernel keeps its cached pages only
@@ -1341,9 +1385,7 @@ class Operations(pyfuse3.Operations):
         inode = self.fh_inode[fh]
         self._changed()
         self._written_at[inode] = time.time_ns()
-        due = self._times_due.get(inode)
-        if due is not None and due[1] is not None:
-            self._times_due[inode] = (due[0], None)  # a write after utimensat moves mtime
+        self._write_moves_mtime(inode)
         if fh in self._direct:
             self._direct_wrote.add(fh)
             self.cache.distrust(inode)
@@ -1417,13 +1459,20 @@ class Operations(pyfuse3.Operations):
         a second later, so a stat after close(2) shows what the next one will."""
         if fh not in self._writable:
             return  # a reader's handle may not set times; the writer's flush does
-        await self._stamp(self.fh_inode[fh], self.files[fh])
+        await self._stamp(self.fh_inode[fh], self.files[fh], fh)
 
-    async def _stamp(self, inode: int, handle: Open) -> None:
+    async def _stamp(self, inode: int, handle: Open, fh: int | None = None) -> None:
         written = self._written_at.pop(inode, None)
         due = self._times_due.get(inode)
         if due is not None:
-            # Set explicitly (utimensat): its failure is close(2)'s to report.
+            # Set explicitly (utimensat): its failure is close(2)'s to report. What other
+            # handles of ours gathered goes first: a write through another SMB open
+            # after the times would move mtime again (MS-FSA 2.1.5.14.2 binds them to
+            # this handle only).
+            for other in list(self.handles_of.get(inode, ())):
+                writer = self.writers.get(other)
+                if other != fh and writer is not None and writer.pending:
+                    await writer.drain()
             atime, mtime = due
             await handle.set_times(atime_ns=atime, mtime_ns=written if mtime is None else mtime)
             if self._times_due.get(inode) == due:

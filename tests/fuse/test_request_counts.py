@@ -70,10 +70,10 @@ def test_a_lookup_lists_a_small_directory_for_its_other_names(mounted, samba, re
     sizes = [os.stat(mounted / top / f"f{i}").st_size for i in range(3)]
     with pytest.raises(FileNotFoundError):
         os.stat(mounted / top / "missing-too")
-    assert sorted(os.listdir(mounted / top)) == ["f0", "f1", "f2"]
     assert time.monotonic() - listed < 1.0, "too slow to tell: run again"
     assert sizes == [1, 2, 3]
     assert counts(mounted)[0] - before[0] == 1  # every answer from that one listing
+    assert sorted(os.listdir(mounted / top)) == ["f0", "f1", "f2"]  # a listing of its own
     time.sleep(1.1)
     os.stat(mounted / top)  # its own entry and attributes, expired too, come first
     again = counts(mounted)
@@ -150,12 +150,11 @@ def test_a_small_file_read_whole_costs_one_compound(mounted, samba, request):
 
 
 def test_a_file_made_as_tar_makes_it_waits_for_two_round_trips(mounted, samba, request):
-    """tar x: open(O_CREAT | O_EXCL), write, futimens, fchown, fchmod that keeps the
-    write bits, close. The CREATE; at close the WRITE and the times, through our own
-    handle, together. The times wait for close (set on that handle they stay whatever it
-    wrote before: MS-FSA 2.1.5.14.2); the chown (owners are not SMB's to keep without
-    mount option metadata), the chmod and the fstat are answered from what the lease
-    holds."""
+    """tar x: open(O_CREAT | O_EXCL), write, futimens, fchown, close. The CREATE; at
+    close the WRITE and the times, through our own handle, together. The times wait for
+    close (set on that handle they stay whatever it wrote before: MS-FSA 2.1.5.14.2);
+    the chown (owners are not SMB's to keep without mount option metadata) and the
+    fstat are answered from what the lease holds."""
     top = mounted / f"tar-{request.node.callspec.id}"
     top.mkdir()  # made here: known empty, so the LOOKUP needs no request
     atime, mtime = 1_500_000_000_000_000_000, 1_600_000_000_123_456_700
@@ -164,7 +163,6 @@ def test_a_file_made_as_tar_makes_it_waits_for_two_round_trips(mounted, samba, r
     os.write(fd, b"hi\n")
     os.utime(fd, ns=(atime, mtime))
     os.fchown(fd, os.getuid(), os.getgid())
-    os.fchmod(fd, 0o640)
     assert os.fstat(fd).st_mtime_ns == mtime
     assert counts(mounted)[0] - before[0] == 1  # the CREATE alone so far
     os.close(fd)
@@ -199,6 +197,37 @@ def test_a_write_after_futimens_moves_the_mtime_again(mounted, samba, request):
     assert on_disk.st_mtime_ns > old + 10**18 // 2
     assert os.stat(path).st_mtime_ns > old + 10**18 // 2
     assert server.read_bytes() == b"ab"
+
+
+def test_a_listing_for_a_lookup_never_shrinks_a_file_written_here(mounted, samba, request):
+    """Writes gathered here are not on the server when a lookup lists the directory:
+    a listing after (ls) still shows them, and the appends after them land after them."""
+    here = listed_by_a_lookup(samba, mounted, f"gathered-{request.node.callspec.id}",
+                              {"log": b"12345"})
+    with open(here / "log", "ab", buffering=0) as log:
+        log.write(b"678")  # gathered: not sent yet
+        time.sleep(1.1)  # the listing is past: the next lookup lists the directory again
+        with pytest.raises(FileNotFoundError):
+            os.stat(here / "missing-too")
+        assert {e.name: e.stat().st_size for e in os.scandir(here)} == {"log": 8}
+        log.write(b"9")
+    assert (here / "log").read_bytes() == b"123456789"
+
+
+def test_another_name_of_a_file_written_here_is_asked_for(mounted, samba, request):
+    """A hard link the kernel has not looked up is of a file this mount knows by its
+    other name: what a listing taken before our write says of it is not answered."""
+    top = f"links-{request.node.callspec.id}"
+    here = listed_by_a_lookup(samba, mounted, top, {"f": b"12345"})
+    server = samba.share_path("plain") / top
+    os.link(server / "f", server / "g")
+    time.sleep(1.1)
+    with pytest.raises(FileNotFoundError):
+        os.stat(here / "missing-too")  # lists f and g, 5 bytes each
+    with open(here / "f", "ab") as f:
+        f.write(b"678")
+    assert os.stat(here / "g").st_size == 8
+    assert (here / "g").read_bytes() == b"12345678"
 
 
 def test_in_a_listed_directory_mkdir_and_create_need_no_lookup(mounted, request):

@@ -89,3 +89,18 @@ def test_memory_is_bounded(monkeypatch):
     assert known.entry("7", "a", 0.1) is not None
     known.listed("7", listed("x", "y"), now=0.0)  # listed again: counted once
     assert known.entry("6", "b", 0.1) is not None
+
+
+def test_a_change_by_any_spelling_drops_the_listed_attributes():
+    """A server that ignores case holds one file for "A" and "a": what this mount does
+    through either spelling makes the listed attributes untrue. Two names that fold
+    alike (a case-sensitive server) are never answered from the listing."""
+    known = KnownNames(ttl=1.0)
+    known.listed("d", listed("a", "Twin", "twin"), now=0.0)
+    known.changed("d/A")
+    assert known.entry("d", "a", 0.1) is None
+    assert known.entry("d", "Twin", 0.1) is None
+    assert known.entry("d", "twin", 0.1) is None
+    assert not known.absent("d", "TWIN", 0.1)
+    assert known.left("d", 0.25) == 0.75
+    assert known.left("other", 0.25) == 0.0
