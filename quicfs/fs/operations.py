@@ -63,11 +63,12 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 #: Handlers that name no caller: theirs is the process that opened the handle.
 _BY_HANDLE = frozenset({"read", "write", "flush", "fsync"})
-#: Handlers that change names or metadata on the server: while one is under way, no
-#: listing taken for a lookup is kept (Operations._snapshot), since it may show the
-#: server before or after the change.
+#: Handlers that change names, data or metadata on the server (writes land at flush,
+#: fsync and release too): while one is under way, no listing taken for a lookup is
+#: kept (Operations._snapshot), since it may show the server before or after the change.
 _CHANGING = frozenset({"setattr", "mkdir", "mknod", "rmdir", "unlink", "rename", "symlink",
-                       "link", "create", "setxattr", "removexattr"})
+                       "link", "create", "setxattr", "removexattr", "write", "flush",
+                       "fsync", "release"})
 
 
 #: The I/O size we prefer (st_blksize, statfs f_bsize).
@@ -1462,17 +1463,21 @@ class Operations(pyfuse3.Operations):
         await self._stamp(self.fh_inode[fh], self.files[fh], fh)
 
     async def _stamp(self, inode: int, handle: Open, fh: int | None = None) -> None:
-        written = self._written_at.pop(inode, None)
-        due = self._times_due.get(inode)
-        if due is not None:
-            # Set explicitly (utimensat): its failure is close(2)'s to report. What other
-            # handles of ours gathered goes first: a write through another SMB open
-            # after the times would move mtime again (MS-FSA 2.1.5.14.2 binds them to
-            # this handle only).
+        if inode in self._times_due:
+            # Times set explicitly (utimensat). What other handles of ours gathered goes
+            # first: a write through another SMB open after the times would move mtime
+            # again (MS-FSA 2.1.5.14.2 binds them to this handle only).
             for other in list(self.handles_of.get(inode, ())):
                 writer = self.writers.get(other)
                 if other != fh and writer is not None and writer.pending:
-                    await writer.drain()
+                    try:
+                        await writer.drain()
+                    except Exception as exc:  # that handle's close(2) is to report it
+                        writer.error = writer.error or exc
+        written = self._written_at.pop(inode, None)
+        due = self._times_due.get(inode)
+        if due is not None:
+            # Their failure is close(2)'s to report.
             atime, mtime = due
             await handle.set_times(atime_ns=atime, mtime_ns=written if mtime is None else mtime)
             if self._times_due.get(inode) == due:
