@@ -145,13 +145,12 @@ def _page(file_id: FileId, pattern: str, flags: QueryDirectoryFlags,
                                  output_buffer_length=length)
 
 
-def page_requests(length: int, pattern: str = "*", *, pages: int = FIRST_PAGES
-                  ) -> list[QueryDirectoryRequest]:
+def page_requests(length: int, pattern: str = "*") -> list[QueryDirectoryRequest]:
     """The first FIRST_PAGES pages' requests, to follow a directory's CREATE in a
     related compound (MS-SMB2 3.2.4.1.4): they act on the FileId it opens."""
     return [_page(FileId.related(), pattern,
                   QueryDirectoryFlags.RESTART_SCANS if i == 0 else QueryDirectoryFlags.NONE,
-                  length) for i in range(pages)]
+                  length) for i in range(FIRST_PAGES)]
 
 
 async def iter_directory(handle: Open, pattern: str = "*", *,

@@ -829,9 +829,6 @@ class Operations(pyfuse3.Operations):
             else (attrs & ~FileAttributes.READONLY)
         if attrs == st.attributes & ~FileAttributes.NORMAL:
             return st
-        inode = self.inodes.inode_of(path)
-        if inode is not None:
-            await self._drain_inode(inode)  # the size that comes back includes them
         return await self.share.set_times(path, attributes=FileAttributes(attrs),
                                           stat_after=not self.opts.metadata)
 
