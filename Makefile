@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PKGS := fuse3 libfuse3-dev pkg-config samba smbclient acl attr iproute2 git
+APT_PKGS := fuse3 libfuse3-dev pkg-config acl attr iproute2 git
+# The test server: Samba 4.22 is the first to grant directory leases
+# (tests/fuse/test_directory_leases.py); Debian 12 has it in bookworm-backports.
+SAMBA_MIN := 4.22
 PYTEST_ARGS ?=
 
 .PHONY: deps venv compile test test-bbr lint bench clean install demo demo-stop
@@ -15,6 +18,18 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@have=$$(smbd --version 2>/dev/null | sed -n 's/^Version \([0-9]*\.[0-9]*\).*/\1/p'); \
+	if [ -z "$$have" ] || ! printf '%s\n%s\n' "$(SAMBA_MIN)" "$$have" | sort -V -C \
+	    || ! command -v smbclient >/dev/null; then \
+	  . /etc/os-release; from=""; \
+	  if [ "$$VERSION_CODENAME" = bookworm ]; then \
+	    echo "deb http://deb.debian.org/debian bookworm-backports main" \
+	      > /etc/apt/sources.list.d/quicfs-backports.list; \
+	    from="-t bookworm-backports"; \
+	  fi; \
+	  echo "apt-get install samba smbclient (at least $(SAMBA_MIN)) $$from"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$from samba smbclient; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

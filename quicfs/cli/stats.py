@@ -36,6 +36,9 @@ def render(s: dict[str, Any]) -> str:
                      f"(cause: {s['last_reconnect_cause']})")
     lines.append(f"  open files {s.get('open_files', 0)}, parked handles "
                  f"{s.get('parked_handles', 0)}, lease breaks {s.get('lease_breaks', 0)}")
+    lines.append(f"  directory leases {s.get('directory_leases', 0)} held, "
+                 f"{s.get('directory_leases_taken', 0)} taken, "
+                 f"{s.get('directory_leases_broken', 0)} broken")
     if s.get("events"):
         lines.append("  recent events:")
         lines += [f"    {e}" for e in s["events"]]

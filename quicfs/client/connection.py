@@ -249,7 +249,10 @@ class Connection:
         req = NegotiateRequest(
             dialects=(Dialect.SMB_3_1_1,),
             security_mode=SecurityMode.SIGNING_ENABLED,
-            capabilities=Capabilities.LARGE_MTU | Capabilities.LEASING | Capabilities.ENCRYPTION,
+            # DIRECTORY_LEASING: a server that grants directory leases says so in its
+            # answer (3.3.5.4), and only then are they asked for (fs/dirleases.py).
+            capabilities=Capabilities.LARGE_MTU | Capabilities.LEASING | Capabilities.ENCRYPTION
+            | Capabilities.DIRECTORY_LEASING,
             client_guid=self.client_guid,
             contexts=tuple(contexts),
         )

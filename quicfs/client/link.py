@@ -291,6 +291,9 @@ class Link:
         for handle in list(tree.opens):
             if handle.closed or handle.stale:
                 continue
+            if handle.disposable:
+                handle.mark_stale()
+                continue
             try:
                 if await handle.reopen():
                     self.stats.reopened += 1

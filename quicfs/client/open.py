@@ -138,6 +138,9 @@ class Open:
         self.request = request
         self.closed = False
         self.stale = False
+        #: Kept only for a lease (a directory's, dirleases.py): after a reconnect it is
+        #: let go, not reopened.
+        self.disposable = False
         #: The server's promise to keep this open across a lost connection, and the
         #: file's identity: both from the first CREATE (a reconnect's answer may carry
         #: neither, and they stay true of this open).

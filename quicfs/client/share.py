@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import trio
 
@@ -25,6 +25,7 @@ from quicfs.client.directory import (
     page_requests,
     whole_listing,
 )
+from quicfs.client.dirleases import DirectoryLeases, Held
 from quicfs.client.leases import Leases, new_lease_key
 from quicfs.client.link import Link
 from quicfs.client.nursery import open_nursery
@@ -51,6 +52,7 @@ from quicfs.smb2.constants import (
 from quicfs.smb2.control import ErrorResponse, SymlinkError
 from quicfs.smb2.create import (
     CreateRequest,
+    CreateRequestContext,
     CreateResponse,
     DurableHandleRequestV2,
     EaBufferRequest,
@@ -129,6 +131,17 @@ def smb_path(path: str) -> str:
     return "\\".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Whole:
+    """A directory listed whole (Share.list_whole)."""
+
+    #: The directory's own attributes.
+    here: FileStat
+    entries: list[DirEntry]
+    #: The directory lease that keeps the listing true past actimeo, if one was granted.
+    held: Held | None = None
+
+
 class Share:
     def __init__(self, url: ShareURL, tree: Tree, options: Options | None = None,
                  uplink: Link | None = None) -> None:
@@ -137,6 +150,8 @@ class Share:
         self.options = options or Options()
         self.uplink = uplink  # the connection, and the way back to it
         self.leases = Leases(tree)
+        self.dir_leases = DirectoryLeases(tree, self.leases,
+                                          uplink.nursery if uplink is not None else None)
 
     @property
     def conn(self) -> Connection:
@@ -161,7 +176,7 @@ class Share:
         attributes: FileAttributes = FileAttributes.NONE,
         share: ShareAccess = ShareAccess.ALL,
     ) -> CreateRequest:
-        return CreateRequest(
+        req = CreateRequest(
             name=smb_path(path),
             desired_access=access,
             file_attributes=attributes,
@@ -171,6 +186,19 @@ class Share:
             oplock_level=OplockLevel.NONE,
             impersonation=ImpersonationLevel.IMPERSONATION,
         )
+        if self.dir_leases.parent_key(path) is None:
+            return req
+        # In a directory we hold a lease on: a lease of no caching, only to name the
+        # directory's key, so that this change does not break it (dirleases.py).
+        return self._leased(req, path, new_lease_key(), LeaseState.NONE)
+
+    def _leased(self, req: CreateRequest, path: str, key: bytes, state: LeaseState,
+                *more: CreateRequestContext) -> CreateRequest:
+        """``req`` asking for a lease (3.2.4.3.8): ``state`` under ``key``, with the
+        key of ``path``'s directory as ParentLeaseKey if we hold its lease."""
+        parent = self.dir_leases.parent_key(path) or bytes(16)
+        return replace(req, oplock_level=OplockLevel.LEASE, contexts=(
+            LeaseRequestV2(lease_key=key, state=state, parent_lease_key=parent), *more))
 
     async def open(self, path: str, mode: str = "r", *, lease_key: bytes | None = None,
                    eas: Sequence[tuple[bytes, bytes]] = (), head: int = 0) -> Open:
@@ -196,12 +224,11 @@ class Share:
                 wanted |= LeaseState.WRITE_CACHING
             # Durable too (3.2.4.3.5): the open then survives a lost connection and is
             # reclaimed by its CreateGuid (issue: resilience).
-            req = replace(req, oplock_level=OplockLevel.LEASE, contexts=(
-                LeaseRequestV2(lease_key=lease_key, state=wanted),
+            req = self._leased(
+                req, path, lease_key, wanted,
                 DurableHandleRequestV2(timeout=DURABLE_TIMEOUT_MS),
                 # The file's identity, to recognise it if it must be reopened by name.
-                QueryOnDiskId(),
-            ))
+                QueryOnDiskId())
         req = _with_eas(req, eas)
         if not head:
             created = CreateResponse.unpack((await self.tree.request(req)).message)
@@ -236,18 +263,41 @@ class Share:
             options=CreateOptions.DIRECTORY_FILE,
         )
 
-    async def list_whole(self, path: str, page: int) -> tuple[FileStat, list[DirEntry]] | None:
-        """A directory's attributes and every entry, in one round trip and no handle
-        left open: CREATE + QUERY_DIRECTORY x 2 of ``page`` bytes + CLOSE, related
-        (3.2.4.1.4). None when the entries go on past the first page (the second's
-        STATUS_NO_MORE_FILES is what says it held them all)."""
-        replies = await self._on_path(self._listing_create(path),
-                                      *page_requests(min(page, page_bytes(self.tree))),
-                                      allow=(Status.NO_MORE_FILES,))
-        entries = whole_listing(path, replies[1:-1], self.tree.max_dir_entries)
-        if entries is None:
-            return None
-        return FileStat.from_info("", _created(replies[0]), file_id=0), entries
+    async def list_whole(self, path: str, page: int, *, lease: bool = False) -> Whole | None:
+        """A directory's attributes and every entry, in one round trip: CREATE +
+        QUERY_DIRECTORY x 2 of ``page`` bytes + CLOSE, related (3.2.4.1.4). None when
+        the entries go on past the first page (the second's STATUS_NO_MORE_FILES is
+        what says it held them all).
+
+        With ``lease``, where the server grants directory leases, the CREATE asks for
+        one and the handle stays open to keep it (dirleases.py): no CLOSE."""
+        pages = page_requests(min(page, page_bytes(self.tree)))
+        if not (lease and self.dir_leases.offered):
+            replies = await self._on_path(self._listing_create(path), *pages,
+                                          allow=(Status.NO_MORE_FILES,))
+            entries = whole_listing(path, replies[1:-1], self.tree.max_dir_entries)
+            return None if entries is None else Whole(self._here(replies[0]), entries)
+        pending, context = self.dir_leases.request(path)
+        handle = None
+        try:
+            create = replace(self._listing_create(path), oplock_level=OplockLevel.LEASE,
+                             contexts=(context,))
+            replies = await self.tree.chain([create, *pages])
+            if is_error(replies[0].status):
+                raise SMBError(replies[0].status)
+            created = _created(replies[0])
+            handle = Open(self.tree, created.file_id, path, created)
+            handle.disposable = True
+            entries = whole_listing(path, replies[1:], self.tree.max_dir_entries)
+        except BaseException:
+            self.dir_leases.adopt(pending, handle, keep=False)
+            raise
+        held = self.dir_leases.adopt(pending, handle, keep=entries is not None)
+        return None if entries is None else Whole(self._here(replies[0]), entries, held)
+
+    @staticmethod
+    def _here(reply: Reply) -> FileStat:
+        return FileStat.from_info("", _created(reply), file_id=0)
 
     @asynccontextmanager
     async def opened(self, path: str, mode: str = "r") -> AsyncIterator[Open]:
@@ -290,8 +340,7 @@ class Share:
                               options=CreateOptions.OPEN_REPARSE_POINT if link
                               else CreateOptions.NONE)
         if lease is not None:
-            create = replace(create, oplock_level=OplockLevel.LEASE, contexts=(
-                LeaseRequestV2(lease_key=lease[0], state=lease[1]),))
+            create = self._leased(create, path, *lease)
         try:
             if not lx:
                 return self._stat_of(path, (await self._on_path(create, self._query_all()))[1])
@@ -411,9 +460,13 @@ class Share:
         await self._delete(path, CreateOptions.NON_DIRECTORY_FILE)
 
     async def rmdir(self, path: str) -> None:
+        await self.dir_leases.release(path)
         await self._delete(path, CreateOptions.DIRECTORY_FILE)
 
     async def rename(self, src: str, dst: str, *, replace: bool = False) -> None:
+        await self.dir_leases.release(src)
+        if replace:
+            await self.dir_leases.release(dst)
         create = self._create(src, access=AccessMask.DELETE | AccessMask.FILE_READ_ATTRIBUTES,
                               disposition=CreateDisposition.OPEN)
         rename = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.RENAME,
@@ -427,6 +480,7 @@ class Share:
         (a delete-pending name refuses new opens until its last handle closes) and the
         object goes with that last close. cifs.ko's "silly rename". A directory that is
         not empty stays renamed (STATUS_DIRECTORY_NOT_EMPTY): the caller puts it back."""
+        await self.dir_leases.release(path)
         create = self._create(path, access=AccessMask.DELETE | AccessMask.FILE_READ_ATTRIBUTES,
                               disposition=CreateDisposition.OPEN)
         dispose = SetInfoRequest(info_type=InfoType.FILE,

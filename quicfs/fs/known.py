@@ -14,6 +14,11 @@ them (the name is asked about again) and holds the name, made or seen. A name re
 stays held, which errs on the side of asking: a case-sensitive server may hold another
 that differs only in case.
 
+A listing taken under a directory lease (client/dirleases.py) keeps its names true
+until the lease is lost, past ttl: absent names are answered absent, and names present
+known to be there, for as long. Its attributes still last ttl only: data written
+through a handle open elsewhere does not break the lease.
+
 Names compare case-folded, so a server that ignores case (Windows, Samba with
 ``case sensitive = no``) never has a name called absent that it would find; attributes
 answer only the exact name listed. Memory is bounded: at most ``MAX_DIRS`` directories,
@@ -23,8 +28,9 @@ each of at most ``MAX_NAMES`` names, and ``MAX_ENTRIES`` attributes in all.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from quicfs.client.open import FileStat
 
@@ -40,17 +46,26 @@ class _Known:
     #: fold alike (a case-sensitive server): neither is answered from here.
     entries: dict[str, tuple[str, FileStat] | None]
     since: float
+    #: The directory lease the listing was taken under, if any.
+    lease: Any = None
 
 
 class KnownNames:
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, alive: Callable[[Any], bool] = lambda lease: False
+                 ) -> None:
+        """``alive(lease)``: whether a lease given to ``listed`` still holds."""
         self.ttl = ttl
+        self._alive = alive
         self._dirs: OrderedDict[str, _Known] = OrderedDict()
         self._entries = 0
+        #: Directories whose listing lasted out its ttl (most recent last): in use for
+        #: longer than one, hence worth a lease.
+        self._outlived: OrderedDict[str, None] = OrderedDict()
 
     def listed(self, directory: str, entries: Iterable[tuple[str, FileStat]],
-               now: float) -> None:
-        """``entries`` are all that ``directory`` holds as of ``now``."""
+               now: float, lease: Any = None) -> None:
+        """``entries`` are all that ``directory`` holds as of ``now`` (and for as long
+        as ``lease`` holds, if given)."""
         self._drop(directory)
         folded: set[str] = set()
         exact: dict[str, tuple[str, FileStat] | None] = {}
@@ -60,14 +75,23 @@ class KnownNames:
             folded.add(key)
             if len(folded) > MAX_NAMES:
                 return
-        self._dirs[directory] = _Known(folded, exact, now)
+        self._dirs[directory] = _Known(folded, exact, now, lease)
         self._entries += len(exact)
         while len(self._dirs) > MAX_DIRS or self._entries > MAX_ENTRIES:
             self._drop(next(iter(self._dirs)))
 
     def holds(self, directory: str, now: float) -> bool:
-        """Whether what ``directory`` holds is known as of less than ttl ago."""
+        """Whether what ``directory`` holds is known: as of less than ttl ago, or under
+        a lease that still holds."""
         return self._fresh(directory, now) is not None
+
+    def since(self, directory: str) -> float:
+        """When the listing of ``directory`` known now was taken."""
+        return self._dirs[directory].since
+
+    def outlived(self, directory: str) -> bool:
+        """Whether a listing of ``directory`` once lasted out its ttl here."""
+        return directory in self._outlived
 
     def absent(self, directory: str, name: str, now: float) -> bool:
         """Whether ``name`` is known not to be in ``directory``."""
@@ -78,13 +102,25 @@ class KnownNames:
         """``name``'s attributes as ``directory`` was listed, if nothing here changed
         it since (by this spelling or another that folds alike)."""
         known = self._fresh(directory, now)
-        listed = None if known is None else known.entries.get(name.casefold())
+        if known is None or now - known.since >= self.ttl:
+            return None
+        listed = known.entries.get(name.casefold())
         return listed[1] if listed is not None and listed[0] == name else None
 
     def left(self, directory: str, now: float) -> float:
-        """Seconds until what is known of ``directory`` expires (0 if nothing is)."""
+        """Seconds until the attributes listed in ``directory`` expire (0 if none are
+        known)."""
         known = self._fresh(directory, now)
-        return 0.0 if known is None else known.since + self.ttl - now
+        return 0.0 if known is None else max(0.0, known.since + self.ttl - now)
+
+    def names_left(self, directory: str, now: float) -> float:
+        """Seconds an answer from ``directory``'s names may be kept (ttl under a lease:
+        the kernel asks again then, and is answered again from here)."""
+        known = self._fresh(directory, now)
+        if known is None:
+            return 0.0
+        # (_fresh kept a leased listing only while its lease holds.)
+        return self.ttl if known.lease is not None else known.since + self.ttl - now
 
     def changed(self, path: str) -> None:
         """``path`` exists (made or seen here) or was changed here: its name is held,
@@ -107,10 +143,20 @@ class KnownNames:
 
     def _fresh(self, directory: str, now: float) -> _Known | None:
         known = self._dirs.get(directory)
-        if known is not None and now - known.since >= self.ttl:
-            self._drop(directory)
+        if known is None:
             return None
-        return known
+        expired = now - known.since >= self.ttl
+        if (not expired) if known.lease is None else self._alive(known.lease):
+            return known
+        # Expired, or its lease lost: a break says the directory changed.
+        self._drop(directory)
+        if not expired:
+            return None
+        self._outlived[directory] = None
+        self._outlived.move_to_end(directory)
+        while len(self._outlived) > MAX_DIRS * 4:
+            self._outlived.popitem(last=False)
+        return None
 
     def _drop(self, directory: str) -> None:
         known = self._dirs.pop(directory, None)

@@ -183,7 +183,7 @@ class Operations(pyfuse3.Operations):
         self.root = share.url.path
         self.inodes = InodeTable(self.root)
         #: Directories whose every name we know for now: their LOOKUPs need no round trip.
-        self.known = KnownNames(opts.actimeo)
+        self.known = KnownNames(opts.actimeo, share.dir_leases.alive)
         #: Directories one snapshot's page did not hold (or whose listing failed), and
         #: when.
         self._too_big: dict[str, float] = {}
@@ -259,8 +259,11 @@ class Operations(pyfuse3.Operations):
         self.cache.nursery = nursery
 
     def stats(self) -> dict[str, int]:
+        leases = self.share.dir_leases
         return {"open_files": len(self.files), "lease_breaks": self.share.leases.breaks,
-                "parked_handles": self.cache.parked_count}
+                "parked_handles": self.cache.parked_count,
+                "directory_leases": leases.held, "directory_leases_taken": leases.taken,
+                "directory_leases_broken": leases.broken}
 
     # ------------------------------------------------------------------ helpers
     def _fh(self) -> int:
@@ -427,9 +430,22 @@ class Operations(pyfuse3.Operations):
         it holds (attrs.py), so a subdirectory made or removed changes nothing else."""
         self._written_at[parent_inode] = self._ctime[parent_inode] = time.time_ns()
 
-    def _hold_dir(self, inode: int, st: FileStat) -> None:
+    def _hold_dir(self, inode: int, st: FileStat, taken: float) -> None:
+        """Directory attributes the server gave as of ``taken`` (trio time)."""
         if st.is_dir:
-            self._dir_held[inode] = (st, trio.current_time())
+            self._dir_held[inode] = (st, taken)
+
+    def _dir_attrs(self, inode: int, path: str, *, leased: bool = False) -> FileStat | None:
+        """A directory's attributes as held: for actimeo (unless ``leased``), and past
+        it while directory leases cover them (client/dirleases.py)."""
+        held = self._dir_held.get(inode)
+        if held is None:
+            return None
+        st, taken = held
+        if (not leased and trio.current_time() - taken < self.opts.actimeo) \
+                or self.share.dir_leases.covers(path, taken):
+            return st
+        return None
 
     async def _drop_pages(self, inode: int) -> None:
         """Our Read caching is gone: read-ahead, held attributes and the kernel's pages
@@ -620,18 +636,27 @@ class Operations(pyfuse3.Operations):
             if self.known.absent(parent, text, now):
                 if known is None:
                     negative = self._negative()
-                    negative.entry_timeout = left
+                    negative.entry_timeout = self.known.names_left(parent, now)
                     return negative
             else:
                 listed = self.known.entry(parent, text, now)
                 if listed is not None and self._listed_current(known, listed):
                     inode = await self._remember(path, listed)
-                    self._hold_dir(inode, listed)
+                    self._hold_dir(inode, listed, self.known.since(parent))
                     entry = await self._entry_for(inode, path, listed)
                     entry.entry_timeout = entry.attr_timeout = left
                     return entry
+                covered = None if known is None else \
+                    self._dir_attrs(known, path, leased=True)
+                if covered is not None:
+                    # A directory the kernel looks up again as it walks a path: its
+                    # leases and its parent's say nothing changed.
+                    entry = self._entry(known, covered)
+                    entry.entry_timeout = entry.attr_timeout = self.opts.actimeo
+                    return entry
         if known is not None:
             await self._drain_inode(known)  # the size we report includes what we gathered
+        asked = trio.current_time()
         try:
             st = await self._stat(path)
         except SMBError as exc:
@@ -644,7 +669,7 @@ class Operations(pyfuse3.Operations):
                 return self._negative()
             raise
         inode = ROOT_INODE if path == self.root else await self._remember(path, st)
-        self._hold_dir(inode, st)
+        self._hold_dir(inode, st, asked)
         return await self._entry_for(inode, path, st)
 
     async def _snapshot(self, inode: int, path: str) -> None:
@@ -658,7 +683,9 @@ class Operations(pyfuse3.Operations):
             return
         generation = self._generation
         try:
-            whole = await self.share.list_whole(path, SNAPSHOT_PAGE)
+            # A directory in use for longer than one actimeo is worth a lease.
+            whole = await self.share.list_whole(path, SNAPSHOT_PAGE,
+                                                lease=self.known.outlived(path))
         except (SMBError, ProtocolError) as exc:
             # Of the listing only (it may be refused where a name is not): the name is
             # asked, and for a while no listing again. A lost connection or an
@@ -671,13 +698,17 @@ class Operations(pyfuse3.Operations):
                 del self._too_big[next(iter(self._too_big))]
             return
         if generation != self._generation or self.changing:
-            return  # this mount changed something meanwhile: the listing may predate it
-        here, found = whole
+            # This mount changed something meanwhile: the listing may predate it.
+            if whole.held is not None:
+                self.share.dir_leases.let_go(whole.held)
+            return
         # (Not kept for opendir: sizes there must include writes gathered here.)
-        self.known.listed(path, [(st.name, st) for st in self.screen.names(path, found)],
-                          started)
+        self.known.listed(path, [(st.name, st) for st in self.screen.names(path, whole.entries)],
+                          started, whole.held)
         if not self.opts.metadata:  # a CREATE response tells no size of EAs to read
-            self._hold_dir(inode, here)
+            # With a lease, granted by the same CREATE that brought these attributes.
+            self._hold_dir(inode, whole.here,
+                           started if whole.held is None else whole.held.since)
 
     def _listed_current(self, inode: int | None, st: FileStat) -> bool:
         """Whether a listing's attributes of a file are what a stat would say: nothing
@@ -719,12 +750,13 @@ class Operations(pyfuse3.Operations):
                     e = self._entry(inode, self.dirs[fh].entries[0][1])
                     e.st_nlink = 0
                     return e
-        held_dir = self._dir_held.get(inode)
-        if held_dir is not None and trio.current_time() - held_dir[1] < self.opts.actimeo:
-            return self._entry(inode, held_dir[0])
         path = self.inodes.path(inode)
+        held_dir = self._dir_attrs(inode, path)
+        if held_dir is not None:
+            return self._entry(inode, held_dir)
+        asked = trio.current_time()
         st = await self._stat(path)
-        self._hold_dir(inode, st)
+        self._hold_dir(inode, st, asked)
         return await self._entry_for(inode, path, st)
 
     @fuse_errors

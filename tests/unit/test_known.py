@@ -104,3 +104,31 @@ def test_a_change_by_any_spelling_drops_the_listed_attributes():
     assert not known.absent("d", "TWIN", 0.1)
     assert known.left("d", 0.25) == 0.75
     assert known.left("other", 0.25) == 0.0
+
+
+def test_under_a_lease_names_outlast_the_ttl_and_attributes_do_not():
+    alive = {"lease": True}
+    known = KnownNames(ttl=1.0, alive=lambda lease: alive[lease])
+    known.listed("d", [("a", st("a", 7))], now=0.0, lease="lease")
+    assert known.holds("d", 5.0)
+    assert known.absent("d", "b", 5.0)
+    assert not known.absent("d", "a", 5.0)
+    assert known.entry("d", "a", 0.5) is not None
+    assert known.entry("d", "a", 5.0) is None  # its size may have moved meanwhile
+    assert known.left("d", 5.0) == 0.0
+    assert known.names_left("d", 5.0) == 1.0  # the kernel asks again after a ttl
+    assert not known.outlived("d")
+    alive["lease"] = False  # broken: someone changed the directory
+    assert not known.absent("d", "b", 0.5)  # within the ttl too
+    assert not known.holds("d", 0.5)
+
+
+def test_a_listing_that_lasted_out_its_ttl_is_remembered_as_in_use():
+    known = KnownNames(ttl=1.0)
+    known.listed("d", listed("a"), now=0.0)
+    known.listed("e", listed("a"), now=0.0)
+    assert not known.outlived("d")
+    assert not known.holds("d", 2.0)
+    assert known.outlived("d")
+    known.forget("e")  # removed, not expired
+    assert not known.outlived("e")

@@ -70,13 +70,16 @@ class _Share:
         self.url = SimpleNamespace(path="")
         self.leases = None
         self.uplink = None
+        # No directory leases: what a lookup lists lasts actimeo.
+        self.dir_leases = SimpleNamespace(alive=lambda lease: False,
+                                          covers=lambda path, since: False)
         self._pages = pages
         self._stat = stat
 
     async def open_listing(self, path: str) -> tuple[_Dir, list]:
         return _Dir(_Tree(self._pages)), []  # no pages with the open: the reader asks
 
-    async def list_whole(self, path: str, page: int) -> None:
+    async def list_whole(self, path: str, page: int, **_: Any) -> None:
         return None  # as a directory too big to list for a lookup: the name is asked
 
     async def stat(self, path: str, **_: Any) -> FileStat:
