@@ -89,6 +89,10 @@ class Leases:
     def unwatch(self, key: bytes) -> None:
         self._owners.pop(key, None)
 
+    def pending(self, key: bytes) -> bool:
+        """Whether a break of ``key`` has come and its owner has not finished with it."""
+        return key in self._waiting or key in self._busy
+
     # ------------------------------------------------------------------ receiving
     def _notified(self, reply: Reply, authenticated: bool) -> None:
         """From the connection's receive task: file the break, never wait."""

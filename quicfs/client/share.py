@@ -32,7 +32,7 @@ from quicfs.client.nursery import open_nursery
 from quicfs.client.open import FileStat, Open, read_answer
 from quicfs.client.session import Session
 from quicfs.client.tree import NotADiskShare, Tree
-from quicfs.errors import MalformedError, SMBError, UsageError
+from quicfs.errors import MalformedError, QuicfsError, SMBError, UsageError
 from quicfs.options import Options, parse_options
 from quicfs.smb2 import lxmeta
 from quicfs.smb2.constants import (
@@ -151,7 +151,8 @@ class Share:
         self.uplink = uplink  # the connection, and the way back to it
         self.leases = Leases(tree)
         self.dir_leases = DirectoryLeases(tree, self.leases,
-                                          uplink.nursery if uplink is not None else None)
+                                          uplink.nursery if uplink is not None else None,
+                                          top=url.path)
 
     @property
     def conn(self) -> Connection:
@@ -188,14 +189,14 @@ class Share:
         )
         if self.dir_leases.parent_key(path) is None:
             return req
-        # In a directory we hold a lease on: a lease of no caching, only to name the
-        # directory's key, so that this change does not break it (dirleases.py).
+        # A lease of no caching, only to name the directory's lease key: so that this
+        # change breaks no lease of ours on it (dirleases.py).
         return self._leased(req, path, new_lease_key(), LeaseState.NONE)
 
     def _leased(self, req: CreateRequest, path: str, key: bytes, state: LeaseState,
                 *more: CreateRequestContext) -> CreateRequest:
         """``req`` asking for a lease (3.2.4.3.8): ``state`` under ``key``, with the
-        key of ``path``'s directory as ParentLeaseKey if we hold its lease."""
+        key of ``path``'s directory as ParentLeaseKey where directories are leased."""
         parent = self.dir_leases.parent_key(path) or bytes(16)
         return replace(req, oplock_level=OplockLevel.LEASE, contexts=(
             LeaseRequestV2(lease_key=key, state=state, parent_lease_key=parent), *more))
@@ -272,7 +273,7 @@ class Share:
         With ``lease``, where the server grants directory leases, the CREATE asks for
         one and the handle stays open to keep it (dirleases.py): no CLOSE."""
         pages = page_requests(min(page, page_bytes(self.tree)))
-        if not (lease and self.dir_leases.offered):
+        if not (lease and self.dir_leases.may_lease(path)):
             replies = await self._on_path(self._listing_create(path), *pages,
                                           allow=(Status.NO_MORE_FILES,))
             entries = whole_listing(path, replies[1:-1], self.tree.max_dir_entries)
@@ -293,7 +294,33 @@ class Share:
             self.dir_leases.adopt(pending, handle, keep=False)
             raise
         held = self.dir_leases.adopt(pending, handle, keep=entries is not None)
+        parent = path.rpartition("/")[0]
+        if held is not None and path != self.url.path and self.uplink is not None \
+                and self.dir_leases.current(parent) is None:
+            # Attributes set on this directory break its parent's lease, not its own:
+            # that one too, for them to be trusted past actimeo (dirleases.covers).
+            self.uplink.nursery.start_soon(self._lease_only, parent)
         return None if entries is None else Whole(self._here(replies[0]), entries, held)
+
+    async def _lease_only(self, path: str) -> None:
+        """Take a lease on directory ``path`` without listing it."""
+        if not self.dir_leases.may_lease(path) or self.dir_leases.asked(path):
+            return
+        pending, context = self.dir_leases.request(path)
+        handle = None
+        try:
+            create = replace(self._create(path, access=AccessMask.FILE_READ_ATTRIBUTES
+                                          | AccessMask.SYNCHRONIZE,
+                                          disposition=CreateDisposition.OPEN,
+                                          options=CreateOptions.DIRECTORY_FILE),
+                             oplock_level=OplockLevel.LEASE, contexts=(context,))
+            created = _created(await self.tree.request(create))
+            handle = Open(self.tree, created.file_id, path, created)
+            handle.disposable = True
+        except QuicfsError as exc:
+            log.debug("a lease on %s: %s", path or "/", exc)
+        finally:
+            self.dir_leases.adopt(pending, handle)
 
     @staticmethod
     def _here(reply: Reply) -> FileStat:
@@ -460,13 +487,14 @@ class Share:
         await self._delete(path, CreateOptions.NON_DIRECTORY_FILE)
 
     async def rmdir(self, path: str) -> None:
-        await self.dir_leases.release(path)
-        await self._delete(path, CreateOptions.DIRECTORY_FILE)
+        async with self.dir_leases.letting_go(path):
+            await self._delete(path, CreateOptions.DIRECTORY_FILE)
 
     async def rename(self, src: str, dst: str, *, replace: bool = False) -> None:
-        await self.dir_leases.release(src)
-        if replace:
-            await self.dir_leases.release(dst)
+        async with self.dir_leases.letting_go(src, *((dst,) if replace else ())):
+            await self._rename(src, dst, replace)
+
+    async def _rename(self, src: str, dst: str, replace: bool) -> None:
         create = self._create(src, access=AccessMask.DELETE | AccessMask.FILE_READ_ATTRIBUTES,
                               disposition=CreateDisposition.OPEN)
         rename = SetInfoRequest(info_type=InfoType.FILE, info_class=FileInfoClass.RENAME,
@@ -480,7 +508,10 @@ class Share:
         (a delete-pending name refuses new opens until its last handle closes) and the
         object goes with that last close. cifs.ko's "silly rename". A directory that is
         not empty stays renamed (STATUS_DIRECTORY_NOT_EMPTY): the caller puts it back."""
-        await self.dir_leases.release(path)
+        async with self.dir_leases.letting_go(path):
+            await self._set_aside(path, aside)
+
+    async def _set_aside(self, path: str, aside: str) -> None:
         create = self._create(path, access=AccessMask.DELETE | AccessMask.FILE_READ_ATTRIBUTES,
                               disposition=CreateDisposition.OPEN)
         dispose = SetInfoRequest(info_type=InfoType.FILE,

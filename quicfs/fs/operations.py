@@ -641,8 +641,9 @@ class Operations(pyfuse3.Operations):
             else:
                 listed = self.known.entry(parent, text, now)
                 if listed is not None and self._listed_current(known, listed):
+                    taken = self.known.since(parent)
                     inode = await self._remember(path, listed)
-                    self._hold_dir(inode, listed, self.known.since(parent))
+                    self._hold_dir(inode, listed, taken)
                     entry = await self._entry_for(inode, path, listed)
                     entry.entry_timeout = entry.attr_timeout = left
                     return entry
@@ -651,7 +652,8 @@ class Operations(pyfuse3.Operations):
                 if covered is not None:
                     # A directory the kernel looks up again as it walks a path: its
                     # leases and its parent's say nothing changed.
-                    entry = self._entry(known, covered)
+                    inode = await self._remember(path, covered)  # the kernel's count
+                    entry = self._entry(inode, covered)
                     entry.entry_timeout = entry.attr_timeout = self.opts.actimeo
                     return entry
         if known is not None:

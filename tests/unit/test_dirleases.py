@@ -1,5 +1,7 @@
 """Which directory leases count (client/dirleases.py): granted with Read and Handle,
-not broken, on the connection of now; at most MAX_HELD."""
+no break come or waiting, on the connection of now, younger than TRUST; at most
+MAX_HELD; a break takes what is beneath with it; a directory's attributes need its
+parent's lease too."""
 
 from __future__ import annotations
 
@@ -26,12 +28,16 @@ class _Handle:
 class _Leases:
     def __init__(self) -> None:
         self.watched: dict[bytes, object] = {}
+        self.waiting: set[bytes] = set()
 
     def watch(self, key, callback) -> None:
         self.watched[key] = callback
 
     def unwatch(self, key) -> None:
         self.watched.pop(key, None)
+
+    def pending(self, key) -> bool:
+        return key in self.waiting
 
 
 def _conn():
@@ -46,26 +52,41 @@ def _take(dl: DirectoryLeases, path: str,
     return dl.adopt(pending, handle), handle  # type: ignore[arg-type]
 
 
+async def _settled() -> None:
+    await trio.testing.wait_all_tasks_blocked()
+
+
 async def test_a_lease_counts_until_a_break_or_a_new_connection():
     tree = SimpleNamespace(conn=_conn())
     leases = _Leases()
     async with trio.open_nursery() as nursery:
         dl = DirectoryLeases(tree, leases, nursery)  # type: ignore[arg-type]
         assert dl.offered
-        parent, _ = _take(dl, "d")
+        root, _ = _take(dl, "")
+        d, _ = _take(dl, "d")
         child, handle = _take(dl, "d/e")
-        assert parent is not None and child is not None
+        assert root is not None and d is not None and child is not None
+        assert dl.alive(root) and dl.alive(d) and dl.alive(child)
         later = trio.current_time() + 1
         assert dl.covers("d/e", later)
         assert not dl.covers("d/e", child.since - 1)  # learnt before the lease
-        assert not dl.covers("d", later)  # its parent (the root) is not leased
-        assert dl.parent_key("d/e/f") == child.key
-        await leases.watched[child.key](LeaseState.NONE)  # a break
-        assert handle.closed and not dl.alive(child)
+        assert not dl.covers("", later)  # the mount's top: its parent is not ours
+        key = dl.parent_key("d/e/f")
+        assert key == child.key and dl.parent_key("d/e/g") == key  # one key a directory
+        broken = dl.broken
+        leases.waiting.add(d.key)  # a break of "d" has come, not yet handled
+        assert not dl.alive(d) and not dl.alive(child)
+        assert dl.broken == broken + 1 and d.key not in leases.watched
+        await _settled()
+        assert handle.closed  # beneath a broken one: let go too
+        leases.waiting.clear()  # (its handler has run)
+        _, again = _take(dl, "d")
+        await leases.watched[again.lease_key](LeaseState.NONE)  # a break handled
+        assert again.closed and dl.broken == broken + 2
         assert not dl.covers("d/e", later)
-        assert dl.parent_key("d/e/f") is None
+        assert dl.parent_key("d/e/f") == key  # kept: what is open under it breaks none
         tree.conn = _conn()  # reconnected
-        assert not dl.alive(parent)
+        assert not dl.alive(root)
         assert dl.held == 0
 
 
@@ -80,9 +101,43 @@ async def test_less_than_read_and_handle_or_a_break_before_adoption_keeps_nothin
         await leases.watched[context.lease_key](LeaseState.NONE)  # before its answer ran
         early = _Handle(dirleases.WANTED, context.lease_key)
         assert dl.adopt(pending, early) is None  # type: ignore[arg-type]
-        await trio.testing.wait_all_tasks_blocked()
-        assert handle.closed and early.closed
+        pending, context = dl.request("f")
+        leases.waiting.add(context.lease_key)  # come, not yet handled
+        waiting = _Handle(dirleases.WANTED, context.lease_key)
+        assert dl.adopt(pending, waiting) is None  # type: ignore[arg-type]
+        await _settled()
+        assert handle.closed and early.closed and waiting.closed
         assert dl.held == 0 and leases.watched == {}
+
+
+async def test_our_rename_lets_go_beneath_and_takes_nothing_there_meanwhile():
+    tree = SimpleNamespace(conn=_conn())
+    async with trio.open_nursery() as nursery:
+        dl = DirectoryLeases(tree, _Leases(), nursery)  # type: ignore[arg-type]
+        _, below = _take(dl, "p/c")
+        _, beside = _take(dl, "pq")
+        in_flight, context = dl.request("p/c/d")
+        old_key = dl.parent_key("p/c/x")
+        async with dl.letting_go("p"):
+            assert below.closed and not beside.closed
+            assert not dl.may_lease("p/c") and dl.may_lease("pq/c")
+            assert dl.adopt(in_flight, _Handle(dirleases.WANTED, context.lease_key)) \
+                is None  # type: ignore[arg-type]
+        assert dl.may_lease("p/c")
+        assert dl.parent_key("p/c/x") != old_key  # a new directory there: a new key
+
+
+async def test_trusted_for_trust_seconds_at_most(monkeypatch):
+    monkeypatch.setattr(dirleases, "TRUST", 0.05)
+    tree = SimpleNamespace(conn=_conn())
+    async with trio.open_nursery() as nursery:
+        dl = DirectoryLeases(tree, _Leases(), nursery)  # type: ignore[arg-type]
+        held, handle = _take(dl, "")
+        assert held is not None and dl.alive(held)
+        await trio.sleep(0.06)
+        assert not dl.alive(held)
+        await _settled()
+        assert handle.closed
 
 
 async def test_at_most_max_held_the_least_recently_used_let_go(monkeypatch):
@@ -90,14 +145,12 @@ async def test_at_most_max_held_the_least_recently_used_let_go(monkeypatch):
     tree = SimpleNamespace(conn=_conn())
     async with trio.open_nursery() as nursery:
         dl = DirectoryLeases(tree, _Leases(), nursery)  # type: ignore[arg-type]
-        a, ha = _take(dl, "a")
+        a, ha = _take(dl, "")
         _take(dl, "b")
-        assert a is not None and dl.current("a") is a  # "a" used: "b" is the oldest
+        assert a is not None and dl.current("") is a  # "" used: "b" is the oldest
         _take(dl, "c")
-        await trio.testing.wait_all_tasks_blocked()
-        assert dl.current("b") is None and dl.current("a") is a and not ha.closed
-        await dl.release("a")
-        assert ha.closed and dl.current("a") is None
+        await _settled()
+        assert dl.current("b") is None and dl.current("") is a and not ha.closed
 
 
 def test_without_a_nursery_or_the_servers_word_none_is_asked_for():
@@ -105,6 +158,7 @@ def test_without_a_nursery_or_the_servers_word_none_is_asked_for():
         capabilities=Capabilities.LEASING)))
     nursery = SimpleNamespace()  # never used: nothing is taken
     assert not DirectoryLeases(tree, _Leases(), nursery).offered  # type: ignore[arg-type]
+    assert DirectoryLeases(tree, _Leases(), nursery).parent_key("d/f") is None  # type: ignore[arg-type]
     tree.conn = _conn()
     assert DirectoryLeases(tree, _Leases(), nursery).offered  # type: ignore[arg-type]
     assert not DirectoryLeases(tree, _Leases(), None).offered  # type: ignore[arg-type]
