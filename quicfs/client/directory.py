@@ -145,10 +145,12 @@ def _page(file_id: FileId, pattern: str, flags: QueryDirectoryFlags,
                                  output_buffer_length=length)
 
 
-def page_requests(length: int, pattern: str = "*") -> list[QueryDirectoryRequest]:
-    """The first FIRST_PAGES pages' requests, to follow a directory's CREATE in a
-    related compound (MS-SMB2 3.2.4.1.4): they act on the FileId it opens."""
-    return [_page(FileId.related(), pattern,
+def page_requests(length: int, pattern: str = "*", *,
+                  file_id: FileId | None = None) -> list[QueryDirectoryRequest]:
+    """The first FIRST_PAGES pages' requests, from the start, as a related compound
+    (MS-SMB2 3.2.4.1.4): to follow a directory's CREATE, they act on the FileId it
+    opens; given ``file_id`` (a directory open already), the first names it."""
+    return [_page(file_id if i == 0 and file_id is not None else FileId.related(), pattern,
                   QueryDirectoryFlags.RESTART_SCANS if i == 0 else QueryDirectoryFlags.NONE,
                   length) for i in range(FIRST_PAGES)]
 

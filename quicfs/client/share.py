@@ -135,8 +135,8 @@ def smb_path(path: str) -> str:
 class Whole:
     """A directory listed whole (Share.list_whole)."""
 
-    #: The directory's own attributes.
-    here: FileStat
+    #: The directory's own attributes (None: listed through a handle open already).
+    here: FileStat | None
     entries: list[DirEntry]
     #: The directory lease that keeps the listing true past actimeo, if one was granted.
     held: Held | None = None
@@ -301,6 +301,15 @@ class Share:
             # that one too, for them to be trusted past actimeo (dirleases.covers).
             self.uplink.nursery.start_soon(self._lease_only, parent)
         return None if entries is None else Whole(self._here(replies[0]), entries, held)
+
+    async def relist(self, held: Held, page: int) -> list[DirEntry] | None:
+        """The entries of a directory we hold a lease on, listed again through the
+        lease's handle: QUERY_DIRECTORY x 2 from the start, related (no CREATE, no
+        CLOSE). None when they go on past the first page."""
+        assert held.handle is not None
+        replies = await self.tree.chain(page_requests(min(page, page_bytes(self.tree)),
+                                                      file_id=held.handle.file_id))
+        return whole_listing(held.path, replies, self.tree.max_dir_entries)
 
     async def _lease_only(self, path: str) -> None:
         """Take a lease on directory ``path`` without listing it."""

@@ -107,6 +107,15 @@ class KnownNames:
         listed = known.entries.get(name.casefold())
         return listed[1] if listed is not None and listed[0] == name else None
 
+    def aged(self, directory: str, name: str, now: float) -> bool:
+        """Whether ``name`` is listed with attributes, by that spelling, in a listing of
+        ``directory`` whose names still hold but whose attributes are past ttl."""
+        known = self._fresh(directory, now)
+        if known is None or now - known.since < self.ttl:
+            return False
+        listed = known.entries.get(name.casefold())
+        return listed is not None and listed[0] == name
+
     def left(self, directory: str, now: float) -> float:
         """Seconds until the attributes listed in ``directory`` expire (0 if none are
         known)."""

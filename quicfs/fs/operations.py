@@ -29,7 +29,7 @@ import trio
 from quicfs.client.directory import DirectoryReader
 from quicfs.client.interrupt import calling
 from quicfs.client.open import FileStat, Open
-from quicfs.client.share import Share, create_mode
+from quicfs.client.share import Share, Whole, create_mode
 from quicfs.errors import ConnectionLost, MalformedError, ProtocolError, QuicfsError, SMBError
 from quicfs.fs import mountflags, posixacl, symlinks
 from quicfs.fs.attrs import posix_attrs
@@ -628,7 +628,7 @@ class Operations(pyfuse3.Operations):
         known = self.inodes.inode_of(path)
         if text not in (".", ".."):
             now = trio.current_time()
-            if not self.known.holds(parent, now):
+            if not self.known.holds(parent, now) or self._listed_aged(parent, text, path, now):
                 await self._snapshot(parent_inode, parent)
             # Answers from a listing last no longer than it: another client's change
             # shows within actimeo of the listing.
@@ -684,10 +684,16 @@ class Operations(pyfuse3.Operations):
         if tried is not None and started - tried < SNAPSHOT_RETRY:
             return
         generation = self._generation
+        held = self.share.dir_leases.current(path)
         try:
-            # A directory in use for longer than one actimeo is worth a lease.
-            whole = await self.share.list_whole(path, SNAPSHOT_PAGE,
-                                                lease=self.known.outlived(path))
+            if held is not None:
+                # Under a lease already: listed again through its handle.
+                entries = await self.share.relist(held, SNAPSHOT_PAGE)
+                whole = None if entries is None else Whole(None, entries, held)
+            else:
+                # A directory in use for longer than one actimeo is worth a lease.
+                whole = await self.share.list_whole(path, SNAPSHOT_PAGE,
+                                                    lease=self.known.outlived(path))
         except (SMBError, ProtocolError) as exc:
             # Of the listing only (it may be refused where a name is not): the name is
             # asked, and for a while no listing again. A lost connection or an
@@ -695,22 +701,34 @@ class Operations(pyfuse3.Operations):
             log.debug("listing %s for a lookup: %s", path or "/", exc)
             whole = None
         if whole is None:
+            if held is not None:
+                self.share.dir_leases.let_go(held)
             self._too_big[path] = started
             while len(self._too_big) > MAX_TOO_BIG:
                 del self._too_big[next(iter(self._too_big))]
             return
         if generation != self._generation or self.changing:
             # This mount changed something meanwhile: the listing may predate it.
-            if whole.held is not None:
+            if whole.held is not None and whole.held is not held:
                 self.share.dir_leases.let_go(whole.held)
             return
         # (Not kept for opendir: sizes there must include writes gathered here.)
         self.known.listed(path, [(st.name, st) for st in self.screen.names(path, whole.entries)],
                           started, whole.held)
-        if not self.opts.metadata:  # a CREATE response tells no size of EAs to read
-            # With a lease, granted by the same CREATE that brought these attributes.
+        if whole.here is not None and not self.opts.metadata:
+            # (A CREATE response tells no size of EAs to read: not with metadata.) With
+            # a lease, granted by the same CREATE that brought these attributes.
             self._hold_dir(inode, whole.here,
                            started if whole.held is None else whole.held.since)
+
+    def _listed_aged(self, parent: str, name: str, path: str, now: float) -> bool:
+        """Whether a leased listing still tells ``name`` is there but no longer its
+        attributes (older than actimeo): listed again, not asked alone, it answers the
+        names after it too, in the same round trip."""
+        if self.known.left(parent, now) > 0 or not self.known.aged(parent, name, now):
+            return False
+        known = self.inodes.inode_of(path)
+        return known is None or self._dir_attrs(known, path, leased=True) is None
 
     def _listed_current(self, inode: int | None, st: FileStat) -> bool:
         """Whether a listing's attributes of a file are what a stat would say: nothing

@@ -165,6 +165,39 @@ def test_a_leased_directory_is_removed_and_renamed_at_once(mounted, samba, reque
     assert sorted(os.listdir(mounted / top)) == ["gone", "moved"]
 
 
+def test_our_rename_of_a_directory_with_a_leased_one_beneath(mounted, samba, request):
+    """Samba refuses to rename a directory while the renaming client has a handle open
+    beneath it: the leases beneath are let go first."""
+    top = f"dl-mv-{request.node.callspec.id}"
+    on_server(samba, top)
+    on_server(samba, f"{top}/p")
+    on_server(samba, f"{top}/p/c")
+    on_server(samba, f"{top}/p/c/f", b"deep")
+    leased(samba, mounted, f"{top}/p/c")
+    held = leases(mounted)[0]
+    (mounted / top / "p").rename(mounted / top / "q")
+    assert leases(mounted)[0] < held
+    assert (mounted / top / "q" / "c" / "f").read_bytes() == b"deep"
+    assert not (mounted / top / "p").exists()
+
+
+def test_another_clients_rename_above_breaks_the_lease(mounted, samba, request):
+    """A rename of a directory above a leased one breaks its lease (the server needs our
+    handle out of the way): a directory made again at the old path is seen as it is."""
+    top = f"dl-above-{request.node.callspec.id}"
+    on_server(samba, top)
+    on_server(samba, f"{top}/p")
+    on_server(samba, f"{top}/p/c")
+    here = leased(samba, mounted, f"{top}/p/c")
+    broken = leases(mounted)[2]
+    smbclient(samba, f"rename {top}/p {top}/old")
+    assert broken_after(mounted, broken)
+    smbclient(samba, f"mkdir {top}/p; mkdir {top}/p/c; mkdir {top}/p/c/new")
+    time.sleep(1.1)  # the kernel's own entries last actimeo
+    assert os.listdir(here) == ["new"]
+    assert os.stat(here / "new").st_mode & 0o40000
+
+
 def test_a_path_walked_again_past_actimeo_costs_nothing(mounted, samba, request):
     """The kernel looks up each directory of a path again once actimeo has passed (tar
     x, make): with both a directory and its parent leased, that lookup and the

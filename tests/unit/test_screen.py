@@ -72,7 +72,8 @@ class _Share:
         self.uplink = None
         # No directory leases: what a lookup lists lasts actimeo.
         self.dir_leases = SimpleNamespace(alive=lambda lease: False,
-                                          covers=lambda path, since: False)
+                                          covers=lambda path, since: False,
+                                          current=lambda path: None)
         self._pages = pages
         self._stat = stat
 
