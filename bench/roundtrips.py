@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/roundtrips.py [--items 100] [--tree-files 2000]
         [--listing 1000] [--mounts 5] [--transports quic,tcp] [--ops KEY,...]
-        [--rtt-ms 50] [--rate-mbit 100] [--out bench/results]
+        [--rtt-ms 50] [--rate-mbit 100] [--mount-options OPTS] [--out bench/results]
 
 Needs root (namespaces, FUSE). Samba and `quicfs gateway` run in the server namespace of
 bench/wan_net.py, the mounts in the client one (bench/wan_servers.py): QUIC goes through
@@ -200,7 +200,8 @@ class Runner:
             for kind in ("cold", "resumed"):
                 ticket = self.tickets.is_dir() and any(self.tickets.iterdir())
                 start = time.perf_counter()
-                mount = self.servers.mount(self.tool(transport), self.mnt)
+                mount = self.servers.mount(self.tool(transport), self.mnt,
+                                           self.args.mount_options)
                 try:
                     mounted = time.perf_counter() - start
                     ready = counters(self.mnt)  # they start at 0 with the mount
@@ -218,7 +219,8 @@ class Runner:
     def group(self, transport: str, op: Op, base: Path) -> dict[str, Any]:
         d = base / (op.key if op.per != "tree" else "tree-ops")
         env = dict(os.environ, N=str(self.args.items), TARBALL=str(self.tar_path))
-        with self.servers.mounted(self.tool(transport), self.mnt) as mnt:
+        with self.servers.mounted(self.tool(transport), self.mnt,
+                                  self.args.mount_options) as mnt:
             here = mnt / d.relative_to(self.servers.share())
             c0 = settled(mnt)
             before_s = sh(op.before, here, env) if op.before else 0.0
@@ -367,6 +369,8 @@ def main() -> None:
     p.add_argument("--rtt-ms", type=float, default=50)
     p.add_argument("--rate-mbit", type=float, default=100)
     p.add_argument("--no-local", action="store_true", help="skip the no-delay pass")
+    p.add_argument("--mount-options", default="",
+                   help="more mount options for every mount (e.g. closeflush=behind)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--report", metavar="ROUNDTRIPS.JSON",
                    help="only write the tables of a run again (to --out)")

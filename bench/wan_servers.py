@@ -86,11 +86,13 @@ class Servers:
         return (f"//{SRV_ADDR}:{s.port}/plain",
                 f"transport=tcp,username={s.username},password={s.password}")
 
-    def mount(self, tool: str, mnt: Path) -> Mount:
-        """Mounted from the client namespace (its connection crosses the link); Failed
-        if mount.quicfs fails. The caller unmounts (``__exit__``)."""
+    def mount(self, tool: str, mnt: Path, extra: str = "") -> Mount:
+        """Mounted from the client namespace (its connection crosses the link), with
+        mount options ``extra`` too; Failed if mount.quicfs fails. The caller unmounts
+        (``__exit__``)."""
         mnt.mkdir(exist_ok=True)
-        mount = Mount(mnt, *self.quicfs_opts(tool))
+        source, options = self.quicfs_opts(tool)
+        mount = Mount(mnt, source, f"{options},{extra}" if extra else options)
         try:
             with self.net.inside(self.net.cli):
                 mount.__enter__()
@@ -99,8 +101,8 @@ class Servers:
         return mount
 
     @contextlib.contextmanager
-    def mounted(self, tool: str, mnt: Path) -> Iterator[Path]:
-        mount = self.mount(tool, mnt)
+    def mounted(self, tool: str, mnt: Path, extra: str = "") -> Iterator[Path]:
+        mount = self.mount(tool, mnt, extra)
         try:
             yield mnt
         finally:

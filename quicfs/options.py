@@ -63,6 +63,9 @@ class Options:
     actimeo: float = 1.0
     #: How long a closed file's handle is kept while its lease allows (cifs.ko's name).
     closetimeo: float = 1.0
+    #: close(2) waits for the file's data to reach the server (``wait``), or, for a
+    #: small file under a Write lease, not (``behind``: fs/operations.py flush).
+    closeflush: str = "wait"
     rsize: int | None = None
     wsize: int | None = None
     echo_interval: float = 60.0
@@ -144,6 +147,12 @@ def _transport(text: str) -> str:
     return text
 
 
+def _closeflush(text: str) -> str:
+    if text not in ("wait", "behind"):
+        raise ValueError("expected wait or behind")
+    return text
+
+
 def _fallback(text: str) -> str:
     if text not in FALLBACKS:
         raise ValueError("expected tcp or none")
@@ -211,6 +220,7 @@ _VALUES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "dir_mode": ("dir_mode", _octal),
     "actimeo": ("actimeo", _seconds),
     "closetimeo": ("closetimeo", _seconds),
+    "closeflush": ("closeflush", _closeflush),
     "rsize": ("rsize", _SIZE),
     "wsize": ("wsize", _SIZE),
     "echo_interval": ("echo_interval", _seconds),

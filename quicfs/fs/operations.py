@@ -43,7 +43,7 @@ from quicfs.fs.screen import Screen
 from quicfs.fs.writeback import WriteBehind
 from quicfs.options import Options
 from quicfs.smb2 import lxmeta
-from quicfs.smb2.constants import CreateAction, FileAttributes, FileInfoClass
+from quicfs.smb2.constants import CreateAction, FileAttributes, FileInfoClass, LeaseState
 from quicfs.smb2.ea import MAX_NAME as MAX_EA_NAME
 from quicfs.smb2.ea import MAX_VALUE as MAX_EA_VALUE
 from quicfs.smb2.info import FileAllInformation
@@ -162,6 +162,9 @@ SNAPSHOT_PAGE = 64 * 1024
 #: Seconds before a directory that page did not hold is tried again, and how many such
 #: directories are remembered.
 SNAPSHOT_RETRY = 30.0
+#: With mount option closeflush=behind, close(2) of a file with at most this much
+#: gathered (and under a Write lease) does not wait for it to reach the server.
+BEHIND_MAX = 1024 * 1024
 MAX_TOO_BIG = 1024
 
 #: Names of files deleted while open, until their last close (_set_aside).
@@ -210,6 +213,10 @@ class Operations(pyfuse3.Operations):
         if share.uplink is not None:
             share.uplink.on_reconnect.append(self.cache.connection_replaced)
         self.dirs: dict[int, Listing] = {}
+        #: fhs whose close(2) did not wait for their data (closeflush=behind).
+        self._behind: set[int] = set()
+        #: What such a file's release met: told at its next fsync or close.
+        self._unsaved: dict[int, Exception] = {}
         #: When a file was last written through this mount and the server has not been
         #: told yet (ns): SMB servers move a file's write time when they please (Samba:
         #: at close), POSIX at every write.
@@ -892,6 +899,7 @@ class Operations(pyfuse3.Operations):
                 self._ctime.pop(inode, None)
                 self._lx.pop(inode, None)
                 self._dir_held.pop(inode, None)
+                self._unsaved.pop(inode, None)
                 if not self.handles_of.get(inode):
                     self._written_at.pop(inode, None)
                     self._times_due.pop(inode, None)
@@ -1313,6 +1321,7 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         path = self.inodes.path(inode)
+        await self._left_behind(inode, tell=False)
         writing = bool(flags & (os.O_WRONLY | os.O_RDWR))
         if writing:
             self._check_writable()
@@ -1458,7 +1467,11 @@ class Operations(pyfuse3.Operations):
     async def flush(self, fh: int) -> None:
         # close(2) reports what went wrong with gathered writes (close-to-open); the
         # server's attributes count again from here (its allocation, say).
-        self._held.pop(self.fh_inode[fh], None)
+        inode = self.fh_inode[fh]
+        self._held.pop(inode, None)
+        await self._left_behind(inode, but=fh)
+        if self._flush_behind(fh):
+            return
         writer = self.writers.get(fh)
         failed: Exception | None = None
         stamp_failed: list[QuicfsError] = []
@@ -1490,9 +1503,62 @@ class Operations(pyfuse3.Operations):
             self._direct_wrote.discard(fh)
             await self._drop_pages(self.fh_inode[fh])
 
+    def _flush_behind(self, fh: int) -> bool:
+        """closeflush=behind: a small file's gathered data and times go with its
+        release, which close(2) does not wait for, while a Write lease keeps every
+        other client from seeing the file before they are sent (its break sends them
+        first). An error then is logged, and reported by the next fsync or close of
+        the file (``_unsaved``)."""
+        if self.opts.closeflush != "behind" or fh in self._direct:
+            return False
+        writer = self.writers.get(fh)
+        if writer is None or writer.error is not None or writer.gathered > BEHIND_MAX:
+            return False
+        if not self.cache.state(self.fh_inode[fh]) & LeaseState.WRITE_CACHING:
+            return False
+        self._behind.add(fh)
+        return True
+
+    async def _send_behind(self, fh: int) -> None:
+        """What a close(2) left behind goes out first, the file still counted open
+        meanwhile: anything that looks at its size or data here drains it too
+        (_drain_inode), and so meets its error."""
+        writer = self.writers.get(fh)
+        if writer is None:
+            self._behind.discard(fh)
+            return
+        try:
+            await writer.drain()
+        except (QuicfsError, OSError) as exc:
+            if self.writers.get(fh) is not writer:
+                return  # (drained from two places at once: told by the other)
+            del self.writers[fh]  # its error is told once
+            # close(2) has returned: the file's next fsync or close tells.
+            inode = self.fh_inode.get(fh)
+            if inode is not None:
+                self._unsaved[inode] = exc
+            handle = self.files.get(fh)
+            log.warning("%s: what was written before close(2) is lost: %s",
+                        handle.name if handle is not None else f"inode {inode}", exc)
+        finally:
+            # Only now: until sent, an open, flush or fsync of the file waits for it.
+            self._behind.discard(fh)
+
+    async def _left_behind(self, inode: int, *, but: int | None = None,
+                           tell: bool = True) -> None:
+        """Before a file is opened, flushed or synced: what earlier close(2)s of it left
+        behind goes out first; a flush or fsync raises what that met (once)."""
+        for fh in [f for f in self._behind if f != but and self.fh_inode.get(f) == inode]:
+            await self._send_behind(fh)
+        exc = self._unsaved.pop(inode, None) if tell else None
+        if exc is not None:
+            raise exc
+
     @fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
-        self._held.pop(self.fh_inode[fh], None)
+        inode = self.fh_inode[fh]
+        self._held.pop(inode, None)
+        await self._left_behind(inode, but=fh)
         writer = self.writers.get(fh)
         if writer is not None:
             try:
@@ -1560,6 +1626,8 @@ class Operations(pyfuse3.Operations):
             done.set()
 
     async def _release(self, fh: int) -> None:
+        if fh in self._behind:
+            await self._send_behind(fh)
         self.readers.pop(fh, None)
         writer = self.writers.pop(fh, None)
         handle = self.files.pop(fh, None)

@@ -57,6 +57,11 @@ class WriteBehind:
     def pending(self) -> bool:
         return bool(self._buf) or self._inflight > 0
 
+    @property
+    def gathered(self) -> int:
+        """Bytes written here and not yet sent."""
+        return len(self._buf)
+
     async def write(self, offset: int, data: bytes) -> int:
         self.raise_error()
         if self._buf and offset == self._offset + len(self._buf):
