@@ -166,6 +166,7 @@ async def serve(source: str, options: str, mountpoint: str,
                 # and another ended for nearly every request that arrives while one is
                 # being served (a release beside the next open, a getxattr beside a write).
                 await pyfuse3.main(min_tasks=FUSE_WORKERS)
+                await ops.settle()  # closeflush=behind: nothing written is left unsent
                 nursery.cancel_scope.cancel()
         finally:
             pyfuse3.close(unmount=True)

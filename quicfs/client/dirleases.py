@@ -78,6 +78,9 @@ def _parent(path: str) -> str:
 
 
 def _under(path: str, top: str) -> bool:
+    """Whether ``path`` is ``top`` or beneath it, by any spelling a server that ignores
+    case would take for it (letting go of one too many costs only a relisting)."""
+    path, top = path.casefold(), top.casefold()
     return path == top or path.startswith(top + "/")
 
 

@@ -1509,7 +1509,7 @@ class Operations(pyfuse3.Operations):
         other client from seeing the file before they are sent (its break sends them
         first). An error then is logged, and reported by the next fsync or close of
         the file (``_unsaved``)."""
-        if self.opts.closeflush != "behind" or fh in self._direct:
+        if self.opts.closeflush != "behind" or fh in self._direct or self._nursery is None:
             return False
         writer = self.writers.get(fh)
         if writer is None or writer.error is not None or writer.gathered > BEHIND_MAX:
@@ -1517,7 +1517,16 @@ class Operations(pyfuse3.Operations):
         if not self.cache.state(self.fh_inode[fh]) & LeaseState.WRITE_CACHING:
             return False
         self._behind.add(fh)
+        # Sent from now on, not when the kernel's RELEASE comes (an unmount may drop a
+        # RELEASE not yet read; ``settle`` waits for what is still going).
+        self._nursery.start_soon(self._send_behind, fh)
         return True
+
+    async def settle(self) -> None:
+        """At unmount, before the mount's tasks end: what close(2)s left behind is
+        sent (a hard mount waits for its server as it always does)."""
+        while self._behind:
+            await self._send_behind(next(iter(self._behind)))
 
     async def _send_behind(self, fh: int) -> None:
         """What a close(2) left behind goes out first, the file still counted open

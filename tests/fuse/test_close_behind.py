@@ -102,3 +102,11 @@ def test_closeflush_takes_wait_or_behind(small_samba, tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip() == \
         "mount.quicfs: bad value for option closeflush: 'later' (expected wait or behind)"
+
+
+def test_behind_data_reaches_the_server_when_unmounted_at_once(small_samba, tmp_path):
+    data = os.urandom(5000)
+    with _mount(small_samba, tmp_path, "behind") as mnt:
+        _write(mnt / "last", data)
+    assert (small_samba.share_path("plain") / "last").read_bytes() == data
+    (small_samba.share_path("plain") / "last").unlink()
