@@ -30,6 +30,8 @@ MOUNT_CHECK_SECONDS = 2.0
 FUSE_WORKERS = 8
 #: How long requests in flight may still be answered once the mount is stopping.
 STOP_GRACE_SECONDS = 5.0
+#: How long an unmount waits for what close(2)s left behind (closeflush=behind).
+SETTLE_SECONDS = 30.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -137,9 +139,16 @@ async def serve(source: str, options: str, mountpoint: str,
                         nursery.start_soon(share.uplink.abandon_after, STOP_GRACE_SECONDS)
                     pyfuse3.terminate()
 
+                async def settled() -> None:
+                    # closeflush=behind: what close(2)s left behind is sent before the
+                    # connection is let go (for SETTLE_SECONDS at most; then logged).
+                    with trio.move_on_after(SETTLE_SECONDS):
+                        await ops.settle()
+
                 async def on_signal() -> None:
                     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
                         async for _ in sigs:
+                            await settled()
                             stop()
                             return
 
@@ -155,6 +164,7 @@ async def serve(source: str, options: str, mountpoint: str,
                             break
                     logging.getLogger("quicfs").info("%s is no longer mounted; stopping",
                                                      mountpoint)
+                    await settled()
                     stop()
 
                 nursery.start_soon(on_signal)
@@ -165,8 +175,10 @@ async def serve(source: str, options: str, mountpoint: str,
                 # Idle workers stay: with pyfuse3's default of one, a worker is started
                 # and another ended for nearly every request that arrives while one is
                 # being served (a release beside the next open, a getxattr beside a write).
-                await pyfuse3.main(min_tasks=FUSE_WORKERS)
-                await ops.settle()  # closeflush=behind: nothing written is left unsent
+                try:
+                    await pyfuse3.main(min_tasks=FUSE_WORKERS)
+                finally:
+                    await settled()
                 nursery.cancel_scope.cancel()
         finally:
             pyfuse3.close(unmount=True)

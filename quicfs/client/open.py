@@ -56,7 +56,7 @@ from quicfs.smb2.io import (
     WriteResponse,
 )
 from quicfs.smb2.lxmeta import LxMeta
-from quicfs.smb2.status import Status
+from quicfs.smb2.status import Status, is_error
 
 #: Reads and writes go in pieces of this size at most (fewer credits per request, and
 #: several in flight keep the pipe full).
@@ -365,18 +365,48 @@ class Open:
     async def set_times(self, *, atime_ns: int | None = None, mtime_ns: int | None = None,
                         ctime_ns: int | None = None) -> None:
         """Set the times given (ns since the epoch) through this handle; None leaves
-        one as it is (0 on the wire, MS-FSCC 2.4.7). A time set so stays whatever this
-        handle writes after (MS-FSA 2.1.5.14.2), and the server reports it to other
-        opens at once (Samba keeps it with the file's share modes)."""
+        one as it is (0 on the wire, MS-FSCC 2.4.7). The server reports them to other
+        opens at once (Samba keeps them with the file's share modes). A WRITE through
+        the handle after them may move the write time again (Samba 4.22 does, whatever
+        MS-FSA 2.1.5.14.2 says): they go after the last one (``write_then``)."""
+        await self.tree.request(self.times_request(atime_ns=atime_ns, mtime_ns=mtime_ns,
+                                                   ctime_ns=ctime_ns))
+
+    def times_request(self, *, atime_ns: int | None = None, mtime_ns: int | None = None,
+                      ctime_ns: int | None = None) -> SetInfoRequest:
         from quicfs.smb2.filetime import settable_filetime
         from quicfs.smb2.info import FileBasicInformation
 
         def wire(ns: int | None) -> int:
             return 0 if ns is None else settable_filetime(ns)
 
-        await self.set_info(FileInfoClass.BASIC, FileBasicInformation(
-            last_access_time=wire(atime_ns), last_write_time=wire(mtime_ns),
-            change_time=wire(ctime_ns)).pack())
+        return SetInfoRequest(
+            info_type=InfoType.FILE, info_class=FileInfoClass.BASIC, file_id=self.file_id,
+            buffer=FileBasicInformation(last_access_time=wire(atime_ns),
+                                        last_write_time=wire(mtime_ns),
+                                        change_time=wire(ctime_ns)).pack())
+
+    async def attempt(self, req: SetInfoRequest) -> SMBError | None:
+        """Send ``req`` (of this handle); what it met, not raised."""
+        try:
+            await self.tree.request(req)
+        except SMBError as exc:
+            return exc
+        return None
+
+    async def write_then(self, offset: int, data: bytes, then: SetInfoRequest) -> Reply:
+        """WRITE ``data`` (one request's worth) and then ``then``, in order, as one related
+        compound (3.2.4.1.4); the answer to ``then``, whose failure is the caller's to
+        weigh. Raises if the WRITE fails."""
+        wrote, after = await self.tree.chain([
+            WriteRequest(file_id=self.file_id, offset=offset, data=bytes(data)),
+            dataclasses.replace(then, file_id=FileId.related())])
+        if is_error(wrote.status):
+            raise SMBError(wrote.status)
+        count = WriteResponse.unpack(wrote.message).count
+        if count != len(data):
+            raise ProtocolError(f"server wrote {count} of {len(data)} bytes at {offset}")
+        return after
 
     async def set_end_of_file(self, size: int) -> None:
         from quicfs.smb2.info import FileEndOfFileInformation

@@ -214,7 +214,7 @@ class Operations(pyfuse3.Operations):
             share.uplink.on_reconnect.append(self.cache.connection_replaced)
         self.dirs: dict[int, Listing] = {}
         #: fhs whose close(2) did not wait for their data (closeflush=behind).
-        self._behind: set[int] = set()
+        self._behind: dict[int, trio.Event] = {}
         #: What such a file's release met: told at its next fsync or close.
         self._unsaved: dict[int, Exception] = {}
         #: When a file was last written through this mount and the server has not been
@@ -471,6 +471,10 @@ class Operations(pyfuse3.Operations):
     async def _drain_inode(self, inode: int) -> None:
         """Before anything looks at a file's size or data, what we gathered goes out."""
         for fh in list(self.handles_of.get(inode, ())):
+            done = self._behind.get(fh)
+            if done is not None:
+                await done.wait()  # its error is its own file's next close to tell
+                continue
             writer = self.writers.get(fh)
             if writer is not None and writer.pending:
                 await writer.drain()
@@ -1049,6 +1053,7 @@ class Operations(pyfuse3.Operations):
         path = self.inodes.path(inode)
         # readdirplus hands the kernel each entry's attributes: sizes must include the
         # writes still gathered here, or the kernel would shrink its idea of a file.
+        await self._sent_behind(None)
         for writer in list(self.writers.values()):
             if writer.pending:
                 await writer.drain()
@@ -1195,7 +1200,11 @@ class Operations(pyfuse3.Operations):
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         self._check_writable()
         path = join(self.inodes.path(parent_inode), os.fsdecode(name))
-        self._touched(self.inodes.inode_of(path))
+        inode = self.inodes.inode_of(path)
+        if inode is not None and not self.handles_of.get(inode):
+            # Nobody left to tell, and its number may soon be another file's.
+            self._unsaved.pop(inode, None)
+        self._touched(inode)
         await self._close_parked_under(path)
         if self._open_here(path):
             # POSIX frees the name at once; SMB's delete-on-close would keep it until
@@ -1321,7 +1330,7 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         path = self.inodes.path(inode)
-        await self._left_behind(inode, tell=False)
+        await self._sent_behind(inode)
         writing = bool(flags & (os.O_WRONLY | os.O_RDWR))
         if writing:
             self._check_writable()
@@ -1442,6 +1451,10 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         inode = self.fh_inode[fh]
+        if self._behind:
+            # Another handle's data left behind goes first: two handles' WRITEs in
+            # flight at once may land in either order.
+            await self._sent_behind(inode, but=fh)
         self._changed()
         self._written_at[inode] = time.time_ns()
         self._write_moves_mtime(inode)
@@ -1469,105 +1482,89 @@ class Operations(pyfuse3.Operations):
         # server's attributes count again from here (its allocation, say).
         inode = self.fh_inode[fh]
         self._held.pop(inode, None)
-        await self._left_behind(inode, but=fh)
-        if self._flush_behind(fh):
+        earlier = await self._left_behind(inode, fh)
+        if earlier is None and self._flush_behind(fh):
             return
+        await self._flush_now(fh)
+        if earlier is not None:
+            raise earlier
+
+    async def _flush_now(self, fh: int) -> None:
+        """Send what ``fh`` gathered and then the times its writes gave the file (in
+        the compound of the last WRITE: close(2) costs one round trip, not two); raise
+        what either met."""
+        inode = self.fh_inode[fh]
         writer = self.writers.get(fh)
-        failed: Exception | None = None
-        stamp_failed: list[QuicfsError] = []
-
-        async def stamp() -> None:
-            try:
-                await self._stamp_write_time(fh)
-            except QuicfsError as exc:  # raised as itself below, not in a group
-                stamp_failed.append(exc)
-
-        async with trio.open_nursery() as nursery:
-            # The times go out beside the last writes, not after them: a time set on a
-            # handle stays whatever that handle writes next (MS-FSA 2.1.5.14.2,
-            # UserSetModificationTime), so the order does not matter and close(2) costs
-            # one round trip, not two.
-            nursery.start_soon(stamp)
-            if writer is not None:
-                try:
-                    await writer.drain()
-                except Exception as exc:  # raised as itself below, not in a group
-                    failed = exc
-        if failed is not None:
-            self._invalidate_reads(self.fh_inode[fh])
-            raise failed
-        if stamp_failed:
-            raise stamp_failed[0]
+        try:
+            if fh in self._writable:
+                await self._stamp(inode, self.files[fh], fh, writer)
+            elif writer is not None:
+                await writer.drain()
+        except Exception:
+            self._invalidate_reads(inode)
+            raise
         if fh in self._direct_wrote:
             # Direct writes are on the server now: pages a racing read cached go.
             self._direct_wrote.discard(fh)
-            await self._drop_pages(self.fh_inode[fh])
+            await self._drop_pages(inode)
 
     def _flush_behind(self, fh: int) -> bool:
-        """closeflush=behind: a small file's gathered data and times go with its
-        release, which close(2) does not wait for, while a Write lease keeps every
-        other client from seeing the file before they are sent (its break sends them
-        first). An error then is logged, and reported by the next fsync or close of
-        the file (``_unsaved``)."""
+        """closeflush=behind: a small file's close(2) returns at once, and what it
+        would have waited for (its gathered data, the times its writes gave it) is sent
+        from here in the background, while a Write lease keeps every other client from
+        seeing the file before it arrives (their open breaks it: sent first). Here, an
+        open, a write through another handle, a look at its size or data, and the
+        unmount wait for it; what it meets is logged and raised by the file's next
+        fsync or close (``_left_behind``)."""
         if self.opts.closeflush != "behind" or fh in self._direct or self._nursery is None:
             return False
         writer = self.writers.get(fh)
-        if writer is None or writer.error is not None or writer.gathered > BEHIND_MAX:
+        if writer is None or writer.error is not None or writer.unsent > BEHIND_MAX:
             return False
         if not self.cache.state(self.fh_inode[fh]) & LeaseState.WRITE_CACHING:
             return False
-        self._behind.add(fh)
-        # Sent from now on, not when the kernel's RELEASE comes (an unmount may drop a
-        # RELEASE not yet read; ``settle`` waits for what is still going).
-        self._nursery.start_soon(self._send_behind, fh)
+        done = self._behind[fh] = trio.Event()
+        self._nursery.start_soon(self._send_behind, fh, done)
         return True
 
-    async def settle(self) -> None:
-        """At unmount, before the mount's tasks end: what close(2)s left behind is
-        sent (a hard mount waits for its server as it always does)."""
-        while self._behind:
-            await self._send_behind(next(iter(self._behind)))
-
-    async def _send_behind(self, fh: int) -> None:
-        """What a close(2) left behind goes out first, the file still counted open
-        meanwhile: anything that looks at its size or data here drains it too
-        (_drain_inode), and so meets its error."""
-        writer = self.writers.get(fh)
-        if writer is None:
-            self._behind.discard(fh)
-            return
+    async def _send_behind(self, fh: int, done: trio.Event) -> None:
         try:
-            await writer.drain()
-        except (QuicfsError, OSError) as exc:
-            if self.writers.get(fh) is not writer:
-                return  # (drained from two places at once: told by the other)
-            del self.writers[fh]  # its error is told once
-            # close(2) has returned: the file's next fsync or close tells.
+            await self._flush_now(fh)
+        except Exception as exc:  # close(2) has returned: the next fsync or close tells
             inode = self.fh_inode.get(fh)
             if inode is not None:
                 self._unsaved[inode] = exc
+            self.writers.pop(fh, None)  # (its error is told once, not again at release)
             handle = self.files.get(fh)
             log.warning("%s: what was written before close(2) is lost: %s",
                         handle.name if handle is not None else f"inode {inode}", exc)
         finally:
-            # Only now: until sent, an open, flush or fsync of the file waits for it.
-            self._behind.discard(fh)
+            del self._behind[fh]
+            done.set()
 
-    async def _left_behind(self, inode: int, *, but: int | None = None,
-                           tell: bool = True) -> None:
-        """Before a file is opened, flushed or synced: what earlier close(2)s of it left
-        behind goes out first; a flush or fsync raises what that met (once)."""
-        for fh in [f for f in self._behind if f != but and self.fh_inode.get(f) == inode]:
-            await self._send_behind(fh)
-        exc = self._unsaved.pop(inode, None) if tell else None
-        if exc is not None:
-            raise exc
+    async def _sent_behind(self, inode: int | None, *, but: int | None = None) -> None:
+        """Wait until what close(2)s of ``inode`` (None: of every file) left behind is
+        sent."""
+        for fh, done in list(self._behind.items()):
+            if fh != but and (inode is None or self.fh_inode.get(fh) == inode):
+                await done.wait()
+
+    async def _left_behind(self, inode: int, fh: int) -> Exception | None:
+        """Before a flush or fsync of writable ``fh``: what other close(2)s of the file
+        left behind is sent first, and what that met is returned (once), for the
+        caller to raise after its own work."""
+        await self._sent_behind(inode, but=fh)
+        return self._unsaved.pop(inode, None) if fh in self._writable else None
+
+    async def settle(self) -> None:
+        """At unmount: what close(2)s left behind is sent before the mount's tasks end."""
+        await self._sent_behind(None)
 
     @fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
         inode = self.fh_inode[fh]
         self._held.pop(inode, None)
-        await self._left_behind(inode, but=fh)
+        earlier = await self._left_behind(inode, fh)
         writer = self.writers.get(fh)
         if writer is not None:
             try:
@@ -1577,6 +1574,8 @@ class Operations(pyfuse3.Operations):
                 raise
         await self._stamp_write_time(fh)
         await self.files[fh].flush()
+        if earlier is not None:
+            raise earlier
 
     async def _stamp_write_time(self, fh: int) -> None:
         """Tell the server the write time our writes gave the file. Set explicitly, it
@@ -1586,36 +1585,48 @@ class Operations(pyfuse3.Operations):
             return  # a reader's handle may not set times; the writer's flush does
         await self._stamp(self.fh_inode[fh], self.files[fh], fh)
 
-    async def _stamp(self, inode: int, handle: Open, fh: int | None = None) -> None:
+    async def _stamp(self, inode: int, handle: Open, fh: int | None = None,
+                     writer: WriteBehind | None = None) -> None:
+        """The times this mount gave the file, set through ``handle`` after what
+        ``writer`` (its writes) still holds: a WRITE after them would move them again.
+        Times set explicitly that fail raise (close(2) tells); our own write time only
+        logs."""
         if inode in self._times_due:
             # Times set explicitly (utimensat). What other handles of ours gathered goes
             # first: a write through another SMB open after the times would move mtime
             # again (MS-FSA 2.1.5.14.2 binds them to this handle only).
             for other in list(self.handles_of.get(inode, ())):
-                writer = self.writers.get(other)
-                if other != fh and writer is not None and writer.pending:
+                other_writer = self.writers.get(other)
+                if other != fh and other_writer is not None and other_writer.pending:
                     try:
-                        await writer.drain()
+                        await other_writer.drain()
                     except Exception as exc:  # that handle's close(2) is to report it
-                        writer.error = writer.error or exc
+                        other_writer.error = other_writer.error or exc
         written = self._written_at.pop(inode, None)
         due = self._times_due.get(inode)
+        if due is None and written is None:
+            if writer is not None:
+                await writer.drain()
+            return
         if due is not None:
-            # Their failure is close(2)'s to report.
             atime, mtime = due
-            await handle.set_times(atime_ns=atime, mtime_ns=written if mtime is None else mtime)
-            if self._times_due.get(inode) == due:
-                del self._times_due[inode]
-        elif written is not None:
-            await self._set_write_time(handle, written)
-
-    @staticmethod
-    async def _set_write_time(handle: Open, written: int) -> None:
-        try:
-            await handle.set_write_time(written)
-        except QuicfsError as exc:
-            # Only the time is at stake, never data: close(2) must not fail for it.
-            log.debug("%s: write time not set: %s", handle.name, exc)
+            then = handle.times_request(atime_ns=atime,
+                                        mtime_ns=written if mtime is None else mtime)
+        else:
+            then = handle.times_request(mtime_ns=written, ctime_ns=written)
+        if writer is not None:
+            failed = await writer.drain(then)
+        else:
+            failed = await handle.attempt(then)
+        if due is None:
+            if failed is not None:
+                # Only the time is at stake, never data: close(2) must not fail for it.
+                log.debug("%s: write time not set: %s", handle.name, failed)
+            return
+        if failed is not None:
+            raise failed
+        if self._times_due.get(inode) == due:
+            del self._times_due[inode]
 
     @fuse_errors
     async def release(self, fh: int) -> None:
@@ -1635,8 +1646,9 @@ class Operations(pyfuse3.Operations):
             done.set()
 
     async def _release(self, fh: int) -> None:
-        if fh in self._behind:
-            await self._send_behind(fh)
+        done = self._behind.get(fh)
+        if done is not None:
+            await done.wait()  # the close(2) that left it returned long ago
         self.readers.pop(fh, None)
         writer = self.writers.pop(fh, None)
         handle = self.files.pop(fh, None)

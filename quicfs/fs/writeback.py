@@ -13,6 +13,9 @@ import errno
 import trio
 
 from quicfs.client.open import Open
+from quicfs.errors import SMBError
+from quicfs.smb2.info import SetInfoRequest
+from quicfs.smb2.status import is_error
 
 #: Gather up to this much before sending; several such writes may be in flight.
 GATHER = 1024 * 1024
@@ -58,9 +61,9 @@ class WriteBehind:
         return bool(self._buf) or self._inflight > 0
 
     @property
-    def gathered(self) -> int:
-        """Bytes written here and not yet sent."""
-        return len(self._buf)
+    def unsent(self) -> int:
+        """Bytes written here whose WRITE is not answered yet."""
+        return len(self._buf) + sum(len(d) for _, d, _ in self._ranges)
 
     async def write(self, offset: int, data: bytes) -> int:
         self.raise_error()
@@ -175,11 +178,28 @@ class WriteBehind:
             reach = max(reach, hi)
         return bytes(out) if reach >= end else None
 
-    async def drain(self) -> None:
-        """Send what is gathered and wait until the server has it all."""
-        await self._submit()
-        await self._idle.wait()
+    async def drain(self, then: SetInfoRequest | None = None) -> SMBError | None:
+        """Send what is gathered and wait until the server has it all; then ``then``
+        (the file's times: a WRITE after them may move them again), answered after
+        every WRITE, in the same compound as the last one where it fits (no round trip
+        more). What ``then`` met is returned, for the caller to weigh; a WRITE's
+        failure is raised."""
+        if then is None or len(self._buf) > self.handle.max_write:
+            await self._submit()
+            await self._idle.wait()
+            self.raise_error()
+            return None if then is None else await self.handle.attempt(then)
+        await self._idle.wait()  # the earlier WRITEs answered first
         self.raise_error()
+        run = self._take()
+        if run is None:
+            return await self.handle.attempt(then)
+        offset, data, done = run
+        try:
+            status = (await self.handle.write_then(offset, data, then)).status
+        finally:
+            self._finished(done)
+        return SMBError(status) if is_error(status) else None
 
     def raise_error(self) -> None:
         if self.error is not None:

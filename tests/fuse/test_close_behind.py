@@ -80,6 +80,7 @@ def test_behind_close_returns_and_the_next_fsync_or_close_reports(small_samba, t
         assert got.read_bytes() == small
 
         _write(mnt / "too-big", b"x" * FULL)  # close(2) does not wait: no error here
+        assert "too-big" in os.listdir(mnt)  # a listing waits for it, and is not told
         fd = os.open(mnt / "too-big", os.O_RDWR)
         try:
             with pytest.raises(OSError) as raised:
@@ -110,3 +111,19 @@ def test_behind_data_reaches_the_server_when_unmounted_at_once(small_samba, tmp_
         _write(mnt / "last", data)
     assert (small_samba.share_path("plain") / "last").read_bytes() == data
     (small_samba.share_path("plain") / "last").unlink()
+
+
+@pytest.mark.parametrize("closeflush", ["wait", "behind"])
+def test_times_set_before_close_reach_the_server(small_samba, tmp_path, closeflush):
+    """tar's futimens before close(2): the times go with the data (left behind)."""
+    with _mount(small_samba, tmp_path, closeflush) as mnt:
+        fd = os.open(mnt / "stamped", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, b"tar member")
+            os.utime(fd, ns=(1_100_000_000_000_000_000, 1_000_000_000_000_000_000))
+        finally:
+            os.close(fd)
+    on_disk = small_samba.share_path("plain") / "stamped"
+    assert on_disk.read_bytes() == b"tar member"
+    assert on_disk.stat().st_mtime_ns == 1_000_000_000_000_000_000
+    on_disk.unlink()
