@@ -1064,23 +1064,34 @@ class Operations(pyfuse3.Operations):
             listing = Listing(path, cached.entries, None, started=cached.started,
                               generation=cached.generation)
         else:
-            handle, answered = await self.share.open_listing(path)
-            # The directory's own attributes come with its CREATE response.
-            here = FileStat.from_info("", handle.created, file_id=0)
-            # "." and ".." first, as readdir(3) users expect; the kernel takes no lookup
-            # reference for them.
-            listing = Listing(path, [(".", here), ("..", here)],
-                              DirectoryReader(handle, answered=answered), started=now,
-                              generation=self._generation, screen=self.screen,
-                              nursery=self.nursery)
+            listing = await self._new_listing(path)
         fh = self._fh()
         self.dirs[fh] = listing
         self.dir_inode[fh] = inode
         return fh
 
+    async def _new_listing(self, path: str) -> Listing:
+        handle, answered = await self.share.open_listing(path)
+        # The directory's own attributes come with its CREATE response.
+        here = FileStat.from_info("", handle.created, file_id=0)
+        # "." and ".." first, as readdir(3) users expect; the kernel takes no lookup
+        # reference for them.
+        return Listing(path, [(".", here), ("..", here)],
+                       DirectoryReader(handle, answered=answered),
+                       started=trio.current_time(), generation=self._generation,
+                       screen=self.screen, nursery=self.nursery)
+
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         listing = self.dirs[fh]
+        if start_id == 0 and listing.generation != self._generation:
+            # From the start again (rewinddir, or the first read after opendir) with
+            # names made or removed through this mount since the listing was taken:
+            # listed afresh (xfstests generic/471).
+            fresh = await self._new_listing(listing.path)
+            self.dirs[fh] = fresh
+            await listing.close()
+            listing = fresh
         here = listing.path
         i = start_id
         while await listing.fill(i):
