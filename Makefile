@@ -28,8 +28,9 @@ deps:
 	      > /etc/apt/sources.list.d/quicfs-backports.list; \
 	    from="-t bookworm-backports"; \
 	  fi; \
-	  echo "apt-get install samba smbclient (at least $(SAMBA_MIN)) $$from"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$from samba smbclient; \
+	  echo "apt-get install samba samba-common-bin smbclient (at least $(SAMBA_MIN)) $$from"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$from \
+	    samba samba-common-bin smbclient; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

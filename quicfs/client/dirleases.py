@@ -98,7 +98,7 @@ class DirectoryLeases:
         self._keys: OrderedDict[str, bytes] = OrderedDict()
         #: Leases asked for and not yet adopted, by key.
         self._asked: dict[bytes, list[Held]] = {}
-        #: Broken leases whose handles close once the break is acknowledged.
+        #: Broken leases whose handles their break's handler closes (_on_break).
         self._closing: dict[bytes, list[Held]] = {}
         #: Directories being removed or renamed by us (how many at once): no lease
         #: is taken at or beneath them meanwhile.
@@ -277,10 +277,8 @@ class DirectoryLeases:
         self._unwatch(key)
 
     def _drop(self, held: Held) -> None:
+        """Let ``held`` go: trusted no more, its handle closed behind."""
         self._forget(held)
-        self._close_behind(held)
-
-    def _close_behind(self, held: Held) -> None:
         if held.handle is not None and self._nursery is not None:
             self._nursery.start_soon(self._close, held)
 

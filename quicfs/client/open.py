@@ -115,6 +115,15 @@ class FileStat:
         )
 
 
+def _written(reply: Reply, offset: int, length: int) -> int:
+    """The count of a WRITE's answer, which must be all ``length`` bytes: a short
+    write on a disk share means the server could not take it all."""
+    count = WriteResponse.unpack(reply.message).count
+    if count != length:
+        raise ProtocolError(f"server wrote {count} of {length} bytes at {offset}")
+    return count
+
+
 def read_answer(reply: Reply, length: int) -> memoryview:
     """The data of a successful READ asked for ``length`` bytes (none at END_OF_FILE);
     MalformedError if the server sent more than asked."""
@@ -306,11 +315,7 @@ class Open:
         reply = await self.tree.request(
             WriteRequest(file_id=self.file_id, offset=offset, data=bytes(data))
         )
-        count = WriteResponse.unpack(reply.message).count
-        if count != len(data):
-            # A short write on a disk share means the server could not take it all.
-            raise ProtocolError(f"server wrote {count} of {len(data)} bytes at {offset}")
-        return count
+        return _written(reply, offset, len(data))
 
     async def lock(self, offset: int, length: int, *, exclusive: bool = True,
                    wait: bool = False) -> None:
@@ -403,9 +408,7 @@ class Open:
             dataclasses.replace(then, file_id=FileId.related())])
         if is_error(wrote.status):
             raise SMBError(wrote.status)
-        count = WriteResponse.unpack(wrote.message).count
-        if count != len(data):
-            raise ProtocolError(f"server wrote {count} of {len(data)} bytes at {offset}")
+        _written(wrote, offset, len(data))
         return after
 
     async def set_end_of_file(self, size: int) -> None:

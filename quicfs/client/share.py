@@ -187,17 +187,20 @@ class Share:
             oplock_level=OplockLevel.NONE,
             impersonation=ImpersonationLevel.IMPERSONATION,
         )
-        if self.dir_leases.parent_key(path) is None:
+        parent = self.dir_leases.parent_key(path)
+        if parent is None:
             return req
         # A lease of no caching, only to name the directory's lease key: so that this
         # change breaks no lease of ours on it (dirleases.py).
-        return self._leased(req, path, new_lease_key(), LeaseState.NONE)
+        return self._leased(req, path, new_lease_key(), LeaseState.NONE, parent=parent)
 
     def _leased(self, req: CreateRequest, path: str, key: bytes, state: LeaseState,
-                *more: CreateRequestContext) -> CreateRequest:
+                *more: CreateRequestContext, parent: bytes | None = None) -> CreateRequest:
         """``req`` asking for a lease (3.2.4.3.8): ``state`` under ``key``, with the
-        key of ``path``'s directory as ParentLeaseKey where directories are leased."""
-        parent = self.dir_leases.parent_key(path) or bytes(16)
+        key of ``path``'s directory (``parent``, if known already) as ParentLeaseKey
+        where directories are leased."""
+        if parent is None:
+            parent = self.dir_leases.parent_key(path) or bytes(16)
         return replace(req, oplock_level=OplockLevel.LEASE, contexts=(
             LeaseRequestV2(lease_key=key, state=state, parent_lease_key=parent), *more))
 
