@@ -17,18 +17,24 @@ code; the FUSE edge maps them to errno.
     ├── TimedOut              a soft mount's request went unanswered for timeo seconds
     ├── SecurityError         a signature or decryption check failed
     └── SMBError              the server answered with an error NTSTATUS
+
+QuicfsError, ProtocolError, MalformedError, SecurityError and SMBError are defined in
+:mod:`quicfs.smb2.errors`, beside the decoders that raise them.
 """
 
 from __future__ import annotations
 
 import errno as _errno
 
-
-class QuicfsError(Exception):
-    """Base class of every error quicfs raises on purpose."""
-
-    #: errno the FUSE edge returns for this error.
-    errno: int = _errno.EIO
+# The wire format's own errors live beside it (smb2/ imports nothing above it); the
+# whole tree is named from here.
+from quicfs.smb2.errors import (  # noqa: F401
+    MalformedError,
+    ProtocolError,
+    QuicfsError,
+    SecurityError,
+    SMBError,
+)
 
 
 class UsageError(QuicfsError):
@@ -69,14 +75,6 @@ class Interrupted(QuicfsError):
     errno = _errno.EINTR
 
 
-class ProtocolError(QuicfsError):
-    """The remote peer broke MS-SMB2 (or the framing under it)."""
-
-
-class MalformedError(ProtocolError):
-    """A decoder found bytes that do not fit the structure (bad length, offset, count)."""
-
-
 class LimitExceeded(ProtocolError):
     """The peer sent more than a bound of ours allows (a directory listing that never
     ends): the call fails rather than memory growing without end."""
@@ -90,23 +88,3 @@ class TimedOut(QuicfsError):
 
     errno = _errno.EIO
 
-
-class SecurityError(QuicfsError):
-    """A message failed its signature check or could not be decrypted: never used as data."""
-
-    errno = _errno.EIO
-
-
-class SMBError(QuicfsError):
-    """The server answered a request with an error status (MS-ERREF 2.3)."""
-
-    def __init__(self, status: int, message: str | None = None) -> None:
-        from quicfs.smb2.status import errno_for_status, status_name
-
-        self.status = status
-        self.errno = errno_for_status(status)
-        self.name = status_name(status)
-        super().__init__(message or self.name)
-
-    def __repr__(self) -> str:
-        return f"SMBError(status={self.name})"

@@ -8,7 +8,6 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
-from quicfs.errors import MalformedError
 from quicfs.smb2.constants import (
     Command,
     CtlCode,
@@ -18,6 +17,7 @@ from quicfs.smb2.constants import (
     LeaseState,
     OplockLevel,
 )
+from quicfs.smb2.errors import MalformedError
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.wire import HEADER_SIZE, Reader, pad8, utf16
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
-from quicfs.errors import MalformedError
 from quicfs.smb2.constants import (
     AccessMask,
     Command,
@@ -32,6 +31,7 @@ from quicfs.smb2.constants import (
     ShareAccess,
 )
 from quicfs.smb2.ea import pack_eas
+from quicfs.smb2.errors import MalformedError
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.wire import HEADER_SIZE, Reader, encode_utf16, pad8
 

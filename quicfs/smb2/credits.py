@@ -7,7 +7,7 @@ charges one credit per started 64 KiB (LARGE_MTU).
 
 from __future__ import annotations
 
-from quicfs.errors import ProtocolError
+from quicfs.smb2.errors import ProtocolError
 
 CREDIT_UNIT = 65536
 #: Never hold more than this: a hostile grant cannot make our window unbounded.

@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 
-from quicfs.errors import MalformedError, SecurityError
 from quicfs.smb2.constants import (
     TRANSFORM_PROTOCOL_ID,
     Cipher,
@@ -27,6 +26,7 @@ from quicfs.smb2.constants import (
     HeaderFlags,
     SigningAlgorithm,
 )
+from quicfs.smb2.errors import MalformedError, SecurityError
 from quicfs.smb2.header import SIGNATURE_OFFSET, SIGNATURE_SIZE
 from quicfs.smb2.transform import (
     AAD_OFFSET,

@@ -9,8 +9,8 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
-from quicfs.errors import MalformedError
 from quicfs.smb2.constants import Command, FileAttributes, FileInfoClass, QueryDirectoryFlags
+from quicfs.smb2.errors import MalformedError
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.wire import HEADER_SIZE, Reader, encode_utf16, utf16
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from quicfs.errors import MalformedError
+from quicfs.smb2.errors import MalformedError
 
 #: The longest name and value one entry can carry (1- and 2-byte length fields).
 MAX_NAME = 255

@@ -9,8 +9,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, replace
 
-from quicfs.errors import MalformedError
 from quicfs.smb2.constants import PROTOCOL_ID, Command, HeaderFlags
+from quicfs.smb2.errors import MalformedError
 from quicfs.smb2.wire import HEADER_SIZE
 
 _SYNC = struct.Struct("<4sHHIHHIIQIIQ16s")

@@ -16,7 +16,6 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from quicfs.errors import MalformedError
 from quicfs.smb2.constants import (
     AccessMask,
     Command,
@@ -26,6 +25,7 @@ from quicfs.smb2.constants import (
     FsInfoClass,
     InfoType,
 )
+from quicfs.smb2.errors import MalformedError
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.wire import HEADER_SIZE, Reader, encode_utf16, utf16
 

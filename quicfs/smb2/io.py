@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from quicfs.errors import MalformedError
 from quicfs.smb2.constants import (
     CloseFlags,
     Command,
@@ -16,6 +15,7 @@ from quicfs.smb2.constants import (
     ReadFlags,
     WriteFlags,
 )
+from quicfs.smb2.errors import MalformedError
 from quicfs.smb2.fileid import FileId
 from quicfs.smb2.wire import HEADER_SIZE, Reader
 

@@ -7,7 +7,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from quicfs.errors import MalformedError
 from quicfs.smb2.constants import (
     Capabilities,
     Command,
@@ -17,6 +16,7 @@ from quicfs.smb2.constants import (
     SecurityMode,
     TransportCapabilityFlags,
 )
+from quicfs.smb2.errors import MalformedError
 from quicfs.smb2.wire import HEADER_SIZE, Reader, encode_utf16, pad8, utf16
 
 _REQ_FIXED = 36

@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from quicfs.errors import MalformedError
 from quicfs.smb2.constants import TRANSFORM_PROTOCOL_ID
+from quicfs.smb2.errors import MalformedError
 
 TRANSFORM_HEADER_SIZE = 52
 #: The authenticated data of the AEAD is the header from Nonce to its end (3.1.4.3).

@@ -6,8 +6,8 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
-from quicfs.errors import MalformedError
 from quicfs.smb2.constants import AccessMask, Command, ShareFlags, ShareType
+from quicfs.smb2.errors import MalformedError
 from quicfs.smb2.wire import HEADER_SIZE, Reader, encode_utf16
 
 

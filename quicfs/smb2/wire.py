@@ -1,7 +1,7 @@
 """Bounds-checked readers and writers for SMB2 structures.
 
 The server is not trusted: every decoder goes through :class:`Reader`, which raises
-:class:`~quicfs.errors.MalformedError` (never IndexError or struct.error) when a length,
+:class:`~quicfs.smb2.errors.MalformedError` (never IndexError or struct.error) when a length,
 offset or count points outside the buffer.
 """
 
@@ -11,7 +11,7 @@ import struct
 import uuid
 from collections.abc import Sized
 
-from quicfs.errors import MalformedError
+from quicfs.smb2.errors import MalformedError
 
 HEADER_SIZE = 64
 
