@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
 
@@ -339,7 +339,7 @@ class Connection:
     def _check_alive(self) -> None:
         if self._dead is not None:
             if isinstance(self._dead, QuicfsError):
-                raise type(self._dead)(str(self._dead)) from self._dead
+                raise copy_error(self._dead) from self._dead
             raise ConnectionLost(str(self._dead)) from self._dead
 
     async def request(
@@ -467,7 +467,7 @@ class Connection:
             raise
         if pending.error is not None:
             if isinstance(pending.error, QuicfsError):
-                raise type(pending.error)(*pending.error.args) from pending.error
+                raise copy_error(pending.error) from pending.error
             raise ConnectionLost(str(pending.error)) from pending.error
         assert pending.reply is not None
         return pending.reply
@@ -592,6 +592,20 @@ class Connection:
         return len(self._pending)
 
 
+_E = TypeVar("_E", bound=BaseException)
+
+
+def copy_error(error: _E) -> _E:
+    """``error`` as a new object, for one more task to raise: one object raised in
+    several tasks would gather all their tracebacks. It keeps its type and attributes.
+    It is not rebuilt through ``__init__``, whose signature a subclass may change
+    (SMBError takes a status, not a message)."""
+    cls = type(error)
+    copy = cls.__new__(cls, *error.args)
+    copy.__dict__.update(error.__dict__)
+    return copy
+
+
 def command_name(command: int) -> str:
     try:
         return Command(command).name
@@ -634,4 +648,4 @@ async def open_connection(
 
 
 __all__ = ["Connection", "MalformedError", "NegotiatedParameters", "Reply", "command_name",
-           "open_connection"]
+           "copy_error", "open_connection"]

@@ -35,7 +35,7 @@ from typing import Any
 
 import trio
 
-from quicfs.client.connection import Connection, open_connection
+from quicfs.client.connection import Connection, copy_error, open_connection
 from quicfs.client.session import Session
 from quicfs.client.tree import Tree
 from quicfs.errors import ConnectError, ConnectionLost, QuicfsError, SMBError, StaleHandle
@@ -209,7 +209,7 @@ class Link:
         recovery = self._start_recovery(broken)
         await recovery.done.wait()
         if recovery.error is not None:
-            raise type(recovery.error)(*recovery.error.args)
+            raise copy_error(recovery.error)
 
     def _start_recovery(self, broken: Connection) -> _Recovery:
         if self._recovery is None:
