@@ -42,7 +42,7 @@ $(VENV)/.installed: pyproject.toml
 # Byte-compile our sources: with PYTHONDONTWRITEBYTECODE set (as on CI machines) every
 # command would otherwise compile them afresh at each start.
 compile: $(VENV)/.installed
-	@$(PY) -m compileall -q quicfs
+	@$(PY) -m compileall -q quicfs tools
 
 venv: deps $(VENV)/.installed compile
 
@@ -60,7 +60,7 @@ test-bbr: venv
 	QUICFS_TEST_CC=bbr $(PY) -m pytest $(PYTEST_ARGS) $(BBR_TESTS)
 
 lint: venv
-	$(VENV)/bin/ruff check quicfs tests bench
+	$(VENV)/bin/ruff check quicfs tests bench tools xfstests
 
 bench: venv
 	$(PY) bench/throughput.py
@@ -76,7 +76,7 @@ install: venv
 	@echo "installed /sbin/mount.quicfs and /sbin/mount.fuse.quicfs -> $(CURDIR)/mount.quicfs"
 
 # A local Samba, our QUIC gateway in front of it, and the share mounted over QUIC at
-# ./demo/mnt. `make demo-stop` undoes it.
+# ./demo/mnt (tools/demo.py: the checkout's, not in the package). `make demo-stop` undoes it.
 demo: venv
 	$(VENV)/bin/quicfs demo start demo
 

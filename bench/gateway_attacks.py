@@ -6,7 +6,7 @@ the gateway costs meanwhile (peak resident memory, CPU during and after the atta
         [--flood-rate 10000] [--flood-seconds 10] [--window 8]
         [--gateway-arg=--retry=auto ...] [--json]
 
-One private smbd (quicfs/localsmb.py) with a MIB-MiB random file on ``plain``; for each
+One private smbd (tools/localsmb.py) with a MIB-MiB random file on ``plain``; for each
 attack a fresh gateway (some attacks kill it), the attack in a process of its own
 (tests/support/attacker.py), and the real client in another: gets of the file one after
 another (connect, then read_file; each checked against its SHA-256) for as long as the

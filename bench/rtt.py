@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import trio
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tools/: the checkout's, not the package's
 
-import quicfs
-from quicfs.demo import start_servers, stop_state
-from quicfs.localsmb import SambaServer
+import trio  # noqa: E402
+
+import quicfs  # noqa: E402
+from tools.localsmb import SambaServer  # noqa: E402
+from tools.servers import start_servers, stop_state  # noqa: E402
 
 
 async def measure(url: str, opts: str, count: int) -> tuple[float, float]:

@@ -20,11 +20,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
-from quicfs.demo import DemoError, start_servers, stop_state, unmount
-from quicfs.errors import QuicfsError
-from quicfs.localsmb import SambaServer
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tools/: the checkout's, not the package's
+
+from quicfs.errors import QuicfsError  # noqa: E402
+from tools.localsmb import SambaServer  # noqa: E402
+from tools.servers import ServersError, start_servers, stop_state, unmount  # noqa: E402
+
 CONFIG = HERE / "local.config"
 EXCLUDE = HERE / "exclude"
 RESULTS = HERE / "results"
@@ -164,7 +166,7 @@ def _local_servers(work: Path, samba: SambaServer, keep: bool
                    ) -> Iterator[dict[str, str]]:
     try:
         local = start_servers(work, samba)
-    except DemoError as exc:
+    except ServersError as exc:
         raise RunError(str(exc)) from None
     try:
         yield {"QUICFS_SERVER": f"127.0.0.1:{local.port}",

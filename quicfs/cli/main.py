@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                            "reconnects, migrations")
     stats.add_argument("mountpoint", metavar="MOUNTPOINT")
     stats.add_argument("--json", action="store_true", help="all counters, as JSON")
-    demo = sub.add_parser("demo", help="a local share mounted over QUIC, to try quicfs")
+    demo = sub.add_parser("demo", help="a local share mounted over QUIC, to try quicfs "
+                          "(from a source checkout: make demo)")
     demo.add_argument("action", choices=["start", "stop"])
     demo.add_argument("dir", nargs="?", default="demo", help="where it all lives (./demo)")
     cert = sub.add_parser("cert", help="certificates for the gateway and tests")
@@ -354,13 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return cmd_stats(args.mountpoint, args.json)
         if args.command == "demo":
-            from pathlib import Path
+            from quicfs.cli.demo import cmd_demo
 
-            from quicfs import demo
-
-            action = demo.start if args.action == "start" else demo.stop
-            print(action(Path(args.dir)), end="" if args.action == "start" else "\n")
-            return 0
+            return cmd_demo(args.action, args.dir)
         return trio.run(run, args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

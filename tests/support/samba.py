@@ -1,5 +1,5 @@
-"""The test suite's Samba: the package's private-smbd launcher (quicfs/localsmb.py)."""
+"""The test suite's Samba: the private-smbd launcher of the checkout (tools/localsmb.py)."""
 
-from quicfs.localsmb import PASSWORD, SHARES, USER, SambaError, SambaServer, free_port
+from tools.localsmb import PASSWORD, SHARES, USER, SambaError, SambaServer, free_port
 
 __all__ = ["PASSWORD", "SHARES", "USER", "SambaError", "SambaServer", "free_port"]

@@ -1,5 +1,6 @@
 """A private Samba smbd on a free loopback port, with its own smb.conf and state: the
-server of the test suite, the benchmarks and `quicfs demo`.
+server of the test suite, the benchmarks, xfstests/run and `quicfs demo`. Not in the
+package: it adds a Unix user and knows a fixed password.
 
 Shares: ``plain``, ``signed`` and ``sealed``. ``server signing`` is a global parameter in
 Samba (there is no per-share signing), so the server runs with ``server signing =
@@ -175,16 +176,25 @@ class SambaServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() kills every child
         )
+        try:
+            self._wait_listening()
+        except BaseException:
+            # A caller stopped meanwhile (a signal, Ctrl-C) has no server to stop yet.
+            self.stop()
+            raise
+        return self
+
+    def _wait_listening(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SambaError(f"smbd exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self
+                    return
             except OSError:
                 time.sleep(0.1)
-        self.stop()
         raise SambaError(f"smbd did not listen on port {self.port} in 20 s:\n{self.log_tail()}")
 
     def stop(self) -> None:
