@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -65,9 +65,6 @@ from quicfs.smb2.status import Status, is_error
 from quicfs.smb2.wire import pad8
 from quicfs.transport.base import MessageTransport
 
-if TYPE_CHECKING:
-    from quicfs.client.session import Session
-
 log = logging.getLogger("quicfs.connection")
 
 #: MessageId of an unsolicited oplock/lease break notification (3.2.5.19).
@@ -105,11 +102,30 @@ class Reply:
         return self.header.status
 
 
+@dataclass(frozen=True, slots=True)
+class SessionKeys:
+    """What a connection needs of a session to send and check its messages: its id, and
+    the keys SESSION_SETUP derived (MS-SMB2 3.2.5.3.1). The Session makes a new one when
+    they change; the connection never looks into the Session itself. Without a signing
+    key (during SESSION_SETUP) nothing is signed."""
+
+    session_id: int
+    signing_algorithm: SigningAlgorithm = SigningAlgorithm.AES_CMAC
+    signing_key: bytes = b""
+    cipher: Cipher | None = None
+    encryption_key: bytes = b""
+    decryption_key: bytes = b""
+
+    @property
+    def signs(self) -> bool:
+        return bool(self.signing_key)
+
+
 @dataclass(slots=True, eq=False)
 class _Pending:
     message_id: int
     command: int
-    session: Session | None
+    keys: SessionKeys | None
     signed: bool
     encrypted: bool
     done: trio.Event = field(default_factory=trio.Event)
@@ -151,7 +167,9 @@ class Connection:
         self.offer_transport_security = offer_transport_security
         self.params: NegotiatedParameters | None = None
         self.preauth = crypto.PreauthIntegrity()
-        self.sessions: dict[int, Session] = {}
+        #: The keys of each session established on it, by SessionId: the receiver
+        #: decrypts and verifies with them (3.2.5.1.1.1, 3.2.5.1.3).
+        self._sessions: dict[int, SessionKeys] = {}
         #: callable(Reply, authenticated) for oplock/lease breaks; ``authenticated`` is
         #: False for a break that was neither signed nor encrypted (3.2.5.19 allows it).
         self.break_handler: Any = None
@@ -234,6 +252,14 @@ class Connection:
                 await self.transport.aclose()
             except (QuicfsError, OSError, trio.BrokenResourceError):
                 pass
+
+    def add_session(self, keys: SessionKeys) -> None:
+        """A session is established (3.2.5.3.1): answers for it are checked with ``keys``."""
+        self._sessions[keys.session_id] = keys
+
+    def remove_session(self, session_id: int) -> None:
+        """The session logged off: it leaves the SessionTable (3.2.5.4)."""
+        self._sessions.pop(session_id, None)
 
     # ------------------------------------------------------------------ negotiate
     async def negotiate(self) -> NegotiatedParameters:
@@ -346,7 +372,7 @@ class Connection:
         self,
         req: Request,
         *,
-        session: Session | None = None,
+        keys: SessionKeys | None = None,
         tree_id: int = 0,
         encrypt: bool = False,
         allowed: Sequence[int] = (),
@@ -356,7 +382,7 @@ class Connection:
 
         An error status raises :class:`SMBError` unless it is in ``allowed``.
         """
-        [reply] = await self.send_chain([req], session=session, tree_id=tree_id,
+        [reply] = await self.send_chain([req], keys=keys, tree_id=tree_id,
                                         encrypt=encrypt, replay=replay)
         if is_error(reply.status) and reply.status not in allowed:
             raise SMBError(reply.status)
@@ -366,7 +392,7 @@ class Connection:
         self,
         reqs: Sequence[Request],
         *,
-        session: Session | None = None,
+        keys: SessionKeys | None = None,
         tree_id: int = 0,
         encrypt: bool = False,
         related: bool = False,
@@ -382,8 +408,8 @@ class Connection:
         charges = [credit_charge(getattr(r, "payload_size", 0)) for r in reqs]
         total = sum(charges)
         first_mid = await self._take_credits(total)
-        sign = session is not None and session.signs and not encrypt
-        session_id = session.session_id if session is not None else 0
+        sign = keys is not None and keys.signs and not encrypt
+        session_id = keys.session_id if keys is not None else 0
         chain = bytearray()
         pendings: list[_Pending] = []
         mid = first_mid
@@ -402,20 +428,20 @@ class Connection:
                 member += bytes(pad8(len(member)))
                 member[20:24] = len(member).to_bytes(4, "little")
             if sign:
-                assert session is not None
-                crypto.sign_message(session.signing_algorithm, session.signing_key, member)
+                assert keys is not None
+                crypto.sign_message(keys.signing_algorithm, keys.signing_key, member)
             if message_hook is not None:
                 message_hook(bytes(member))
             if len(reqs) == 1:
                 chain = member  # the common case: no copy into a chain
             else:
                 chain += member
-            pendings.append(_Pending(mid, int(req.command), session, sign, encrypt))
+            pendings.append(_Pending(mid, int(req.command), keys, sign, encrypt))
             mid += charge
         data: bytes | bytearray = chain
         if encrypt:
-            assert session is not None and session.cipher is not None
-            data = crypto.encrypt_message(session.cipher, session.encryption_key, session_id,
+            assert keys is not None and keys.cipher is not None
+            data = crypto.encrypt_message(keys.cipher, keys.encryption_key, session_id,
                                           bytes(chain))
         for p in pendings:
             self._pending[p.message_id] = p
@@ -477,10 +503,10 @@ class Connection:
 
         header = Header(command=Command.CANCEL, message_id=pending.message_id,
                         async_id=pending.async_id,
-                        session_id=pending.session.session_id if pending.session else 0)
+                        session_id=pending.keys.session_id if pending.keys else 0)
         message = bytearray(header.pack() + CancelRequest().pack())
-        if pending.signed and pending.session is not None:
-            crypto.sign_message(pending.session.signing_algorithm, pending.session.signing_key,
+        if pending.signed and pending.keys is not None:
+            crypto.sign_message(pending.keys.signing_algorithm, pending.keys.signing_key,
                                 message)
         if self._queued == 0 and self._dead is None \
                 and self.transport.try_send_message(message):
@@ -507,10 +533,10 @@ class Connection:
         from quicfs.smb2.transform import TransformHeader
 
         th = TransformHeader.unpack(frame)
-        session = self.sessions.get(th.session_id)
-        if session is None or session.cipher is None:
+        keys = self._sessions.get(th.session_id)
+        if keys is None or keys.cipher is None:
             raise ProtocolError(f"encrypted message for unknown session {th.session_id:#x}")
-        _, plaintext = crypto.decrypt_message(session.cipher, session.decryption_key, frame)
+        _, plaintext = crypto.decrypt_message(keys.cipher, keys.decryption_key, frame)
         return plaintext
 
     def _on_message(self, msg: memoryview, encrypted: bool) -> None:
@@ -557,30 +583,30 @@ class Connection:
             raise SecurityError(f"{command_name(header.command)} response was not encrypted")
         if encrypted:
             return
-        session = self.sessions.get(header.session_id)
-        if header.is_signed and session is not None and session.signing_key:
-            crypto.verify(session.signing_algorithm, session.signing_key, msg)
+        keys = self._sessions.get(header.session_id)
+        if header.is_signed and keys is not None and keys.signs:
+            crypto.verify(keys.signing_algorithm, keys.signing_key, msg)
         elif pending.signed:
             raise SecurityError(f"{command_name(header.command)} response was not signed")
 
     def _on_break(self, reply: Reply, encrypted: bool) -> None:
-        session = self.sessions.get(reply.header.session_id)
+        keys = self._sessions.get(reply.header.session_id)
         authenticated = encrypted
-        if not encrypted and session is not None and session.signs:
+        if not encrypted and keys is not None and keys.signs:
             if not reply.header.is_signed:
                 raise SecurityError("unsigned oplock break notification")
-            crypto.verify(session.signing_algorithm, session.signing_key, reply.message)
+            crypto.verify(keys.signing_algorithm, keys.signing_key, reply.message)
             authenticated = True
         # Otherwise SessionId 0, unsigned, as 3.2.5.19 allows: anyone on the path could
         # have sent it, and the handler lets it make us more careful only.
         if self.break_handler is not None:
             self.break_handler(reply, authenticated)
 
-    async def echo(self, session: Session | None = None) -> None:
+    async def echo(self, keys: SessionKeys | None = None) -> None:
         """ECHO (3.2.4.20): is the server still there?"""
         from quicfs.smb2.control import EchoRequest
 
-        await self.request(EchoRequest(), session=session)
+        await self.request(EchoRequest(), keys=keys)
 
     # ------------------------------------------------------------------ info
     @property
@@ -647,5 +673,5 @@ async def open_connection(
             nursery.cancel_scope.cancel()
 
 
-__all__ = ["Connection", "MalformedError", "NegotiatedParameters", "Reply", "command_name",
-           "copy_error", "open_connection"]
+__all__ = ["Connection", "MalformedError", "NegotiatedParameters", "Reply", "SessionKeys",
+           "command_name", "copy_error", "open_connection"]

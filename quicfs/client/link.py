@@ -340,7 +340,7 @@ class Link:
         assert self.tree is not None
         with trio.move_on_after(ECHO_WITHIN) as scope:
             try:
-                await conn.echo(self.tree.session)
+                await conn.echo(self.tree.session.keys)
             except QuicfsError:
                 return  # failed already: the watch sees it closed
         if scope.cancelled_caught:

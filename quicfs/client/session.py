@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 
 from quicfs.client.auth import Authenticator
-from quicfs.client.connection import Connection
+from quicfs.client.connection import Connection, SessionKeys
 from quicfs.errors import ProtocolError, SecurityError, SMBError, UsageError
 from quicfs.smb2 import crypto
 from quicfs.smb2.constants import Cipher, SecurityMode, SessionFlags, SigningAlgorithm
@@ -19,18 +19,24 @@ class Session:
     def __init__(self, conn: Connection, *, seal: bool = False) -> None:
         assert conn.params is not None, "negotiate first"
         self.conn = conn
-        self.session_id = 0
+        #: What requests on this session go with: its id, and once SESSION_SETUP is done
+        #: its keys. A value, made anew when they change (the connection keeps one).
+        self.keys = SessionKeys(0)
         self.seal = seal
-        self.signs = False
         self.encrypt_data = False
         self.is_guest = False
         self.signing_algorithm: SigningAlgorithm = conn.params.signing_algorithm
         self.cipher: Cipher | None = conn.params.cipher
-        self.signing_key = b""
-        self.encryption_key = b""
-        self.decryption_key = b""
         self.application_key = b""
         self.username = ""
+
+    @property
+    def session_id(self) -> int:
+        return self.keys.session_id
+
+    @property
+    def signs(self) -> bool:
+        return self.keys.signs
 
     async def setup(self, *, username: str | None, password: str | None,
                     domain: str | None, previous_session_id: int = 0) -> None:
@@ -49,9 +55,10 @@ class Session:
             req = SessionSetupRequest(security_buffer=token or b"",
                                       security_mode=SecurityMode.SIGNING_ENABLED,
                                       previous_session_id=previous_session_id)
-            [reply] = await conn.send_chain([req], session=self, message_hook=sent.append)
+            [reply] = await conn.send_chain([req], keys=self.keys, message_hook=sent.append)
             preauth.update(sent[0])
-            self.session_id = reply.header.session_id
+            # Unsigned until the last response: no key exists before it (3.2.5.3.1).
+            self.keys = SessionKeys(reply.header.session_id)
             if reply.status == Status.MORE_PROCESSING_REQUIRED:
                 preauth.update(bytes(reply.message))
                 resp = SessionSetupResponse.unpack(reply.message)
@@ -67,17 +74,15 @@ class Session:
         if self.is_guest:
             # A guest session has no key to sign with: we asked for this user, not a guest.
             raise SMBError(Status.LOGON_FAILURE, "server offered only a guest session")
-        keys = crypto.derive_keys_311(auth.session_key, preauth.value, self.cipher)
-        self.signing_key = keys.signing_key
-        self.encryption_key = keys.encryption_key
-        self.decryption_key = keys.decryption_key
-        self.application_key = keys.application_key
+        derived = crypto.derive_keys_311(auth.session_key, preauth.value, self.cipher)
         # 3.2.5.3.1: the final SESSION_SETUP response is signed with the new key.
         if not reply.header.is_signed:
             raise SecurityError("final SESSION_SETUP response was not signed")
-        crypto.verify(self.signing_algorithm, self.signing_key, reply.message)
+        crypto.verify(self.signing_algorithm, derived.signing_key, reply.message)
         # We always sign (when not encrypting): a response is then never taken unverified.
-        self.signs = True
+        self.keys = SessionKeys(self.session_id, self.signing_algorithm, derived.signing_key,
+                                self.cipher, derived.encryption_key, derived.decryption_key)
+        self.application_key = derived.application_key
         server_wants_encryption = bool(resp.session_flags & SessionFlags.ENCRYPT_DATA)
         if (self.seal or server_wants_encryption) and self.cipher is None:
             raise ProtocolError("encryption was asked for but the server offered no cipher")
@@ -85,15 +90,15 @@ class Session:
             self.encrypt_data = False
         else:
             self.encrypt_data = self.seal or server_wants_encryption
-        conn.sessions[self.session_id] = self
+        conn.add_session(self.keys)
 
     async def logoff(self) -> None:
         if self.conn.closed or not self.session_id:
             return
         try:
-            await self.conn.request(LogoffRequest(), session=self, encrypt=self.encrypt_data)
+            await self.conn.request(LogoffRequest(), keys=self.keys, encrypt=self.encrypt_data)
         finally:
-            self.conn.sessions.pop(self.session_id, None)
+            self.conn.remove_session(self.session_id)
 
 
 def describe_logon_failure(exc: SMBError, username: str) -> str:

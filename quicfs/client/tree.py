@@ -101,7 +101,7 @@ class Tree:
 
     async def connect(self) -> None:
         reply = await self.conn.request(
-            TreeConnectRequest(self.unc), session=self.session,
+            TreeConnectRequest(self.unc), keys=self.session.keys,
             encrypt=self.session.encrypt_data,
         )
         resp = TreeConnectResponse.unpack(reply.message)
@@ -136,7 +136,7 @@ class Tree:
     async def request_now(self, req: Request) -> Reply:
         """Send on the current connection at once: not held, not replayed (the requests
         that re-establish the tree itself)."""
-        return await self.conn.request(req, session=self.session, tree_id=self.tree_id,
+        return await self.conn.request(req, keys=self.session.keys, tree_id=self.tree_id,
                                        encrypt=self.encrypt)
 
     def hold(self) -> Callable[[], None]:
@@ -192,10 +192,10 @@ class Tree:
                          allowed: Sequence[int], replay: bool) -> list[Reply]:
         if not related:
             return [await conn.request(
-                self._current(reqs[0]), session=self.session, tree_id=self.tree_id,
+                self._current(reqs[0]), keys=self.session.keys, tree_id=self.tree_id,
                 encrypt=self.encrypt, allowed=allowed, replay=replay)]
         return await conn.send_chain(
-            [self._current(r) for r in reqs], session=self.session, tree_id=self.tree_id,
+            [self._current(r) for r in reqs], keys=self.session.keys, tree_id=self.tree_id,
             encrypt=self.encrypt, related=True, replay=replay)
 
     def _current(self, req: Request) -> Request:
@@ -225,7 +225,7 @@ class Tree:
         if self.conn.closed or not self.tree_id:
             return
         tree_id, self.tree_id = self.tree_id, 0
-        await self.conn.request(TreeDisconnectRequest(), session=self.session, tree_id=tree_id,
+        await self.conn.request(TreeDisconnectRequest(), keys=self.session.keys, tree_id=tree_id,
                                 encrypt=self.encrypt)
 
 

@@ -73,7 +73,7 @@ async def test_cipher_negotiated_and_used(per_algorithm_servers, name):
     async with quicfs.connect(server.url("sealed"), opts(server)) as share:
         assert share.conn.params.cipher == CIPHERS[name]
         assert share.tree.encrypt
-        assert len(share.session.encryption_key) == (32 if "256" in name else 16)
+        assert len(share.session.keys.encryption_key) == (32 if "256" in name else 16)
         sent: list[bytes] = []
         real = share.conn.transport.send_message
 

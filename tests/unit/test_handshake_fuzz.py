@@ -44,7 +44,7 @@ from tests.support.hostile_smb import (
     tree_connect_body,
 )
 from tests.unit.test_decoder_fuzz import mutated
-from tests.unit.test_hostile_peer import FakeSession
+from tests.unit.test_hostile_peer import KEYS as FAKE_KEYS
 
 # Each example is one trio.run of a whole exchange: few of them, each given a deadline;
 # the same ones each run (a strict xfail must fail every time), and no shrinking (each
@@ -92,7 +92,7 @@ async def exchange(answer: Answer, client: Callable[[Connection], Awaitable[None
                 msg = bytes(await server_side.receive_message())
             except QuicfsError:
                 return
-            if msg[:4] == b"\xfdSMB":  # sealed with FakeSession's key (both ways)
+            if msg[:4] == b"\xfdSMB":  # sealed with FAKE_KEYS' key (both ways)
                 h = Header.unpack(crypto.decrypt_message(Cipher.AES_128_GCM, KEY, msg)[1])
             else:
                 h = Header.unpack(msg)
@@ -296,8 +296,8 @@ def test_tree_connect_response(body: bytes, tree_id: int) -> None:
 
 
 # ---------------------------------------------------------------------- transform header
-KEY = FakeSession.encryption_key
-SID = FakeSession.session_id
+KEY = FAKE_KEYS.encryption_key
+SID = FAKE_KEYS.session_id
 
 
 def _sealed_echo(h: Header) -> bytes:
@@ -308,9 +308,8 @@ def _sealed_echo(h: Header) -> bytes:
 
 
 async def _sealed_request(conn: Connection) -> None:
-    conn.sessions[SID] = FakeSession()  # type: ignore[assignment]
-    await conn.request(EchoRequest(), session=FakeSession(),  # type: ignore[arg-type]
-                       encrypt=True)
+    conn.add_session(FAKE_KEYS)
+    await conn.request(EchoRequest(), keys=FAKE_KEYS, encrypt=True)
 
 
 @FUZZ

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from quicfs.client.connection import open_connection
+from quicfs.client.connection import SessionKeys, open_connection
 from quicfs.client.nursery import open_nursery
 from quicfs.errors import ConnectionLost, MalformedError, ProtocolError, QuicfsError
 from quicfs.smb2.constants import Cipher, Command, Dialect, HeaderFlags, SigningAlgorithm
@@ -73,16 +73,9 @@ async def run_against(peer_script, client_script, *, negotiate: bytes | None = N
         n.cancel_scope.cancel()
 
 
-class FakeSession:
-    """Just what Connection reads of a Session: keys and policy, no handshake."""
-
-    session_id = 0x77
-    signs = True
-    signing_algorithm = SigningAlgorithm.AES_CMAC
-    signing_key = b"k" * 16
-    cipher = Cipher.AES_128_GCM
-    encryption_key = b"e" * 16
-    decryption_key = b"e" * 16
+#: What a Session hands its Connection after SESSION_SETUP, with keys made up: no handshake.
+KEYS = SessionKeys(0x77, SigningAlgorithm.AES_CMAC, b"k" * 16, Cipher.AES_128_GCM,
+                   b"e" * 16, b"e" * 16)
 
 
 ECHO_OK = struct.pack("<HH", 4, 0)
@@ -212,9 +205,9 @@ async def test_unsigned_response_to_signed_request_is_refused():
         await s.send_message(response(Command.ECHO, h.message_id, ECHO_OK))
 
     async def client(conn):
-        conn.sessions[0x77] = FakeSession()
+        conn.add_session(KEYS)
         with pytest.raises(SecurityError, match="not signed"):
-            await conn.request(EchoRequest(), session=FakeSession())
+            await conn.request(EchoRequest(), keys=KEYS)
 
     await run_against(peer, client)
 
@@ -233,9 +226,9 @@ async def test_tampered_signed_response_is_refused():
         await s.send_message(msg)
 
     async def client(conn):
-        conn.sessions[0x77] = FakeSession()
+        conn.add_session(KEYS)
         with pytest.raises(SecurityError, match="bad signature on ECHO"):
-            await conn.request(EchoRequest(), session=FakeSession())
+            await conn.request(EchoRequest(), keys=KEYS)
 
     await run_against(peer, client)
 
@@ -246,7 +239,7 @@ async def test_undecryptable_response_is_never_data():
     from quicfs.errors import SecurityError
     from quicfs.smb2 import crypto
 
-    key = FakeSession.encryption_key
+    key = KEYS.encryption_key
 
 
     async def peer(s, h, raw):
@@ -257,9 +250,9 @@ async def test_undecryptable_response_is_never_data():
         await s.send_message(sealed)
 
     async def client(conn):
-        conn.sessions[0x77] = FakeSession()
+        conn.add_session(KEYS)
         with pytest.raises(SecurityError, match="decryption failed"):
-            await conn.request(EchoRequest(), session=FakeSession(), encrypt=True)
+            await conn.request(EchoRequest(), keys=KEYS, encrypt=True)
         assert conn.closed
 
     await run_against(peer, client)
@@ -274,9 +267,9 @@ async def test_plaintext_answer_to_encrypted_request_is_refused():
         await s.send_message(response(Command.ECHO, h.message_id, ECHO_OK))
 
     async def client(conn):
-        conn.sessions[0x77] = FakeSession()
+        conn.add_session(KEYS)
         with pytest.raises(SecurityError, match="not encrypted"):
-            await conn.request(EchoRequest(), session=FakeSession(), encrypt=True)
+            await conn.request(EchoRequest(), keys=KEYS, encrypt=True)
 
     await run_against(peer, client)
 
@@ -320,7 +313,7 @@ def make_tree(conn, options: str = ""):
     from quicfs.options import parse_options
 
     session = Session(conn)
-    session.session_id = 0x77
+    session.keys = SessionKeys(0x77)
     tree = Tree(session, "test", "share", parse_options(options))
     tree.tree_id = 1
     return tree
