@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -102,6 +102,11 @@ class Reply:
         return self.header.status
 
 
+#: Called from the receive task with each oplock or lease break (3.2.5.19) and whether
+#: it was signed or sealed; it must not wait (leases.py files the break and returns).
+BreakHandler = Callable[[Reply, bool], None]
+
+
 @dataclass(frozen=True, slots=True)
 class SessionKeys:
     """What a connection needs of a session to send and check its messages: its id, and
@@ -160,6 +165,7 @@ class Connection:
         server_name: str,
         client_guid: uuid.UUID | None = None,
         offer_transport_security: bool = False,
+        on_break: BreakHandler | None = None,
     ) -> None:
         self.transport = transport
         self.server_name = server_name
@@ -170,9 +176,9 @@ class Connection:
         #: The keys of each session established on it, by SessionId: the receiver
         #: decrypts and verifies with them (3.2.5.1.1.1, 3.2.5.1.3).
         self._sessions: dict[int, SessionKeys] = {}
-        #: callable(Reply, authenticated) for oplock/lease breaks; ``authenticated`` is
-        #: False for a break that was neither signed nor encrypted (3.2.5.19 allows it).
-        self.break_handler: Any = None
+        #: Where breaks go; ``authenticated`` is False for a break that was neither
+        #: signed nor encrypted (3.2.5.19 allows it). Without one they are dropped.
+        self._break_handler = on_break
         self._credits = CreditWindow(initial=1)
         self._credit_changed = trio.Event()
         self._pending: dict[int, _Pending] = {}
@@ -599,8 +605,8 @@ class Connection:
             authenticated = True
         # Otherwise SessionId 0, unsigned, as 3.2.5.19 allows: anyone on the path could
         # have sent it, and the handler lets it make us more careful only.
-        if self.break_handler is not None:
-            self.break_handler(reply, authenticated)
+        if self._break_handler is not None:
+            self._break_handler(reply, authenticated)
 
     async def echo(self, keys: SessionKeys | None = None) -> None:
         """ECHO (3.2.4.20): is the server still there?"""
@@ -642,11 +648,11 @@ def command_name(command: int) -> str:
 @asynccontextmanager
 async def open_connection(
     transport: MessageTransport, *, server_name: str, client_guid: uuid.UUID | None = None,
-    negotiate_within: float = 30.0,
+    negotiate_within: float = 30.0, on_break: BreakHandler | None = None,
 ) -> AsyncIterator[Connection]:
     """Run a connection over ``transport``: negotiated on entry (a server that accepts the
     transport and then says nothing fails after ``negotiate_within`` seconds), closed on
-    exit."""
+    exit. Its oplock and lease breaks go to ``on_break`` from the start."""
     conn = Connection(
         transport,
         server_name=server_name,
@@ -655,6 +661,7 @@ async def open_connection(
         # never under `insecure` (design.md, MS-SMB2 2.2.3.1.5).
         offer_transport_security=transport.kind == "quic"
         and bool(getattr(transport, "verified", False)),
+        on_break=on_break,
     )
     async with open_nursery() as nursery:
         nursery.start_soon(conn._receiver)
@@ -673,5 +680,5 @@ async def open_connection(
             nursery.cancel_scope.cancel()
 
 
-__all__ = ["Connection", "MalformedError", "NegotiatedParameters", "Reply", "SessionKeys",
-           "command_name", "copy_error", "open_connection"]
+__all__ = ["BreakHandler", "Connection", "MalformedError", "NegotiatedParameters", "Reply",
+           "SessionKeys", "command_name", "copy_error", "open_connection"]

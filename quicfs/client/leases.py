@@ -3,8 +3,10 @@
 A lease is named by a 16-byte key the client picks; every open made with that key shares
 it, and the server keeps its state (Read, Handle, Write caching) until the last of those
 opens is closed. When another client needs a right back, the server sends an unsolicited
-lease break. The connection's receive task must not wait on anyone, so it only files the
-break here; a worker of ours runs the key's owner callback (which flushes, drops caches, or
+lease break. The Link gives every connection it opens a way to ``notified`` (link.py), so
+the breaks of a connection that replaced a lost one come here too. The connection's
+receive task must not wait on anyone, so it only files the break here; a worker of ours
+runs the key's owner callback (which flushes, drops caches, or
 closes handles, as the lost right demands) and then acknowledges the new state when the
 server asked for an acknowledgement (3.2.4.24).
 
@@ -81,7 +83,6 @@ class Leases:
         self.breaks = 0
         #: Breaks dropped: for keys we do not hold, or oplock breaks (we ask for none).
         self.ignored = 0
-        tree.conn.break_handler = self._notified
 
     def watch(self, key: bytes, callback: BreakCallback) -> None:
         self._owners[key] = callback
@@ -94,7 +95,7 @@ class Leases:
         return key in self._waiting or key in self._busy
 
     # ------------------------------------------------------------------ receiving
-    def _notified(self, reply: Reply, authenticated: bool) -> None:
+    def notified(self, reply: Reply, authenticated: bool) -> None:
         """From the connection's receive task: file the break, never wait."""
         note = parse_break(reply.message)
         if not isinstance(note, LeaseBreakNotification):

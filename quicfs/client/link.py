@@ -2,7 +2,8 @@
 
 A Link owns the current transport, Connection and Session of one Tree, and swaps them
 when the connection dies (TCP reset, QUIC idle timeout, gateway restart, the smbd serving
-us killed, a silent server):
+us killed, a silent server). It owns the tree's Leases too: every connection it opens is
+built to send its lease breaks there (3.2.5.19), so none is lost with a swap. A swap:
 
 1. a new transport of the kind the first connection got (under ``transport=auto`` too:
    an attacker who drops UDP for a while must not move a QUIC mount to TCP; only
@@ -35,7 +36,8 @@ from typing import Any
 
 import trio
 
-from quicfs.client.connection import Connection, copy_error, open_connection
+from quicfs.client.connection import Connection, Reply, copy_error, open_connection
+from quicfs.client.leases import Leases
 from quicfs.client.session import Session
 from quicfs.client.tree import Tree
 from quicfs.errors import ConnectError, ConnectionLost, QuicfsError, SMBError, StaleHandle
@@ -77,6 +79,8 @@ class Link:
         self.opts = opts
         self.nursery = nursery
         self.tree: Tree | None = None
+        #: The tree's leases, which every connection of the link sends its breaks to.
+        self.leases: Leases | None = None
         self.stats = LinkStats()
         #: One ClientGuid for every connection of the link: a durable open is reclaimed
         #: only by the client that made it (MS-SMB2 3.3.5.9.12).
@@ -101,10 +105,11 @@ class Link:
         cannot connect fails at once, it does not retry)."""
         session = await self._open()
         self._kind = session.conn.transport.kind
-        tree = Tree(session, self.url.host, self.url.share, self.opts)
+        tree = Tree(session, self.url.host, self.url.share, self.opts, recover=self.recover)
         await tree.connect()
-        tree.recover = self.recover
         self.tree = tree
+        self.leases = Leases(tree)
+        self.nursery.start_soon(self.leases.run)
         self.nursery.start_soon(self._watch)
         return tree
 
@@ -144,12 +149,19 @@ class Link:
                     server_name=self.url.host,
                     client_guid=self.client_guid,
                     negotiate_within=max(self.opts.connect_timeout, 1.0) * 2,
+                    on_break=self._break,
                 ) as conn:
                     self._scopes[conn] = scope
                     task_status.started(conn)
                     await trio.sleep_forever()
             finally:
                 await _close(transport)
+
+    def _break(self, reply: Reply, authenticated: bool) -> None:
+        """A break from any connection of ours (3.2.5.19), from its receive task. One
+        that comes before the tree is connected concerns no open of ours: dropped."""
+        if self.leases is not None:
+            self.leases.notified(reply, authenticated)
 
     def _drop(self, conn: Connection) -> None:
         scope = self._scopes.pop(conn, None)
@@ -237,7 +249,7 @@ class Link:
                 # A soft mount's attempt ends at its deadline, however far it got.
                 with trio.move_on_at(deadline if deadline is not None else math.inf):
                     try:
-                        await self._reestablish(broken, previous)
+                        await self._reestablish(previous)
                         break
                     except (QuicfsError, OSError, trio.TooSlowError) as exc:
                         error = exc
@@ -268,7 +280,7 @@ class Link:
             self._recovery = None
             recovery.done.set()
 
-    async def _reestablish(self, broken: Connection, previous_session_id: int) -> None:
+    async def _reestablish(self, previous_session_id: int) -> None:
         tree = self.tree
         assert tree is not None
         session = await self._open(previous_session_id=previous_session_id)
@@ -277,9 +289,7 @@ class Link:
         # new session they would carry a tree id or FileIds it does not know yet.
         resumed = tree.hold()
         try:
-            conn.break_handler = broken.break_handler
-            tree.session, tree.conn = session, conn
-            await tree.connect()
+            await tree.rebind(session)
             await self._reopen_all(tree)
         except BaseException:
             self._drop(conn)

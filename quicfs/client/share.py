@@ -149,7 +149,11 @@ class Share:
         self.tree = tree
         self.options = options or Options()
         self.uplink = uplink  # the connection, and the way back to it
-        self.leases = Leases(tree)
+        # Leases are the link's: its connections bring their breaks (link.py). A share
+        # without a link hears of none.
+        leases = Leases(tree) if uplink is None else uplink.leases
+        assert leases is not None, "a link is started before its share is made"
+        self.leases = leases
         self.dir_leases = DirectoryLeases(tree, self.leases,
                                           uplink.nursery if uplink is not None else None,
                                           top=url.path)
@@ -703,7 +707,6 @@ async def connect(
             except NotADiskShare as exc:
                 raise UsageError(str(exc)) from None
             share = Share(share_url, tree, opts, link)
-            nursery.start_soon(share.leases.run)
             log.info("connected to %s over %s%s", share_url, tree.conn.transport.kind.upper(),
                      ", SMB encryption on" if tree.encrypt else ", signed")
             yield share

@@ -1,7 +1,7 @@
 """A connected share (MS-SMB2 3.2.4.2.4): TREE_CONNECT, and the requests made on it.
 
 Every request on the share passes here, so this is where a lost connection is survived:
-with a ``recover`` hook (the Link sets one), a request that failed with ConnectionLost
+with a ``recover`` hook (the Link gives one), a request that failed with ConnectionLost
 waits for the hook to bring the connection back (new transport, session and tree, durable
 opens reopened) and is sent again, marked as a replay, with the FileId its open has now.
 
@@ -69,7 +69,7 @@ class OpenSet(weakref.WeakSet["Open"]):
 
 class Tree:
     def __init__(self, session: Session, server: str, share: str,
-                 opts: Options | None = None) -> None:
+                 opts: Options | None = None, *, recover: RecoverHook | None = None) -> None:
         opts = opts or Options()
         self.session = session
         self.conn = session.conn
@@ -78,7 +78,9 @@ class Tree:
         self.tree_id = 0
         self.share_flags = ShareFlags.NONE
         self.encrypt = False
-        self.recover: RecoverHook | None = None
+        #: Brings a lost connection back (the Link's); None: a lost connection fails
+        #: the requests on it.
+        self.recover = recover
         #: Opens on this tree, for reopening after a reconnect and for lease breaks.
         self.opens = OpenSet()
         #: Lease keys asked for by CREATEs not answered yet (how many ask for each): a
@@ -119,6 +121,12 @@ class Tree:
             from quicfs.errors import ProtocolError
 
             raise ProtocolError(f"share {self.share} requires encryption; no cipher negotiated")
+
+    async def rebind(self, session: Session) -> None:
+        """Go on over ``session``, on the connection that replaced a lost one: TREE_CONNECT
+        there (3.2.4.2.4). The opens are the caller's to reopen (3.2.4.4)."""
+        self.session, self.conn = session, session.conn
+        await self.connect()
 
     async def request(self, req: Request, *, allowed: Sequence[int] = ()) -> Reply:
         [reply] = await self._send([req], related=False, allowed=allowed)

@@ -44,10 +44,11 @@ def response(command: int, mid: int, body: bytes, *, credits: int = 10, status: 
                   flags=flags).pack() + body
 
 
-async def run_against(peer_script, client_script, *, negotiate: bytes | None = None):
+async def run_against(peer_script, client_script, *, negotiate: bytes | None = None,
+                      on_break=None):
     """Run ``client_script(conn)`` against a peer that answers NEGOTIATE (with
     ``negotiate``, or an honest body) and then runs ``peer_script(peer,
-    first_request_header)``."""
+    first_request_header)``. The connection's breaks go to ``on_break``."""
     a, b = trio.testing.memory_stream_pair()
     client_side = FramedStream(a, kind="tcp", peer="test")
     server_side = FramedStream(b, kind="tcp", peer="client")
@@ -68,7 +69,8 @@ async def run_against(peer_script, client_script, *, negotiate: bytes | None = N
     async with open_nursery() as n:  # the client's error itself, not in a group
         n.start_soon(peer)
         with trio.fail_after(5):
-            async with open_connection(client_side, server_name="test") as conn:
+            async with open_connection(client_side, server_name="test",
+                                       on_break=on_break) as conn:
                 await client_script(conn)
         n.cancel_scope.cancel()
 
@@ -558,15 +560,27 @@ def break_acks(seen: list[tuple[Header, bytes]]) -> list[tuple[bytes, int]]:
             if h.command == Command.OPLOCK_BREAK]
 
 
+class Breaks:
+    """Break dispatch for a connection opened here, as a Link's is for its own (link.py):
+    to the Leases made on the connection once there are some."""
+
+    leases = None
+
+    def __call__(self, reply, authenticated: bool) -> None:
+        if self.leases is not None:
+            self.leases.notified(reply, authenticated)
+
+
 class Watched:
     """Leases on a tree with one open of ours under ``key`` (held here: a tree holds its
-    opens weakly), and the states the owner's callback was given."""
+    opens weakly), and the states the owner's callback was given. The connection's
+    ``breaks`` go to them."""
 
-    def __init__(self, conn, key: bytes, state) -> None:
+    def __init__(self, conn, breaks: Breaks, key: bytes, state) -> None:
         from quicfs.client.leases import Leases
 
         self.tree = make_tree(conn)
-        self.leases = Leases(self.tree)
+        self.leases = breaks.leases = Leases(self.tree)
         self.handle = leased_open(self.tree, key, state)
         self.states: list = []
         self._changed = trio.Event()
@@ -603,8 +617,10 @@ async def test_unsigned_break_only_ever_takes_rights_away():
             out.append(script.pop(0))
         return out
 
+    breaks = Breaks()
+
     async def client(conn):
-        w = Watched(conn, key, R | H)
+        w = Watched(conn, breaks, key, R | H)
         async with trio.open_nursery() as n:
             n.start_soon(w.leases.run)
             await conn.request(EchoRequest())
@@ -615,7 +631,7 @@ async def test_unsigned_break_only_ever_takes_rights_away():
         assert break_acks(seen) == [(key, R | H), (key, R), (key, R)]
         assert w.handle.lease_state == R | H  # (the grant, as the CREATE said)
 
-    await run_against(serve(answer), client)
+    await run_against(serve(answer), client, on_break=breaks)
 
 
 async def test_unsigned_breaks_are_rate_limited(monkeypatch):
@@ -641,8 +657,10 @@ async def test_unsigned_breaks_are_rate_limited(monkeypatch):
             all_acked.set()
         return out
 
+    breaks = Breaks()
+
     async def client(conn):
-        w = Watched(conn, key, LeaseState.READ_CACHING)
+        w = Watched(conn, breaks, key, LeaseState.READ_CACHING)
         async with trio.open_nursery() as n:
             n.start_soon(w.leases.run)
             start = trio.current_time()
@@ -653,7 +671,7 @@ async def test_unsigned_breaks_are_rate_limited(monkeypatch):
         assert acked[-1] - start >= (rounds - 2) / 20 - 0.02
         assert w.leases.breaks == len(w.states) == rounds
 
-    await run_against(serve(answer), client)
+    await run_against(serve(answer), client, on_break=breaks)
 
 
 async def test_a_flood_of_breaks_is_bounded_and_unknown_keys_get_no_ack():
@@ -678,8 +696,10 @@ async def test_a_flood_of_breaks_is_bounded_and_unknown_keys_get_no_ack():
             out.append(lease_break(ours, R | H, LeaseState.NONE))  # the last
         return out
 
+    breaks = Breaks()
+
     async def client(conn):
-        w = Watched(conn, ours, R | H)
+        w = Watched(conn, breaks, ours, R | H)
         most_tasks = most_waiting = 0
         async with trio.open_nursery() as n:
             n.start_soon(w.leases.run)
@@ -699,7 +719,7 @@ async def test_a_flood_of_breaks_is_bounded_and_unknown_keys_get_no_ack():
         assert w.leases.ignored == 1_000
         assert len(acks) <= leases_module.WORKERS + 101
 
-    await run_against(serve(answer), client)
+    await run_against(serve(answer), client, on_break=breaks)
 
 
 async def test_break_before_its_open_exists_is_acknowledged():
@@ -737,10 +757,12 @@ async def test_break_before_its_open_exists_is_acknowledged():
             acked.set()
         return [response(h.command, h.message_id, ECHO_OK)]
 
+    breaks = Breaks()
+
     async def client(conn):
         await conn.request(EchoRequest())
         tree = make_tree(conn)
-        leases = Leases(tree)
+        leases = breaks.leases = Leases(tree)
         async with trio.open_nursery() as n:
             n.start_soon(leases.run)
             await tree.request(CreateRequest("f", oplock_level=OplockLevel.LEASE, contexts=(
@@ -751,7 +773,7 @@ async def test_break_before_its_open_exists_is_acknowledged():
         assert break_acks(seen) == [(key, LeaseState.NONE)]
         assert leases.ignored == 0 and not tree.leasing
 
-    await run_against(serve(answer), client)
+    await run_against(serve(answer), client, on_break=breaks)
 
 
 @pytest.mark.parametrize("way", ["read_stream", "write_stream", "readahead"])
