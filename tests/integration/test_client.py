@@ -260,7 +260,7 @@ async def test_blocking_lock_goes_async_and_cancel_cancels_it(samba):
             with trio.move_on_after(1.0) as scope:
                 await b.lock(5, 10, wait=True)
             assert scope.cancelled_caught
-            await s.conn.echo(s.session)
+            await s.conn.echo(s.session.keys)
             await a.unlock(0, 10)
             await b.lock(0, 10)  # now free
             await b.unlock(0, 10)
