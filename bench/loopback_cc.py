@@ -31,7 +31,7 @@ import trio  # noqa: E402
 
 from quicfs.cert import write_self_signed  # noqa: E402
 from quicfs.transport.quic import QuicStream, QuicTLSOptions, open_quic  # noqa: E402
-from quicfs.transport.quic_server import serve_quic  # noqa: E402
+from quicfs.transport.quic.server import serve_quic  # noqa: E402
 
 CHUNK = 256 * 1024
 
@@ -39,8 +39,8 @@ CHUNK = 256 * 1024
 def _with_aioquic_reno() -> None:
     """Let cc="reno" mean aioquic with its own Reno (a reference; quicfs offers cubic
     and bbr only)."""
-    from quicfs.transport import quic, quic_server
     from quicfs.transport.engine import new_engine
+    from quicfs.transport.quic import client, server
 
     def engine(cc: str | None = None, **kwargs: object) -> object:
         if cc != "reno":
@@ -50,7 +50,7 @@ def _with_aioquic_reno() -> None:
         kwargs.pop("peer", None)  # new_engine's, to choose a controller by the peer
         return AioquicEngine(cc="reno", **kwargs)
 
-    quic.new_engine = quic_server.new_engine = engine  # type: ignore[assignment]
+    client.new_engine = server.new_engine = engine  # type: ignore[assignment]
 
 
 async def _drain(stream: QuicStream) -> int:

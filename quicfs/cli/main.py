@@ -119,7 +119,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
     from quicfs.cert import check_files
     from quicfs.gateway import Gateway, parse_hostport, run_gateway
-    from quicfs.transport.quic_server import Limits
+    from quicfs.transport.quic.admission import Limits
 
     check_files(cert=args.cert, key=args.key, names=("--cert ", "--key ", ""))
     limits = Limits(retry=args.retry, max_connections=args.max_connections,

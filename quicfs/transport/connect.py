@@ -64,7 +64,7 @@ def endpoints(host: str, url_port: int | None, opts: Options) -> Endpoints:
 
 async def open_quic_transport(ep: Endpoints, opts: Options,
                               nursery: trio.Nursery) -> MessageTransport:
-    # Imported here: only this path needs qh3 (design.md: only quic.py imports it).
+    # Imported here: only this path needs qh3 (design.md: only quic/ imports it).
     try:
         from quicfs.transport.quic import QuicTLSOptions, open_quic
     except ImportError as exc:  # pragma: no cover - only while QUIC is being built

@@ -1,5 +1,5 @@
 """The QUIC engine on aioquic: the interface of :class:`quicfs.transport.engine.Engine`
-(qh3) over aioquic's ``QuicConnection``, so :class:`~quicfs.transport.quic.QuicDriver`
+(qh3) over aioquic's ``QuicConnection``, so :class:`~quicfs.transport.quic.driver.QuicDriver`
 drives either unchanged. aioquic takes a congestion controller of ours (issue 21 item 2):
 by default our BBR (:mod:`quicfs.transport.aioquic_cc`) with its pacer. Every reach into
 aioquic's internals is here, and nowhere else.
@@ -156,8 +156,8 @@ class AioquicEngine(QuicConnection):
         # A client's Retry counts: aioquic acts on one only if its integrity tag binds it
         # to our first Initial (RFC 9001 5.8), so the server is there. A gateway retries
         # an aioquic client, which pads its first datagram after the Initial
-        # (quic_server.py): without this, a path that fails after the Retry would not
-        # let a resumed handshake fall back to a full one (quic.py open_quic).
+        # (quic/server.py): without this, a path that fails after the Retry would not
+        # let a resumed handshake fall back to a full one (quic/client.py open_quic).
         return self._authenticated or (self._is_client and self._retry_count > 0)
 
     @property
@@ -365,7 +365,7 @@ _DER = Encoding.DER
 
 def _check_pin(pin: str, cert: x509.Certificate | None) -> None:
     """qh3's pin check (sha256 of the DER certificate, hex, colons allowed), with its
-    words: quic.py's describe_failure knows a pin failure by "fingerprint"."""
+    words: quic/tls.py's describe_failure knows a pin failure by "fingerprint"."""
     expected = pin.replace(":", "").lower()
     got = hashlib.sha256(cert.public_bytes(_DER)).hexdigest() if cert is not None else ""
     if got != expected:

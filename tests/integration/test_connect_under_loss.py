@@ -7,7 +7,7 @@ flight lost), it builds its next application packet at the 1-RTT level and fails
 server is left with a half-open connection that had already taken the 0-RTT NEGOTIATE
 and opened its backend; enough of them and the gateway asks every client for a Retry.
 Our client now resumes without 0-RTT (engine.py), and a resumed handshake that fails
-once the server has answered falls back to a full one (quic.py), as does a full one
+once the server has answered falls back to a full one (quic/client.py), as does a full one
 that a transport error ended."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import quicfs
 from quicfs.cert import write_self_signed
 from quicfs.transport.engine import Engine
 from quicfs.transport.quic import QuicTLSOptions, TicketStore, open_quic
-from quicfs.transport.quic_server import ServerTickets
+from quicfs.transport.quic.tickets import ServerTickets
 from tests.conftest import running_gateway
 from tests.support.impair import UdpImpairProxy
 

@@ -25,8 +25,8 @@ from aioquic.quic.packet_builder import QuicPacketBuilderStop
 
 from quicfs.cert import write_self_signed
 from quicfs.gateway import Gateway
-from quicfs.transport.quic import printable
-from quicfs.transport.quic_server import Limits, address_key
+from quicfs.transport.quic.admission import Limits, address_key
+from quicfs.transport.quic.driver import printable
 from tests.support.aioquic_client import AioquicClient
 
 PROTOCOL_VIOLATION = 0x0A

@@ -116,7 +116,8 @@ async def test_oversized_ticket_is_dropped_and_full_handshake_done(samba, gatewa
 
 
 def test_ticket_that_cannot_be_offered_is_not_kept():
-    from quicfs.transport.quic import client_configuration, offerable
+    from quicfs.transport.quic.client import offerable
+    from quicfs.transport.quic.configuration import client_configuration
 
     config = client_configuration("localhost", QuicTLSOptions(fingerprint="sha256:" + "0" * 64))
     addr = ("127.0.0.1", 443)
@@ -160,11 +161,11 @@ def test_ticket_files_are_read_only_when_ours_alone(tmp_path, caplog):
 async def test_reconnect_survives_a_transport_that_cannot_open(samba, gateway, monkeypatch):
     """A reconnect whose transport fails to open in an unforeseen way tries again; the
     share comes back (a mount died at its first reconnect)."""
-    from quicfs.transport import quic
+    from quicfs.transport.quic import client
 
     async with quicfs.connect(gateway.url("plain"), gateway.options(samba)) as s:
         await s.write_file("r.bin", b"r" * 100)
-        real = quic.start_engine
+        real = client.start_engine
         failures = []
 
         def flaky(*args, **kwargs):  # whichever engine cc= chose
@@ -173,7 +174,7 @@ async def test_reconnect_survives_a_transport_that_cannot_open(samba, gateway, m
                 raise RuntimeError("engine could not start")
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(quic, "start_engine", flaky)
+        monkeypatch.setattr(client, "start_engine", flaky)
         s.conn.abandon("test: connection dropped")
         with trio.fail_after(30):
             assert await s.read_file("r.bin") == b"r" * 100

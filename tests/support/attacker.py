@@ -60,11 +60,11 @@ from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection, QuicConnectionError
 from qh3.tls import Group
 
-from quicfs.transport.quic import wait_for_any
+from quicfs.transport.quic.driver import wait_for_any
 
 ROOT = Path(__file__).resolve().parents[2]
 ALPN = "smb"
-#: The connection ids the gateway issues are this long (qh3's default, quic_server.py).
+#: The connection ids the gateway issues are this long (qh3's default, quic/server.py).
 GATEWAY_CID_LENGTH = 8
 QUIC_V1 = 0x00000001
 STREAM_LIMIT_ERROR = 0x4

@@ -38,8 +38,8 @@ from quicfs.errors import CertificateError
 from quicfs.transport.aioquic_cc import BbrCongestionControl, BbrPacer
 from quicfs.transport.engine import Engine
 from quicfs.transport.engine_aioquic import AioquicEngine
-from quicfs.transport.quic import TicketStore, describe_failure
-from quicfs.transport.quic_server import ServerTickets
+from quicfs.transport.quic.tickets import ServerTickets, TicketStore
+from quicfs.transport.quic.tls import describe_failure
 
 SERVER, CLIENT = ("127.0.0.1", 4433), ("127.0.0.1", 50000)
 MIB = 1024 * 1024
@@ -67,7 +67,7 @@ class Net:
     ``loss`` of the datagrams, on a fake clock. The server is made from the client's
     first Initial; a qh3 server first answers with a Retry, as the gateway does for a
     client that pads its Initial's datagram (qh3 2.1 would not fit its first flight in
-    three times the packet, quic_server.py)."""
+    three times the packet, quic/server.py)."""
 
     def __init__(self, client: Any, make_server: Any, *, delay: float = 0.005,
                  loss: float = 0.0, seed: int = 1, retry: bool = False) -> None:
@@ -165,7 +165,7 @@ def qh3_server(cert: Any) -> Any:
 
 
 def failure_of(closed: events.ConnectionTerminated, client: Any, server_name: str) -> Any:
-    """What quic.py's describe_failure says of a client's handshake that ``closed``
+    """What quic/tls.py's describe_failure says of a client's handshake that ``closed``
     ended (for server ``gw:443``, dialled as ``server_name``)."""
     driver = types.SimpleNamespace(close_reason=closed.reason_phrase, quic=client,
                                    close_error_code=closed.error_code,
@@ -253,7 +253,7 @@ def test_the_right_pin_connects(cert: Any) -> None:
 
 def test_a_wrong_pin_fails_before_any_data_is_sent(cert: Any) -> None:
     """A pin that does not match ends the handshake with bad_certificate before the
-    client's Finished: the data queued at once never reaches the server, and quic.py
+    client's Finished: the data queued at once never reaches the server, and quic/client.py
     reports a pin failure."""
     client = AioquicEngine(configuration=client_config(assert_fingerprint="ab" * 32))
     net = Net(client, aioquic_server(cert))
@@ -504,7 +504,7 @@ def test_ten_megabytes_through_one_percent_loss(cert: Any) -> None:
 
 # ------------------------------------------------------------------ what the driver says
 def test_a_name_mismatch_is_a_certificate_error_with_the_names(cert: Any) -> None:
-    """aioquic says "hostname 'x' doesn't match <pattern>"; quic.py's describe_failure reads it
+    """aioquic says "hostname 'x' doesn't match <pattern>"; tls.py's describe_failure reads it
     as qh3's failure is read: a CertificateError that names what the certificate is for."""
     config = QuicConfiguration(is_client=True, alpn_protocols=["smb"],
                                server_name="other.example", cadata=cert.cert.read_bytes())

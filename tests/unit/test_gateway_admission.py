@@ -19,9 +19,9 @@ from quicfs.cert import write_self_signed
 from quicfs.gateway import Refused, check_negotiate
 from quicfs.smb2.negotiate import NegotiateRequest
 from quicfs.transport.engine import Engine
-from quicfs.transport.quic_server import ServerTickets
+from quicfs.transport.quic.retry import RetryTokens
+from quicfs.transport.quic.tickets import ServerTickets
 from quicfs.transport.refusals import Refusals
-from quicfs.transport.retry import RetryTokens
 
 A, B = ("192.0.2.1", 4000), ("192.0.2.1", 4001)
 ODCID, RCID = b"\x01" * 8, b"\x02" * 8
@@ -185,7 +185,7 @@ def test_a_figure_not_known_yet_is_none(server_config) -> None:
 
 
 def test_what_qh3_counts_of_a_first_datagram(server_config) -> None:
-    from quicfs.transport.quic_server import first_flight_size, packets_length
+    from quicfs.transport.quic.admission import first_flight_size, packets_length
 
     client = QuicConnection(configuration=QuicConfiguration(
         is_client=True, alpn_protocols=["smb"], verify_mode=ssl.CERT_NONE))

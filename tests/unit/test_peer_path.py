@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from quicfs.transport.peer_path import PeerPath
+from quicfs.transport.quic.peer_path import PeerPath
 
 A, B, C = ("10.0.0.1", 1000), ("10.0.0.1", 2000), ("10.0.0.9", 3000)
 FULL = b"x" * 1452
@@ -62,7 +62,7 @@ def test_every_move_is_followed() -> None:
 
 
 def test_a_lost_ping_is_sent_again_and_a_silent_candidate_is_given_up() -> None:
-    from quicfs.transport.peer_path import MAX_PINGS
+    from quicfs.transport.quic.peer_path import MAX_PINGS
 
     p, pings = path()  # RTT 10 ms: a PING waits 50 ms at least
     p.received(B, 1200, 0.0)

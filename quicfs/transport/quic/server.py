@@ -1,7 +1,7 @@
 """A QUIC server on the same trio + qh3 stack: one UDP socket, many connections.
 
 The dispatcher reads datagrams and routes each by its destination connection id to a
-:class:`~quicfs.transport.quic.QuicDriver`, feeding its engine in the dispatcher's own
+:class:`~quicfs.transport.quic.driver.QuicDriver`, feeding its engine in the dispatcher's own
 task once the socket is drained (the driver's worker handles the timers); an
 Initial packet with an unknown id starts a new connection (RFC 9000 7, 17.2.2). Routing
 is by connection id, never by address, so a client that changes address (migration, NAT
@@ -11,155 +11,49 @@ stream a client opens is handed to ``handler``.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import os
 import socket
-import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import trio
 from qh3._hazmat import pull_quic_header
 from qh3.quic import events
 from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.packet import QuicPacketType, encode_quic_retry, encode_quic_version_negotiation
-from qh3.tls import SessionTicket
 
 from quicfs.transport.engine import new_engine
-from quicfs.transport.quic import (
-    ACTIVE_CID_LIMIT,
-    ALPN,
+from quicfs.transport.quic.admission import Limits, address_key, first_flight_size, packets_length
+from quicfs.transport.quic.configuration import server_configuration
+from quicfs.transport.quic.driver import QuicDriver, is_fault
+from quicfs.transport.quic.retry import RetryTokens
+from quicfs.transport.quic.stream import QuicStream
+from quicfs.transport.quic.tickets import ServerTickets
+from quicfs.transport.quic.udp import (
     GRO_CMSG_SPACE,
-    IDLE_TIMEOUT,
-    QuicDriver,
-    QuicStream,
+    RECV_SIZE,
     gro_segment,
-    is_fault,
     new_udp_socket,
     send_batch,
 )
 from quicfs.transport.refusals import Refusals
-from quicfs.transport.retry import RetryTokens
 
 log = logging.getLogger("quicfs.quic.server")
-#: The largest datagram the server sends (RFC 9000 14): 1500-byte Ethernet less IPv6 and
-#: UDP headers. (peer_path.MIN_WINDOW is two of these.)
-MAX_DATAGRAM = 1452
 
 Handler = Callable[[QuicStream, str], Awaitable[None]]
-#: For how many clients at most an answered Retry is remembered.
 #: An Initial seen again this long after its Retry is the client's retransmission (its
 #: first PTO is ~1 s, RFC 9002 6.2.2): the Retry was lost, and is sent again. Sooner, it
 #: is the second datagram of the same ClientHello, which gets no second Retry.
 RETRY_AGAIN_AFTER = 0.25
+#: For how many clients at most an answered Retry is remembered.
 MAX_RETRIED = 4096
-
-
-def server_configuration(cert: str, key: str) -> QuicConfiguration:
-    config = QuicConfiguration(alpn_protocols=[ALPN], is_client=False,
-                               idle_timeout=IDLE_TIMEOUT, max_datagram_size=MAX_DATAGRAM,
-                               active_connection_id_limit=ACTIVE_CID_LIMIT)
-    config.load_cert_chain(cert, key)
-    return config
 
 
 def _label(addr: object) -> str:
     host, port = addr[0], addr[1]  # type: ignore[index]
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
-def address_key(addr: object) -> str:
-    """Whom --max-per-address counts: an IPv4 address, or an IPv6 /64 (one host or one
-    site holds a whole /64, RFC 4291 2.5.4; per address, it would have no bound)."""
-    host = addr[0]  # type: ignore[index]
-    if ":" not in host:
-        return host  # IPv4, as the socket gives it: the common case, kept cheap
-    ip = ipaddress.ip_address(host.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What the server admits; `quicfs gateway`'s flags. Each bound keeps what one
-    source, or all of them, can make the server hold."""
-
-    #: Stateless Retry (RFC 9000 8.1.2): "always", "never", or "auto": once
-    #: ``retry_threshold`` handshakes are in progress.
-    retry: str = "auto"
-    retry_threshold: int = 16
-    max_connections: int = 1024
-    #: Connections from one IP address, handshakes included.
-    max_per_address: int = 64
-    #: Handshakes in progress (half-open connections).
-    max_handshakes: int = 256
-    handshake_timeout: float = 10.0
-    #: A connection must open its stream this soon after its handshake.
-    stream_timeout: float = 10.0
-    #: Seconds a connection whose stream is done waits for the client to close it.
-    linger: float = 10.0
-    #: Version Negotiation packets sent per second at most (RFC 9000 5.2.2 lets a
-    #: server limit them; each answers a datagram it cannot authenticate).
-    vn_per_second: float = 100.0
-
-
-class ServerTickets:
-    """The session tickets this server issued, for resumption (RFC 8446 4.6.1): each
-    used once, at most ``max_count`` kept, none older than ``max_age`` seconds. One
-    full handshake makes one; without a bound, handshakes alone would grow memory."""
-
-    def __init__(self, max_count: int = 4096, max_age: float = 3600.0) -> None:
-        self.max_count = max_count
-        self.max_age = max_age
-        self._tickets: OrderedDict[bytes, tuple[float, SessionTicket]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._tickets)
-
-    def add(self, ticket: SessionTicket) -> None:
-        now = time.monotonic()
-        self._tickets[ticket.ticket] = (now, ticket)
-        while self._tickets:
-            label, (made, _) = next(iter(self._tickets.items()))
-            if len(self._tickets) <= self.max_count and now - made <= self.max_age:
-                break
-            del self._tickets[label]
-
-    def take(self, label: bytes) -> SessionTicket | None:
-        made, ticket = self._tickets.pop(label, (0.0, None))
-        if ticket is None or time.monotonic() - made > self.max_age or not ticket.is_valid:
-            return None
-        return ticket
-
-
-def first_flight_size(config: QuicConfiguration) -> int:
-    """What the server sends before the client's address is validated, at most: an
-    Initial padded to a full datagram (ServerHello), and Handshake packets carrying
-    EncryptedExtensions, the certificate chain, CertificateVerify and Finished."""
-    chain = [config.certificate, *config.certificate_chain]
-    der = sum(len(cert.public_bytes()) for cert in chain if cert is not None)
-    return MAX_DATAGRAM + der + 512
-
-
-def packets_length(data: bytes, cid_length: int) -> int:
-    """The bytes of the long-header packets ``data`` begins with: what qh3 counts of a
-    datagram before the handshake (bytes after the last packet, padding, it does not)."""
-    end = 0
-    while end < len(data) and data[end] & 0x80:
-        try:
-            packet_end = pull_quic_header(data, end, cid_length)[9]
-        except ValueError:
-            break
-        if packet_end <= end:
-            break
-        end = packet_end
-    return end
 
 
 class QuicServer:
@@ -203,7 +97,7 @@ class QuicServer:
             now = trio.current_time()
             for _ in range(256):
                 try:
-                    data, ancdata, _flags, addr = self.sock.recvmsg(65536, GRO_CMSG_SPACE)
+                    data, ancdata, _flags, addr = self.sock.recvmsg(RECV_SIZE, GRO_CMSG_SPACE)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:
@@ -221,7 +115,7 @@ class QuicServer:
                     driver = self._dispatch_safely(piece, addr, now)
                     if driver is not None:
                         fed[driver] = None
-            # Each connection takes in all it got in one engine turn, here (quic.py).
+            # Each connection takes in all it got in one engine turn, here (driver.py).
             for driver in fed:
                 if not driver.terminated.is_set():
                     driver.take_input()
