@@ -19,6 +19,7 @@ from pathlib import Path
 from quicfs.cert import write_self_signed
 from quicfs.errors import QuicfsError
 from tools.localsmb import SambaError, SambaServer
+from tools.mounts import unmount
 
 
 class ServersError(QuicfsError):
@@ -29,16 +30,6 @@ def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def unmount(path: Path) -> None:
-    """Unmount ``path`` if it is mounted; lazily if a program still holds it."""
-    from quicfs.fs.kernel import mount_entry
-
-    if mount_entry(str(path)) is not None:
-        subprocess.run(["umount", str(path)], capture_output=True)
-    if mount_entry(str(path)) is not None:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 @dataclass
@@ -81,7 +72,10 @@ def start_servers(root: Path, samba: SambaServer) -> LocalServers:
         deadline = time.monotonic() + 15
         while b"gateway listening" not in (root / "gateway.log").read_bytes():
             if gateway.poll() is not None or time.monotonic() > deadline:
-                raise ServersError(f"the gateway did not start; see {root / 'gateway.log'}")
+                # Its tail here: xfstests/run removes the log with its work directory.
+                tail = (root / "gateway.log").read_text(errors="replace").splitlines()[-20:]
+                raise ServersError("the gateway did not start (gateway.log):\n"
+                                   + "\n".join(tail))
             time.sleep(0.05)
         cred = root / "credentials"
         fd = os.open(cred, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

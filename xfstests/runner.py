@@ -3,14 +3,15 @@
 Starts a private Samba with the shares ``test`` and ``scratch`` and our QUIC gateway in
 front of it (unless QUICFS_SERVER names a server), makes the users xfstests runs
 programs as, points xfstests at xfstests/local.config, runs ``./check`` under a time
-limit, and writes a summary to xfstests/results/. See docs/xfstests.md.
+limit, and writes a summary to xfstests/results/. Stopped by SIGINT or SIGTERM, it
+undoes all of it (stopping.py). See docs/xfstests.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,15 +22,29 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tools/: the checkout's, not the package's
+# outcomes.py and stopping.py beside this file (also when a test loads it by path), and
+# tools/ above it: the checkout's, not the package's.
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from outcomes import classify, compare, notrun_reasons, summarize  # noqa: E402
+from stopping import (  # noqa: E402
+    Stopped,
+    descendants,
+    end_descendants,
+    reap,
+    stop_on_signals,
+    stopped,
+)
 
 from quicfs.errors import QuicfsError  # noqa: E402
 from tools.localsmb import SambaServer  # noqa: E402
-from tools.servers import ServersError, start_servers, stop_state, unmount  # noqa: E402
+from tools.mounts import mounted_under, unmount, unmount_under  # noqa: E402
+from tools.servers import ServersError, start_servers, stop_state  # noqa: E402
 
 CONFIG = HERE / "local.config"
 EXCLUDE = HERE / "exclude"
-RESULTS = HERE / "results"
+#: QUICFS_XFSTESTS_RESULTS: elsewhere (a test of the runner keeps these as they are).
+RESULTS = Path(os.environ.get("QUICFS_XFSTESTS_RESULTS") or HERE / "results")
 HELPER = Path("/sbin/mount.fuse.quicfs")
 #: The users xfstests' _require_user / _require_user_exists need.
 USERS = ("fsgqa", "fsgqa2", "123456-fsgqa")
@@ -67,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="run nothing: list the tests the last --reference run passed "
                         "and the last quicfs run did not, with quicfs's reasons")
     p.add_argument("--keep", action="store_true",
-                   help="leave the servers running and the mounts mounted afterwards")
+                   help="leave the servers running, the mounts mounted and the work "
+                        "directory in place afterwards (unless stopped by a signal)")
     p.add_argument("--shares-in", metavar="DIR", type=Path,
                    help="keep the local Samba's shares in DIR (default: a fresh XFS "
                         "image, loop-mounted under the work directory)")
@@ -103,33 +119,26 @@ def share_storage(work: Path, keep: bool) -> Iterator[Path]:
     values up to 64 KiB and any number of them; XFS is also what many Samba servers run
     on (RHEL's default)."""
     image, mnt = work / "shares.img", work / "shares"
-    unmount_loop(mnt)
     mnt.mkdir(parents=True, exist_ok=True)
-    image.unlink(missing_ok=True)
     try:
-        subprocess.run(["truncate", "-s", IMAGE_SIZE, str(image)], check=True)
-        for cmd in (["mkfs.xfs", "-q", "-f", str(image)],
-                    ["mount", "-o", "loop", str(image), str(mnt)]):
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RunError(f"{' '.join(cmd[:2])} failed: "
-                               f"{(proc.stderr or proc.stdout).strip()} (or give "
-                               "--shares-in DIR)")
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise RunError(f"cannot make the shares' XFS image {image}: {exc} "
-                       "(or give --shares-in DIR)") from None
-    try:
+        try:
+            subprocess.run(["truncate", "-s", IMAGE_SIZE, str(image)], check=True)
+            for cmd in (["mkfs.xfs", "-q", "-f", str(image)],
+                        ["mount", "-o", "loop", str(image), str(mnt)]):
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise RunError(f"{' '.join(cmd[:2])} failed: "
+                                   f"{(proc.stderr or proc.stdout).strip()} (or give "
+                                   "--shares-in DIR)")
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise RunError(f"cannot make the shares' XFS image {image}: {exc} "
+                           "(or give --shares-in DIR)") from None
         yield mnt
     finally:
-        if not keep:
-            unmount_loop(mnt)
+        # Also when making it was cut short: the loop device goes with the unmount.
+        if not keep or stopped():
+            unmount(mnt)
             image.unlink(missing_ok=True)
-
-
-def unmount_loop(mnt: Path) -> None:
-    """Unmount ``mnt`` if something is mounted there (its loop device goes with it)."""
-    if os.path.ismount(mnt):
-        subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
 @contextmanager
@@ -141,7 +150,7 @@ def servers(work: Path, keep: bool, shares_in: Path | None) -> Iterator[dict[str
         return
     with storage(work, keep, shares_in) as where:
         where.chmod(0o755)
-        samba = SambaServer(Path(tempfile.mkdtemp(prefix="quicfs-xfstests-smb-", dir=where)),
+        samba = SambaServer(Path(tempfile.mkdtemp(prefix="smb-", dir=where)),
                             shares=("test", "scratch"), share_options=SHARE_OPTIONS)
         with _local_servers(work, samba, keep) as env:
             yield env
@@ -173,12 +182,14 @@ def _local_servers(work: Path, samba: SambaServer, keep: bool
                "QUICFS_OPTIONS": f"fingerprint={local.fingerprint}",
                "QUICFS_CRED": str(local.credentials)}
     finally:
-        if keep:
+        if keep and not stopped():
             print(f"servers left running: smbd {local.samba.port}/tcp, "
                   f"gateway {local.port}/udp (pids in {work}/servers)")
             (work / "servers").write_text(repr(local.state()) + "\n")
         else:
             stop_state(local.state())
+            # stop_state removes it only under /tmp; --shares-in may put it elsewhere.
+            shutil.rmtree(samba.root, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- reference
@@ -212,7 +223,7 @@ def reference(work: Path, keep: bool, shares_in: Path | None) -> Iterator[dict[s
         try:
             yield {"HOST_OPTIONS": str(config)}
         finally:
-            if not keep:
+            if not keep or stopped():
                 REFERENCE_HELPER.unlink(missing_ok=True)
 
 
@@ -231,86 +242,6 @@ def config_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- ./check
-_LINE = re.compile(r"^(?P<test>[a-z0-9]+/\d{3,})\b(?P<rest>.*)$")
-
-
-def classify(log: str) -> dict[str, str]:
-    """Per-test outcome from ./check's output: passed, failed, notrun or expunged."""
-    results: dict[str, str] = {}
-    for line in log.splitlines():
-        m = _LINE.match(line)
-        if not m:
-            continue
-        rest = m["rest"]
-        if "[expunged]" in rest:
-            results[m["test"]] = "expunged"
-        elif "[not run]" in rest:
-            results[m["test"]] = "notrun"
-        elif "[failed" in rest or "output mismatch" in rest or "_check_" in rest:
-            results[m["test"]] = "failed"
-        elif re.search(r"\d+s$", rest.strip()):
-            results[m["test"]] = "passed"
-    return results
-
-
-def notrun_reasons(log: str) -> dict[str, str]:
-    """Why ./check did not run each test it skipped (the text after ``[not run]``)."""
-    return {m["test"]: m["rest"].split("[not run]", 1)[1].strip()
-            for m in map(_LINE.match, log.splitlines())
-            if m and "[not run]" in m["rest"]}
-
-
-def summarize(results: dict[str, str], minutes: float, timed_out: bool,
-              args: Sequence[str], what: str = "quicfs over QUIC",
-              why: dict[str, str] | None = None) -> str:
-    counts = {k: sorted(t for t, v in results.items() if v == k)
-              for k in ("passed", "failed", "notrun", "expunged")}
-    lines = [f"xfstests through {what}: ./check {' '.join(args)}",
-             f"finished {time.strftime('%Y-%m-%d %H:%M')} after {minutes:.1f} min"
-             + (" (stopped at the time limit)" if timed_out else ""),
-             "passed {} failed {} not run {} excluded {}".format(
-                 *(len(counts[k]) for k in ("passed", "failed", "notrun", "expunged"))),
-             ""]
-    lines += [f"failed: {' '.join(counts['failed']) or '-'}", ""]
-    why = why or {}
-    lines += [f"{test} {status}" + (f": {why[test]}" if test in why else "")
-              for test, status in sorted(results.items())]
-    return "\n".join(lines) + "\n"
-
-
-_RESULT = re.compile(r"^(?P<test>[a-z0-9]+/\d{3,}) (?P<status>\w+)(?:: (?P<why>.*))?$")
-
-
-def compare(reference: str, ours: str, exclude: str) -> str:
-    """What the passthrough reference passed and quicfs did not, each with quicfs's
-    reason (its exclusion or why xfstests did not run it), from two summaries."""
-    def outcomes(summary: str) -> dict[str, tuple[str, str]]:
-        return {m["test"]: (m["status"], m["why"] or "")
-                for m in map(_RESULT.match, summary.splitlines()) if m}
-
-    excluded = {}
-    for line in exclude.splitlines():
-        test, _, reason = line.partition("#")
-        if test.strip():
-            excluded[test.strip()] = reason.strip()
-
-    def passed(results: dict[str, tuple[str, str]]) -> set[str]:
-        return {test for test, (status, _) in results.items() if status == "passed"}
-
-    ref, our = outcomes(reference), outcomes(ours)
-    lines = [f"passed by the reference: {len(passed(ref))}; by quicfs: {len(passed(our))}",
-             "", "passed by the reference, not by quicfs:"]
-    for test in sorted(passed(ref) - passed(our)):
-        status, why = our.get(test, ("not in the quicfs run", ""))
-        if test in excluded:
-            status, why = "excluded", excluded[test]
-        lines.append(f"  {test} {status}" + (f": {why}" if why else ""))
-    lines += ["", "passed by quicfs, not by the reference:"]
-    lines += [f"  {test} {ref.get(test, ('not in the reference run', ''))[0]}"
-              for test in sorted(passed(our) - passed(ref))]
-    return "\n".join(lines) + "\n"
-
-
 def run_check(xfstests: Path, env: dict[str, str], args: Sequence[str],
               limit_min: float, is_reference: bool = False) -> int:
     RESULTS.mkdir(exist_ok=True)
@@ -341,10 +272,14 @@ def run_check(xfstests: Path, env: dict[str, str], args: Sequence[str],
                 sys.stdout.flush()
                 log.write(line)
                 log.flush()
+                reap(keep={proc.pid})
             proc.wait()
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
+            # Stopped, or done: nothing of ./check's session outlives it (the test's
+            # programs make process groups of their own). SIGTERM first: its trap wraps up.
+            end_descendants(session=proc.pid)
         timed_out = time.monotonic() >= deadline
     log = log_path.read_text()
     results = classify(log)
@@ -434,28 +369,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xfstests/run: {HELPER} is missing; run `make install` first",
               file=sys.stderr)
         return 2
-    work = Path(os.environ.get("QUICFS_XFSTESTS_WORK", "/tmp/quicfs-xfstests"))
-    work.mkdir(parents=True, exist_ok=True)
+    stop_on_signals()
     try:
+        return run(args, xfstests)
+    except Stopped as stop:  # every `finally` on its way out has run
+        print(f"xfstests/run: stopped by {stop.name}; what it started is stopped, unmounted "
+              "and removed", file=sys.stderr)
+        return stop.exit_code
+
+
+def run(args: argparse.Namespace, xfstests: Path) -> int:
+    work: Path | None = None
+    mounts: list[Path] = []
+    try:
+        base = os.environ.get("QUICFS_XFSTESTS_WORK")
+        if base:
+            Path(base).mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="quicfs-xfstests-", dir=base))
+        work.chmod(0o755)  # the shares' Unix user walks through it to the shares
         ensure_users()
         where = reference if args.reference else servers
         with where(work, args.keep, args.shares_in) as extra:
             env = config_env(extra)
-            for path in (env["QUICFS_TEST_DIR"], env["QUICFS_SCRATCH_MNT"]):
-                unmount(Path(path))
-                Path(path).mkdir(parents=True, exist_ok=True)
+            mounts = [Path(env["QUICFS_TEST_DIR"]), Path(env["QUICFS_SCRATCH_MNT"])]
+            # The servers, just started: what ends after ./check must not end them yet.
+            serving = set(descendants().values())
+            for path in mounts:
+                unmount_under(path)
+                path.mkdir(parents=True, exist_ok=True)
             try:
                 if args.fsx:
                     return run_fsx(xfstests, env)
                 return run_check(xfstests, env, args.check_args, args.time_limit,
                                  args.reference)
             finally:
-                if not args.keep:
-                    for path in (env["QUICFS_TEST_DIR"], env["QUICFS_SCRATCH_MNT"]):
-                        unmount(Path(path))
+                if not args.keep or stopped():
+                    # The tests' programs outside ./check's session (`su` starts sessions
+                    # of its own) first, then the mounts: their processes end with them.
+                    end_descendants(keep_sessions=serving)
+                    for path in mounts:
+                        unmount_under(path)
     except (QuicfsError, subprocess.CalledProcessError) as exc:
         print(f"xfstests/run: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if not args.keep or stopped():
+            leave_nothing(work, mounts)
+
+
+def leave_nothing(work: Path | None, mounts: Sequence[Path]) -> None:
+    """The end of a run, finished or stopped: no process it started is left, nothing is
+    mounted where it mounts, and its work directory is gone."""
+    try:
+        _leave_nothing(work, mounts)
+    except Stopped:
+        _leave_nothing(work, mounts)  # signals are ignored from now on: this one finishes
+        raise
+
+
+def _leave_nothing(work: Path | None, mounts: Sequence[Path]) -> None:
+    end_descendants()
+    for path in [*mounts, *([work] if work else [])]:
+        unmount_under(path)
+    if work is not None and not mounted_under(work):
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""xfstests/runner.py reads ./check's output into per-test outcomes and a summary."""
+"""xfstests/runner.py reads ./check's output into per-test outcomes and a summary
+(xfstests/outcomes.py, loaded through the runner as xfstests/run loads it)."""
 
 from __future__ import annotations
 
