@@ -136,8 +136,12 @@ def read_answer(reply: Reply, length: int) -> memoryview:
 
 
 class Open:
+    """One open of a file or directory. Its maker puts it on its tree's list of opens
+    (``tree.opens``, as Share does) for a reconnect to reopen it; ``close`` takes it off."""
+
     def __init__(self, tree: Tree, file_id: FileId, name: str, created: CreateResponse,
-                 request: CreateRequest | None = None, *, head: bytes | None = None) -> None:
+                 request: CreateRequest | None = None, *, head: bytes | None = None,
+                 disposable: bool = False) -> None:
         self.tree = tree
         self._head = head
         self.file_id = file_id
@@ -149,7 +153,7 @@ class Open:
         self.stale = False
         #: Kept only for a lease (a directory's, dirleases.py): after a reconnect it is
         #: let go, not reopened.
-        self.disposable = False
+        self.disposable = disposable
         #: The server's promise to keep this open across a lost connection, and the
         #: file's identity: both from the first CREATE (a reconnect's answer may carry
         #: neither, and they stay true of this open).
@@ -161,7 +165,6 @@ class Open:
         assert params is not None
         self.max_read = params.max_read_size
         self.max_write = params.max_write_size
-        tree.opens.add(self)
 
     def take_head(self) -> bytes | None:
         """The file's first bytes as read with the CREATE (Share.open ``head``), all of

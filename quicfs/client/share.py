@@ -208,6 +208,15 @@ class Share:
         return replace(req, oplock_level=OplockLevel.LEASE, contexts=(
             LeaseRequestV2(lease_key=key, state=state, parent_lease_key=parent), *more))
 
+    def _opened(self, path: str, created: CreateResponse, req: CreateRequest | None = None,
+                *, head: bytes | None = None, disposable: bool = False) -> Open:
+        """The open a CREATE made, on its tree's list of opens: so a reconnect reopens it
+        (3.2.4.4), and a break of its lease finds it (leases.py)."""
+        handle = Open(self.tree, created.file_id, path, created, req, head=head,
+                      disposable=disposable)
+        self.tree.opens.add(handle)
+        return handle
+
     async def open(self, path: str, mode: str = "r", *, lease_key: bytes | None = None,
                    eas: Sequence[tuple[bytes, bytes]] = (), head: int = 0) -> Open:
         """Open a file: ``r``, ``r+``, ``w`` (create/truncate), ``x`` (must not exist),
@@ -240,7 +249,7 @@ class Share:
         req = _with_eas(req, eas)
         if not head:
             created = CreateResponse.unpack((await self.tree.request(req)).message)
-            return Open(self.tree, created.file_id, path, created, req)
+            return self._opened(path, created, req)
         opened, read = await self.tree.chain(
             [req, ReadRequest(file_id=FileId.related(), offset=0, length=head)])
         created = _created(opened)
@@ -250,7 +259,7 @@ class Share:
                 data = bytes(read_answer(read, head))
             except MalformedError:
                 pass  # the open stands; a later READ asks again and says so
-        return Open(self.tree, created.file_id, path, created, req, head=data)
+        return self._opened(path, created, req, head=data)
 
     async def open_listing(self, path: str) -> tuple[Open, list[Reply]]:
         """Open a directory and ask for its first pages in the same round trip (CREATE +
@@ -260,7 +269,7 @@ class Share:
         replies = await self.tree.chain([self._listing_create(path),
                                          *page_requests(page_bytes(self.tree))])
         created = _created(replies[0])
-        return Open(self.tree, created.file_id, path, created), replies[1:]
+        return self._opened(path, created), replies[1:]
 
     def _listing_create(self, path: str) -> CreateRequest:
         return self._create(
@@ -294,8 +303,7 @@ class Share:
             if is_error(replies[0].status):
                 raise SMBError(replies[0].status)
             created = _created(replies[0])
-            handle = Open(self.tree, created.file_id, path, created)
-            handle.disposable = True
+            handle = self._opened(path, created, disposable=True)
             entries = whole_listing(path, replies[1:], self.tree.max_dir_entries)
         except BaseException:
             self.dir_leases.adopt(pending, handle, keep=False)
@@ -331,8 +339,7 @@ class Share:
                                           options=CreateOptions.DIRECTORY_FILE),
                              oplock_level=OplockLevel.LEASE, contexts=(context,))
             created = _created(await self.tree.request(create))
-            handle = Open(self.tree, created.file_id, path, created)
-            handle.disposable = True
+            handle = self._opened(path, created, disposable=True)
         except QuicfsError as exc:
             log.debug("a lease on %s: %s", path or "/", exc)
         finally:
@@ -429,7 +436,7 @@ class Share:
         if reply.status == Status.STOPPED_ON_SYMLINK:
             return ErrorResponse.unpack(reply.message).symlink()
         created = CreateResponse.unpack(reply.message)
-        await Open(self.tree, created.file_id, path, created).close()
+        await self._opened(path, created).close()
         raise SMBError(Status.NOT_A_REPARSE_POINT)
 
     async def read_head(self, path: str, length: int) -> bytes:

@@ -82,6 +82,7 @@ class Tree:
         #: the requests on it.
         self.recover = recover
         #: Opens on this tree, for reopening after a reconnect and for lease breaks.
+        #: Whoever makes an open adds it (Share._opened); Open.close takes it off.
         self.opens = OpenSet()
         #: Lease keys asked for by CREATEs not answered yet (how many ask for each): a
         #: break may come for one before its open exists.

@@ -322,7 +322,8 @@ def make_tree(conn, options: str = ""):
 
 
 def leased_open(tree, key: bytes, state, name: str = "f"):
-    """An open of ours as a signed CREATE response would have made it."""
+    """An open of ours as a signed CREATE response would have made it, on the tree's
+    list as Share puts it there."""
     from quicfs.client.open import Open
     from quicfs.smb2.constants import (
         CreateAction,
@@ -339,7 +340,9 @@ def leased_open(tree, key: bytes, state, name: str = "f"):
         FileAttributes.DIRECTORY if name.startswith("d") else FileAttributes.NORMAL,
         FileId(len(tree.opens) + 1, 9),
         (LeaseResponseV2(key, state, LeaseFlags.NONE),) if key else ())
-    return Open(tree, created.file_id, name, created)
+    handle = Open(tree, created.file_id, name, created)
+    tree.opens.add(handle)
+    return handle
 
 
 def serve(answer):
