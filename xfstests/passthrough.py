@@ -30,7 +30,7 @@ import trio
 
 from quicfs.fs import mountflags
 from quicfs.fs.caller import groups_of
-from quicfs.fs.operations import fuse_options
+from quicfs.fs.edge import fuse_options
 from quicfs.options import parse_options, split_options
 
 #: A source is ``passthrough:/DIR``: not a path, as umount(8) would take a path for a

@@ -86,35 +86,15 @@ async def serve(source: str, options: str, mountpoint: str,
         import pyfuse3
 
         from quicfs.fs import mountflags
+        from quicfs.fs.edge import fuse_options
         from quicfs.fs.kernel import fuse_connected, raise_read_ahead
-        from quicfs.fs.operations import Operations, fuse_options
+        from quicfs.fs.operations import Operations
 
         if share.url.path:
             # A directory of the share (//host/share/PATH) is mounted: it must be one.
             if not (await share.stat(share.url.path)).is_dir:
                 raise SMBError(Status.NOT_A_DIRECTORY)
-        ops = Operations(share, opts)
 
-        async def answer(request: str) -> dict[str, object]:
-            if request == "stats":
-                out: dict[str, object] = {"mountpoint": mountpoint}
-                if share.uplink is not None:
-                    out.update(share.uplink.snapshot())
-                out.update(ops.stats())
-                out["events"] = list(events.lines)
-                return out
-            if request == "migrate":
-                migrate = getattr(share.conn.transport, "migrate", None)
-                if migrate is None:
-                    return {"error": "only a QUIC connection migrates"}
-                await migrate("asked through the control socket")
-                return {"migrated": True}
-            return {"error": f"unknown request {request!r}"}
-
-        try:
-            pyfuse3.init(ops, mountpoint, fuse_options(opts, source))
-        except RuntimeError as exc:
-            raise OSError(f"cannot mount on {mountpoint}: {exc}") from None
         def settle() -> None:
             raise_read_ahead(mountpoint)
             later = mountflags.split(opts.vfs)[1]
@@ -127,8 +107,33 @@ async def serve(source: str, options: str, mountpoint: str,
             await trio.to_thread.run_sync(settle)
             ready(None)
 
+        initialised = False
         try:
             async with trio.open_nursery() as nursery:
+                # Background writes, read-ahead and parked handles live as long as the
+                # mount: its nursery is the operations' from the start.
+                ops = Operations(share, opts, nursery)
+                try:
+                    pyfuse3.init(ops, mountpoint, fuse_options(opts, source))
+                except RuntimeError as exc:
+                    raise OSError(f"cannot mount on {mountpoint}: {exc}") from None
+                initialised = True
+
+                async def answer(request: str) -> dict[str, object]:
+                    if request == "stats":
+                        out: dict[str, object] = {"mountpoint": mountpoint}
+                        if share.uplink is not None:
+                            out.update(share.uplink.snapshot())
+                        out.update(ops.stats())
+                        out["events"] = list(events.lines)
+                        return out
+                    if request == "migrate":
+                        migrate = getattr(share.conn.transport, "migrate", None)
+                        if migrate is None:
+                            return {"error": "only a QUIC connection migrates"}
+                        await migrate("asked through the control socket")
+                        return {"migrated": True}
+                    return {"error": f"unknown request {request!r}"}
 
                 def stop() -> None:
                     # Calls a hard mount holds waiting for its server fail (those sent
@@ -171,7 +176,6 @@ async def serve(source: str, options: str, mountpoint: str,
                 await nursery.start(control_server.serve, control_path, answer)
                 nursery.start_soon(settle_then_ready)
                 nursery.start_soon(while_mounted)
-                ops.nursery = nursery  # background writes live as long as the mount
                 # Idle workers stay: with pyfuse3's default of one, a worker is started
                 # and another ended for nearly every request that arrives while one is
                 # being served (a release beside the next open, a getxattr beside a write).
@@ -181,7 +185,8 @@ async def serve(source: str, options: str, mountpoint: str,
                     await settled()
                 nursery.cancel_scope.cancel()
         finally:
-            pyfuse3.close(unmount=True)
+            if initialised:
+                pyfuse3.close(unmount=True)
 
 
 def remount(mountpoint: str, options: str) -> int:

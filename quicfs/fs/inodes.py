@@ -18,9 +18,12 @@ inode would serve one file's bytes under the other's name.
 
 from __future__ import annotations
 
+import errno
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from quicfs.errors import QuicfsError
 
 if TYPE_CHECKING:
     from quicfs.client.open import FileStat
@@ -28,6 +31,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROOT_INODE = 1
+
+
+class Unnamed(QuicfsError):
+    """An inode with no name left here: removed, or renamed away by another client."""
+
+    errno = errno.ENOENT
+
 #: Numbers we allocate ourselves live above any server file id we expect.
 _FIRST_LOCAL = 1 << 62
 
@@ -80,10 +90,11 @@ class InodeTable:
         return inode
 
     def path(self, inode: int) -> str:
-        """A current name of ``inode``; KeyError if it has none (never given, or gone)."""
-        entry = self._by_inode[inode]
-        if not entry.paths:
-            raise KeyError(inode)
+        """A current name of ``inode``; :class:`Unnamed` if it has none (never given, or
+        gone)."""
+        entry = self._by_inode.get(inode)
+        if entry is None or not entry.paths:
+            raise Unnamed(f"inode {inode} has no name")
         return entry.paths[0]
 
     def inode_of(self, path: str) -> int | None:

@@ -64,6 +64,7 @@ class PageCache:
     def __init__(
         self,
         leases: Leases,
+        nursery: trio.Nursery,
         *,
         hold: float = DEFAULT_HOLD,
         drain: Callable[[int], Awaitable[None]],
@@ -75,8 +76,8 @@ class PageCache:
         self._drop_pages = drop_pages
         self._by_inode: dict[int, _Lease] = {}
         self._creating: dict[int, trio.Lock] = {}
-        #: Where park timers run; the mount sets it.
-        self.nursery: trio.Nursery | None = None
+        #: Where park timers run: the mount's.
+        self.nursery = nursery
 
     # ------------------------------------------------------------------ keys
     def key(self, inode: int | None) -> bytes:
@@ -194,7 +195,7 @@ class PageCache:
     async def release(self, inode: int, handle: Open, *, writable: bool) -> None:
         """The kernel is done with ``handle``: park it while the lease allows, else close."""
         lease = self._by_inode.get(inode)
-        if (lease is not None and self.hold > 0 and self.nursery is not None
+        if (lease is not None and self.hold > 0
                 and lease.state & H and handle.lease_key == lease.key
                 and not handle.tree.conn.closed):
             parked = _Parked(handle, writable)

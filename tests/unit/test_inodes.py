@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quicfs.fs.inodes import ROOT_INODE, InodeTable
+from quicfs.fs.inodes import ROOT_INODE, InodeTable, Unnamed
 
 
 def test_server_ids_become_inodes_and_hard_links_share_them():
@@ -16,7 +16,7 @@ def test_server_ids_become_inodes_and_hard_links_share_them():
     t.removed("dir/a")
     assert t.path(a) == "dir/b"  # still reachable through its other name
     t.removed("dir/b")
-    with pytest.raises(KeyError):
+    with pytest.raises(Unnamed):
         t.path(a)
 
 
@@ -78,7 +78,7 @@ def test_a_name_on_another_file_leaves_the_old_inode():
     new = t.remember("f", 401)
     assert new == 401 and t.inode_of("f") == 401
     assert t.names(old) == []
-    with pytest.raises(KeyError):
+    with pytest.raises(Unnamed):
         t.path(old)
 
 

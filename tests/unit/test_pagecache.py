@@ -56,9 +56,8 @@ async def test_a_handle_parked_while_a_rekey_closes_the_old_ones_is_not_lost():
     pending, its directory not removable) until the park timer ran out."""
     inode = 7
     async with trio.open_nursery() as nursery:
-        cache = PageCache(Leases(), hold=60, drain=_nothing,  # type: ignore[arg-type]
+        cache = PageCache(Leases(), nursery, hold=60, drain=_nothing,  # type: ignore[arg-type]
                           drop_pages=_nothing)
-        cache.nursery = nursery
         key = cache.key(inode)
         slow, late = Handle("f", key, delay=0.05), Handle("f", key)
         for h in (slow, late):
@@ -84,7 +83,12 @@ async def test_one_create_at_a_time_under_an_inode_key():
     """Two CREATEs under one lease key may name two files (a rename in between); Samba
     4.17 never answers the second if the first waited for a break. So they take turns;
     a file not known yet gets a key of its own."""
-    cache = PageCache(Leases(), drain=_nothing, drop_pages=_nothing)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await _one_create_at_a_time(PageCache(Leases(), nursery, drain=_nothing,  # type: ignore[arg-type]
+                                              drop_pages=_nothing))
+
+
+async def _one_create_at_a_time(cache: PageCache) -> None:
     inside: list[int] = []
     overlapped = False
 

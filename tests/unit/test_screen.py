@@ -13,6 +13,7 @@ from typing import Any
 
 import pyfuse3
 import pytest
+import trio
 
 from quicfs.client.open import FileStat
 from quicfs.fs import screen, symlinks
@@ -88,9 +89,16 @@ class _Share:
         return self._stat
 
 
-async def _list(ops: Operations, monkeypatch: pytest.MonkeyPatch
+async def _list(share: _Share, monkeypatch: pytest.MonkeyPatch
                 ) -> list[tuple[bytes, pyfuse3.EntryAttributes]]:
     """What readdir hands the kernel for the root, read to the end."""
+    async with trio.open_nursery() as nursery:
+        return await _list_with(Operations(share, Options(), nursery),  # type: ignore[arg-type]
+                                monkeypatch)
+
+
+async def _list_with(ops: Operations, monkeypatch: pytest.MonkeyPatch
+                     ) -> list[tuple[bytes, pyfuse3.EntryAttributes]]:
     given: list[tuple[bytes, pyfuse3.EntryAttributes]] = []
 
     def reply(token: object, name: bytes, attrs: pyfuse3.EntryAttributes, nxt: int) -> bool:
@@ -118,7 +126,7 @@ async def test_bad_names_are_skipped_and_the_rest_is_listed(
              [*(_entry(n) for n in BAD_NAMES), _entry("é" * 127 + "e")],
              [_entry("a/c"), _entry("")],
              [_entry("last")]]
-    given = await _list(Operations(_Share(pages), Options()), monkeypatch)  # type: ignore[arg-type]
+    given = await _list(_Share(pages), monkeypatch)
     assert [name for name, _ in given] == [
         b".", b"..", b"first", b"x" * 255, ("é" * 127 + "e").encode(), b"last"]
     assert all(a.st_size == 5 for _, a in given[2:])
@@ -138,7 +146,7 @@ async def test_sizes_and_times_out_of_range_are_bounded_in_a_listing(
     caplog.set_level(logging.INFO, "quicfs")
     pages = [[_entry("huge", size=2**63), _entry("max", size=2**64 - 1),
               _entry("future", time=2**64 - 1), _entry("fine", size=7)]]
-    given = await _list(Operations(_Share(pages), Options()), monkeypatch)  # type: ignore[arg-type]
+    given = await _list(_Share(pages), monkeypatch)
     attrs = {name: a for name, a in given}
     assert list(attrs) == [b".", b"..", b"huge", b"max", b"future", b"fine"]
     assert attrs[b"huge"].st_size == attrs[b"max"].st_size == 2**63 - 1
@@ -155,8 +163,9 @@ async def test_sizes_and_times_out_of_range_are_bounded_in_a_listing(
 async def test_a_lookup_with_a_size_past_off_t_answers() -> None:
     st = FileStat("big", 2**64 - 1, 2**64 - 1, FileAttributes.ARCHIVE, 0, 0, -(2**70),
                   0, file_id=7, nlink=2**40)
-    ops = Operations(_Share(stat=st), Options())  # type: ignore[arg-type]
-    entry = await ops.lookup(1, b"big", SimpleNamespace(pid=os.getpid()))
+    async with trio.open_nursery() as nursery:
+        ops = Operations(_Share(stat=st), Options(), nursery)  # type: ignore[arg-type]
+        entry = await ops.lookup(1, b"big", SimpleNamespace(pid=os.getpid()))
     assert (entry.st_ino, entry.st_size, entry.st_nlink) == (7, 2**63 - 1, 2**32 - 1)
     assert entry.st_mtime_ns == screen.MIN_TIME_NS
     assert stat.S_ISREG(entry.st_mode)
