@@ -1,19 +1,16 @@
 """Waits for a lost server that a signal to the waiting program cuts short.
 
 A hard mount waits for its server without end (link.py), yet a program stuck on it must
-stay killable, and a program that handles a signal must get its EINTR. FUSE tells a file
-system of such a signal with FUSE_INTERRUPT, which pyfuse3 (3.5) does not pass on; so the
-FUSE edge names each call's caller (``calling``), the places that wait for the server
-wrap their waits (``wait_interruptibly``), and while one waits, it looks at its caller's
-pending signals in /proc/PID/status every POLL seconds. A pending signal ends the wait
-with Interrupted (EINTR). As NFS and cifs.ko hard mounts, only the waiting ends: nothing
-sent is taken back, and work the mount does in the background (gathered writes) goes on
-waiting.
+stay killable, and a program that handles a signal must get its EINTR. The layer that
+knows the program (the FUSE edge, fs/caller.py) names each call's caller with
+``calling``: a test of whether it was signalled, polled every POLL seconds by the places
+that wait for the server (``wait_interruptibly``). A signal ends the wait with Interrupted
+(EINTR). As NFS and cifs.ko hard mounts, only the waiting ends: nothing sent is taken
+back, and work the mount does in the background (gathered writes) goes on waiting.
 """
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import NamedTuple
@@ -21,20 +18,14 @@ from typing import NamedTuple
 import trio
 
 from quicfs.errors import Interrupted
-from quicfs.procstatus import status_fields
 
 POLL = 0.2
 
-#: Signals that stop, continue or by default are ignored: not a reason to give up a call
-#: (a shell's SIGCHLD, a terminal's SIGWINCH, ^Z).
-_HARMLESS = 0
-for _sig in (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCONT,
-             signal.SIGCHLD, signal.SIGWINCH, signal.SIGURG):
-    _HARMLESS |= 1 << (_sig - 1)
-
-
 class _Call(NamedTuple):
-    pid: int
+    #: Whether the caller got a signal that ends its wait.
+    signalled: Callable[[], bool]
+    #: Who the caller is, for the error.
+    who: str
     #: The task serving the call: tasks it starts inherit the context, not the caller.
     task: trio.lowlevel.Task
 
@@ -43,34 +34,25 @@ _CALLER: ContextVar[_Call | None] = ContextVar("quicfs_caller", default=None)
 
 
 class calling:
-    """Within this, the current task serves a call made by process (thread) ``pid``.
+    """Within this, the current task serves a call for a caller whom ``signalled`` tells
+    about (None: nobody to interrupt it).
 
     Used as a function; a class, not a generator, as it wraps every FUSE request."""
 
-    __slots__ = ("_pid", "_token")
+    __slots__ = ("_signalled", "_token", "_who")
 
-    def __init__(self, pid: int | None) -> None:
-        self._pid = pid
+    def __init__(self, signalled: Callable[[], bool] | None, who: str = "") -> None:
+        self._signalled = signalled
+        self._who = who
 
     def __enter__(self) -> None:
-        pid = self._pid
-        self._token = _CALLER.set(_Call(pid, trio.lowlevel.current_task()) if pid else None)
+        call = None
+        if self._signalled is not None:
+            call = _Call(self._signalled, self._who, trio.lowlevel.current_task())
+        self._token = _CALLER.set(call)
 
     def __exit__(self, *exc: object) -> None:
         _CALLER.reset(self._token)
-
-
-def signal_pending(pid: int) -> bool:
-    """Whether ``pid`` has a signal pending that it does not block (and that is not one
-    of _HARMLESS). A fatal signal the program does not handle shows as SIGKILL."""
-    # Gone (no fields): nobody waits any more, the call may finish when it can.
-    try:
-        masks = {key: int(value, 16) for key, value
-                 in status_fields(pid, "SigPnd", "ShdPnd", "SigBlk").items()}
-    except ValueError:
-        return False
-    pending = (masks.get("SigPnd", 0) | masks.get("ShdPnd", 0)) & ~masks.get("SigBlk", 0)
-    return bool(pending & ~_HARMLESS)
 
 
 async def wait_interruptibly(wait: Callable[[], Awaitable[object]]) -> None:
@@ -87,7 +69,7 @@ async def wait_interruptibly(wait: Callable[[], Awaitable[object]]) -> None:
             nonlocal interrupted
             # Polled: no event tells us that another process got a signal.
             while True:
-                if signal_pending(call.pid):
+                if call.signalled():
                     break
                 await trio.sleep(POLL)
             interrupted = True
@@ -97,7 +79,7 @@ async def wait_interruptibly(wait: Callable[[], Awaitable[object]]) -> None:
         await wait()
         nursery.cancel_scope.cancel()
     if interrupted:
-        raise Interrupted(f"process {call.pid} got a signal while the server was away")
+        raise Interrupted(f"{call.who} got a signal while the server was away")
 
 
-__all__ = ["POLL", "calling", "signal_pending", "wait_interruptibly"]
+__all__ = ["POLL", "calling", "wait_interruptibly"]

@@ -43,7 +43,12 @@ from quicfs.smb2.create import (
 )
 from quicfs.smb2.ea import unpack_eas
 from quicfs.smb2.fileid import FileId
-from quicfs.smb2.info import QueryInfoRequest, QueryInfoResponse, SetInfoRequest
+from quicfs.smb2.info import (
+    FileAllInformation,
+    QueryInfoRequest,
+    QueryInfoResponse,
+    SetInfoRequest,
+)
 from quicfs.smb2.io import (
     CloseRequest,
     CloseResponse,
@@ -347,6 +352,13 @@ class Open:
         ))
         return QueryInfoResponse.unpack(reply.message).buffer
 
+    async def stat(self) -> FileStat:
+        """The file's attributes through this handle (FileAllInformation, MS-FSCC
+        2.4.2): it works once every name of the file is gone, too."""
+        info = FileAllInformation.unpack(await self.query_info(FileInfoClass.ALL))
+        return FileStat.from_info(self.name.rpartition("/")[2], info,
+                                  file_id=info.index_number, nlink=info.number_of_links)
+
     async def get_eas(self) -> list[tuple[bytes, bytes]]:
         """Every extended attribute of the file, through this handle."""
         try:
@@ -402,17 +414,18 @@ class Open:
             return exc
         return None
 
-    async def write_then(self, offset: int, data: bytes, then: SetInfoRequest) -> Reply:
+    async def write_then(self, offset: int, data: bytes, then: SetInfoRequest
+                         ) -> SMBError | None:
         """WRITE ``data`` (one request's worth) and then ``then``, in order, as one related
-        compound (3.2.4.1.4); the answer to ``then``, whose failure is the caller's to
-        weigh. Raises if the WRITE fails."""
+        compound (3.2.4.1.4); what ``then`` met, not raised: the caller's to weigh. Raises
+        if the WRITE fails."""
         wrote, after = await self.tree.chain([
             WriteRequest(file_id=self.file_id, offset=offset, data=bytes(data)),
             dataclasses.replace(then, file_id=FileId.related())])
         if is_error(wrote.status):
             raise SMBError(wrote.status)
         _written(wrote, offset, len(data))
-        return after
+        return SMBError(after.status) if is_error(after.status) else None
 
     async def set_end_of_file(self, size: int) -> None:
         from quicfs.smb2.info import FileEndOfFileInformation

@@ -24,8 +24,7 @@ from quicfs.fs.inodes import ROOT_INODE, InodeTable
 from quicfs.fs.meta import Meta, acl_entries
 from quicfs.options import Options
 from quicfs.smb2 import lxmeta
-from quicfs.smb2.constants import FileAttributes, FileInfoClass
-from quicfs.smb2.info import FileAllInformation
+from quicfs.smb2.constants import FileAttributes
 from quicfs.smb2.lxmeta import LxMeta
 
 
@@ -70,9 +69,7 @@ class Attributes:
         return await self.meta.entry_for(inode, path, st)
 
     async def _stat_open(self, inode: int, handle: Open) -> FileStat:
-        info = FileAllInformation.unpack(await handle.query_info(FileInfoClass.ALL))
-        st = FileStat.from_info(handle.name.rpartition("/")[2], info,
-                                file_id=info.index_number, nlink=info.number_of_links)
+        st = await handle.stat()
         if self.opts.metadata and st.ea_size and self.attrs.lx_known(inode, fresh=True) is None:
             st = dataclasses.replace(st, lx=await self.meta.lx_of(handle.name,
                                                                   handle.get_eas()))

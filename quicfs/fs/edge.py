@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import pyfuse3
 import trio
 
-from quicfs.client.interrupt import calling
 from quicfs.errors import ConnectionLost, QuicfsError, SMBError
 from quicfs.fs import mountflags
+from quicfs.fs.caller import calling
 from quicfs.fs.inodes import Unnamed
 from quicfs.options import Options
 

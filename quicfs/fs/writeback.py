@@ -15,7 +15,6 @@ import trio
 from quicfs.client.open import Open
 from quicfs.errors import SMBError
 from quicfs.smb2.info import SetInfoRequest
-from quicfs.smb2.status import is_error
 
 #: Gather up to this much before sending; several such writes may be in flight.
 GATHER = 1024 * 1024
@@ -196,10 +195,9 @@ class WriteBehind:
             return await self.handle.attempt(then)
         offset, data, done = run
         try:
-            status = (await self.handle.write_then(offset, data, then)).status
+            return await self.handle.write_then(offset, data, then)
         finally:
             self._finished(done)
-        return SMBError(status) if is_error(status) else None
 
     def raise_error(self) -> None:
         if self.error is not None:

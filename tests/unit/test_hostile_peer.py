@@ -442,8 +442,8 @@ async def test_interim_for_ever_ends_on_a_signal_to_the_caller():
     import signal
     import subprocess
 
-    from quicfs.client.interrupt import calling
     from quicfs.errors import Interrupted
+    from quicfs.fs.caller import calling
 
     seen: list[Header] = []
     pended = trio.Event()

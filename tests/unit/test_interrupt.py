@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from quicfs.client.interrupt import calling, signal_pending, wait_interruptibly
+from quicfs.client.interrupt import wait_interruptibly
 from quicfs.errors import Interrupted
+from quicfs.fs.caller import calling, signal_pending
 
 
 @pytest.fixture
