@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 import trio
 
 from quicfs.errors import ConnectError, QuicfsError
+from quicfs.refusals import Refusals
 from quicfs.transport.quic.admission import Limits
 from quicfs.transport.quic.driver import QuicDriver
 from quicfs.transport.quic.server import QuicServer, serve_quic
 from quicfs.transport.quic.stream import QuicStream
-from quicfs.transport.refusals import Refusals
 
 log = logging.getLogger("quicfs.gateway")
 

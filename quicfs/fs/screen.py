@@ -8,7 +8,7 @@ and a '\\' would be looked up as a path separator on the server: each such entry
 skipped, the rest of the listing kept. Values the kernel or pyfuse3 cannot hold (a size
 of 2^63 or more does not fit off_t: OverflowError) are held to the nearest one they can.
 What was skipped or bounded is logged by kind, at most once per interval
-(transport/refusals.py): the server decides how often it happens, not how much is logged.
+(quicfs/refusals.py): the server decides how often it happens, not how much is logged.
 
 Pure apart from the log: no pyfuse3, no I/O.
 """
@@ -20,8 +20,8 @@ import logging
 import time
 
 from quicfs.client.open import FileStat
+from quicfs.refusals import Refusals
 from quicfs.smb2.filetime import FILETIME_MAX, filetime_to_ns
-from quicfs.transport.refusals import Refusals
 
 log = logging.getLogger("quicfs.fs")
 

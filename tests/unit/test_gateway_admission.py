@@ -17,11 +17,11 @@ from qh3.tls import CipherSuite, SessionTicket
 
 from quicfs.cert import write_self_signed
 from quicfs.gateway import Refused, check_negotiate
+from quicfs.refusals import Refusals
 from quicfs.smb2.negotiate import NegotiateRequest
 from quicfs.transport.engine import Engine
 from quicfs.transport.quic.retry import RetryTokens
 from quicfs.transport.quic.tickets import ServerTickets
-from quicfs.transport.refusals import Refusals
 
 A, B = ("192.0.2.1", 4000), ("192.0.2.1", 4001)
 ODCID, RCID = b"\x01" * 8, b"\x02" * 8

@@ -24,6 +24,7 @@ from qh3.quic import events
 from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.packet import QuicPacketType, encode_quic_retry, encode_quic_version_negotiation
 
+from quicfs.refusals import Refusals
 from quicfs.transport.engine import new_engine
 from quicfs.transport.quic.admission import Limits, address_key, first_flight_size, packets_length
 from quicfs.transport.quic.configuration import server_configuration
@@ -38,7 +39,6 @@ from quicfs.transport.quic.udp import (
     new_udp_socket,
     send_batch,
 )
-from quicfs.transport.refusals import Refusals
 
 log = logging.getLogger("quicfs.quic.server")
 
