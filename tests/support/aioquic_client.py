@@ -27,7 +27,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.tls import SessionTicket
 
-from quicfs.transport.quic.driver import wait_for_any
+from quicfs.transport.quic.client import wait_for_any
 
 
 class HandshakeFailed(RuntimeError):

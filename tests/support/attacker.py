@@ -60,7 +60,7 @@ from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection, QuicConnectionError
 from qh3.tls import Group
 
-from quicfs.transport.quic.driver import wait_for_any
+from quicfs.transport.quic.client import wait_for_any
 
 ROOT = Path(__file__).resolve().parents[2]
 ALPN = "smb"

@@ -14,8 +14,8 @@ from qh3.quic.configuration import QuicConfiguration
 
 from quicfs.errors import CertificateError, ConnectError
 from quicfs.transport.engine import Engine, new_engine
+from quicfs.transport.quic.client_driver import ClientDriver
 from quicfs.transport.quic.configuration import ALPN, client_configuration
-from quicfs.transport.quic.driver import QuicDriver, wait_for_any
 from quicfs.transport.quic.stream import QuicTransport
 from quicfs.transport.quic.tickets import TicketStore
 from quicfs.transport.quic.tls import QuicTLSOptions, describe_failure
@@ -24,6 +24,21 @@ from quicfs.transport.quic.udp import new_udp_socket
 log = logging.getLogger("quicfs.quic")
 
 DEFAULT_PORT = 443
+
+
+async def wait_for_any(*events: trio.Event) -> None:
+    """Return as soon as any of ``events`` is set (at once if one already is)."""
+    if any(event.is_set() for event in events):
+        await trio.lowlevel.checkpoint()
+        return
+    async with trio.open_nursery() as nursery:
+
+        async def until(event: trio.Event) -> None:
+            await event.wait()
+            nursery.cancel_scope.cancel()
+
+        for event in events:
+            nursery.start_soon(until, event)
 
 
 def start_engine(config: QuicConfiguration, addr: object, now: float, cc: str | None = None,
@@ -52,7 +67,7 @@ def _peer_label(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _transport_error(driver: QuicDriver) -> bool:
+def _transport_error(driver: ClientDriver) -> bool:
     """The connection ended with a transport error (RFC 9000 20.1), ours or the peer's,
     not a TLS alert (0x100 + alert: certificates, ALPN, versions), which would end the
     next handshake the same way. Loss causes some: qh3's server refuses a first
@@ -64,11 +79,11 @@ def _transport_error(driver: QuicDriver) -> bool:
 
 
 async def _handshake(quic: Engine, addr: object, family: int, label: str, within: float,
-                     nursery: trio.Nursery) -> QuicDriver:
+                     nursery: trio.Nursery) -> ClientDriver:
     """Drive ``quic``'s handshake, the worker in ``nursery``. The driver comes back with
     ``confirmed`` set, or closed (failed, or not confirmed within ``within``)."""
-    driver = QuicDriver(quic, sock=new_udp_socket(family), peer=addr,  # type: ignore[arg-type]
-                        label=label)
+    driver = ClientDriver(quic, sock=new_udp_socket(family), peer=addr,  # type: ignore[arg-type]
+                          label=label)
     await nursery.start(driver.run)
     ok = False
     try:

@@ -1,40 +1,13 @@
-"""The driver: one QUIC connection's engine driven by trio (RFC 9000).
-
-Theory of operation
--------------------
-A :class:`QuicDriver` owns one ``qh3.quic.connection.QuicConnection`` and one *worker*
-task. The worker loops: send what the engine has to send (``datagrams_to_send``), then
-wait for whichever comes first -- input (datagrams) or the engine's timer (``get_timer``)
--- then feed the input (``receive_datagram``) or fire the timer (``handle_timer``) and hand
-the engine's events to the streams. ``now`` is always ``trio.current_time()``, so timers
-are monotonic and tests may run on a MockClock.
-
-Each pass through trio's scheduler costs about as much as qh3's work for a message, so
-the hops per message are few. A stream writer queues data in the engine
-(``send_stream_data``); on a client it then *wakes* the worker, which cancels its wait and
-sends on its next pass what every writer of this pass queued (one datagram for many small
-requests); on a server the writer sends at once (:meth:`QuicDriver.kick`) and moves the
-worker's timer. A wake that arrives while the worker is busy is remembered in a flag, so
-none is lost. On a server the dispatcher also feeds the engine itself
-(:meth:`QuicDriver.take_input`). Writers wait while the engine holds more than
-``SEND_HIGH_WATER`` bytes not yet sent (flow or congestion control): memory stays
-bounded.
-
-Input comes from the driver's own UDP socket on the client, and from the server's
-dispatcher on the server (:mod:`quicfs.transport.quic.server`), which routes datagrams by
-connection id. The client's socket is never ``connect()``-ed, so the connection can move
-to a new local socket (:meth:`QuicDriver.migrate`, RFC 9000 section 9) and the engine
-validates the new path itself.
-
-One bidirectional stream carries SMB, framed exactly as on TCP
-(:class:`~quicfs.transport.framing.FramedStream` on top of :class:`QuicStream`).
+"""The driver: one QUIC connection's engine driven by trio (RFC 9000), the part both
+sides share. :class:`~quicfs.transport.quic.client_driver.ClientDriver` and
+:class:`~quicfs.transport.quic.server_driver.ServerDriver` say where each side's
+datagrams come from and go to. How the parts work together: the package's docstring.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import socket
 from collections.abc import Callable
 
 import trio
@@ -44,23 +17,13 @@ from qh3.quic.packet import QuicErrorCode
 
 from quicfs.errors import ConnectionLost
 from quicfs.transport.engine import Engine
-from quicfs.transport.quic.peer_path import PeerPath
 from quicfs.transport.quic.stream import QuicStream
-from quicfs.transport.quic.udp import (
-    GRO_CMSG_SPACE,
-    RECV_SIZE,
-    gro_segment,
-    new_udp_socket,
-    send_batch,
-)
 
 log = logging.getLogger("quicfs.quic")
 # qh3 reports every peer close at WARNING under "quic"; a close is not a warning to us,
 # and our own log lines say what matters.
 logging.getLogger("quic").setLevel(logging.ERROR)
 
-#: RFC 9002 6.2.2 kInitialRtt: the RTT assumed before there is a sample.
-INITIAL_RTT = 0.333
 #: Events a held engine may queue (engine.py). An honest peer blocked by flow control
 #: sends ACKs (no events) and a window's worth of STREAM frames (some 4,500 of them);
 #: a peer that sends tens of thousands of tiny frames meanwhile is closed.
@@ -76,21 +39,6 @@ def is_fault(exc: BaseException) -> bool:
                           | GeneratorExit)
 
 
-async def wait_for_any(*events: trio.Event) -> None:
-    """Return as soon as any of ``events`` is set (at once if one already is)."""
-    if any(event.is_set() for event in events):
-        await trio.lowlevel.checkpoint()
-        return
-    async with trio.open_nursery() as nursery:
-
-        async def until(event: trio.Event) -> None:
-            await event.wait()
-            nursery.cancel_scope.cancel()
-
-        for event in events:
-            nursery.start_soon(until, event)
-
-
 def printable(text: str, limit: int = 200) -> str:
     """A peer's words made safe for one log line: control characters escaped, bounded."""
     text = text[:limit]
@@ -99,17 +47,41 @@ def printable(text: str, limit: int = 200) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-class QuicDriver:
-    """One QUIC connection and the task that drives it."""
+class Batch:
+    """A run of datagrams from one address, fed to the engine in one call
+    (``receive_many_datagrams``, :meth:`QuicDriver._receive_many`) when the address
+    changes or the run ends."""
 
-    def __init__(self, quic: Engine, *, sock: socket.socket | None,
-                 peer: tuple[str, int] | tuple[str, int, int, int], label: str,
-                 max_peer_streams: int | None = None) -> None:
+    __slots__ = ("addr", "datas", "driver", "now")
+
+    def __init__(self, driver: QuicDriver, now: float) -> None:
+        self.driver = driver
+        self.now = now
+        self.datas: list[bytes] = []
+        self.addr: object = None
+
+    def start(self, addr: object) -> None:
+        """What follows comes from ``addr``: a run from another address goes first."""
+        if addr != self.addr:
+            self.flush()
+            self.addr = addr
+
+    def flush(self) -> None:
+        if self.datas:
+            self.driver._receive_many(self.datas, self.addr, self.now)
+            self.datas = []
+
+
+class QuicDriver:
+    """One QUIC connection and the task that drives it. A subclass says where input comes
+    from (:meth:`_wait_input`, :meth:`_drain_input`), where output goes
+    (:meth:`_transmit`) and when what writers queued is sent (:meth:`queued`)."""
+
+    def __init__(self, quic: Engine, *, peer: tuple[str, int] | tuple[str, int, int, int],
+                 label: str) -> None:
         self.quic = quic
-        self.sock = sock  # client: our own socket; server: None (the dispatcher sends)
         self.peer_addr = peer
         self.label = label
-        self.send_datagrams: Callable[[list[tuple[bytes, object]]], None] | None = None
         self.streams: dict[int, QuicStream] = {}
         self.accept_handler: Callable[[QuicStream], None] | None = None
         self.handshake_done = trio.Event()
@@ -121,41 +93,21 @@ class QuicDriver:
         self.terminated = trio.Event()
         self.close_reason: str | None = None
         self.close_error_code: int | None = None
-        self.migrations = 0
-        #: Server side: the client's address as we follow it (peer_path.py); qh3 is told
-        #: ``peer`` for the whole connection.
-        self.path = PeerPath(peer, self._ping, self._rtt) if sock is None else None
         self.bytes_sent = 0
         self.bytes_received = 0
         self.datagrams_sent = 0
         self.datagrams_received = 0
-        self._answered: trio.Event | None = None
         #: trio time of the last datagram from the peer (any: ACKs prove it alive).
         self.last_heard = trio.current_time()
         self.alpn: str | None = None
         self.session_resumed = False
         self.early_data_accepted = False
-        #: Server side: what the dispatcher handed over, in runs from one address each
-        #: (one comparison and one append per datagram; the engine takes a run at once).
-        self._inbox: list[tuple[object, list[bytes]]] = []
         self._wake_scope: trio.CancelScope | None = None
         self._wake_pending = False
         self._worker_scope: trio.CancelScope | None = None
         self._last_rx = trio.current_time()
-        self._gso = sock is not None and hasattr(socket, "SOL_UDP")
         self.on_event: Callable[[events.QuicEvent], None] | None = None
         self._engine_error: BaseException | None = None
-        #: Streams the peer may open (server: one, for SMB); None for no limit of ours.
-        self.max_peer_streams = max_peer_streams
-        #: Datagrams from an address other than the client's that the engine did not
-        #: authenticate (junk, replays): dropped, never a reason to move.
-        self.unauthenticated = 0
-
-    @property
-    def peer_moves(self) -> int:
-        """Times the client's address changed under us and we followed (server side:
-        client migrations and NAT rebindings)."""
-        return self.path.moves if self.path is not None else 0
 
     # -- called by other tasks
     def wake(self) -> None:
@@ -163,62 +115,35 @@ class QuicDriver:
         if self._wake_scope is not None:
             self._wake_scope.cancel()
 
-    def deliver(self, data: bytes, addr: object) -> None:
-        """Server side: the dispatcher hands over a datagram for this connection; it calls
-        :meth:`take_input` once it has handed over all it read."""
-        inbox = self._inbox
-        if inbox and inbox[-1][0] == addr:
-            inbox[-1][1].append(data)
-        else:
-            inbox.append((addr, [data]))
-
-    def take_input(self) -> None:
-        """Server side: feed what :meth:`deliver` handed over to the engine now, in the
-        dispatcher's task, and send what that calls for. Waking the worker instead would
-        cost a pass through trio's scheduler per datagram, on the path of every request.
-        Whatever goes wrong here is this connection's failure, ended by its worker, never
-        the dispatcher's."""
-        try:
-            self._turn()
-        except BaseException as exc:
-            if not is_fault(exc):
-                raise
-            self._failed(exc)
-            return
-        self.kick()
-        if self.terminated.is_set():
-            self.wake()  # the worker ends
-
     def queued(self) -> None:
-        """A stream queued data in the engine. The server sends it at once: its writer
-        (the gateway's pump) hands over all the backend said in one go. A client has many
-        writers (one per request), so its worker sends on its next pass, after every
-        writer that runs in this one: their messages share datagrams."""
-        if self.sock is None:
-            self.kick()
-        else:
-            self.wake()
+        """A stream queued data in the engine: send it now (:meth:`kick`) or on the
+        worker's next pass (:meth:`wake`), as suits the side."""
+        raise NotImplementedError
 
     def kick(self) -> None:
         """Send what the engine has to send now, from the caller's task, and move the
         worker's wait to the engine's new timer. Cheaper than :meth:`wake`: the worker
         need not run."""
-        try:
-            self._flush()
-        except BaseException as exc:
-            if not is_fault(exc):
-                raise
-            self._failed(exc)
+        if not self._guarded(self._flush):
             return
         scope = self._wake_scope
         if scope is not None:
             scope.deadline = self._deadline()
 
-    def _failed(self, exc: BaseException) -> None:
-        # Raised in the worker, which ends the connection.
-        if self._engine_error is None:
-            self._engine_error = exc
-        self.wake()
+    def _guarded(self, step: Callable[[], object]) -> bool:
+        """Run ``step`` in another task's name; False if it failed. A fault in it is this
+        connection's, never the caller's: raised in the worker, which ends the
+        connection."""
+        try:
+            step()
+        except BaseException as exc:
+            if not is_fault(exc):
+                raise
+            if self._engine_error is None:
+                self._engine_error = exc
+            self.wake()
+            return False
+        return True
 
     def hold_input(self) -> None:
         """A stream's reader is behind: withhold the peer's credit (engine.py)."""
@@ -230,6 +155,12 @@ class QuicDriver:
             self.quic.release()
             self._process_events()
             self.kick()
+
+    def probe(self) -> None:
+        """A PING, which the peer's QUIC stack ACKs at once (RFC 9000 19.2) whatever the
+        SMB server behind it is busy with."""
+        self._ping()
+        self.wake()
 
     # -- the worker
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -279,7 +210,7 @@ class QuicDriver:
                     raise
                 raise RuntimeError(self.close_reason) from exc
             finally:
-                self._fail_streams(ConnectionLost(self._lost_message()))
+                self._fail_streams(ConnectionLost(self.lost_message()))
                 self.terminated.set()
 
     def _turn(self) -> bool:
@@ -291,8 +222,7 @@ class QuicDriver:
             self.close_reason = "the client sent too many frames while flow-control blocked"
             self._close_now(QuicErrorCode.PROTOCOL_VIOLATION, "too many frames while blocked")
             self.quic.release()
-        if self.path is not None:
-            self._send(self.path.poll(now))
+        self._poll_path(now)
         timer = self.quic.get_timer()
         if timer is not None and now >= timer:
             self.quic.handle_timer(now)
@@ -316,14 +246,8 @@ class QuicDriver:
         # deadline would pass and never move, and the worker would spin.
         keepalive = (self._last_rx + KEEPALIVE_INTERVAL if self.handshake_done.is_set()
                      else math.inf)
-        candidate = self.path.deadline() if self.path is not None else math.inf
-        return min(timer if timer is not None else math.inf, keepalive, candidate)
-
-    def probe(self) -> None:
-        """A PING, which the peer's QUIC stack ACKs at once (RFC 9000 19.2) whatever the
-        SMB server behind it is busy with."""
-        self._ping()
-        self.wake()
+        return min(timer if timer is not None else math.inf, keepalive,
+                   self._path_deadline())
 
     def _ping(self, uid: int = 0) -> None:
         try:
@@ -331,101 +255,43 @@ class QuicDriver:
         except Exception as exc:
             log.debug("%s: ping: %s", self.label, exc)
 
+    # -- each side's input and output
     async def _wait_input(self) -> None:
-        if self.sock is not None:
-            try:
-                await trio.lowlevel.wait_readable(self.sock)
-            except trio.ClosedResourceError:
-                pass  # migrate() swapped the socket under us: wait on the new one
-        else:
-            await trio.sleep_forever()  # the dispatcher wakes us
+        """Return when input may be waiting (the worker's wait is cancelled otherwise)."""
+        raise NotImplementedError
 
     def _drain_input(self, now: float) -> None:
-        """Feed everything waiting, in batches: one engine call per run of datagrams from
-        one address (``receive_many_datagrams``), or per GRO super-buffer."""
-        batch: list[bytes] = []
-        batch_addr: object = None
+        """Feed everything waiting to the engine (:meth:`_receive_many`)."""
+        raise NotImplementedError
 
-        def flush_batch() -> None:
-            nonlocal batch
-            if batch:
-                self._receive_many(batch, batch_addr, now)
-                batch = []
+    def _transmit(self, datagrams: list[tuple[bytes, object]]) -> None:
+        """Send what the engine made, to the addresses it named."""
+        raise NotImplementedError
 
-        if self.sock is not None:
-            sock = self.sock
-            for _ in range(512):
-                try:
-                    data, ancdata, _flags, addr = sock.recvmsg(RECV_SIZE, GRO_CMSG_SPACE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as exc:
-                    # ICMP port unreachable and the like: QUIC's timers decide.
-                    log.debug("%s: recvmsg: %s", self.label, exc)
-                    break
-                segment = gro_segment(ancdata)
-                if addr != batch_addr:
-                    flush_batch()
-                    batch_addr = addr
-                if segment and len(data) > segment:
-                    flush_batch()
-                    self._account(len(data), (len(data) + segment - 1) // segment, now)
-                    try:
-                        self.quic.receive_gro_buffer(data, segment, addr, now)
-                    except ValueError as exc:
-                        log.debug("%s: dropped GRO buffer: %s", self.label, exc)
-                else:
-                    batch.append(data)
-        path = self.path
-        runs, self._inbox = self._inbox, []
-        for addr, datas in runs:
-            if path is None or addr == path.addr:
-                if addr != batch_addr:
-                    flush_batch()
-                    batch_addr = addr
-                batch.extend(datas)
-                continue
-            for data in datas:
-                if addr != path.addr:
-                    flush_batch()
-                    self._from_elsewhere(data, addr, now)
-                    continue
-                if addr != batch_addr:
-                    flush_batch()
-                    batch_addr = addr
-                batch.append(data)
-        flush_batch()
+    def _poll_path(self, now: float) -> None:
+        """What following the peer's address has to send now (server_driver.py)."""
 
-    def _from_elsewhere(self, data: bytes, addr: object, now: float) -> None:
-        """Server side: a datagram from an address not the client's. qh3 reads it as if
-        from the client's (peer_path.py); only if it held a packet the engine
-        authenticated and had not seen does the address become a candidate (RFC 9000
-        9.3): junk with a live connection id, or a replay, moves nothing."""
-        assert self.path is not None
-        try:
-            fresh = self.quic.receive([data], self.path.engine_addr, now)
-        except ValueError as exc:
-            fresh = 0
-            log.debug("%s: dropped a datagram from %s: %s", self.label, addr, exc)
-        if not fresh:
-            self.unauthenticated += 1
-            return
-        self._account(len(data), 1, now)
-        # Also during the handshake: a NAT may rebind a client then too.
-        self._send(self.path.received(addr, len(data), now))
+    def _path_deadline(self) -> float:
+        """When :meth:`_poll_path` next has something to do."""
+        return math.inf
 
+    def _acknowledged(self, uid: int) -> None:
+        """The peer acknowledged our PING ``uid`` (RFC 9000 19.2)."""
+
+    def _may_open(self, stream_id: int) -> bool:
+        """The peer opens ``stream_id``: True if it may (server_driver.py limits it)."""
+        return True
+
+    # -- input
     def _account(self, nbytes: int, count: int, now: float) -> None:
         self.bytes_received += nbytes
         self.datagrams_received += count
-        if self._answered is not None:
-            self._answered.set()  # a migration's new path has been answered
-            self._answered = None
         self._last_rx = self.last_heard = now
 
-    def _receive_many(self, batch: list[bytes], addr: object, now: float) -> None:
+    def _receive_many(self, batch: list[bytes], addr: object, now: float) -> int:
+        """Feed a run of datagrams from ``addr``; the packets the engine authenticated and
+        had not seen."""
         self._account(sum(map(len, batch)), len(batch), now)
-        if self.path is not None:
-            addr = self.path.engine_addr
         fresh = None
         if len(batch) > 1 and addr == self.peer_addr:
             try:
@@ -434,10 +300,7 @@ class QuicDriver:
                 pass  # one by one below
         if fresh is None:
             fresh = self._receive_each(batch, addr, now)
-        if fresh and self.path is not None and self.path.pending:
-            # The client spoke from its validated address: a candidate ends (a spoofed
-            # or replayed packet must not move it, 9.3.2).
-            self._send(self.path.received(self.path.addr, 0, now))
+        return fresh
 
     def _receive_each(self, batch: list[bytes], addr: object, now: float) -> int:
         """One by one: a single datagram, a batch the engine refused, or one from an
@@ -453,25 +316,15 @@ class QuicDriver:
                 log.debug("%s: dropped a datagram from %s: %s", self.label, addr, exc)
         return fresh
 
+    # -- output
     def _flush(self) -> None:
         datagrams = self.quic.datagrams_to_send(trio.current_time())
         if not datagrams:
             return
-        payloads = [data for data, _ in datagrams]
-        self.bytes_sent += sum(map(len, payloads))
-        if self.path is not None:
-            self._send(self.path.route(payloads, trio.current_time()))
-        else:
-            self.datagrams_sent += len(datagrams)
-            send_batch(self.sock, datagrams, gso=self._gso)  # type: ignore[arg-type]
+        self.bytes_sent += sum(len(data) for data, _ in datagrams)
+        self._transmit(datagrams)
 
-    def _send(self, datagrams: list[tuple[bytes, object]]) -> None:
-        """Server side: out through the dispatcher's socket."""
-        if datagrams:
-            assert self.send_datagrams is not None
-            self.datagrams_sent += len(datagrams)
-            self.send_datagrams(datagrams)
-
+    # -- the engine's events
     def _process_events(self) -> bool:
         """Hand the engine's events on; True if a stream received data."""
         delivered = False
@@ -494,14 +347,8 @@ class QuicDriver:
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     stream._on_error(ConnectionLost(f"peer reset the stream ({event.error_code})"))
-            elif isinstance(event, events.PingAcknowledged) and self.path is not None:
-                moves = self.path.moves
-                self._send(self.path.acknowledged(event.uid))
-                if self.path.moves != moves:
-                    # Debug only: a client decides how often it moves; the line at the
-                    # connection's end counts the moves.
-                    log.debug("%s: the client is now at %s (move %d)", self.label,
-                             self.path.addr, self.path.moves)
+            elif isinstance(event, events.PingAcknowledged):
+                self._acknowledged(event.uid)
             elif isinstance(event, events.HandshakeCompleted):
                 self.alpn = event.alpn_protocol
                 self.session_resumed = bool(event.session_resumed)
@@ -511,7 +358,7 @@ class QuicDriver:
                 self.close_error_code = event.error_code
                 # The peer's words: printable, bounded, before they reach a log line.
                 self.close_reason = printable(event.reason_phrase)
-                self._fail_streams(ConnectionLost(self._lost_message()))
+                self._fail_streams(ConnectionLost(self.lost_message()))
                 self.terminated.set()
         if self.quic.confirmed and not self.confirmed.is_set():
             self.confirmed.set()
@@ -519,24 +366,8 @@ class QuicDriver:
             stream._maybe_writable()
         return delivered
 
-    def _may_open(self, stream_id: int) -> bool:
-        """The peer opens ``stream_id``: within what we advertised (engine.py), or the
-        connection ends with STREAM_LIMIT_ERROR (RFC 9000 4.6). A stream costs a backend
-        connection on the gateway, so this is where fan-out stops."""
-        if self.max_peer_streams is None:
-            return True
-        # Only a server limits (max_peer_streams), so the peer's streams are the
-        # client-initiated ones: even ids (RFC 9000 2.1).
-        opened = sum(1 for sid in self.streams if sid & 1 == 0)
-        if stream_id & 2 == 0 and opened < self.max_peer_streams:
-            return True
-        self.close_reason = f"the client opened more than {self.max_peer_streams} stream(s)"
-        self._close_now(QuicErrorCode.STREAM_LIMIT_ERROR, "one stream per connection")
-        self._fail_streams(ConnectionLost(self._lost_message()))
-        self.terminated.set()
-        return False
-
-    def _lost_message(self) -> str:
+    def lost_message(self) -> str:
+        """What a stream's user is told when the connection ends."""
         if self.close_reason:
             return f"QUIC connection to {self.label} closed: {self.close_reason}"
         if self.close_error_code is not None:
@@ -548,12 +379,6 @@ class QuicDriver:
             stream._on_error(exc)
 
     # -- lifetime
-    def open_stream(self) -> QuicStream:
-        stream_id = self.quic.get_next_available_stream_id()
-        stream = QuicStream(self, stream_id)
-        self.streams[stream_id] = stream
-        return stream
-
     async def aclose(self, reason: str = "closed", *, linger: float = 0.5) -> None:
         """Close, and wait up to ``linger`` seconds (shielded) for the engine to end the
         connection; the CONNECTION_CLOSE is sent at once either way."""
@@ -569,43 +394,6 @@ class QuicDriver:
                     await self.terminated.wait()
         if self._worker_scope is not None:
             self._worker_scope.cancel()
-        if self.sock is not None:
-            trio.lowlevel.notify_closing(self.sock)  # the worker may be waiting on it
-            self.sock.close()
-
-    def abandon(self, reason: str) -> None:
-        """End the connection without a word to the peer: nobody may be there to hear
-        it (a half-open connection from a spoofed address)."""
-        self.close_reason = self.close_reason or reason
-        if self._worker_scope is not None:
-            self._worker_scope.cancel()
-
-    async def migrate(self, cause: str = "asked to") -> None:
-        """Move to a new local UDP socket (new port) and carry on (RFC 9000 section 9).
-
-        A fresh connection id goes with the new path, so it is not linkable to the old
-        one (9.5); the server validates the path (8.2) and follows. Logged once the
-        server has answered on the new path."""
-        if self.sock is None:
-            raise RuntimeError("only a client connection migrates")
-        old = self.sock
-        self.sock = new_udp_socket(old.family)
-        self.quic.change_connection_id()
-        self.migrations += 1
-        trio.lowlevel.notify_closing(old)
-        old.close()
-        started, answered = trio.current_time(), trio.Event()
-        self._answered = answered
-        self._ping(self.migrations)
-        self.wake()
-        await trio.lowlevel.checkpoint()
-        with trio.move_on_after(10):
-            await answered.wait()
-            log.warning("QUIC connection migrated to local port %d in %.3f s (cause: %s)",
-                        self.sock.getsockname()[1], trio.current_time() - started, cause)
-
-    def _rtt(self) -> float:
-        return self.quic.figure("smoothed_rtt") or INITIAL_RTT
 
     def stats(self) -> dict[str, float | int]:
         """What the engine knows of the path (qh3's native core); 0 for what it does not
@@ -622,4 +410,3 @@ class QuicDriver:
             "datagrams_sent": self.datagrams_sent,
             "datagrams_received": self.datagrams_received,
         }
-

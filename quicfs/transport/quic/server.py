@@ -1,8 +1,8 @@
 """A QUIC server on the same trio + qh3 stack: one UDP socket, many connections.
 
 The dispatcher reads datagrams and routes each by its destination connection id to a
-:class:`~quicfs.transport.quic.driver.QuicDriver`, feeding its engine in the dispatcher's own
-task once the socket is drained (the driver's worker handles the timers); an
+:class:`~quicfs.transport.quic.server_driver.ServerDriver`, feeding its engine in the
+dispatcher's own task once the socket is drained (the driver's worker handles the timers); an
 Initial packet with an unknown id starts a new connection (RFC 9000 7, 17.2.2). Routing
 is by connection id, never by address, so a client that changes address (migration, NAT
 rebinding) stays on its connection; its driver follows it there (peer_path.py). Each
@@ -28,8 +28,9 @@ from quicfs.refusals import Refusals
 from quicfs.transport.engine import new_engine
 from quicfs.transport.quic.admission import Limits, address_key, first_flight_size, packets_length
 from quicfs.transport.quic.configuration import server_configuration
-from quicfs.transport.quic.driver import QuicDriver, is_fault
+from quicfs.transport.quic.driver import is_fault
 from quicfs.transport.quic.retry import RetryTokens
+from quicfs.transport.quic.server_driver import ServerDriver
 from quicfs.transport.quic.stream import QuicStream
 from quicfs.transport.quic.tickets import ServerTickets
 from quicfs.transport.quic.udp import (
@@ -68,10 +69,10 @@ class QuicServer:
         self.refusals = refusals or Refusals(log)
         #: The congestion controller of every connection (engine.py).
         self.cc = cc
-        self.routes: dict[bytes, QuicDriver] = {}
-        self.connections: set[QuicDriver] = set()
+        self.routes: dict[bytes, ServerDriver] = {}
+        self.connections: set[ServerDriver] = set()
         #: Connections whose handshake has not completed.
-        self.handshaking: set[QuicDriver] = set()
+        self.handshaking: set[ServerDriver] = set()
         self.per_address: Counter[str] = Counter()
         self.tickets = ServerTickets()
         self.tokens = RetryTokens()
@@ -91,7 +92,7 @@ class QuicServer:
         send_batch(self.sock, datagrams, gso=True)
 
     async def serve(self) -> None:
-        fed: dict[QuicDriver, None] = {}  # in order of arrival
+        fed: dict[ServerDriver, None] = {}  # in order of arrival
         while True:
             await trio.lowlevel.wait_readable(self.sock)
             now = trio.current_time()
@@ -121,7 +122,7 @@ class QuicServer:
                     driver.take_input()
             fed.clear()
 
-    def _dispatch_safely(self, data: bytes, addr: object, now: float) -> QuicDriver | None:
+    def _dispatch_safely(self, data: bytes, addr: object, now: float) -> ServerDriver | None:
         try:
             return self._dispatch(data, addr, now)
         except BaseException as exc:
@@ -133,7 +134,7 @@ class QuicServer:
             log.debug("dispatch failed", exc_info=True)
             return None
 
-    def _dispatch(self, data: bytes, addr: object, now: float) -> QuicDriver | None:
+    def _dispatch(self, data: bytes, addr: object, now: float) -> ServerDriver | None:
         """Route a datagram to its connection; None if there is none to feed (yet)."""
         try:
             version, ptype, _, dcid, scid, token, *_ = pull_quic_header(
@@ -230,8 +231,8 @@ class QuicServer:
             session_ticket_fetcher=self.tickets.take,  # type: ignore[arg-type]
             session_ticket_handler=self.tickets.add,
         )
-        driver = QuicDriver(quic, sock=None, peer=addr, label=peer,  # type: ignore[arg-type]
-                            max_peer_streams=1)
+        driver = ServerDriver(quic, peer=addr, label=peer,  # type: ignore[arg-type]
+                              max_peer_streams=1)
         answer: list[tuple[bytes, object]] = []  # held until it is known to be one
         driver.send_datagrams = answer.extend  # type: ignore[assignment]
         driver.deliver(data, addr)
@@ -301,7 +302,7 @@ class QuicServer:
             pass  # a full buffer or an unreachable address: a lost Retry, sent again
         self.refusals.note("Retry sent", lambda: f"to {_label(addr)}", now)
 
-    async def _run_driver(self, driver: QuicDriver, host: str) -> None:
+    async def _run_driver(self, driver: ServerDriver, host: str) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._limit_handshake, driver)
@@ -327,7 +328,7 @@ class QuicServer:
                                    f"{driver.label}: {driver.close_reason or 'no reason given'}",
                                    trio.current_time())
 
-    async def _limit_handshake(self, driver: QuicDriver) -> None:
+    async def _limit_handshake(self, driver: ServerDriver) -> None:
         limits = self.limits
         with trio.move_on_after(limits.handshake_timeout):
             await driver.handshake_done.wait()
@@ -347,7 +348,7 @@ class QuicServer:
                                trio.current_time())
             await driver.aclose("no stream opened")
 
-    async def _run_handler(self, driver: QuicDriver, stream: QuicStream, peer: str) -> None:
+    async def _run_handler(self, driver: ServerDriver, stream: QuicStream, peer: str) -> None:
         try:
             await self.handler(stream, peer)
         except Exception as exc:

@@ -20,6 +20,7 @@ from quicfs.errors import ConnectionLost
 from quicfs.transport.framing import FramedStream
 
 if TYPE_CHECKING:
+    from quicfs.transport.quic.client_driver import ClientDriver
     from quicfs.transport.quic.driver import QuicDriver
 
 #: Bytes a stream may have queued in the engine, not yet sent, before writers wait.
@@ -120,7 +121,7 @@ class QuicStream(trio.abc.HalfCloseableStream):
             self.driver.quic.send_stream_data(self.stream_id, data)
         except QuicConnectionError as exc:
             # The connection closed under the writer (the peer went): a broken stream.
-            self._on_error(ConnectionLost(self.driver._lost_message()))
+            self._on_error(ConnectionLost(self.driver.lost_message()))
             raise trio.BrokenResourceError(str(exc)) from None
 
     def _maybe_writable_after_flush(self) -> None:
@@ -221,7 +222,7 @@ class QuicStream(trio.abc.HalfCloseableStream):
 class QuicTransport(FramedStream):
     """A MessageTransport over one QUIC bidirectional stream."""
 
-    def __init__(self, driver: QuicDriver, stream: QuicStream, peer: str, *,
+    def __init__(self, driver: ClientDriver, stream: QuicStream, peer: str, *,
                  verified: bool) -> None:
         super().__init__(stream, kind="quic", peer=peer)
         self.driver = driver
