@@ -6,9 +6,9 @@ opens is closed. When another client needs a right back, the server sends an uns
 lease break. The Link gives every connection it opens a way to ``notified`` (link.py), so
 the breaks of a connection that replaced a lost one come here too. The connection's
 receive task must not wait on anyone, so it only files the break here; a worker of ours
-runs the key's owner callback (which flushes, drops caches, or
-closes handles, as the lost right demands) and then acknowledges the new state when the
-server asked for an acknowledgement (3.2.4.24).
+runs the key's owner callback (which flushes, drops caches, or closes handles, as the lost
+right demands) and then acknowledges the new state when the server asked for an
+acknowledgement (3.2.4.24).
 
 A break is not to be trusted. A server sends it with SessionId 0 and unsigned (3.2.5.19),
 so on TCP anyone on the path can forge one, and a hostile server can send a flood. So:
