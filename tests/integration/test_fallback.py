@@ -104,12 +104,14 @@ async def test_live_quic_mount_stays_on_quic_when_udp_is_dropped(samba, gateway)
 
 async def test_auto_with_no_quic_server_is_as_fast_as_tcp(samba):
     """No QUIC server: TCP joins after its head start and wins; the race must not wait on
-    the abandoned QUIC attempt (issue 20 item 18: 2.5 s where TCP was ready at 0.25 s)."""
+    the abandoned QUIC attempt (issue 20 item 18: 2.5 s where TCP was ready at 0.25 s).
+    It returns within 50 ms of TCP being ready: the best of three (a loaded machine may
+    stall any one) within the head start, a loopback connect, and 50 ms."""
     silent = free_udp_port()
     opts = (f"port={samba.port},quic_port={silent},username={samba.username},"
             f"password={samba.password}")
     from quicfs.options import parse_options
-    from quicfs.transport.connect import open_transport
+    from quicfs.transport.connect import TCP_HEADSTART, open_transport
 
     async with trio.open_nursery() as n:
         times = []
@@ -122,3 +124,4 @@ async def test_auto_with_no_quic_server_is_as_fast_as_tcp(samba):
         n.cancel_scope.cancel()
     print(f"auto connect to a TCP-only server: {[round(t, 3) for t in times]} s")
     assert max(times) < 1.0, times
+    assert min(times) < TCP_HEADSTART + 0.05, times
