@@ -126,7 +126,7 @@ def processes_naming(text: str) -> dict[int, bytes]:
     return found
 
 
-@pytest.mark.parametrize("command", ["ls", "get", "mount", "mount -f"])
+@pytest.mark.parametrize("command", ["ls", "get", "put", "mount", "mount -f"])
 def test_password_leaves_the_command_line_and_memory_is_closed(uid, tmp_path, command):
     """Run as a user of its own against a server that accepts and never answers (so the
     command stays): every quicfs process's command line has no password (the rest of
@@ -139,7 +139,11 @@ def test_password_leaves_the_command_line_and_memory_is_closed(uid, tmp_path, co
     opts = f"transport=tcp,username=u,password={SECRET},,x,connect_timeout=20"
     mnt = tmp_path / "mnt"
     mnt.mkdir()
+    local = tmp_path / "local"
+    local.write_bytes(b"x")
+    local.chmod(0o644)
     args = {"ls": ["-m", "quicfs.cli.main", "ls", "-o", opts, url],
+            "put": ["-m", "quicfs.cli.main", "put", "-o", opts, str(local), f"{url}/f"],
             "get": ["-m", "quicfs.cli.main", "get", f"-o{opts}", f"{url}/f", str(mnt)],
             "mount": ["-m", "quicfs.cli.mount", url, str(mnt), "-o", opts],
             "mount -f": ["-m", "quicfs.cli.mount", url, str(mnt), "-o", opts, "-f"]}[command]
