@@ -8,7 +8,7 @@ For each pairing (server cc, client cc) it starts ``serve_quic`` in a child proc
 client sends, its controller governs) and "get" (the server sends). The figure is the
 median of REPEAT runs, from the first byte to the receiver's word that all arrived.
 The controllers are those of ``cc=``: "cubic" is qh3's own, "bbr" is our BBR on
-aioquic (quicfs/transport/engine.py new_engine); and, for reference, "reno": aioquic
+aioquic (quicfs/transport/quic/engine.py new_engine); and, for reference, "reno": aioquic
 with its own Reno and pacer, the engine BBR runs on with the controller it replaces.
 """
 
@@ -39,13 +39,13 @@ CHUNK = 256 * 1024
 def _with_aioquic_reno() -> None:
     """Let cc="reno" mean aioquic with its own Reno (a reference; quicfs offers cubic
     and bbr only)."""
-    from quicfs.transport.engine import new_engine
     from quicfs.transport.quic import client, server
+    from quicfs.transport.quic.engine import new_engine
 
     def engine(cc: str | None = None, **kwargs: object) -> object:
         if cc != "reno":
             return new_engine(cc, **kwargs)
-        from quicfs.transport.engine_aioquic import AioquicEngine
+        from quicfs.transport.quic.engine_aioquic import AioquicEngine
 
         kwargs.pop("peer", None)  # new_engine's, to choose a controller by the peer
         return AioquicEngine(cc="reno", **kwargs)

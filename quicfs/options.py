@@ -160,7 +160,7 @@ def _fallback(text: str) -> str:
 
 
 def _cc(text: str) -> str:
-    from quicfs.transport.engine import CONTROLLERS
+    from quicfs.transport.quic.engine import CONTROLLERS
 
     if text not in CONTROLLERS:
         raise ValueError(f"expected {', '.join(CONTROLLERS[:-1])} or {CONTROLLERS[-1]}")

@@ -1,5 +1,5 @@
 """Each congestion controller carries SMB both ways through loss, end to end: `quicfs
-gateway --cc` and the client's `cc=` (transport/engine.py), in every pairing, over real
+gateway --cc` and the client's `cc=` (transport/quic/engine.py), in every pairing, over real
 UDP through the impairment proxy to the real gateway and smbd. Their speed is measured in
 bench/wan.py, never here."""
 

@@ -26,8 +26,8 @@ from qh3.quic.configuration import QuicConfiguration
 
 import quicfs
 from quicfs.cert import write_self_signed
-from quicfs.transport.engine import Engine
 from quicfs.transport.quic import QuicTLSOptions, TicketStore, open_quic
+from quicfs.transport.quic.engine import Engine
 from quicfs.transport.quic.tickets import ServerTickets
 from tests.conftest import running_gateway
 from tests.support.impair import UdpImpairProxy

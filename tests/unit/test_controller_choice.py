@@ -1,6 +1,6 @@
 # ruff: noqa: E501  (the kernel's table lines are long)
 """cc=auto picks qh3's CUBIC for a peer on loopback or on one of our links and our BBR
-for a routed one; a named controller is taken as named (transport/engine.py,
+for a routed one; a named controller is taken as named (transport/quic/engine.py,
 transport/routes.py)."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import ipaddress
 
 import pytest
 
-from quicfs.transport import engine, routes
-from quicfs.transport.engine import controller_for
+from quicfs.transport import routes
+from quicfs.transport.quic import engine
+from quicfs.transport.quic.engine import controller_for
 from quicfs.transport.routes import Route, is_on_link, parse_ipv4, parse_ipv6
 
 # This container's tables, as /proc shows them: a default route through 192.0.2.1, the

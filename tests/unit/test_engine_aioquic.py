@@ -1,4 +1,4 @@
-"""quicfs.transport.engine_aioquic: aioquic behind the engine seam (issue 21 item 2).
+"""quicfs.transport.quic.engine_aioquic: aioquic behind the engine seam (issue 21 item 2).
 
 Two engines talk in memory on a fake clock (:class:`Net`): an AioquicEngine with qh3's
 Engine either way round, or two AioquicEngines. Each test asserts what the driver
@@ -36,8 +36,8 @@ from qh3.quic.packet import encode_quic_retry
 from quicfs.cert import write_self_signed
 from quicfs.errors import CertificateError
 from quicfs.transport.aioquic_cc import BbrCongestionControl, BbrPacer
-from quicfs.transport.engine import Engine
-from quicfs.transport.engine_aioquic import AioquicEngine
+from quicfs.transport.quic.engine import Engine
+from quicfs.transport.quic.engine_aioquic import AioquicEngine
 from quicfs.transport.quic.tickets import ServerTickets, TicketStore
 from quicfs.transport.quic.tls import describe_failure
 

@@ -1,7 +1,7 @@
 """The gateway's pure parts that face the internet: Retry tokens (RFC 9000 8.1.2), the
 refusal log that an attacker cannot flood, the bounded ticket store, the NEGOTIATE check
 before any backend is dialled, and the engine's stream limits and authentication
-count (quicfs/transport/engine.py) on a real qh3 pair in memory."""
+count (quicfs/transport/quic/engine.py) on a real qh3 pair in memory."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from quicfs.cert import write_self_signed
 from quicfs.gateway import Refused, check_negotiate
 from quicfs.refusals import Refusals
 from quicfs.smb2.negotiate import NegotiateRequest
-from quicfs.transport.engine import Engine
+from quicfs.transport.quic.engine import Engine
 from quicfs.transport.quic.retry import RetryTokens
 from quicfs.transport.quic.tickets import ServerTickets
 

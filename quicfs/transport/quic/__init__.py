@@ -14,9 +14,13 @@ trio, a client and a server around one connection driver, as aioquic splits them
 - ``server.py``: the server's dispatcher, which routes datagrams to connections;
   ``admission.py`` (whom it admits), ``retry.py`` (Retry tokens) and ``peer_path.py``
   (following a client's address) are its parts.
+- ``engine.py``: the engine, qh3's QuicConnection with what we need of it, and the
+  choice of engine by congestion controller; ``engine_aioquic.py`` (and
+  ``engine_aioquic_edges.py``): aioquic behind the same interface, for BBR.
 
-The engine itself, and every reach into qh3's or aioquic's internals, is
-:mod:`quicfs.transport.engine` (qh3) and :mod:`quicfs.transport.engine_aioquic`.
+Every reach into qh3's or aioquic's private attributes is in those two engines; the one
+other is aioquic_cc.attach_pacer (aioquic has no hook for a pacer). The driver and all
+above it use only the engine's interface.
 
 Theory of operation
 -------------------

@@ -13,9 +13,9 @@ import trio
 from qh3.quic.configuration import QuicConfiguration
 
 from quicfs.errors import CertificateError, ConnectError
-from quicfs.transport.engine import Engine, new_engine
 from quicfs.transport.quic.client_driver import ClientDriver
 from quicfs.transport.quic.configuration import ALPN, client_configuration
+from quicfs.transport.quic.engine import Engine, new_engine
 from quicfs.transport.quic.stream import QuicTransport
 from quicfs.transport.quic.tickets import TicketStore
 from quicfs.transport.quic.tls import QuicTLSOptions, describe_failure

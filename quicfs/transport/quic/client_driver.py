@@ -11,8 +11,8 @@ import socket
 
 import trio
 
-from quicfs.transport.engine import Engine
 from quicfs.transport.quic.driver import Batch, QuicDriver
+from quicfs.transport.quic.engine import Engine
 from quicfs.transport.quic.stream import QuicStream
 from quicfs.transport.quic.udp import (
     GRO_CMSG_SPACE,

@@ -16,7 +16,7 @@ from qh3.quic.connection import QuicConnectionError
 from qh3.quic.packet import QuicErrorCode
 
 from quicfs.errors import ConnectionLost
-from quicfs.transport.engine import Engine
+from quicfs.transport.quic.engine import Engine
 from quicfs.transport.quic.stream import QuicStream
 
 log = logging.getLogger("quicfs.quic")

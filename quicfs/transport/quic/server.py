@@ -25,10 +25,10 @@ from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.packet import QuicPacketType, encode_quic_retry, encode_quic_version_negotiation
 
 from quicfs.refusals import Refusals
-from quicfs.transport.engine import new_engine
 from quicfs.transport.quic.admission import Limits, address_key, first_flight_size, packets_length
 from quicfs.transport.quic.configuration import server_configuration
 from quicfs.transport.quic.driver import is_fault
+from quicfs.transport.quic.engine import new_engine
 from quicfs.transport.quic.retry import RetryTokens
 from quicfs.transport.quic.server_driver import ServerDriver
 from quicfs.transport.quic.stream import QuicStream

@@ -13,8 +13,8 @@ import trio
 from qh3.quic.packet import QuicErrorCode
 
 from quicfs.errors import ConnectionLost
-from quicfs.transport.engine import Engine
 from quicfs.transport.quic.driver import Batch, QuicDriver
+from quicfs.transport.quic.engine import Engine
 from quicfs.transport.quic.peer_path import PeerPath
 
 log = logging.getLogger("quicfs.quic")

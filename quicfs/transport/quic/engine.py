@@ -242,7 +242,7 @@ def new_engine(cc: str | None = None, *, peer: object = None, **kwargs: Any) -> 
     cc = controller_for(cc, peer)
     if cc == "bbr":
         # Imported only when asked for: aioquic is loaded by those who use it.
-        from quicfs.transport.engine_aioquic import AioquicEngine
+        from quicfs.transport.quic.engine_aioquic import AioquicEngine
 
         return AioquicEngine(cc="quicfs-bbr", **kwargs)
     if cc != "cubic":
