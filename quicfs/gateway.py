@@ -9,7 +9,7 @@ change (migration, NAT rebinding): the QUIC layer keeps the connection, so the T
 never notices.
 
 The gateway faces the internet, so nothing a peer sends is trusted (docs/gateway.md):
-the QUIC server (quic_server.py) admits connections within limits, with a stateless Retry
+the QUIC server (transport/quic/server.py) admits connections within limits, with a stateless Retry
 under load; each connection carries one stream, and the backend is dialled only once that
 stream opens with an SMB2 NEGOTIATE; the splice reads a side only as fast as the other
 takes it, so memory per connection is bounded whatever either peer does.
@@ -30,8 +30,8 @@ import trio
 from quicfs.errors import ConnectError, QuicfsError
 from quicfs.refusals import Refusals
 from quicfs.transport.quic.admission import Limits
-from quicfs.transport.quic.driver import QuicDriver
 from quicfs.transport.quic.server import QuicServer, serve_quic
+from quicfs.transport.quic.server_driver import ServerDriver
 from quicfs.transport.quic.stream import QuicStream
 
 log = logging.getLogger("quicfs.gateway")
@@ -279,7 +279,7 @@ async def run_gateway(gateway: Gateway) -> None:
             nursery.start_soon(stop_on_signal)
 
 
-def _client_end(driver: QuicDriver) -> str:
+def _client_end(driver: ServerDriver) -> str:
     """Why the client's connection ended, for the log line. A CONNECTION_CLOSE with
     NO_ERROR is an orderly close whatever its reason phrase says; the pump and the
     watcher both see it, in either order (RFC 9000 10.2)."""

@@ -1,4 +1,4 @@
-"""Mount and command options (../shared/design.md "Mount options"), one parser for
+"""Mount and command options (docs/mount.quicfs.md lists them), one parser for
 `quicfs -o` and `mount.quicfs -o`. Pure: the only I/O is reading a credentials file.
 
 Names follow mount.cifs where it has them. Unknown options are an error naming the option;
@@ -45,7 +45,7 @@ class Options:
     #: None (unset): TCP unless fingerprint=, cafile= or cert= was given without seal
     #: (transport/connect.py).
     fallback: str | None = None
-    #: QUIC congestion controller: auto, cubic or bbr (transport/engine.py); None: auto.
+    #: QUIC congestion controller: auto, cubic or bbr (transport/quic/engine.py); None: auto.
     cc: str | None = None
     cafile: str | None = None
     fingerprint: str | None = None

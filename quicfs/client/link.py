@@ -22,7 +22,7 @@ probes with PINGs, so there that is a few seconds), or an idle
 connection that does not answer an ECHO (every ``echo_interval``).
 
 QUIC connection migration needs none of this: the QUIC connection itself survives an
-address change (quic.py), and the Link never notices.
+address change (transport/quic/, RFC 9000 9), and the Link never notices.
 """
 
 from __future__ import annotations
