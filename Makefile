@@ -2,13 +2,14 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PKGS := fuse3 libfuse3-dev pkg-config acl attr iproute2 git
+# man-db: `man quicfs` after `make install`, and tests/unit/test_manual.py renders the pages.
+APT_PKGS := fuse3 libfuse3-dev pkg-config acl attr iproute2 git man-db
 # The test server: Samba 4.22 is the first to grant directory leases
 # (tests/fuse/test_directory_leases.py); Debian 12 has it in bookworm-backports.
 SAMBA_MIN := 4.22
 PYTEST_ARGS ?=
 
-.PHONY: deps venv compile test test-bbr lint bench clean install demo demo-stop
+.PHONY: deps venv compile test test-bbr lint bench clean install man demo demo-stop
 
 # apt-get only what is missing, so a machine that has everything stays offline.
 deps:
@@ -68,12 +69,26 @@ bench: venv
 clean:
 	rm -rf $(VENV) build *.egg-info
 
+# The man pages, made from docs/quicfs.md and docs/mount.quicfs.md (tools/manpage.py,
+# standard library only); the made pages are committed, and rewritten only if they change.
+man:
+	python3 tools/manpage.py
+
+MANDIR := /usr/local/share/man
+
 # mount(8) finds helpers in /sbin: `mount -t quicfs` and fstab lines then work.
 # A mount shows as type fuse.quicfs, so remounts come to mount.fuse.quicfs: the same helper.
-install: venv
+# The command and the helpers are links to this checkout; the man pages are copies, which
+# man(1) finds in $(MANDIR) with or without mandb's index (mandb updates it for apropos).
+install: venv man
 	ln -sf $(CURDIR)/mount.quicfs /sbin/mount.quicfs
 	ln -sf $(CURDIR)/mount.quicfs /sbin/mount.fuse.quicfs
-	@echo "installed /sbin/mount.quicfs and /sbin/mount.fuse.quicfs -> $(CURDIR)/mount.quicfs"
+	ln -sf $(CURDIR)/$(VENV)/bin/quicfs /usr/local/bin/quicfs
+	install -D -m 644 man/quicfs.1 $(MANDIR)/man1/quicfs.1
+	install -D -m 644 man/mount.quicfs.8 $(MANDIR)/man8/mount.quicfs.8
+	-@mandb -q $(MANDIR) 2>/dev/null
+	@echo "installed /sbin/mount.quicfs and /sbin/mount.fuse.quicfs -> $(CURDIR)/mount.quicfs,"
+	@echo "/usr/local/bin/quicfs -> $(CURDIR)/$(VENV)/bin/quicfs, man pages quicfs(1) and mount.quicfs(8)"
 
 # A local Samba, our QUIC gateway in front of it, and the share mounted over QUIC at
 # ./demo/mnt (tools/demo.py: the checkout's, not in the package). `make demo-stop` undoes it.
