@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import NoReturn
 
 PROG = "mount.quicfs"
 EX_USAGE = 1
@@ -34,8 +35,15 @@ STOP_GRACE_SECONDS = 5.0
 SETTLE_SECONDS = 30.0
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # mount(8) keeps 2 for its own errors: a helper's bad invocation is 1 (EX_USAGE).
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="mount an SMB share over QUIC or TCP")
+    p = _Parser(prog=PROG, description="mount an SMB share over QUIC or TCP")
     p.add_argument("source", metavar="//HOST[:PORT]/SHARE[/PATH]")
     p.add_argument("mountpoint")
     p.add_argument("-o", dest="options", default="", metavar="OPTIONS")

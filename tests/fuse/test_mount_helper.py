@@ -202,3 +202,15 @@ def test_mount_point_beyond_ascii(samba, tmp_path):
         proc = subprocess.run([*MOUNT, samba.url("plain"), str(mnt), "-o", f"{good},{opts}"],
                               capture_output=True, text=True, timeout=60)
         assert (proc.returncode, proc.stderr) == (1, f"mount.quicfs: {message}\n")
+
+
+@pytest.mark.parametrize("argv", [[], ["//h/s"], ["//h/s", "/mnt", "--bogus"]],
+                         ids=["nothing", "no mount point", "unknown flag"])
+def test_a_refused_command_line_exits_1_as_mount_8_wants(argv):
+    """mount(8) keeps exit status 2 for its own errors; a helper's bad invocation is 1,
+    one usage and one line naming what is wrong."""
+    proc = subprocess.run([sys.executable, "-m", "quicfs.cli.mount", *argv],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("usage: mount.quicfs")
+    assert proc.stderr.splitlines()[-1].startswith("mount.quicfs: ")

@@ -294,6 +294,23 @@ def test_unusable_certificate_files_are_usage_errors(tmp_path):
         assert (proc.returncode, one_line_error(proc)) == (2, f"quicfs: {message}")
 
 
+def test_gateway_that_cannot_listen_names_the_address(tmp_path):
+    """A port taken (or one under 1024 without the capability) is one line that names
+    the address, not a bare 'Address already in use'."""
+    import socket
+
+    from quicfs.cert import write_self_signed
+
+    pair = write_self_signed("gateway", tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        proc = run("gateway", "--listen", f"127.0.0.1:{port}", "--cert", str(pair.cert),
+                   "--key", str(pair.key), timeout=30)
+    assert (proc.returncode, one_line_error(proc)) == (
+        1, f"quicfs: UDP 127.0.0.1:{port}: Address already in use")
+
+
 def test_long_host_label_and_huge_uid_are_usage_errors():
     host = "a" * 64 + ".example"
     proc = run("ls", "-o", "transport=tcp,username=u,password=p", f"//{host}/share")

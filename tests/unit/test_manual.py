@@ -17,7 +17,6 @@ import ast
 import inspect
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -290,8 +289,9 @@ def test_exit_codes_are_documented() -> None:
     argparse_usage = 2  # argparse's own exit status for a command line it refuses
     assert {0, cli_errors.EXIT_FAILURE, cli_errors.EXIT_USAGE, 130,
             argparse_usage} <= _exit_codes(QUICFS_1)
-    assert {0, cli_mount.EX_USAGE, cli_mount.EX_FAIL, argparse_usage} \
-        <= _exit_codes(MOUNT_8)
+    # (mount.quicfs answers a command line argparse refuses with EX_USAGE too: mount(8)
+    # keeps 2 for its own errors.)
+    assert {0, cli_mount.EX_USAGE, cli_mount.EX_FAIL} == _exit_codes(MOUNT_8)
 
 
 # ---------------------------------------------------------------- the pages themselves
@@ -303,7 +303,6 @@ def test_man_page_is_made_from_its_markdown(source: str) -> None:
         f"{page.name} is not what {source} makes: run make man"
 
 
-@pytest.mark.skipif(shutil.which("man") is None, reason="man-db is not installed")
 @pytest.mark.parametrize("page", [QUICFS_1, MOUNT_8], ids=lambda p: p.name)
 def test_man_page_renders_without_warnings(page: Path) -> None:
     env = {**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8", "MAN_KEEP_FORMATTING": ""}

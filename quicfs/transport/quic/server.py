@@ -383,7 +383,12 @@ async def serve_quic(
     """Serve QUIC on ``host:port`` until cancelled; ``task_status`` gets the server (its
     socket tells the bound port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = new_udp_socket(family, (host, port), gro=True)
+    try:
+        sock = new_udp_socket(family, (host, port), gro=True)
+    except OSError as exc:
+        # Said with the address: "Permission denied" alone does not tell which one (a
+        # port under 1024 needs CAP_NET_BIND_SERVICE).
+        raise OSError(exc.errno, exc.strerror, f"UDP {host}:{port}") from None
     config = server_configuration(cert, key)
     try:
         async with trio.open_nursery() as nursery:
