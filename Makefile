@@ -2,24 +2,33 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# man-db: `man quicfs` after `make install`, and tests/unit/test_manual.py renders the pages.
-APT_PKGS := fuse3 libfuse3-dev pkg-config acl attr iproute2 git man-db
+# What the mount needs (libfuse3 for pyfuse3; man-db: `man quicfs` after `make install`,
+# and tests/unit/test_manual.py renders the pages); the tests add the rest.
+RUN_PKGS := fuse3 libfuse3-dev pkg-config man-db
+TEST_PKGS := acl attr iproute2 git
 # The test server: Samba 4.22 is the first to grant directory leases
 # (tests/fuse/test_directory_leases.py); Debian 12 has it in bookworm-backports.
 SAMBA_MIN := 4.22
 PYTEST_ARGS ?=
 
-.PHONY: deps venv compile test test-bbr lint bench clean install man demo demo-stop
+.PHONY: deps deps-run venv venv-run compile test test-bbr lint bench clean install man demo demo-stop
 
 # apt-get only what is missing, so a machine that has everything stays offline.
-deps:
-	@missing=""; for p in $(APT_PKGS); do \
+define apt_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps-run:
+	$(call apt_missing,$(RUN_PKGS))
+
+deps: deps-run
+	$(call apt_missing,$(TEST_PKGS))
 	@have=$$(smbd --version 2>/dev/null | sed -n 's/^Version \([0-9]*\.[0-9]*\).*/\1/p'); \
 	if [ -z "$$have" ] || ! printf '%s\n%s\n' "$(SAMBA_MIN)" "$$have" | sort -V -C \
 	    || ! command -v smbclient >/dev/null; then \
@@ -46,6 +55,9 @@ compile: $(VENV)/.installed
 	@$(PY) -m compileall -q quicfs tools
 
 venv: deps $(VENV)/.installed compile
+
+# What `make install` needs: no test server.
+venv-run: deps-run $(VENV)/.installed compile
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -80,7 +92,7 @@ MANDIR := /usr/local/share/man
 # A mount shows as type fuse.quicfs, so remounts come to mount.fuse.quicfs: the same helper.
 # The command and the helpers are links to this checkout; the man pages are copies, which
 # man(1) finds in $(MANDIR) with or without mandb's index (mandb updates it for apropos).
-install: venv man
+install: venv-run man
 	ln -sf $(CURDIR)/mount.quicfs /sbin/mount.quicfs
 	ln -sf $(CURDIR)/mount.quicfs /sbin/mount.fuse.quicfs
 	ln -sf $(CURDIR)/$(VENV)/bin/quicfs /usr/local/bin/quicfs
