@@ -1,8 +1,9 @@
 """The ``quicfs`` command: one-shot ls / get / put against a share, and the tools
-around mounts (gateway, stats, cert, demo).
+around mounts (gateway, probe, stats, cert, demo).
 
 Thin by design: parse, call the library, print one clear line on error (never a traceback).
-Exit codes: 0 success, 1 failure, 2 bad usage, 130 interrupted.
+Exit codes: 0 success, 1 failure, 2 bad usage, 130 interrupted; probe adds 3 (TCP ready,
+QUIC not) and 4 (QUIC ready, TCP not).
 """
 
 from __future__ import annotations
@@ -95,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
                     metavar="SECONDS",
                     help="log a summary of what was served and refused this often "
                     "(default 60)")
+    probe = sub.add_parser("probe", help="what a server offers over QUIC and TCP, before "
+                           "mounting and without logging in")
+    probe.add_argument("server", metavar="HOST[:PORT]")
+    probe.add_argument("-o", dest="options", default="", metavar="OPTIONS",
+                       help="port=, quic_port=, transport=, cafile=, fingerprint=, cert=, "
+                       "key=, connect_timeout=")
+    probe.add_argument("--json", action="store_true", help="the report as JSON")
     stats = sub.add_parser("stats", help="a mount's connection: transport, RTT, bytes, "
                            "reconnects, migrations")
     stats.add_argument("mountpoint", metavar="MOUNTPOINT")
@@ -350,6 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_cert_new(args)
         if args.command == "gateway":
             return cmd_gateway(args)
+        if args.command == "probe":
+            from quicfs.cli.probe import cmd_probe
+
+            return cmd_probe(args)
         if args.command == "stats":
             from quicfs.cli.stats import cmd_stats
 

@@ -61,6 +61,29 @@ class EncryptionContext:
 
 
 @dataclass(frozen=True, slots=True)
+class CompressionContext:
+    """2.2.3.1.3 SMB2_COMPRESSION_CAPABILITIES: the algorithms (CompressionAlgorithm, 2.2.3.1.3)
+    a side supports; ``chained``: SMB2_COMPRESSION_CAPABILITIES_FLAG_CHAINED."""
+
+    type: ClassVar[int] = NegotiateContextType.COMPRESSION_CAPABILITIES
+    algorithms: tuple[int, ...] = ()
+    chained: bool = False
+
+    def pack(self) -> bytes:
+        return struct.pack("<HHI", len(self.algorithms), 0, int(self.chained)) + b"".join(
+            struct.pack("<H", a) for a in self.algorithms
+        )
+
+    @classmethod
+    def unpack(cls, data: memoryview) -> CompressionContext:
+        r = Reader(data)
+        count = r.u16()
+        r.u16()  # Padding
+        flags = r.u32()
+        return cls(tuple(r.u16() for _ in range(count)), bool(flags & 1))
+
+
+@dataclass(frozen=True, slots=True)
 class SigningContext:
     """2.2.3.1.7 SMB2_SIGNING_CAPABILITIES."""
 
@@ -120,6 +143,7 @@ class UnknownContext:
 NegotiateContext = (
     PreauthIntegrityContext
     | EncryptionContext
+    | CompressionContext
     | SigningContext
     | TransportCapabilitiesContext
     | NetnameContext
@@ -129,6 +153,7 @@ NegotiateContext = (
 _DECODERS = {
     NegotiateContextType.PREAUTH_INTEGRITY_CAPABILITIES: PreauthIntegrityContext.unpack,
     NegotiateContextType.ENCRYPTION_CAPABILITIES: EncryptionContext.unpack,
+    NegotiateContextType.COMPRESSION_CAPABILITIES: CompressionContext.unpack,
     NegotiateContextType.SIGNING_CAPABILITIES: SigningContext.unpack,
     NegotiateContextType.TRANSPORT_CAPABILITIES: TransportCapabilitiesContext.unpack,
     NegotiateContextType.NETNAME_NEGOTIATE_CONTEXT_ID: NetnameContext.unpack,

@@ -15,6 +15,9 @@ not offer in public. Every reach into qh3's internals is here, and nowhere else.
 - :meth:`Engine.figure`: the path's figures (RTT, window), ``None`` while not known yet.
 - :attr:`Engine.confirmed`: the handshake is confirmed (RFC 9001 4.1.2); qh3 emits no
   event for a client's HANDSHAKE_DONE.
+- :meth:`Engine.handshake_facts`: what the handshake showed of the server (cipher, its
+  certificates, whether it asked for ours and naming which CAs), for ``quicfs probe``;
+  :func:`verify_server_chain`: qh3's own check of a chain, as its handshake makes it.
 - A client never sends 0-RTT: qh3 2.1's client loses the connection when 0-RTT data
   is to be sent again before its 1-RTT keys exist (a lost packet early in the
   handshake). Resumption stays (no certificate, a shorter handshake).
@@ -23,18 +26,39 @@ not offer in public. Every reach into qh3's internals is here, and nowhere else.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from qh3._hazmat import Buffer, pull_quic_header
+from qh3._hazmat import Certificate as X509Certificate
 from qh3.quic.connection import QuicConnection
 from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
-from qh3.tls import ExtensionType
+from qh3.tls import ExtensionType, verify_certificate
 
 from quicfs.transport.routes import on_link
 
 #: qh3's core states in which the connection is still open.
 _OPEN_STATES = ("first_flight", "connected")
+#: The certificate_authorities extension of a CertificateRequest (RFC 8446 4.2.4).
+_CERTIFICATE_AUTHORITIES = 47
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeFacts:
+    """What a client's handshake showed of the server, as far as it got, in plain values."""
+
+    #: The QUIC version in use (RFC 9000 15), 0 before the connection starts.
+    quic_version: int
+    #: The TLS 1.3 cipher suite's IANA name (TLS_AES_128_GCM_SHA256), None before the
+    #: ServerHello.
+    cipher: str | None
+    #: The server's certificates, DER, its own first.
+    chain: tuple[bytes, ...]
+    #: The server sent a CertificateRequest (RFC 8446 4.3.2).
+    certificate_requested: bool
+    #: The distinguished names (DER) of the CAs the request named, if it named any.
+    certificate_authorities: tuple[bytes, ...]
+    session_resumed: bool
 
 
 class Engine(QuicConnection):
@@ -182,6 +206,27 @@ class Engine(QuicConnection):
             value = value()
         return None if value is None else float(value)
 
+    # -- what the handshake showed
+    def handshake_facts(self) -> HandshakeFacts:
+        """What the handshake showed of the server so far; also after it failed."""
+        context = self.tls
+        cipher = self.get_cipher()
+        request = getattr(context, "_certificate_request", None)
+        authorities: list[bytes] = []
+        for kind, data in getattr(request, "other_extensions", None) or ():
+            if kind == _CERTIFICATE_AUTHORITIES:
+                authorities += _opaque_list(data)
+        leaf = self.get_peercert()
+        chain = [leaf, *self.get_issuercerts()] if leaf is not None else []
+        return HandshakeFacts(
+            quic_version=int(getattr(self, "_version", 0) or 0),
+            cipher=f"TLS_{cipher.name}" if cipher is not None else None,
+            chain=tuple(bytes(cert.public_bytes()) for cert in chain),
+            certificate_requested=request is not None,
+            certificate_authorities=tuple(authorities),
+            session_resumed=bool(context is not None and context.session_resumed),
+        )
+
     # -- what a server advertises
     def _create_tls(self, remote_source_cid: bytes | None) -> Any:
         bridge = super()._create_tls(remote_source_cid)
@@ -206,6 +251,36 @@ class Engine(QuicConnection):
         ]
         return bridge
 
+
+def verify_server_chain(chain: list[bytes], server_name: str, *, cafile: str | None,
+                        capath: str | None, check_name: bool = True) -> str | None:
+    """What a client handshake under ``CERT_REQUIRED`` says of the server's ``chain`` (DER,
+    its own first) with these CAs: None if it passes, else qh3's reason. The same call
+    qh3's handshake makes (``verify_certificate``), so the same verdict."""
+    try:
+        verify_certificate(certificate=X509Certificate(chain[0]),
+                           chain=[X509Certificate(der) for der in chain[1:]],
+                           cafile=cafile, capath=capath, server_name=server_name,
+                           assert_server_name=check_name)
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def _opaque_list(data: bytes) -> list[bytes]:
+    """The items of a TLS vector of 2-byte-length items inside a 2-byte-length vector
+    (RFC 8446 4.2.4: ``DistinguishedName authorities<3..2^16-1>``); what is cut short is
+    left out."""
+    items = []
+    end = min(len(data), 2 + int.from_bytes(data[:2], "big"))
+    at = 2
+    while at + 2 <= end:
+        size = int.from_bytes(data[at:at + 2], "big")
+        if at + 2 + size > end:
+            break
+        items.append(bytes(data[at + 2:at + 2 + size]))
+        at += 2 + size
+    return items
 
 
 #: Congestion controllers, each with the engine that carries it: qh3's own (CUBIC family,
@@ -250,4 +325,5 @@ def new_engine(cc: str | None = None, *, peer: object = None, **kwargs: Any) -> 
     return Engine(**kwargs)
 
 
-__all__ = ["CONTROLLERS", "DEFAULT_CC", "Engine", "controller_for", "new_engine"]
+__all__ = ["CONTROLLERS", "DEFAULT_CC", "Engine", "HandshakeFacts", "controller_for",
+           "new_engine", "verify_server_chain"]
