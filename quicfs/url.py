@@ -58,7 +58,7 @@ def parse_url(text: str) -> ShareURL:
         raise UsageError(f"malformed URL '{raw}': {EXPECTED}")
     rest = text[2:]
     authority, _, tail = rest.partition("/")
-    host, port = _authority(authority, raw)
+    host, port = parse_authority(authority, raw)
     share, _, path = tail.partition("/")
     if not share:
         raise UsageError(f"URL '{raw}' names no share")
@@ -67,7 +67,7 @@ def parse_url(text: str) -> ShareURL:
     return ShareURL(host, port, share, normalize_path(path, raw))
 
 
-def _authority(authority: str, raw: str) -> tuple[str, int | None]:
+def parse_authority(authority: str, raw: str) -> tuple[str, int | None]:
     if not authority:
         raise UsageError(f"malformed URL '{raw}': {EXPECTED}")
     if "@" in authority:

@@ -19,7 +19,7 @@ from quicfs.errors import UsageError
 from quicfs.probe.model import ProbeReport
 from quicfs.probe.run import probe
 from quicfs.probe.text import render_text
-from quicfs.url import _authority
+from quicfs.url import parse_authority
 
 EXPECTED = "expected HOST[:PORT]"
 
@@ -41,7 +41,7 @@ def parse_target(text: str) -> tuple[str, int | None]:
     except ValueError:
         pass
     try:
-        return _authority(rest, raw)
+        return parse_authority(rest, raw)
     except UsageError as exc:
         raise UsageError(str(exc).replace(" in URL ", " in ")) from None
 

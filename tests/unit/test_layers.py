@@ -17,6 +17,8 @@ ALLOWED = {
     "transport": {"errors", "options", "private", "refusals"},
     "client": {"smb2", "transport", "errors", "options", "url"},
     "fs": {"client", "smb2", "errors", "options", "refusals"},
+    # `quicfs probe` asks both transports and reads a NEGOTIATE: above them, below cli.
+    "probe": {"transport", "client", "smb2", "errors", "options", "url", "cert"},
 }
 #: Inside transport/, the client reaches only the transport interface and the race.
 CLIENT_TRANSPORT = {"quicfs.transport.base", "quicfs.transport.connect"}

@@ -63,7 +63,7 @@ def offerable(config: QuicConfiguration, ticket: object, addr: object,
     return True
 
 
-def _peer_label(host: str, port: int) -> str:
+def peer_label(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -78,7 +78,7 @@ def _transport_error(driver: ClientDriver) -> bool:
         (driver.close_reason or "").startswith("QUIC engine error")
 
 
-async def _handshake(quic: Engine, addr: object, family: int, label: str, within: float,
+async def handshake(quic: Engine, addr: object, family: int, label: str, within: float,
                      nursery: trio.Nursery) -> ClientDriver:
     """Drive ``quic``'s handshake, the worker in ``nursery``. The driver comes back with
     ``confirmed`` set, or closed (failed, or not confirmed within ``within``)."""
@@ -124,7 +124,7 @@ async def open_quic(
     handshake that a transport error ended gets one more try too. ``cc`` names the
     congestion controller, and so the engine (engine.py)."""
     tls = tls or QuicTLSOptions()
-    label = _peer_label(host, port)
+    label = peer_label(host, port)
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except OSError as exc:
@@ -167,7 +167,7 @@ async def open_quic(
         log.warning("%s: stored session ticket unusable (%s: %s): dropped, full handshake",
                     label, type(exc).__name__, exc)
         ticket, quic = None, without_ticket()
-    driver = await _handshake(quic, addr, family, label, within, nursery)
+    driver = await handshake(quic, addr, family, label, within, nursery)
     if not driver.confirmed.is_set() and driver.quic.authenticated \
             and (ticket is not None or _transport_error(driver)):
         failure = describe_failure(driver, label, within, name, tls)
@@ -177,7 +177,7 @@ async def open_quic(
             # transport error.
             log.info("%s: %s failed (%s): a full handshake instead", label,
                      "resumed handshake" if ticket is not None else "handshake", failure)
-            driver = await _handshake(without_ticket(), addr, family, label, within, nursery)
+            driver = await handshake(without_ticket(), addr, family, label, within, nursery)
     if not driver.confirmed.is_set():
         raise describe_failure(driver, label, within, name, tls)
     if driver.alpn != ALPN:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import trio
 
 from quicfs.errors import ConnectError
-from quicfs.transport.quic.client import _handshake, _peer_label, offerable, start_engine
+from quicfs.transport.quic.client import handshake, offerable, peer_label, start_engine
 from quicfs.transport.quic.client_driver import ClientDriver
 from quicfs.transport.quic.configuration import ALPN, client_configuration
 from quicfs.transport.quic.engine import HandshakeFacts, verify_server_chain
@@ -191,7 +191,7 @@ class QuicInspector:
         self.tls = tls
         self.within = within
         self.name = server_name or host
-        self.label = _peer_label(host, port)
+        self.label = peer_label(host, port)
         self.config = client_configuration(self.name, QuicTLSOptions(cert=tls.cert,
                                                                      key=tls.key),
                                            qlog_dir=qlog_dir)
@@ -217,7 +217,7 @@ class QuicInspector:
             config = replace(config, session_ticket=ticket)
         kwargs = {"session_ticket_handler": on_ticket} if on_ticket is not None else {}
         quic = start_engine(config, self._addr, trio.current_time(), PROBE_CC, **kwargs)
-        return await _handshake(quic, self._addr, self._family, self.label, self.within,
+        return await handshake(quic, self._addr, self._family, self.label, self.within,
                                 nursery)
 
     async def inspect(self, nursery: trio.Nursery) -> QuicInspection:
