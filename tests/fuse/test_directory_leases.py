@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from quicfs import control
 from tests.fuse.test_request_counts import counts, on_server
+
+
+@pytest.fixture
+def mounted(fresh_mount: Path) -> Path:
+    """The root of a mount of this test's own: the leases and counts asserted here are
+    the mount's, and another test's parked handles, leases and listings would add to
+    them."""
+    return fresh_mount
 
 
 def leases(mnt) -> tuple[int, int, int]:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+from tests.fuse.conftest import parked_handles_closed
+
 LENGTH = 300_000
 
 
@@ -30,10 +32,10 @@ def _eventually(read, expected: bytes, within: float = 5.0) -> bytes:
         time.sleep(0.05)
 
 
-def test_page_cache_kept_under_lease_and_dropped_on_break(mounted, samba):
+def test_page_cache_kept_under_lease_and_dropped_on_break(mounted, server_dir, samba):
     a, b, c = (bytes([x]) * LENGTH for x in b"ABC")
     name = "leased.bin"
-    server = samba.share_path("plain") / name
+    server = server_dir / name
     (mounted / name).write_bytes(a)
     with open(mounted / name, "rb") as holder:  # holds the lease across the reads below
         assert holder.read() == a
@@ -45,26 +47,27 @@ def test_page_cache_kept_under_lease_and_dropped_on_break(mounted, samba):
         # completes, and the pages go.
         local = samba.root / "lease-c.bin"
         local.write_bytes(c)
-        proc = samba.smbclient("plain", f"put {local} {name}")
+        proc = samba.smbclient("plain", f"put {local} {name}", "-D", server_dir.name)
         assert proc.returncode == 0, proc.stdout
         assert _eventually(lambda: (mounted / name).read_bytes(), c) == c
     os.unlink(mounted / name)
 
 
-def test_without_a_lease_holder_the_next_open_reads_afresh(mounted, samba):
+def test_without_a_lease_holder_the_next_open_reads_afresh(mounted, server_dir):
     """Once the last handle is closed and its parking time (closetimeo, 1 s) is over, the
     lease is gone: nothing vouches for the pages, so the next open reads the server."""
     a, b = b"a" * LENGTH, b"b" * LENGTH
-    server = samba.share_path("plain") / "unleased.bin"
+    server = server_dir / "unleased.bin"
     server.write_bytes(a)
     assert (mounted / "unleased.bin").read_bytes() == a
-    time.sleep(1.5)
+    assert parked_handles_closed(mounted, within=1.5)
     _behind_sambas_back(server, b)
     assert (mounted / "unleased.bin").read_bytes() == b
     os.unlink(mounted / "unleased.bin")
 
 
-def test_gathered_writes_reach_another_client_on_break(mounted, samba, tmp_path):
+def test_gathered_writes_reach_another_client_on_break(mounted, server_dir, samba,
+                                                       tmp_path):
     """Writes still gathered in the mount (less than one SMB write) are sent before the
     Write-caching break is acknowledged, so the other client reads every byte.
 
@@ -79,7 +82,7 @@ def test_gathered_writes_reach_another_client_on_break(mounted, samba, tmp_path)
     )
     try:
         assert writer.stdout.readline() == "written\n"
-        proc = samba.smbclient("plain", f"get gathered.bin {out}")
+        proc = samba.smbclient("plain", f"get gathered.bin {out}", "-D", server_dir.name)
         assert proc.returncode == 0, proc.stdout
         assert out.read_bytes() == data
     finally:
@@ -88,7 +91,8 @@ def test_gathered_writes_reach_another_client_on_break(mounted, samba, tmp_path)
     os.unlink(mounted / "gathered.bin")
 
 
-def test_attributes_held_under_the_lease_follow_writes_and_breaks(mounted, samba, tmp_path):
+def test_attributes_held_under_the_lease_follow_writes_and_breaks(mounted, server_dir, samba,
+                                                                  tmp_path):
     """While a file is open here under a lease, stat and read-back of what was just
     written are answered by the mount (no round trip); they follow every write, holes
     included, and another client's change (a lease break) is seen at once."""
@@ -111,12 +115,12 @@ def test_attributes_held_under_the_lease_follow_writes_and_breaks(mounted, samba
         assert os.pread(f.fileno(), 4096, 1024 * 1024) == bytes(4096)  # the hole
         local = tmp_path / "other.bin"
         local.write_bytes(b"c" * 777)
-        proc = samba.smbclient("plain", f"put {local} {name}")
+        proc = samba.smbclient("plain", f"put {local} {name}", "-D", server_dir.name)
         assert proc.returncode == 0, proc.stdout
         assert _eventually(lambda: os.fstat(f.fileno()).st_size, 777) == 777
         f.seek(0)
         assert f.read() == b"c" * 777
-    assert (samba.share_path("plain") / name).read_bytes() == b"c" * 777
+    assert (server_dir / name).read_bytes() == b"c" * 777
     os.unlink(mounted / name)
 
 
@@ -130,7 +134,7 @@ with open(sys.argv[2], "wb") as f:
 """
 
 
-def test_parked_handles_never_block_renames_or_deletes(mounted, samba):
+def test_parked_handles_never_block_renames_or_deletes(mounted, server_dir, samba):
     """A closed file's handle is parked for a second; renaming its directory, deleting
     it, or another client deleting it must work at once all the same."""
     d = mounted / "parkdir"
@@ -140,29 +144,29 @@ def test_parked_handles_never_block_renames_or_deletes(mounted, samba):
     os.rename(d, mounted / "parkdir2")  # SMB refuses this with a handle open inside
     assert (mounted / "parkdir2" / "f.txt").read_bytes() == b"x" * 1000
     os.unlink(mounted / "parkdir2" / "f.txt")
-    assert not (samba.share_path("plain") / "parkdir2" / "f.txt").exists()
+    assert not (server_dir / "parkdir2" / "f.txt").exists()
     os.rmdir(mounted / "parkdir2")
     # Another client deletes a file we just closed: its name is gone on the server at once
     # (the break takes our parked handle away before the delete completes).
     (mounted / "theirs.txt").write_bytes(b"y" * 1000)
     assert (mounted / "theirs.txt").read_bytes() == b"y" * 1000
     started = time.monotonic()
-    proc = samba.smbclient("plain", "rm theirs.txt")
+    proc = samba.smbclient("plain", "rm theirs.txt", "-D", server_dir.name)
     assert proc.returncode == 0, proc.stdout
     assert time.monotonic() - started < 10  # not the 35 s break timeout
     # SMB keeps a deleted name "delete pending" until the last handle closes: our parked
     # one closes within closetimeo (1 s), as with cifs.ko's deferred close.
-    assert _gone_soon(samba.share_path("plain") / "theirs.txt")
+    assert _gone_soon(server_dir / "theirs.txt")
     assert _gone_soon(mounted / "theirs.txt")
 
 
-def test_rename_of_an_open_file_over_a_parked_one(mounted, samba):
+def test_rename_of_an_open_file_over_a_parked_one(mounted, server_dir):
     """Renaming a file open here over one just closed (its handle parked): the rename's
     open must break our own handle's lease (it asks for DELETE access), so the server
     finishes it asynchronously. Sent in one compound behind the parked handle's CLOSE,
     that open went async mid-compound and Samba failed it (STATUS_INTERNAL_ERROR, and a
     reply whose signature did not check): the rename failed with EIO."""
-    share = samba.share_path("plain")
+    share = server_dir
     for i in range(3):
         closed, held = f"closed-{i}.bin", f"held-{i}.bin"
         old, new = os.urandom(5_000), os.urandom(7_000)

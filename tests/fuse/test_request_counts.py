@@ -15,6 +15,13 @@ import pytest
 from quicfs import control
 
 
+@pytest.fixture
+def mounted(fresh_mount: Path) -> Path:
+    """The root of a mount of this test's own: the counts asserted here are the
+    mount's, and another test's parked handles, leases and listings would add to them."""
+    return fresh_mount
+
+
 def counts(mnt) -> tuple[int, int]:
     s = control.ask(str(mnt), "stats")
     return s["smb_sends"], s["smb_messages_sent"]
