@@ -10,6 +10,10 @@ TEST_PKGS := acl attr iproute2 git
 # (tests/fuse/test_directory_leases.py); Debian 12 has it in bookworm-backports.
 SAMBA_MIN := 4.22
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): the suite waits on servers, mounts and timeouts as much as
+# it computes, so two workers on two cores; tests marked serial still run alone.
+# TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= 2
 
 .PHONY: deps deps-run venv venv-run compile test test-bbr lint bench clean install man demo demo-stop
 
@@ -60,7 +64,7 @@ venv: deps $(VENV)/.installed compile
 venv-run: deps-run $(VENV)/.installed compile
 
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The QUIC tests again with our BBR on aioquic at both ends (QUICFS_TEST_CC,
 # tests/support/gateway.py): on loopback, cc=auto picks qh3's CUBIC, and no test

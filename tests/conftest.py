@@ -1,7 +1,13 @@
-"""Shared fixtures: a real Samba smbd per test session (tests/support/samba.py)."""
+"""Shared fixtures: a real Samba smbd per test session (tests/support/samba.py), and the
+order tests run in under pytest-xdist (``make test`` runs ``-n 2``): tests marked
+``serial`` (they bound time, CPU or memory) run last, each with no other test beside it.
+Without xdist every test runs alone anyway and the marker does nothing."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -75,3 +81,59 @@ def _private_ticket_cache(tmp_path_factory: pytest.TempPathFactory,
     """Session tickets go to a per-run cache, not the user's."""
     cache = tmp_path_factory.getbasetemp() / "xdg-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+
+
+# ============================================================================ serial tests
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Serial tests last (a stable sort: the rest keep their order, and with it the
+    grouping of tests around their module's fixtures). Under xdist they are handed out
+    last, so the workers meet at the gate below once, not before every serial test."""
+    items.sort(key=lambda item: item.get_closest_marker("serial") is not None)
+
+
+@contextlib.contextmanager
+def _flock(path: Path, how: int) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, how)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _gate(workers: Path | None, serial: bool) -> Iterator[None]:
+    """Between the xdist workers of one run (lock files in the run's temporary
+    directory, which holds each worker's): a serial test holds ``run`` exclusively, any
+    other holds it shared. The ``gate`` before it gives a serial test its turn as soon as
+    the tests now running end: it holds the gate while it waits and runs, and the other
+    workers wait there before their next test."""
+    if workers is None:  # not under xdist: each test runs alone already
+        yield
+        return
+    gate, run = workers / "serial.gate", workers / "serial.run"
+    if serial:
+        with _flock(gate, fcntl.LOCK_EX), _flock(run, fcntl.LOCK_EX):
+            yield
+    else:
+        with _flock(gate, fcntl.LOCK_EX):
+            held = open(run, "a")
+            fcntl.flock(held, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+            held.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Iterator[None]:
+    """The whole of a test, with the set-up and tear-down of the fixtures it brings up
+    or is the last to use, inside the gate."""
+    # An xdist worker's basetemp is a directory of its own in the run's.
+    worker_temp = item.config.option.basetemp if os.environ.get("PYTEST_XDIST_WORKER") else None
+    with _gate(Path(worker_temp).parent if worker_temp else None,
+               item.get_closest_marker("serial") is not None):
+        yield

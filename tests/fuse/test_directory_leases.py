@@ -150,6 +150,7 @@ def test_our_own_changes_keep_our_lease(mounted, samba, request):
     assert sorted(os.listdir(here)) == ["moved", "sub"]
 
 
+@pytest.mark.serial  # bounds the wait: < 2 s
 def test_a_leased_directory_is_removed_and_renamed_at_once(mounted, samba, request):
     """Our own handle keeps the lease: it is let go before our rmdir or rename of the
     directory, which would otherwise wait on it; another client's wait only for our

@@ -197,6 +197,7 @@ def test_mount_of_a_directory_of_the_share(samba, tmp_path):
         assert not is_mounted(mnt)
 
 
+@pytest.mark.serial  # reads every process's command line: other tests' hold the password
 def test_password_not_in_ps(samba, tmp_path):
     mnt = tmp_path / "m"
     mnt.mkdir()

@@ -40,6 +40,7 @@ LOSS = 0.02
 DELAY = 0.010
 
 
+@pytest.mark.serial  # 200 connects, each within its timeouts
 async def test_connect_200_times_through_loss(samba, gateway, caplog):
     """Each connect is a whole one as the library makes it (QUIC handshake, NEGOTIATE,
     SESSION_SETUP, TREE_CONNECT) and a small read, through 2 % loss each way and 10 ms
@@ -288,6 +289,7 @@ def retry_gateway(samba, tmp_path_factory):
                                ["--retry", "always"])
 
 
+@pytest.mark.serial  # bounds the connect: < 2 s
 async def test_a_lost_retry_is_sent_again(samba, retry_gateway):
     """The gateway's Retry (its first datagram to this client) is lost: the client sends
     its Initial again after its PTO, and the gateway answers it with a Retry again, so

@@ -29,6 +29,10 @@ from tests.support.gateway import GatewayError, GatewayProcess, ProcessMonitor
 from tests.support.impair import UdpImpairProxy
 from tests.support.tcp_stall import TcpStallProxy
 
+#: They bound the gateway's memory and CPU and the honest client's time: run with no other
+#: test beside them (tests/conftest.py).
+pytestmark = pytest.mark.serial
+
 MiB = 1 << 20
 #: The bound on the gateway's resident memory, whatever peers do.
 RSS_LIMIT = 200 * MiB

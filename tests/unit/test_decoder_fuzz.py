@@ -48,7 +48,9 @@ from tests.support.hostile_smb import (
     tree_connect_body,
 )
 
-FUZZ = settings(max_examples=300, deadline=None,
+#: Examples per decoder and way of making them (about 60 decoders, four ways): each run
+#: draws afresh, so runs add up; 150 a run keeps the file near 20 s of CPU.
+FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 KEY = bytes(range(16))
 FID = FileId(0x11, 0x22)

@@ -1,5 +1,9 @@
 """WriteBehind against a server that answers WRITEs after random delays, so concurrent
-WRITEs complete in any order, as Samba's thread pool may complete them."""
+WRITEs complete in any order, as Samba's thread pool may complete them.
+
+The delays are on trio's autojump clock (each test takes ``autojump_clock``): time moves
+only when every task waits, so the order they make is the same however busy the machine
+is, and costs no real time."""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ class SlowServer:
         return len(data)
 
 
-async def test_concurrent_writers_lose_nothing():
+async def test_concurrent_writers_lose_nothing(autojump_clock):
     """AIO-style: many writes to separate places at once, the gather buffer in play."""
     server = SlowServer(1)
     expected = bytearray(64 * 4096)
@@ -56,7 +60,7 @@ def random_writes(r: random.Random, count: int):
         yield i, offset, bytes([i % 255 + 1]) * size
 
 
-async def test_overlapping_writes_land_in_the_order_made():
+async def test_overlapping_writes_land_in_the_order_made(autojump_clock):
     """The same bytes rewritten again and again, non-contiguously: the last write wins
     although the server may finish concurrent WRITEs in any order."""
     for seed in range(5):
@@ -74,7 +78,7 @@ async def test_overlapping_writes_land_in_the_order_made():
         assert server.image == expected[:top]
 
 
-async def test_peek_gives_what_the_server_will_have():
+async def test_peek_gives_what_the_server_will_have(autojump_clock):
     """At any moment, a range covered by writes still held here reads (peek) as the
     file will be once they land; a range with a gap is not answered."""
     for seed in range(5):
@@ -101,7 +105,7 @@ async def test_peek_gives_what_the_server_will_have():
         assert answered > 20
 
 
-async def test_many_small_writes_in_flight():
+async def test_many_small_writes_in_flight(autojump_clock):
     """Scattered small writes (a page apart) do not queue behind a count meant for
     large runs: with four 1 MiB runs' worth of room, dozens of them are in flight."""
     class Counting(SlowServer):
