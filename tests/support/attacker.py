@@ -371,6 +371,7 @@ class Qh3Client:
         self.bytes_received = 0
         self._wake = False
         self._scope: trio.CancelScope | None = None
+        self._said_hello = False
 
     @property
     def local(self) -> Addr:
@@ -413,9 +414,18 @@ class Qh3Client:
             raise ConnectionError(f"no handshake with {self.target}: "
                                   f"{self.close_reason or 'no answer'}")
 
+    def hello(self) -> None:
+        """Send the first flight (the ClientHello) and nothing more: the server has a
+        handshake under way that hears nothing from this client until :meth:`run`, if
+        ever (what it answers waits in the socket)."""
+        self.quic.connect(self.target, now=trio.current_time())
+        self._said_hello = True
+        self._flush()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        self.quic.connect(self.target, now=trio.current_time())
+        if not self._said_hello:
+            self.quic.connect(self.target, now=trio.current_time())
         task_status.started()
         try:
             while True:
