@@ -3,7 +3,6 @@ matters), always unmounted afterwards."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -157,9 +156,10 @@ def meta(meta_mount: SharedMount, samba, request) -> Iterator[tuple[Path, Path, 
 
 
 def mount_point(path: Path) -> Path:
-    """The mount point above ``path`` (a mount's control socket is named by it)."""
+    """The mount point above ``path`` (a mount's control socket is named by it), found
+    in the mount table: a stat of the mount would send requests of its own."""
     path = Path(path)
-    while not os.path.ismount(path):
+    while not is_mounted(path):
         path = path.parent
     return path
 
