@@ -127,6 +127,15 @@ def _gate(workers: Path | None, serial: bool) -> Iterator[None]:
             held.close()
 
 
+@pytest.fixture
+def sbin_helpers_lock() -> Iterator[None]:
+    """Held by a test while it puts mount(8)'s helpers in /sbin and takes them away
+    again: one such test at a time, in whichever worker (or run) it is."""
+    with _flock(Path(tempfile.gettempdir()) / "quicfs-test-sbin-helpers.lock",
+                fcntl.LOCK_EX):
+        yield
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Iterator[None]:

@@ -17,7 +17,7 @@ HELPERS = [Path("/sbin/mount.quicfs"), Path("/sbin/mount.fuse.quicfs")]
 
 
 @pytest.fixture
-def helper():
+def helper(sbin_helpers_lock):
     saved = []
     for path in HELPERS:
         link = os.readlink(path) if path.is_symlink() else None

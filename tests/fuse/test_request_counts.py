@@ -159,6 +159,7 @@ def test_a_small_file_read_whole_costs_one_compound(mounted, samba, request):
     assert (sends - before[0], messages - before[1]) == (1, 2)  # CREATE + READ
 
 
+@pytest.mark.serial  # drop_caches: every mount's dentries, other tests' counts with them
 def test_a_file_made_as_tar_makes_it_waits_for_two_round_trips(mounted, samba, request):
     """tar x: open(O_CREAT | O_EXCL), write, futimens, fchown, close. The CREATE; at
     close the WRITE and then the times, through our own handle, in one compound (Samba

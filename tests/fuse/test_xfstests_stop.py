@@ -37,7 +37,7 @@ sleep 600
 
 
 @pytest.fixture
-def helper() -> Iterator[None]:
+def helper(sbin_helpers_lock) -> Iterator[None]:
     """mount(8)'s helper for fuse.quicfs, as `make install` puts it, for the test only
     if it is not there."""
     if HELPER.exists():
