@@ -51,6 +51,11 @@ class ClientDriver(QuicDriver):
 
     # -- input and output
     async def _wait_input(self) -> None:
+        if self.sock.fileno() < 0:
+            # aclose() cancelled the worker, then closed the socket, while the worker
+            # was busy: its cancellation arrives here (wait_readable would raise
+            # ValueError on the closed socket's -1 first: seen as "internal error").
+            await trio.sleep_forever()
         try:
             await trio.lowlevel.wait_readable(self.sock)
         except trio.ClosedResourceError:
