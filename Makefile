@@ -11,7 +11,8 @@ TEST_PKGS := acl attr iproute2 git
 SAMBA_MIN := 4.22
 PYTEST_ARGS ?=
 # Test workers (pytest-xdist): the suite waits on servers, mounts and timeouts as much as
-# it computes, so two workers on two cores; tests marked serial still run alone.
+# it computes, so two workers on two cores; tests marked serial still run alone, and an
+# xdist_group's in one worker, in turn (--dist loadgroup).
 # TEST_WORKERS=0 runs everything in this one process.
 TEST_WORKERS ?= 2
 
@@ -64,7 +65,7 @@ venv: deps $(VENV)/.installed compile
 venv-run: deps-run $(VENV)/.installed compile
 
 test: venv
-	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The QUIC tests again with our BBR on aioquic at both ends (QUICFS_TEST_CC,
 # tests/support/gateway.py): on loopback, cc=auto picks qh3's CUBIC, and no test
