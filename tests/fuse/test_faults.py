@@ -325,16 +325,20 @@ def test_file_replaced_while_disconnected_is_stale(server, pattern, gw, tmp_path
         assert holder.stdout is not None and holder.stdin is not None
         assert holder.stdout.readline().strip() == "A"
         gw.kill()
-        for pid in serving_smbds(server):  # the durable open dies with its smbd
-            os.kill(pid, signal.SIGKILL)
-        # Replaced the way editors and rsync replace a file: a new one renamed over it.
-        # (Deleted and made again under the same inode number, it cannot be told apart:
-        # smbd itself takes it for the same file; docs/mount.quicfs.md.)
-        new = on_server.with_name("replacement.tmp")
-        new.write_bytes(b"B" * (8 * workload.MIB))
-        os.chmod(new, 0o666)
-        os.rename(new, on_server)
-        gw.start()
+        try:
+            for pid in serving_smbds(server):  # the durable open dies with its smbd
+                os.kill(pid, signal.SIGKILL)
+            # Replaced the way editors and rsync replace a file: a new one renamed over
+            # it. (Deleted and made again under the same inode number, it cannot be told
+            # apart: smbd itself takes it for the same file; docs/mount.quicfs.md.)
+            new = on_server.with_name("replacement.tmp")
+            new.write_bytes(b"B" * (8 * workload.MIB))
+            os.chmod(new, 0o666)
+            os.rename(new, on_server)
+        finally:
+            # Back even if a step above failed: the unmount after would otherwise wait
+            # for it for ever (a hard mount's statfs), and the whole run with it.
+            gw.start()
         holder.stdin.write("again\n")
         holder.stdin.flush()
         answer = holder.stdout.readline().strip()
