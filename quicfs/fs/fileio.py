@@ -82,10 +82,9 @@ class FileIO:
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self.handles[fh]
         inode = handle.inode
-        if self._behind:
-            # Another handle's data left behind goes first: two handles' WRITEs in
-            # flight at once may land in either order.
-            await self.sent_behind(inode, but=fh)
+        # Another handle's data left behind goes first: two handles' WRITEs in flight at
+        # once may land in either order.
+        await self.sent_behind(inode, but=fh)
         self.attrs.changed()
         self.attrs.wrote(inode)
         if handle.direct:
@@ -193,6 +192,8 @@ class FileIO:
     async def sent_behind(self, inode: int | None, *, but: int | None = None) -> None:
         """Wait until what close(2)s of ``inode`` (None: of every file) left behind is
         sent."""
+        if not self._behind:
+            return  # the common case: no scan of every open file on each open or write
         for done in self.handles.behind(inode, but=but):
             await done.wait()
 
