@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 # What the mount needs (libfuse3 for pyfuse3; man-db: `man quicfs` after `make install`,
 # and tests/unit/test_manual.py renders the pages); the tests add the rest.
 RUN_PKGS := fuse3 libfuse3-dev pkg-config man-db
-TEST_PKGS := acl attr iproute2 git
+# xfsprogs: xfstests/run keeps the shares on an XFS image, and
+# tests/fuse/test_xfstests_stop.py runs it.
+TEST_PKGS := acl attr iproute2 git xfsprogs
 # The test server: Samba 4.22 is the first to grant directory leases
 # (tests/fuse/test_directory_leases.py); Debian 12 has it in bookworm-backports.
 SAMBA_MIN := 4.22

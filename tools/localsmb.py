@@ -14,6 +14,7 @@ its server fails, it never skips.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -38,19 +39,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: Held while the user is looked for and made: servers started at once (test workers)
+#: would each run useradd, and on a fresh machine two of them were seen to leave their
+#: shares owned by two different uids, one of them no longer the user's (every write
+#: then STATUS_ACCESS_DENIED).
+USER_LOCK = Path("/run/lock/quicfs-test-user.lock")
+
+
 def ensure_unix_user(name: str = USER) -> pwd.struct_passwd:
     """smbd maps every SMB user to a Unix account; make a system one if it is missing."""
-    try:
+    USER_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(USER_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+        proc = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+             name], capture_output=True, text=True,
+        )
+        if proc.returncode not in (0, 9):  # 9: another program made it meanwhile
+            raise SambaError(f"useradd {name} failed: {proc.stderr.strip()}")
         return pwd.getpwnam(name)
-    except KeyError:
-        pass
-    proc = subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-        capture_output=True, text=True,
-    )
-    if proc.returncode not in (0, 9):  # 9: it appeared meanwhile
-        raise SambaError(f"useradd {name} failed: {proc.stderr.strip()}")
-    return pwd.getpwnam(name)
 
 
 class SambaServer:
