@@ -92,6 +92,7 @@ class Link:
         self._bytes_before = [0, 0]
         self._smb_before = [0, 0]  # messages sent, sends waited on
         self._migrations_before = 0
+        self._renewals_before = 0  # renewals of the sessions before the current one
         self._recovery: _Recovery | None = None
         self._closing = False
         #: Why a soft mount stopped waiting for the server; "" while it has not.
@@ -129,7 +130,9 @@ class Link:
         conn: Connection = await self.nursery.start(self._run_connection, transport)
         try:
             creds = opts.resolved_credentials()
-            session = Session(conn, seal=opts.seal)
+            # A renewal (the server expired the session) reads them again: a credentials
+            # file may have changed since, and Kerberos takes a new ticket (session.py).
+            session = Session(conn, seal=opts.seal, credentials=opts.resolved_credentials)
             with trio.fail_after(max(opts.connect_timeout, 1.0) * 6):
                 await session.setup(username=creds.username, password=creds.password,
                                     domain=creds.domain,
@@ -193,6 +196,7 @@ class Link:
             "reconnects": self.stats.reconnects,
             "migrations": self._migrations_before + getattr(transport, "migrations", 0),
             "replays": tree.replays,
+            "session_renewals": self._renewals_before + tree.session.renewals,
             "reopened_handles": self.stats.reopened,
             "reopened_by_name": self.stats.reopened_by_name,
             "stale_handles": self.stats.lost_handles,
@@ -289,6 +293,7 @@ class Link:
         # new session they would carry a tree id or FileIds it does not know yet.
         resumed = tree.hold()
         try:
+            self._renewals_before += tree.session.renewals
             await tree.rebind(session)
             await self._reopen_all(tree)
         except BaseException:

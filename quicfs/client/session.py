@@ -1,22 +1,49 @@
 """An authenticated SMB 3.1.1 session: SESSION_SETUP, keys, signing and encryption policy
-(MS-SMB2 3.2.4.2.3, 3.2.5.3)."""
+(MS-SMB2 3.2.4.2.3, 3.2.5.3), and its renewal when the server expires it.
+
+A server ends a session's authentication when the credentials behind it expire (Windows
+and Samba: the Kerberos ticket's end time) and answers STATUS_NETWORK_SESSION_EXPIRED
+until it is authenticated again (3.3.5.2.9). ``renew`` does that on the same connection,
+with the same SessionId and fresh credentials (a new Authenticator: a ticket from the
+cache, or the password the mount holds), once for every request that met the expiry
+(3.2.4.2.3.1); the Tree then sends those requests again (tree.py). The session keeps its
+keys: a re-authentication derives none (3.3.5.5.3), and its SESSION_SETUPs are signed
+with the session's signing key (3.2.4.1.1).
+"""
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Callable
+
 import trio
 
-from quicfs.client.auth import Authenticator
-from quicfs.client.connection import Connection, SessionKeys
-from quicfs.errors import ProtocolError, SecurityError, SMBError, UsageError
+from quicfs.client.auth import Authenticator, AuthError
+from quicfs.client.connection import Connection, SessionKeys, copy_error
+from quicfs.errors import ProtocolError, QuicfsError, SecurityError, SMBError, UsageError
+from quicfs.options import Credentials
 from quicfs.smb2 import crypto
 from quicfs.smb2.constants import Cipher, SecurityMode, SessionFlags, SigningAlgorithm
 from quicfs.smb2.control import LogoffRequest
-from quicfs.smb2.session_setup import SessionSetupRequest, SessionSetupResponse
+from quicfs.smb2.session_setup import SessionSetupRequest, SessionSetupResponse, more_to_come
 from quicfs.smb2.status import Status
+
+#: The statuses by which a server refuses the credentials themselves.
+_REFUSED = frozenset({Status.LOGON_FAILURE, Status.WRONG_PASSWORD, Status.NO_SUCH_USER,
+                      Status.ACCOUNT_RESTRICTION, Status.INVALID_LOGON_HOURS,
+                      Status.ACCESS_DENIED})
+
+
+class RenewalFailed(QuicfsError):
+    """The server expired the session and did not take our credentials again: EACCES
+    when it refused them, EKEYEXPIRED when we had none to give (the ticket is gone)."""
+
+    errno = errno.EKEYEXPIRED
 
 
 class Session:
-    def __init__(self, conn: Connection, *, seal: bool = False) -> None:
+    def __init__(self, conn: Connection, *, seal: bool = False,
+                 credentials: Callable[[], Credentials] | None = None) -> None:
         assert conn.params is not None, "negotiate first"
         self.conn = conn
         #: What requests on this session go with: its id, and once SESSION_SETUP is done
@@ -29,6 +56,16 @@ class Session:
         self.cipher: Cipher | None = conn.params.cipher
         self.application_key = b""
         self.username = ""
+        #: Where a renewal gets its credentials (read again each time: a credentials
+        #: file may have changed); None: the ones ``setup`` was given.
+        self._credentials = credentials
+        self._given = Credentials(None, None, None)
+        #: Renewals done. A request notes it when sent: one that meets the expiry after
+        #: a renewal it was sent before needs no other (``renew``).
+        self.renewals = 0
+        self._renewing: trio.Event | None = None
+        #: Why the last renewal failed: the session is over (3.2.5.1.6).
+        self._failed: RenewalFailed | None = None
 
     @property
     def session_id(self) -> int:
@@ -46,8 +83,8 @@ class Session:
         conn = self.conn
         assert conn.params is not None
         self.username = username or ""
-        auth = Authenticator(username=username, password=password, domain=domain,
-                             server=conn.server_name)
+        self._given = Credentials(username, password, domain)
+        auth = self._authenticator(self._given)
         preauth = conn.preauth.copy()
         token = await trio.to_thread.run_sync(auth.step, conn.params.gss_token or None)
         while True:
@@ -59,17 +96,14 @@ class Session:
             preauth.update(sent[0])
             # Unsigned until the last response: no key exists before it (3.2.5.3.1).
             self.keys = SessionKeys(reply.header.session_id)
-            if reply.status == Status.MORE_PROCESSING_REQUIRED:
-                preauth.update(bytes(reply.message))
-                resp = SessionSetupResponse.unpack(reply.message)
-                token = await trio.to_thread.run_sync(auth.step, resp.security_buffer)
-                continue
-            if reply.status != Status.SUCCESS:
-                raise SMBError(reply.status)
+            if not more_to_come(reply.status):
+                break
+            preauth.update(bytes(reply.message))
             resp = SessionSetupResponse.unpack(reply.message)
-            if resp.security_buffer and not auth.complete:
-                await trio.to_thread.run_sync(auth.step, resp.security_buffer)
-            break
+            token = await trio.to_thread.run_sync(auth.step, resp.security_buffer)
+        resp = SessionSetupResponse.unpack(reply.message)
+        if resp.security_buffer and not auth.complete:
+            await trio.to_thread.run_sync(auth.step, resp.security_buffer)
         self.is_guest = bool(resp.session_flags & (SessionFlags.IS_GUEST | SessionFlags.IS_NULL))
         if self.is_guest:
             # A guest session has no key to sign with: we asked for this user, not a guest.
@@ -92,6 +126,80 @@ class Session:
             self.encrypt_data = self.seal or server_wants_encryption
         conn.add_session(self.keys)
 
+    def _authenticator(self, creds: Credentials) -> Authenticator:
+        return Authenticator(username=creds.username, password=creds.password,
+                             domain=creds.domain, server=self.conn.server_name)
+
+    # ------------------------------------------------------------------ renewal
+    def check_usable(self) -> None:
+        """Raise why the session is over, if a renewal failed: 3.2.5.1.6 fails the
+        operation and ends the session (Samba ends it too), so every later request
+        fails at once with the same error, with nothing sent and nothing tried again."""
+        if self._failed is not None:
+            raise copy_error(self._failed)
+
+    async def renew(self, seen: int) -> None:
+        """The server answered STATUS_NETWORK_SESSION_EXPIRED to a request sent when
+        ``renewals`` was ``seen`` (or a renewal had failed): return once the session is
+        authenticated again, so that the request can be sent again (3.2.5.1.6). One
+        renewal serves every request that met the expiry: the others wait for it.
+
+        Raises RenewalFailed when the server did not take our credentials (and so does
+        every later call, ``check_usable``); ConnectionLost when the connection went
+        meanwhile (the Link's to bring back, with a new session)."""
+        while self.renewals == seen:
+            self.check_usable()
+            if self._renewing is not None:
+                await self._renewing.wait()
+                continue
+            done = self._renewing = trio.Event()
+            try:
+                await self._reauthenticate()
+            except (SMBError, AuthError, UsageError, SecurityError, ProtocolError) as exc:
+                self._failed = self._failure(exc)
+                raise copy_error(self._failed) from None
+            finally:
+                self._renewing = None
+                done.set()
+            self.renewals += 1
+
+    async def _reauthenticate(self) -> None:
+        """SESSION_SETUP with our SessionId, signed, until the server says SUCCESS
+        (3.2.4.2.3.1, 3.2.5.3.2). The connection checks each response's signature with
+        the session's key, as 3.2.5.1.3 asks of a re-authentication's responses."""
+        conn = self.conn
+        assert conn.params is not None
+        creds = self._credentials() if self._credentials is not None else self._given
+        auth = self._authenticator(creds)
+        token = await trio.to_thread.run_sync(auth.step, conn.params.gss_token or None)
+        while True:
+            [reply] = await conn.send_chain(
+                [SessionSetupRequest.reauthentication(token or b"")], keys=self.keys)
+            if reply.header.session_id != self.session_id:
+                raise ProtocolError(
+                    f"server answered the re-authentication of session {self.session_id:#x} "
+                    f"for session {reply.header.session_id:#x}")
+            more = more_to_come(reply.status)
+            resp = SessionSetupResponse.unpack(reply.message)
+            if not more:
+                break
+            token = await trio.to_thread.run_sync(auth.step, resp.security_buffer)
+        if resp.security_buffer and not auth.complete:
+            await trio.to_thread.run_sync(auth.step, resp.security_buffer)
+        if resp.session_flags & (SessionFlags.IS_GUEST | SessionFlags.IS_NULL):
+            raise SMBError(Status.LOGON_FAILURE, "server offered only a guest session")
+
+    def _failure(self, exc: QuicfsError) -> RenewalFailed:
+        server = self.conn.server_name
+        if isinstance(exc, SMBError) and exc.status in _REFUSED:
+            why = describe_logon_failure(exc, self.username)
+        else:
+            why = str(exc)
+        failed = RenewalFailed(f"session on {server} expired and could not be renewed: {why}")
+        if isinstance(exc, SMBError) and exc.status in _REFUSED:
+            failed.errno = errno.EACCES
+        return failed
+
     async def logoff(self) -> None:
         if self.conn.closed or not self.session_id:
             return
@@ -107,4 +215,5 @@ def describe_logon_failure(exc: SMBError, username: str) -> str:
     return str(exc)
 
 
-__all__ = ["Session", "UsageError", "describe_logon_failure"]
+__all__ = ["RenewalFailed", "Session", "UsageError",
+           "describe_logon_failure"]

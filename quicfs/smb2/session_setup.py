@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from quicfs.smb2.constants import Capabilities, Command, SecurityMode, SessionFlags
-from quicfs.smb2.errors import MalformedError
+from quicfs.smb2.errors import MalformedError, SMBError
+from quicfs.smb2.status import Status
 from quicfs.smb2.wire import HEADER_SIZE, Reader
 
 _FIXED = 24
@@ -23,6 +24,14 @@ class SessionSetupRequest:
     capabilities: Capabilities = Capabilities.NONE
     binding: bool = False  # Flags SMB2_SESSION_FLAG_BINDING (multichannel)
     previous_session_id: int = 0
+
+    @classmethod
+    def reauthentication(cls, token: bytes) -> SessionSetupRequest:
+        """A leg of re-authenticating a live session (3.2.4.2.3.1): the header carries
+        the session's own SessionId and is signed with its Session.SigningKey (3.2.4.1.1),
+        PreviousSessionId is 0 and no BINDING flag: the server takes it as a
+        re-authentication, not a new session or a channel (3.3.5.5, 3.3.5.5.3)."""
+        return cls(security_buffer=token)
 
     def pack(self) -> bytes:
         return struct.pack(
@@ -47,3 +56,15 @@ class SessionSetupResponse:
         flags = SessionFlags(r.u16() & 0x7)
         offset, length = r.u16(), r.u16()
         return cls(flags, bytes(r.slice(offset, length)) if length else b"")
+
+
+def more_to_come(status: int) -> bool:
+    """Whether a SESSION_SETUP exchange goes on after a response with ``status``:
+    MORE_PROCESSING_REQUIRED asks for the next token, SUCCESS ends it (3.2.5.3.1 for a
+    new session, 3.2.5.3.2 for a re-authentication); any other status ends it with that
+    error, returned to whoever asked for the authentication."""
+    if status == Status.MORE_PROCESSING_REQUIRED:
+        return True
+    if status != Status.SUCCESS:
+        raise SMBError(status)
+    return False

@@ -609,3 +609,66 @@ def test_a_lookup_in_an_endless_directory_asks_for_the_name(hostile):
     assert call("lstat", h.path / "endless" / "nor-this") == errno.ENOENT
     h.assert_healthy()
     assert _serving_rss_kib(h.mountpoint) - before < 64 * 1024
+
+
+# ---------------------------------------------------------------------- sessions that expire
+_COPY = r"""
+import os, sys
+src, dst = sys.argv[1], os.fsencode(sys.argv[2])
+data = open(src, "rb").read()
+try:
+    with open(dst, "wb") as f:
+        for at in range(0, len(data), 65536):
+            f.write(data[at:at + 65536])
+    out = len(data)
+except OSError as e:
+    out = e.errno
+print(repr(out))
+"""
+
+
+def test_a_file_written_across_session_expiries_is_byte_exact(hostile, tmp_path):
+    """Issue 24 section 2: a server that expires the session every 20 requests (as a
+    Kerberos ticket's end makes Windows and Samba do) under a file being written in
+    64 KiB WRITEs: the session is renewed on the same connection, signed, with its own
+    SessionId, each time; the file on the server is byte-exact, and `cat` reads it
+    back whole. Before the change the first WRITE after the expiry failed (EIO)."""
+    h = hostile(behaviour=Behaviour(writable=True, expire_every=20,
+                                    max_write_size=65536, max_read_size=65536))
+    data = os.urandom(2 * 1024 * 1024 + 4321)
+    digest = hashlib.sha256(data).hexdigest()
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    assert _child(_COPY, src, h.path / "big.bin", timeout=60) == len(data)
+    node = h.server.lookup("big.bin")
+    assert node is not None and hashlib.sha256(node.data).hexdigest() == digest
+    during_write = len(h.server.renewals)
+    assert during_write >= 1
+    cat = subprocess.run(["cat", os.fsdecode(h.path / "big.bin")], capture_output=True,
+                         timeout=60)
+    assert cat.returncode == 0, cat.stderr
+    assert hashlib.sha256(cat.stdout).hexdigest() == digest
+    renewals = h.server.renewals
+    assert len(renewals) >= 2
+    assert len({r.session_id for r in renewals}) == 1
+    assert all((r.legs, r.signed, r.outcome) == (2, True, "ok") for r in renewals)
+    assert h.server.seen["SESSION_SETUP"] == 2 + 2 * len(renewals)
+    h.assert_healthy()
+
+
+def test_a_refused_renewal_is_eacces_once_and_not_tried_again(hostile):
+    """Issue 24 section 2: the server expires the session and then refuses the
+    renewal (the password changed): the open fails with EACCES, not EIO; the log says
+    why in one line; and the opens after it fail at once, no SESSION_SETUP sent again."""
+    h = hostile(behaviour=Behaviour(refuse_renewal=True))
+    assert call("read", h.path / "good.txt") == GOOD_DATA
+    h.server.expire_sessions()
+    for _ in range(3):
+        assert call("read", h.path / "gooddir" / "inner") == errno.EACCES
+    assert [r.outcome for r in h.server.renewals] == ["LOGON_FAILURE"]
+    assert h.server.seen["SESSION_SETUP"] == 4
+    log = h.log()
+    assert "Traceback" not in log and "internal error" not in log, log[-2000:]
+    assert ("session on 127.0.0.1 expired and could not be renewed: logon failure for "
+            "user 'hostile': wrong user name or password") in log, log[-2000:]
+    assert is_mounted(h.mountpoint)

@@ -6,8 +6,17 @@ flood of lease breaks; a listing that never ends. Everything else is honest enou
 `mount.quicfs` with ``transport=tcp``: NEGOTIATE with the 3.1.1 contexts, SESSION_SETUP
 with real NTLMv2 (pyspnego's acceptor, users from NTLM_USER_FILE), keys derived and every
 response signed by the project's own code (quicfs/smb2/crypto.py, MS-SMB2 3.3.5.5.3),
-TREE_CONNECT, CREATE, CLOSE, QUERY_INFO, QUERY_DIRECTORY, READ and ECHO. It is read-only:
-writes are refused with STATUS_MEDIA_WRITE_PROTECTED.
+TREE_CONNECT, CREATE, CLOSE, QUERY_INFO, QUERY_DIRECTORY, READ and ECHO. It is read-only
+(writes are refused with STATUS_MEDIA_WRITE_PROTECTED) unless ``Behaviour.writable``: then
+CREATE makes and truncates files, and WRITE, FLUSH and SET_INFO (end of file; times are
+taken and forgotten) change them.
+
+Sessions may expire as a Kerberos ticket's end makes Windows and Samba expire them
+(MS-SMB2 3.3.5.2.9): after ``Behaviour.expire_every`` requests, or when the test calls
+``expire_sessions()``, every request of the session is answered
+STATUS_NETWORK_SESSION_EXPIRED until a SESSION_SETUP with its SessionId, signed with its
+signing key, authenticates it again (3.3.5.5.3: the keys stay). Each re-authentication
+is recorded in ``renewals``. A failed one ends the session, as Samba does.
 
 The server runs trio in a thread of the test process, so a test can look at what the
 client sent (``server.seen``) and change the tree between steps.
@@ -73,7 +82,7 @@ from quicfs.smb2.info import (
     FileStandardInformation,
     QueryInfoResponse,
 )
-from quicfs.smb2.io import CloseResponse, ReadResponse
+from quicfs.smb2.io import CloseResponse, ReadResponse, WriteResponse
 from quicfs.smb2.negotiate import (
     EncryptionContext,
     PreauthIntegrityContext,
@@ -151,6 +160,27 @@ class Behaviour:
     max_transact_size: int = 1 << 20
     #: After the first CREATE of a file, this many lease breaks for keys never granted.
     lease_breaks: int = 0
+    #: A session expires after this many requests since it was last authenticated
+    #: (0: never). Checked at the start of a message, so a compound expires whole.
+    expire_every: int = 0
+    #: A re-authentication is refused with STATUS_LOGON_FAILURE, as when the password
+    #: changed or the account was disabled since the session began.
+    refuse_renewal: bool = False
+    #: CREATE may make and truncate files; WRITE, FLUSH and SET_INFO are served.
+    writable: bool = False
+
+
+@dataclass
+class Renewal:
+    """One re-authentication of a session, as the server saw it."""
+
+    session_id: int
+    #: SESSION_SETUP requests it took (NTLM: two).
+    legs: int = 0
+    #: Whether every one of them was signed with the session's signing key.
+    signed: bool = True
+    #: "ok", or the status it failed with; "" while under way.
+    outcome: str = ""
 
 
 @dataclass
@@ -158,6 +188,12 @@ class _Session:
     preauth: crypto.PreauthIntegrity
     auth: object
     signing_key: bytes = b""
+    #: Requests since the session was last authenticated.
+    requests: int = 0
+    expired: bool = False
+    #: The re-authentication under way, and its acceptor.
+    renewal: Renewal | None = None
+    reauth: object = None
 
 
 @dataclass
@@ -178,6 +214,9 @@ class HostileServer:
     break_acks: int = 0
     errors: list[str] = field(default_factory=list)
     breaks_sent: int = 0
+    renewals: list[Renewal] = field(default_factory=list)
+    #: Requests answered STATUS_NETWORK_SESSION_EXPIRED.
+    expired_answers: int = 0
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -188,8 +227,10 @@ class HostileServer:
         self._started = threading.Event()
         self._env_before: str | None = None
         fd, self._users = tempfile.mkstemp(prefix="hostile-ntlm-")
-        with os.fdopen(fd, "w") as f:
-            f.write(f":{USER}:{PASSWORD}\n")
+        os.close(fd)
+        self.set_password(PASSWORD)
+        #: Every session established, on any connection.
+        self._sessions: list[_Session] = []
 
     def _assign_ids(self, node: Node) -> None:
         if not node.file_id:
@@ -251,6 +292,16 @@ class HostileServer:
         except Exception as exc:  # a bug of the test server: make the test see it
             self.errors.append(f"{type(exc).__name__}: {exc}")
             raise
+
+    def set_password(self, password: str) -> None:
+        """The user's password from now on (the acceptor reads the file at each login)."""
+        with open(self._users, "w") as f:
+            f.write(f":{USER}:{password}\n")
+
+    def expire_sessions(self) -> None:
+        """Expire every session now, as a ticket's end does (3.3.5.2.9)."""
+        for session in self._sessions:
+            session.expired = True
 
     # ------------------------------------------------------------------ the tree
     def add(self, node: Node) -> None:
@@ -392,13 +443,19 @@ class _Connection:
         out: list[bytearray] = []
         last_fid: FileId | None = None
         last_status = Status.SUCCESS
+        self._maybe_expire(Header.unpack(members[0]))
         for i, msg in enumerate(members):
             h = Header.unpack(msg)
             self.server.seen[_name(h.command)] += 1
             related = bool(h.flags & HeaderFlags.RELATED_OPERATIONS) and i > 0
             if h.command == Command.CANCEL:
                 continue
-            if related and last_status != Status.SUCCESS and last_fid is None:
+            if self._deleted(h):
+                status, body, extra = Status.USER_SESSION_DELETED, _ERROR_BODY, {}
+            elif self._expired(h):
+                self.server.expired_answers += 1
+                status, body, extra = Status.NETWORK_SESSION_EXPIRED, _ERROR_BODY, {}
+            elif related and last_status != Status.SUCCESS and last_fid is None:
                 status, body, extra = last_status, _ERROR_BODY, {}
             else:
                 status, body, extra = await self._handle(h, msg, last_fid if related else None)
@@ -418,6 +475,35 @@ class _Connection:
         await self.stream.send_message(b"".join(out))
         while self._after:
             self._after.pop(0)()
+
+    def _session_of(self, h: Header) -> _Session | None:
+        """The established session a request names (3.3.5.2.9); None for NEGOTIATE,
+        SESSION_SETUP, ECHO and CANCEL, which Samba takes without one."""
+        if h.command in (Command.NEGOTIATE, Command.SESSION_SETUP, Command.ECHO,
+                         Command.CANCEL):
+            return None
+        session = self.sessions.get(h.session_id)
+        return session if session is not None and session.signing_key else None
+
+    def _deleted(self, h: Header) -> bool:
+        """A request for a session this connection does not have (3.3.5.2.9; a
+        SESSION_SETUP naming one, 3.3.5.5)."""
+        if h.command in (Command.NEGOTIATE, Command.ECHO, Command.CANCEL):
+            return False
+        return h.session_id != 0 and h.session_id not in self.sessions
+
+    def _maybe_expire(self, h: Header) -> None:
+        every = self.server.behaviour.expire_every
+        session = self._session_of(h)
+        if every and session is not None and session.requests >= every:
+            session.expired = True
+
+    def _expired(self, h: Header) -> bool:
+        session = self._session_of(h)
+        if session is None:
+            return False
+        session.requests += 1
+        return session.expired
 
     def _response(self, h: Header, status: int, body: bytes, **changes: object) -> bytearray:
         grant = min(max(h.credits, 1), 512)
@@ -452,6 +538,10 @@ class _Connection:
             Command.TREE_DISCONNECT: self._ok(struct.pack("<HH", 4, 0)),
             Command.OPLOCK_BREAK: self._break_ack,
         }.get(h.command)  # type: ignore[call-overload]
+        if self.server.behaviour.writable:
+            handler = {Command.WRITE: self._write, Command.SET_INFO: self._set_info,
+                       Command.FLUSH: self._ok(struct.pack("<HH", 4, 0))
+                       }.get(h.command, handler)  # type: ignore[call-overload]
         if handler is None:
             # Writes, SET_INFO, IOCTL, LOCK...: a read-only share, or not ours to do.
             status = Status.MEDIA_WRITE_PROTECTED if h.command in (
@@ -482,6 +572,9 @@ class _Connection:
         offset, length = _u16(msg, HEADER_SIZE + 12), _u16(msg, HEADER_SIZE + 14)
         token = msg[offset:offset + length]
         sid = h.session_id
+        known = self.sessions.get(sid)
+        if known is not None and known.signing_key:
+            return self._reauthenticate(h, msg, token, known)
         if sid not in self.sessions:
             sid = 0x1000 + next(self.volatile)
             self.sessions[sid] = _Session(self.preauth.copy(), spnego.server(protocol="ntlm"))
@@ -500,7 +593,51 @@ class _Connection:
         keys = crypto.derive_keys_311(session.auth.session_key,  # type: ignore[attr-defined]
                                       session.preauth.value, None)
         session.signing_key = keys.signing_key
+        self.server._sessions.append(session)
         return Status.SUCCESS, body, {"session_id": sid}
+
+    def _reauthenticate(self, h: Header, msg: bytes, token: bytes, session: _Session
+                        ) -> tuple[int, bytes, dict[str, object]]:
+        """A SESSION_SETUP for a live session: a re-authentication (3.3.5.5.3). It must
+        be signed with the session's key; the keys and the preauth hash stay as they
+        are; until it succeeds the session stays expired."""
+        import spnego
+
+        if session.renewal is None:
+            session.renewal = Renewal(h.session_id)
+            session.reauth = spnego.server(protocol="ntlm")
+            self.server.renewals.append(session.renewal)
+        renewal = session.renewal
+        renewal.legs += 1
+        signed = bool(h.flags & HeaderFlags.SIGNED)
+        if signed:
+            try:
+                crypto.verify(SigningAlgorithm.AES_CMAC, session.signing_key, msg)
+            except Exception:
+                signed = False
+        renewal.signed = renewal.signed and signed
+        status = Status.ACCESS_DENIED  # an unsigned one: refused (3.3.5.2.4)
+        answer: bytes | None = None
+        if signed:
+            try:
+                answer = session.reauth.step(token)  # type: ignore[attr-defined]
+            except Exception:
+                answer, status = None, Status.LOGON_FAILURE
+            else:
+                status = Status.LOGON_FAILURE if self.server.behaviour.refuse_renewal \
+                    else Status.SUCCESS
+            if answer is not None and not session.reauth.complete:  # type: ignore[attr-defined]
+                return Status.MORE_PROCESSING_REQUIRED, session_setup_body(answer), {}
+        if status == Status.SUCCESS:
+            renewal.outcome = "ok"
+            session.renewal = session.reauth = None
+            session.expired, session.requests = False, 0
+            return Status.SUCCESS, session_setup_body(answer or b""), {}
+        # Samba ends a session whose re-authentication failed, once its signed answer
+        # is on its way (smbd_smb2_session_setup_wrap_setup_done).
+        renewal.outcome = _name_status(status)
+        self._after.append(lambda: self.sessions.pop(h.session_id, None))
+        return status, _ERROR_BODY, {}
 
     async def _tree_connect(self, h: Header, msg: bytes, related: FileId | None
                             ) -> tuple[int, bytes, dict[str, object]]:
@@ -518,12 +655,28 @@ class _Connection:
         offset, length = _u16(msg, HEADER_SIZE + 44), _u16(msg, HEADER_SIZE + 46)
         path = msg[offset:offset + length].decode("utf-16-le", "replace")
         node = self.server.lookup(path)
+        action = CreateAction.OPENED
+        writable = self.server.behaviour.writable
         if node is None:
-            if disposition == CreateDisposition.OPEN:
+            if disposition in (CreateDisposition.OPEN, CreateDisposition.OVERWRITE):
                 return Status.OBJECT_NAME_NOT_FOUND, _ERROR_BODY, {}
-            return Status.MEDIA_WRITE_PROTECTED, _ERROR_BODY, {}
-        if disposition not in (CreateDisposition.OPEN, CreateDisposition.OPEN_IF):
-            return Status.MEDIA_WRITE_PROTECTED, _ERROR_BODY, {}
+            if not writable or options & CreateOptions.DIRECTORY_FILE:
+                return Status.MEDIA_WRITE_PROTECTED, _ERROR_BODY, {}
+            parent_path, _, name = path.rpartition("\\")
+            parent = self.server.lookup(parent_path)
+            if parent is None or not parent.is_dir:
+                return Status.OBJECT_PATH_NOT_FOUND, _ERROR_BODY, {}
+            node = file(name)
+            self.server._assign_ids(node)
+            assert parent.children is not None
+            parent.children.append(node)
+            action = CreateAction.CREATED
+        elif disposition not in (CreateDisposition.OPEN, CreateDisposition.OPEN_IF):
+            if not writable or node.is_dir:
+                return Status.MEDIA_WRITE_PROTECTED, _ERROR_BODY, {}
+            if disposition == CreateDisposition.CREATE:
+                return Status.OBJECT_NAME_COLLISION, _ERROR_BODY, {}
+            node.data, node.size, action = b"", None, CreateAction.OVERWRITTEN
         if node.reparse is not None and not options & CreateOptions.OPEN_REPARSE_POINT:
             body = ErrorResponse(1, b"", (ErrorContext(ErrorId.DEFAULT, node.reparse),))
             return Status.STOPPED_ON_SYMLINK, body.pack(), {}
@@ -534,7 +687,7 @@ class _Connection:
         fid = FileId(node.file_id, next(self.volatile))
         self.opens[fid.volatile] = _Open(node, path)
         t = node.times % U64
-        body = CreateResponse(OplockLevel.NONE, CreateResponseFlags.NONE, CreateAction.OPENED,
+        body = CreateResponse(OplockLevel.NONE, CreateResponseFlags.NONE, action,
                               t, t, t, t, _size(node), _size(node), _attributes(node),
                               fid).pack()
         if not node.is_dir and self.server.behaviour.lease_breaks and not self.flooded:
@@ -647,11 +800,49 @@ class _Connection:
             return Status.END_OF_FILE, _ERROR_BODY, {}
         return Status.SUCCESS, ReadResponse(memoryview(data)).pack(), {}
 
+    async def _write(self, h: Header, msg: bytes, related: FileId | None
+                     ) -> tuple[int, bytes, dict[str, object]]:
+        """2.2.21: the bytes at DataOffset go to Offset of the file."""
+        data_offset, length = _u16(msg, HEADER_SIZE + 2), _u32(msg, HEADER_SIZE + 4)
+        offset = struct.unpack_from("<Q", msg, HEADER_SIZE + 8)[0]
+        handle = self._open_of(msg, 16, related)
+        if handle is None:
+            return Status.FILE_CLOSED, _ERROR_BODY, {}
+        data = msg[data_offset:data_offset + length]
+        node = handle.node
+        old = node.data
+        node.data = old[:offset].ljust(offset, b"\0") + data + old[offset + len(data):]
+        node.size = None
+        return Status.SUCCESS, WriteResponse(len(data)).pack(), {}
+
+    async def _set_info(self, h: Header, msg: bytes, related: FileId | None
+                        ) -> tuple[int, bytes, dict[str, object]]:
+        """2.2.39: the end of file moves; times and the rest are taken and forgotten."""
+        info_type, info_class = msg[HEADER_SIZE + 2], msg[HEADER_SIZE + 3]
+        offset = _u16(msg, HEADER_SIZE + 8)
+        handle = self._open_of(msg, 16, related)
+        if handle is None:
+            return Status.FILE_CLOSED, _ERROR_BODY, {}
+        if info_type != InfoType.FILE:
+            return Status.NOT_SUPPORTED, _ERROR_BODY, {}
+        if info_class == FileInfoClass.END_OF_FILE:
+            size = struct.unpack_from("<Q", msg, offset)[0]
+            node = handle.node
+            node.data, node.size = node.data[:size].ljust(size, b"\0"), None
+        elif info_class not in (FileInfoClass.BASIC, FileInfoClass.ALLOCATION,
+                                FileInfoClass.DISPOSITION):
+            return Status.NOT_SUPPORTED, _ERROR_BODY, {}
+        return Status.SUCCESS, struct.pack("<H", 2), {}
+
     async def _break_ack(self, h: Header, msg: bytes, related: FileId | None
                          ) -> tuple[int, bytes, dict[str, object]]:
         # Every key this server names is one it never granted (3.3.5.22.2).
         self.server.break_acks += 1
         return Status.UNSUCCESSFUL, _ERROR_BODY, {}
+
+
+def _name_status(status: int) -> str:
+    return Status(status).name
 
 
 def _name(command: int) -> str:
@@ -661,6 +852,6 @@ def _name(command: int) -> str:
         return f"0x{command:x}"
 
 
-__all__ = ["PASSWORD", "SHARE", "TIME", "USER", "Behaviour", "HostileServer", "Node",
+__all__ = ["PASSWORD", "SHARE", "TIME", "USER", "Behaviour", "HostileServer", "Node", "Renewal",
            "directory", "eas", "entry_bytes", "file", "negotiate_response",
            "session_setup_body", "symlink_error", "tree_connect_body"]

@@ -1,0 +1,181 @@
+"""Sessions the server expires (issue 24 section 2): renewed on the same connection with
+the same SessionId, the failed requests sent again, the application told nothing.
+
+Samba expires a session only when a Kerberos ticket behind it ends (an NTLM session never
+expires: gensec's NTLMSSP has no expiry time), so these tests use our own server
+(tests/support/hostile_smb.py) over real TCP, which expires sessions when told to or
+after a number of requests, checks that a re-authentication is signed with the session's
+key and carries its SessionId, and counts what it saw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+import trio
+
+import quicfs
+from quicfs.client.session import RenewalFailed
+from tests.support.hostile_smb import (
+    PASSWORD,
+    USER,
+    Behaviour,
+    HostileServer,
+    Node,
+    directory,
+    file,
+)
+
+DATA = os.urandom(3 * 65536 + 4321)
+SMALL = {f"small-{i}.bin": os.urandom(1000 + i) for i in range(8)}
+REFUSED = ("session on 127.0.0.1 expired and could not be renewed: logon failure for "
+           f"user '{USER}': wrong user name or password")
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tree() -> Node:
+    return directory("", file("data.bin", DATA),
+                     *(file(name, data) for name, data in SMALL.items()))
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., HostileServer]]:
+    """``serve(**behaviour)``: our server, started (it is stopped from outside trio,
+    after the test). One that cannot start fails the test, never skips it."""
+    with contextlib.ExitStack() as stack:
+        def start(**behaviour: object) -> HostileServer:
+            try:
+                return stack.enter_context(
+                    HostileServer(tree(), Behaviour(**behaviour)))  # type: ignore[arg-type]
+            except Exception as exc:
+                pytest.fail(f"cannot start the hostile SMB server: {exc}", pytrace=False)
+
+        yield start
+
+
+def renewals(server: HostileServer) -> list[tuple[int, int, bool, str]]:
+    return [(r.session_id, r.legs, r.signed, r.outcome) for r in server.renewals]
+
+
+async def test_a_read_after_the_expiry_is_byte_exact_after_one_renewal(serve):
+    """(a) The server expires the session between two reads: the second read's CREATE
+    meets STATUS_NETWORK_SESSION_EXPIRED, the session is authenticated again (one
+    NTLM exchange, two signed SESSION_SETUPs carrying the old SessionId), and the read
+    returns every byte. Before the change the read failed with SMBError
+    (STATUS_NETWORK_SESSION_EXPIRED, EIO at a mount)."""
+    server = serve()
+    async with quicfs.connect(server.url, server.options) as share:
+        sid = share.session.session_id
+        assert sha(await share.read_file("data.bin")) == sha(DATA)
+        setups = server.seen["SESSION_SETUP"]
+        assert setups == 2 and server.renewals == []
+        server.expire_sessions()
+        assert sha(await share.read_file("data.bin")) == sha(DATA)
+        assert server.expired_answers >= 1
+        assert renewals(server) == [(sid, 2, True, "ok")]
+        assert server.seen["SESSION_SETUP"] == setups + 2
+        assert share.session.session_id == sid
+        assert share.uplink is not None
+        stats = share.uplink.snapshot()
+        assert stats["session_renewals"] == 1 and stats["reconnects"] == 0
+        # And the next read goes straight through: nothing expired, nothing renewed.
+        expired = server.expired_answers
+        assert await share.read_file("small-0.bin") == SMALL["small-0.bin"]
+        assert server.expired_answers == expired and len(server.renewals) == 1
+    assert not server.errors
+
+
+async def test_an_open_handle_reads_on_across_the_expiry(serve):
+    """(a) A file opened before the expiry is read after it through the same handle
+    (a lone READ, not a compound): the READ is sent again once the session is
+    renewed, and the bytes are the file's."""
+    server = serve()
+    async with quicfs.connect(server.url, server.options) as share:
+        sid = share.session.session_id
+        async with share.opened("data.bin", "r") as handle:
+            first = await handle.read(0, 65536)
+            server.expire_sessions()
+            rest = await handle.read(65536, len(DATA))
+        assert sha(first + rest) == sha(DATA)
+        assert renewals(server) == [(sid, 2, True, "ok")]
+    assert not server.errors
+
+
+async def test_concurrent_requests_at_the_expiry_cost_one_renewal(serve):
+    """(b) Eight reads in flight together all meet the expiry: one renewal serves them
+    all (the others wait for it), and each gets its own file's bytes."""
+    server = serve()
+    async with quicfs.connect(server.url, server.options) as share:
+        sid = share.session.session_id
+        # Credits for eight compounds at once, so that all are sent together.
+        for name in list(SMALL)[:2]:
+            assert await share.read_file(name) == SMALL[name]
+        server.expire_sessions()
+        got: dict[str, bytes] = {}
+
+        async def read(name: str) -> None:
+            got[name] = await share.read_file(name)
+
+        async with trio.open_nursery() as nursery:
+            for name in SMALL:
+                nursery.start_soon(read, name)
+        assert got == SMALL
+        # Every one of the eight met the expiry (a CREATE compound each, whose
+        # three members were each answered so), yet one re-authentication.
+        assert server.expired_answers >= len(SMALL)
+        assert renewals(server) == [(sid, 2, True, "ok")]
+        assert server.seen["SESSION_SETUP"] == 4
+    assert not server.errors
+
+
+@pytest.mark.parametrize("how", ["password changed", "server refuses"])
+async def test_a_refused_renewal_is_one_clear_error_and_no_loop(serve, how):
+    """(c) The server will not take our credentials again (the password changed, or it
+    refuses the renewal): the read fails with RenewalFailed, one line naming the user
+    and the reason, errno EACCES; the server saw one renewal (two SESSION_SETUPs), and
+    the calls after it fail at once with the same error, nothing more sent."""
+    server = serve(refuse_renewal=how == "server refuses")
+    async with quicfs.connect(server.url, server.options) as share:
+        assert await share.read_file("small-0.bin") == SMALL["small-0.bin"]
+        if how == "password changed":
+            server.set_password(PASSWORD + "-new")
+        server.expire_sessions()
+        with pytest.raises(RenewalFailed) as caught:
+            await share.read_file("data.bin")
+        assert str(caught.value) == REFUSED
+        assert caught.value.errno == errno.EACCES
+        assert [r.outcome for r in server.renewals] == ["LOGON_FAILURE"]
+        assert server.seen["SESSION_SETUP"] == 4
+        sent = sum(server.seen.values())
+        for name in SMALL:
+            with pytest.raises(RenewalFailed, match=r"^session on 127\.0\.0\.1 expired"):
+                await share.read_file(name)
+        assert sum(server.seen.values()) == sent  # failed at once, nothing sent
+    assert server.seen["SESSION_SETUP"] == 4
+    assert not server.errors
+
+
+def test_quicfs_get_says_one_line_when_the_renewal_is_refused(serve):
+    """(c) At the CLI: `quicfs get` of a file whose session expires mid-way (after two
+    requests: TREE_CONNECT and the CREATE) and cannot be renewed prints one line and
+    exits 1; no traceback, no 'internal error'."""
+    server = serve(expire_every=2, refuse_renewal=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "quicfs.cli.main", "get", f"{server.url}/data.bin", "-",
+         "-o", server.options], capture_output=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == b""
+    assert proc.stderr.decode().splitlines() == [f"quicfs: {REFUSED}"]
+    assert [r.outcome for r in server.renewals] == ["LOGON_FAILURE"]
+    assert server.seen["SESSION_SETUP"] == 4
+    assert not server.errors
