@@ -8,7 +8,7 @@ with the same SessionId and fresh credentials (a new Authenticator: a ticket fro
 cache, or the password the mount holds), once for every request that met the expiry
 (3.2.4.2.3.1); the Tree then sends those requests again (tree.py). The session keeps its
 keys: a re-authentication derives none (3.3.5.5.3), and its SESSION_SETUPs are signed
-with the session's signing key (3.2.4.1.1).
+with the session's signing key (3.2.4.1.1), or encrypted where the session encrypts.
 """
 
 from __future__ import annotations
@@ -164,9 +164,10 @@ class Session:
             self.renewals += 1
 
     async def _reauthenticate(self) -> None:
-        """SESSION_SETUP with our SessionId, signed, until the server says SUCCESS
-        (3.2.4.2.3.1, 3.2.5.3.2). The connection checks each response's signature with
-        the session's key, as 3.2.5.1.3 asks of a re-authentication's responses."""
+        """SESSION_SETUP with our SessionId until the server says SUCCESS (3.2.4.2.3.1,
+        3.2.5.3.2): signed with the session's key, or encrypted where the session
+        encrypts (3.2.4.1.8 exempts only a binding SESSION_SETUP). The connection checks
+        each response with the session's keys, as 3.2.5.1.3 asks of them."""
         conn = self.conn
         assert conn.params is not None
         creds = self._credentials() if self._credentials is not None else self._given
@@ -174,7 +175,8 @@ class Session:
         token = await trio.to_thread.run_sync(auth.step, conn.params.gss_token or None)
         while True:
             [reply] = await conn.send_chain(
-                [SessionSetupRequest.reauthentication(token or b"")], keys=self.keys)
+                [SessionSetupRequest.reauthentication(token or b"")], keys=self.keys,
+                encrypt=self.encrypt_data)
             if reply.header.session_id != self.session_id:
                 raise ProtocolError(
                     f"server answered the re-authentication of session {self.session_id:#x} "

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -179,3 +180,88 @@ def test_quicfs_get_says_one_line_when_the_renewal_is_refused(serve):
     assert [r.outcome for r in server.renewals] == ["LOGON_FAILURE"]
     assert server.seen["SESSION_SETUP"] == 4
     assert not server.errors
+
+
+# ---------------------------------------------------------------------- real Samba
+# Samba will not expire an NTLM session, but a client may authenticate a live session
+# again whenever it likes (3.2.4.2.3.1): what smbd makes of our renewal is tested so.
+def _credentials_file(path: Path, user: str, password: str) -> str:
+    path.write_text(f"username={user}\npassword={password}\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+def _setups(share) -> list[bytes]:
+    """The SESSION_SETUPs the client sends from now on, as they go onto the transport."""
+    frames: list[bytes] = []
+    transport = share.conn.transport
+    real_send, real_try = transport.send_message, transport.try_send_message
+
+    def note(message) -> None:
+        data = bytes(message)
+        if data[:4] == b"\xfdSMB":
+            frames.append(b"sealed")
+        elif data[:4] == b"\xfeSMB" and int.from_bytes(data[12:14], "little") == 1:
+            frames.append(data)
+
+    async def send(message):
+        note(message)
+        await real_send(message)
+
+    def try_send(message):
+        sent = real_try(message)
+        if sent:
+            note(message)
+        return sent
+
+    transport.send_message, transport.try_send_message = send, try_send
+    return frames
+
+
+@pytest.mark.parametrize("extra", ["", ",seal"])
+async def test_samba_takes_our_renewal_of_a_live_session(samba, tmp_path, extra):
+    """Against smbd: the renewal (two SESSION_SETUPs with the session's SessionId,
+    signed, or sealed under `seal`) succeeds, the keys stay, and the share serves on,
+    byte-exact."""
+    creds = _credentials_file(tmp_path / "creds", samba.username, samba.password)
+    data = os.urandom(200_000)
+    async with quicfs.connect(samba.url("plain"),
+                              f"transport=tcp,credentials={creds}{extra}") as share:
+        session = share.session
+        sid, keys = session.session_id, session.keys
+        await share.write_file("renewed.bin", data)
+        frames = _setups(share)
+        await session.renew(session.renewals)
+        assert session.renewals == 1
+        assert session.session_id == sid and session.keys == keys
+        assert len(frames) == 2
+        if extra:
+            assert frames == [b"sealed", b"sealed"]
+        else:
+            for frame in frames:
+                assert int.from_bytes(frame[40:48], "little") == sid
+                assert int.from_bytes(frame[16:20], "little") & 0x8  # SMB2_FLAGS_SIGNED
+        assert sha(await share.read_file("renewed.bin")) == sha(data)
+        assert sha((samba.share_path("plain") / "renewed.bin").read_bytes()) == sha(data)
+
+
+async def test_samba_refuses_a_renewal_with_a_changed_password(samba, tmp_path):
+    """Against smbd: the credentials file now holds a wrong password; the renewal is
+    refused (a signed LOGON_FAILURE), RenewalFailed says so in one line with EACCES,
+    and the calls after it fail at once with it (smbd has ended the session)."""
+    path = tmp_path / "creds"
+    creds = _credentials_file(path, samba.username, samba.password)
+    async with quicfs.connect(samba.url("plain"), f"transport=tcp,credentials={creds}") as share:
+        session = share.session
+        _credentials_file(path, samba.username, samba.password + "-changed")
+        frames = _setups(share)
+        with pytest.raises(RenewalFailed) as caught:
+            await session.renew(session.renewals)
+        assert str(caught.value) == (
+            "session on 127.0.0.1 expired and could not be renewed: logon failure for "
+            f"user '{samba.username}': wrong user name or password")
+        assert caught.value.errno == errno.EACCES
+        assert len(frames) == 2
+        with pytest.raises(RenewalFailed):
+            await share.listdir("")
+        assert len(frames) == 2
