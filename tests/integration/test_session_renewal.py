@@ -265,3 +265,23 @@ async def test_samba_refuses_a_renewal_with_a_changed_password(samba, tmp_path):
         with pytest.raises(RenewalFailed):
             await share.listdir("")
         assert len(frames) == 2
+
+
+async def test_samba_takes_our_renewal_over_quic_through_the_gateway(samba, gateway):
+    """Over QUIC (our gateway in front of smbd; SMB signing kept, SMB encryption left
+    to QUIC): the renewal goes through, two signed SESSION_SETUPs with the session's
+    SessionId, and the share serves on byte-exact."""
+    data = os.urandom(150_000)
+    async with quicfs.connect(gateway.url("plain"), gateway.options(samba)) as share:
+        assert share.transport == "quic"
+        session = share.session
+        sid, keys = session.session_id, session.keys
+        await share.write_file("renewed-quic.bin", data)
+        frames = _setups(share)
+        await session.renew(session.renewals)
+        assert session.renewals == 1 and session.keys == keys
+        assert len(frames) == 2
+        for frame in frames:
+            assert int.from_bytes(frame[40:48], "little") == sid
+            assert int.from_bytes(frame[16:20], "little") & 0x8  # SMB2_FLAGS_SIGNED
+        assert sha(await share.read_file("renewed-quic.bin")) == sha(data)
