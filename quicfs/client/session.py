@@ -138,6 +138,12 @@ class Session:
         if self._failed is not None:
             raise copy_error(self._failed)
 
+    async def settled(self) -> None:
+        """Wait while a renewal is under way: a request sent meanwhile would only meet
+        the expiry too (3.2.4.2.3.1: no new requests until it succeeds)."""
+        while self._renewing is not None:
+            await self._renewing.wait()
+
     async def renew(self, seen: int) -> None:
         """The server answered STATUS_NETWORK_SESSION_EXPIRED to a request sent when
         ``renewals`` was ``seen`` (or a renewal had failed): return once the session is

@@ -100,8 +100,6 @@ class Tree:
         self._moved: dict[FileId, FileId] = {}
         self._stale: set[FileId] = set()
         self.replays = 0
-        #: Requests sent again after the server expired the session and it was renewed.
-        self.renewed = 0
         self._held: trio.Event | None = None
 
     @property
@@ -190,6 +188,7 @@ class Tree:
             while self._held is not None:
                 await wait_interruptibly(self._held.wait)
             conn, session = self.conn, self.session
+            await session.settled()
             seen = session.renewals
             session.check_usable()
             try:
@@ -199,7 +198,6 @@ class Tree:
                     # caller: the first may have opened a file a replay would open again.)
                     return replies
                 await session.renew(seen)
-                self.renewed += 1
             except ConnectionLost:
                 if self.recover is None:
                     raise

@@ -28,9 +28,9 @@ class SessionSetupRequest:
     @classmethod
     def reauthentication(cls, token: bytes) -> SessionSetupRequest:
         """A leg of re-authenticating a live session (3.2.4.2.3.1): the header carries
-        the session's own SessionId and is signed with its Session.SigningKey (3.2.4.1.1),
-        PreviousSessionId is 0 and no BINDING flag: the server takes it as a
-        re-authentication, not a new session or a channel (3.3.5.5, 3.3.5.5.3)."""
+        the session's own SessionId and is signed with its Session.SigningKey (3.2.4.1.1)
+        or sealed (3.2.4.1.8); PreviousSessionId is 0 and no BINDING flag: the server
+        takes it as a re-authentication, not a new session or a channel (3.3.5.5)."""
         return cls(security_buffer=token)
 
     def pack(self) -> bytes:
