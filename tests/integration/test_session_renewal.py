@@ -68,6 +68,12 @@ def renewals(server: HostileServer) -> list[tuple[int, int, bool, str]]:
     return [(r.session_id, r.legs, r.signed, r.outcome) for r in server.renewals]
 
 
+def _credentials_file(path: Path, user: str, password: str) -> str:
+    path.write_text(f"username={user}\npassword={password}\n")
+    path.chmod(0o600)
+    return str(path)
+
+
 async def test_a_read_after_the_expiry_is_byte_exact_after_one_renewal(serve):
     """(a) The server expires the session between two reads: the second read's CREATE
     meets STATUS_NETWORK_SESSION_EXPIRED, the session is authenticated again (one
@@ -166,6 +172,28 @@ async def test_a_refused_renewal_is_one_clear_error_and_no_loop(serve, how):
     assert not server.errors
 
 
+async def test_a_renewal_without_credentials_to_give_is_ekeyexpired(serve, tmp_path):
+    """(c) The credentials are gone by the time the session expires (here the
+    credentials file became readable by others, which quicfs refuses to read; for
+    Kerberos, a ticket cache without a valid ticket): RenewalFailed with EKEYEXPIRED
+    and the reason in its one line, no SESSION_SETUP sent for it."""
+    server = serve()
+    path = tmp_path / "creds"
+    creds = _credentials_file(path, USER, PASSWORD)
+    async with quicfs.connect(server.url, f"transport=tcp,credentials={creds}") as share:
+        assert await share.read_file("small-0.bin") == SMALL["small-0.bin"]
+        path.chmod(0o644)
+        server.expire_sessions()
+        with pytest.raises(RenewalFailed) as caught:
+            await share.read_file("small-1.bin")
+        assert str(caught.value) == (
+            "session on 127.0.0.1 expired and could not be renewed: credentials file "
+            f"{path} is readable by group or others (mode 0644); run chmod 600 {path}")
+        assert caught.value.errno == errno.EKEYEXPIRED
+        assert server.seen["SESSION_SETUP"] == 2 and server.renewals == []
+    assert not server.errors
+
+
 def test_quicfs_get_says_one_line_when_the_renewal_is_refused(serve):
     """(c) At the CLI: `quicfs get` of a file whose session expires mid-way (after two
     requests: TREE_CONNECT and the CREATE) and cannot be renewed prints one line and
@@ -185,12 +213,6 @@ def test_quicfs_get_says_one_line_when_the_renewal_is_refused(serve):
 # ---------------------------------------------------------------------- real Samba
 # Samba will not expire an NTLM session, but a client may authenticate a live session
 # again whenever it likes (3.2.4.2.3.1): what smbd makes of our renewal is tested so.
-def _credentials_file(path: Path, user: str, password: str) -> str:
-    path.write_text(f"username={user}\npassword={password}\n")
-    path.chmod(0o600)
-    return str(path)
-
-
 def _setups(share) -> list[bytes]:
     """The SESSION_SETUPs the client sends from now on, as they go onto the transport."""
     frames: list[bytes] = []
