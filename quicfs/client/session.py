@@ -162,6 +162,8 @@ class Session:
             try:
                 await self._reauthenticate()
             except (SMBError, AuthError, UsageError, SecurityError, ProtocolError) as exc:
+                if self.conn.closed:
+                    raise  # the connection's end, not a refusal: the Link's to bring back
                 self._failed = self._failure(exc)
                 raise copy_error(self._failed) from None
             finally:

@@ -194,6 +194,24 @@ async def test_a_renewal_without_credentials_to_give_is_ekeyexpired(serve, tmp_p
     assert not server.errors
 
 
+async def test_a_connection_lost_during_the_renewal_is_a_reconnect_not_a_refusal(serve):
+    """The server drops the connection in the middle of the renewal: that is a lost
+    connection, not refused credentials. The Link reconnects (a new session naming
+    the old one as PreviousSessionId) and the read goes through, byte-exact; no
+    RenewalFailed."""
+    server = serve(drop_at_renewal=True)
+    async with quicfs.connect(server.url, server.options) as share:
+        assert await share.read_file("small-0.bin") == SMALL["small-0.bin"]
+        server.expire_sessions()
+        assert sha(await share.read_file("data.bin")) == sha(DATA)
+        assert [r.outcome for r in server.renewals] == ["dropped"]
+        assert share.uplink is not None
+        stats = share.uplink.snapshot()
+        assert stats["reconnects"] == 1 and stats["session_renewals"] == 0
+        assert server.seen["SESSION_SETUP"] == 2 + 1 + 2
+    assert not server.errors
+
+
 def test_quicfs_get_says_one_line_when_the_renewal_is_refused(serve):
     """(c) At the CLI: `quicfs get` of a file whose session expires mid-way (after two
     requests: TREE_CONNECT and the CREATE) and cannot be renewed prints one line and

@@ -166,6 +166,9 @@ class Behaviour:
     #: A re-authentication is refused with STATUS_LOGON_FAILURE, as when the password
     #: changed or the account was disabled since the session began.
     refuse_renewal: bool = False
+    #: The first re-authentication's SESSION_SETUP is answered by closing the
+    #: connection (the server lost in the middle of a renewal).
+    drop_at_renewal: bool = False
     #: CREATE may make and truncate files; WRITE, FLUSH and SET_INFO are served.
     writable: bool = False
 
@@ -425,6 +428,8 @@ class _Connection:
         self.volatile = itertools.count(1)
         self.nursery: trio.Nursery | None = None
         self.flooded = False
+        #: Close the connection instead of answering this message.
+        self.drop = False
         #: What to start once the current response is sent.
         self._after: list[Callable[[], None]] = []
 
@@ -465,6 +470,9 @@ class _Connection:
             if body is None:
                 continue
             out.append(self._response(h, status, body, **extra))
+        if self.drop:
+            await self.stream.aclose()
+            return
         if not out:
             return
         for i, member in enumerate(out):
@@ -603,6 +611,10 @@ class _Connection:
         are; until it succeeds the session stays expired."""
         import spnego
 
+        if self.server.behaviour.drop_at_renewal and not self.server.renewals:
+            self.server.renewals.append(Renewal(h.session_id, 1, True, "dropped"))
+            self.drop = True
+            return Status.SUCCESS, _ERROR_BODY, {}
         if session.renewal is None:
             session.renewal = Renewal(h.session_id)
             session.reauth = spnego.server(protocol="ntlm")
