@@ -325,3 +325,19 @@ async def test_samba_takes_our_renewal_over_quic_through_the_gateway(samba, gate
             assert int.from_bytes(frame[40:48], "little") == sid
             assert int.from_bytes(frame[16:20], "little") & 0x8  # SMB2_FLAGS_SIGNED
         assert sha(await share.read_file("renewed-quic.bin")) == sha(data)
+
+
+def test_quicfs_get_of_a_file_whose_session_keeps_expiring_is_byte_exact(serve):
+    """`quicfs get` while the server expires the session every 3 requests: the output
+    is the file, exit 0, nothing on stderr, and every renewal was signed, on the one
+    session."""
+    server = serve(expire_every=3, max_read_size=65536)
+    proc = subprocess.run(
+        [sys.executable, "-m", "quicfs.cli.main", "get", f"{server.url}/data.bin", "-",
+         "-o", server.options + ",rsize=65536"], capture_output=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    assert sha(proc.stdout) == sha(DATA)
+    assert len(server.renewals) >= 2  # TREE_CONNECT, CREATE, 4 READs, CLOSE at the least
+    assert len({r.session_id for r in server.renewals}) == 1
+    assert all((r.legs, r.signed, r.outcome) == (2, True, "ok") for r in server.renewals)
+    assert not server.errors
