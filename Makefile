@@ -2,12 +2,16 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# What the mount needs (libfuse3 for pyfuse3; man-db: `man quicfs` after `make install`,
-# and tests/unit/test_manual.py renders the pages); the tests add the rest.
-RUN_PKGS := fuse3 libfuse3-dev pkg-config man-db
+# What the mount needs (libfuse3 for pyfuse3; libkrb5-dev for gssapi and krb5, the
+# Python packages of Kerberos logins, which PyPI has only as source for Linux; man-db:
+# `man quicfs` after `make install`, and tests/unit/test_manual.py renders the pages);
+# the tests add the rest.
+RUN_PKGS := fuse3 libfuse3-dev pkg-config libkrb5-dev man-db
 # xfsprogs: xfstests/run keeps the shares on an XFS image, and
-# tests/fuse/test_xfstests_stop.py runs it.
-TEST_PKGS := acl attr iproute2 git xfsprogs
+# tests/fuse/test_xfstests_stop.py runs it. samba-ad-dc, winbind and krb5-user (kinit,
+# klist): the domain controller and tickets of tests/integration/test_kerberos.py
+# (tools/localdc.py); the Samba step below takes them to its version with samba.
+TEST_PKGS := acl attr iproute2 git xfsprogs samba-ad-dc winbind krb5-user
 # The test server: Samba 4.22 is the first to grant directory leases
 # (tests/fuse/test_directory_leases.py); Debian 12 has it in bookworm-backports.
 SAMBA_MIN := 4.22

@@ -86,17 +86,22 @@ def cipher_key_bits(cipher: Cipher | None) -> int:
     return 256 if cipher in (Cipher.AES_256_CCM, Cipher.AES_256_GCM) else 128
 
 
-def derive_keys_311(session_key: bytes, preauth_hash: bytes, cipher: Cipher | None) -> SessionKeys:
+def derive_keys_311(gss_key: bytes, preauth_hash: bytes, cipher: Cipher | None) -> SessionKeys:
     """3.2.5.3.1: the four keys of a 3.1.1 session, the pre-auth hash as KDF context.
 
-    For AES-256 ciphers the cipher keys are 256 bits (L = 256), derived from the full
-    session key (for NTLM it is 16 bytes anyway).
+    ``gss_key`` is the key the authentication protocol gave (Session.FullSessionKey):
+    16 bytes from NTLM, the 32 of an AES-256 Kerberos subkey. Session.SessionKey is its
+    first 16 bytes (zero-padded if shorter): the signing and application keys come from
+    that, and so do the cipher keys, except that for AES-256 ciphers they are 256 bits
+    (L = 256) from the full key.
     """
+    session_key = gss_key[:16].ljust(16, b"\x00")
     bits = cipher_key_bits(cipher)
+    cipher_base = gss_key if bits == 256 else session_key
     return SessionKeys(
         signing_key=kdf(session_key, b"SMBSigningKey\x00", preauth_hash, SIGNING_KEY_BITS),
-        encryption_key=kdf(session_key, b"SMBC2SCipherKey\x00", preauth_hash, bits),
-        decryption_key=kdf(session_key, b"SMBS2CCipherKey\x00", preauth_hash, bits),
+        encryption_key=kdf(cipher_base, b"SMBC2SCipherKey\x00", preauth_hash, bits),
+        decryption_key=kdf(cipher_base, b"SMBS2CCipherKey\x00", preauth_hash, bits),
         application_key=kdf(session_key, b"SMBAppKey\x00", preauth_hash, SIGNING_KEY_BITS),
     )
 
