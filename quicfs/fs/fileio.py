@@ -2,10 +2,11 @@
 
 Writes are gathered per handle (writeback.py) and sent at flush, fsync or release, or
 sooner when enough is gathered; reads may be answered from read-ahead (readahead.py) or
-from writes still on their way. close(2) reports what went wrong with gathered writes
-(close-to-open consistency); with mount option closeflush=behind a small file's close
-does not wait for them. The times this mount's writes gave a file go to the server after
-its last WRITE (MS-FSA 2.1.5.14.2: a time set on a handle stays whatever it writes after).
+from writes still on their way, as the file's InodeIO (inodeio.py) decides. close(2)
+reports what went wrong with gathered writes (close-to-open consistency); with mount
+option closeflush=behind a small file's close does not wait for them. The times this
+mount's writes gave a file go to the server after its last WRITE (MS-FSA 2.1.5.14.2: a
+time set on a handle stays whatever it writes after).
 """
 
 from __future__ import annotations
@@ -60,24 +61,11 @@ class FileIO:
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self.handles[fh]
         inode = handle.inode
-        held = self.held_stat(inode)
-        if held is not None:
-            # What was just written is read back from here while it is on its way.
-            pending = self.handles.writers(inode)
-            end = min(off + size, held.size)
-            if pending and end <= off:
-                return b""
-            if len(pending) == 1:  # of two writers', which is newer is not known
-                data = pending[0].peek(off, end)
-                if data is not None:
-                    return data
-            if pending and not any(w.overlaps(off, end) for w in pending):
-                # Nothing on its way touches these bytes: no need to wait for it. Past
-                # the server's end of file and before our writes lies a hole: zeros.
-                data = await handle.reader.read(off, end - off)
-                return data.ljust(end - off, b"\0")
-        await self.handles.drain(inode)
-        return await handle.reader.read(off, size)
+        io = self.handles.io(inode)
+        # While the lease's Read caching holds, the size our writes made is the file's.
+        held = io.held
+        eof = held.size if held is not None and self.cache.reading(inode) else None
+        return await io.read(handle, off, size, eof)
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self.handles[fh]
@@ -90,19 +78,7 @@ class FileIO:
         if handle.direct:
             handle.direct_wrote = True
             self.cache.distrust(inode)
-        self.handles.reads_see(inode, off, buf)
-        try:
-            if handle.writer is None:
-                n = await handle.open.write(off, buf)
-            else:
-                n = await handle.writer.write(off, buf)
-        except BaseException:
-            self.handles.invalidate_reads(inode)  # what was laid over them is not sent
-            raise
-        held = self.handles.held(inode)
-        if held is not None:
-            held.wrote(off, n)
-        return n
+        return await self.handles.io(inode).write(handle, off, buf)
 
     # ------------------------------------------------------------------ flush and fsync
     async def flush(self, fh: int) -> None:

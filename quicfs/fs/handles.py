@@ -1,25 +1,22 @@
 """The handle table: what each of the kernel's file handles is, and what is open per inode.
 
 One :class:`FileHandle` record per ``fh`` the kernel holds (its SMB Open, who opened it,
-how, its write-behind and read-ahead); one :class:`OpenInode` per inode with handles open
-here, holding them and the attributes held while they are open. Directory handles are
+how, its write-behind and read-ahead); one :class:`~quicfs.fs.inodeio.InodeIO` per inode
+with handles open here, holding them, the attributes held while they are open, and every
+read and write through them (where reads meet writes on their way). Directory handles are
 :class:`DirHandle` records. Removing a handle removes it from everything at once.
-
-It is also the one place reads meet writes still on their way: a write through any handle
-is laid over every handle's read-ahead of that inode, and read-ahead asks here what is
-pending (readahead.Pending).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 
 from quicfs.client.open import FileStat, Open
+from quicfs.fs.inodeio import Held, InodeIO
 from quicfs.fs.listing import Listing
 from quicfs.fs.readahead import ReadAhead
 from quicfs.fs.writeback import WriteBehind
@@ -53,36 +50,6 @@ class FileHandle:
 
 
 @dataclass(eq=False, slots=True)
-class Held:
-    """Attributes of an open file as the server gave them, and its size and allocation
-    as our writes since have made them (updated at every write: kept cheap). Answered
-    without a round trip while the lease's Read caching holds (cifs.ko trusts cached
-    attributes under a read lease the same way)."""
-
-    st: FileStat
-    size: int
-    allocation: int
-
-    def wrote(self, off: int, n: int) -> None:
-        end = off + n
-        if end > self.size:  # the server allocates what a write adds, not holes before
-            self.allocation += -(-min(n, end - self.size) // 4096) * 4096
-            self.size = end
-
-    def stat(self) -> FileStat:
-        # Its times are the server's: AttrCache.entry moves mtime and ctime by our writes.
-        return dataclasses.replace(self.st, size=self.size, allocation_size=self.allocation)
-
-
-@dataclass(eq=False, slots=True)
-class OpenInode:
-    """An inode with handles open here."""
-
-    handles: dict[int, FileHandle] = field(default_factory=dict)
-    held: Held | None = None
-
-
-@dataclass(eq=False, slots=True)
 class DirHandle:
     """One opendir(3): the listing it reads, of directory ``inode``."""
 
@@ -93,7 +60,7 @@ class DirHandle:
 class HandleTable:
     def __init__(self) -> None:
         self._files: dict[int, FileHandle] = {}
-        self._inodes: dict[int, OpenInode] = {}
+        self._inodes: dict[int, InodeIO] = {}
         self._dirs: dict[int, DirHandle] = {}
         #: inode -> releases under way: close(2) returns before the kernel's RELEASE is
         #: done (FUSE sends it asynchronously), and until it has parked or closed its
@@ -112,7 +79,7 @@ class HandleTable:
     # ------------------------------------------------------------------ files
     def add(self, handle: FileHandle) -> None:
         self._files[handle.fh] = handle
-        self._inodes.setdefault(handle.inode, OpenInode()).handles[handle.fh] = handle
+        self._inodes.setdefault(handle.inode, InodeIO()).handles[handle.fh] = handle
 
     def __getitem__(self, fh: int) -> FileHandle:
         return self._files[fh]  # the kernel names only handles it was given
@@ -135,6 +102,10 @@ class HandleTable:
 
     def all(self) -> list[FileHandle]:
         return list(self._files.values())
+
+    def io(self, inode: int) -> InodeIO:
+        """The reads and writes of ``inode``, which has handles open here."""
+        return self._inodes[inode]
 
     def of(self, inode: int) -> list[FileHandle]:
         group = self._inodes.get(inode)
@@ -170,39 +141,19 @@ class HandleTable:
         if group is not None:
             group.held = None
 
-    # ------------------------------------------------------------------ reads meet writes
-    def writers(self, inode: int) -> list[WriteBehind]:
-        """The writers of ``inode`` holding writes the server has not answered yet."""
-        return [h.writer for h in self.of(inode) if h.writer is not None and h.writer.pending]
-
-    def pending_writes(self, inode: int) -> list[tuple[int, bytes]] | None:
-        """Writes to ``inode`` made here that the server has not answered yet, oldest
-        first (readahead.Pending); None if two handles hold some (their order is not
-        known)."""
-        writers = self.writers(inode)
-        if len(writers) > 1:
-            return None
-        return [(a, bytes(d)) for w in writers for a, d in w.runs()]
-
+    # ------------------------------------------------------------------ reads and writes
     def invalidate_reads(self, inode: int) -> None:
         """A truncate through any handle (or a write that failed) makes read-ahead of
         the file stale."""
-        for handle in self.of(inode):
-            handle.reader.invalidate()
-
-    def reads_see(self, inode: int, off: int, buf: bytes) -> None:
-        """A write through any handle is laid over what every handle has read ahead."""
-        for handle in self.of(inode):
-            handle.reader.wrote(off, buf)
+        group = self._inodes.get(inode)
+        if group is not None:
+            group.invalidate()
 
     async def drain(self, inode: int) -> None:
         """Before anything looks at a file's size or data, what we gathered goes out."""
-        for handle in self.of(inode):
-            if handle.behind is not None:
-                await handle.behind.wait()  # its error is its own file's close to tell
-            elif handle.pending:
-                assert handle.writer is not None
-                await handle.writer.drain()
+        group = self._inodes.get(inode)
+        if group is not None:
+            await group.drain()
 
     def behind(self, inode: int | None = None, *, but: int | None = None
                ) -> list[trio.Event]:

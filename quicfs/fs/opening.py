@@ -4,7 +4,6 @@ back, pagecache.py), entered in the handle table with its write-behind and read-
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import stat
 from collections.abc import Sequence
@@ -102,9 +101,8 @@ class Opening:
         if writable:
             self.attrs.names_changed(inode)
         fh = self.handles.new_fh()
-        reader = ReadAhead(handle, self.nursery,
-                           pending=functools.partial(self.handles.pending_writes, inode))
-        self.handles.add(FileHandle(fh, inode, handle, ctx.pid, writable, direct, reader,
+        self.handles.add(FileHandle(fh, inode, handle, ctx.pid, writable, direct,
+                                    ReadAhead(handle, self.nursery),
                                     WriteBehind(handle, self.nursery)))
         return fh
 

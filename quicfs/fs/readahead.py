@@ -4,16 +4,15 @@ few large SMB READs.
 
 The cache lives only as long as the open handle (close-to-open consistency, as cifs.ko
 without a lease) and is dropped at once when the file is truncated through this mount.
-Writes through this mount are laid over the chunks instead (``wrote``): a program that
-writes and reads the same file by turns (mmap faults beside pwrite, generic/346) reads
-from here rather than the server. A chunk still on its way gets them laid over it when it
-lands, on top of the writes that were not yet on the server when it was asked for
-(``pending``), so its bytes are the file's as this mount has made it.
+What this mount writes is laid over the chunks instead, as it is told (``wrote``): a
+chunk still on its way gets it laid over it when it lands, after the writes that were
+not yet on the server when it was asked for (the ``Overlay`` a read brings), so its bytes
+are the file's as this mount has made it. Which writes those are is for the file's
+InodeIO (inodeio.py) to say: read-ahead knows nothing of write-behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -31,9 +30,15 @@ MAX_WINDOW = 16
 #: small file read whole then costs the open's round trip alone.
 HEAD = 64 * 1024
 
-#: Writes made here not yet answered by the server, oldest first; None when their order
-#: is not known (two handles' writes overlap).
-Pending = Callable[[], list[tuple[int, bytes | bytearray]] | None]
+
+@dataclass(eq=False, slots=True)
+class Overlay:
+    """Writes made here that a READ sent now may not see, oldest first, to be laid over
+    what it brings back; None when their order is not known (two handles' writes on
+    their way: the server may apply them either way). Kept up to date by the file's
+    InodeIO for as long as the read that carries it lasts."""
+
+    runs: list[tuple[int, bytes | bytearray]] | None
 
 
 @dataclass(eq=False)
@@ -52,14 +57,12 @@ class _Chunk:
 
 class ReadAhead:
     def __init__(self, handle: Open, nursery: trio.Nursery, *, chunk: int = CHUNK,
-                 window: int = WINDOW, max_window: int = MAX_WINDOW,
-                 pending: Pending | None = None) -> None:
+                 window: int = WINDOW, max_window: int = MAX_WINDOW) -> None:
         self.handle = handle
         self.nursery = nursery
         self.chunk = max(65536, min(chunk, handle.max_read))
         self.window = Depth(window, max_window)
         self.size_hint = handle.size
-        self.pending = pending
         self._chunks: dict[int, _Chunk] = {}
         #: Reads that are not read ahead, on their way: they see writes too.
         self._direct: set[_Chunk] = set()
@@ -105,7 +108,9 @@ class ReadAhead:
         if offset + len(data) > chunk.start + c and len(buf) < c:
             buf.extend(bytes(c - len(buf)))
 
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int, overlay: Overlay | None = None) -> bytes:
+        """Bytes ``offset..offset+size`` (fewer at the end of file); a chunk asked of the
+        server for them gets ``overlay``'s writes laid over it (None: no writes)."""
         head = self._head
         if head is not None and (self._head_whole or offset + size <= len(head)):
             self._next = offset + size
@@ -119,18 +124,18 @@ class ReadAhead:
         self._next = offset + size
         if not sequential:
             self._chunks.clear()
-            return await self._read_direct(offset, size)
+            return await self._read_direct(offset, size, overlay)
         for i in range(self.window.value):
             start = first + i * c
             if start not in self._chunks and (i == 0 or start < max(self.size_hint, 1)):
-                self._schedule(start)
+                self._schedule(start, overlay)
         out = bytearray()
         pos, end = offset, offset + size
         while pos < end:
             start = pos // c * c
             chunk = self._chunks.get(start)
             if chunk is None:
-                chunk = self._schedule(start)
+                chunk = self._schedule(start, overlay)
             await chunk.done.wait()
             if chunk.error is not None:
                 self._chunks.pop(start, None)
@@ -147,9 +152,9 @@ class ReadAhead:
             del self._chunks[start]
         return bytes(out)
 
-    async def _read_direct(self, offset: int, size: int) -> bytes:
+    async def _read_direct(self, offset: int, size: int, overlay: Overlay | None) -> bytes:
         chunk = _Chunk(offset, size, keep=False)
-        self._overlay_pending(chunk)
+        self._overlay(chunk, overlay)
         self._direct.add(chunk)
         try:
             await self._fetch(chunk)
@@ -159,16 +164,18 @@ class ReadAhead:
             raise chunk.error
         return bytes(chunk.data[:size])
 
-    def _overlay_pending(self, chunk: _Chunk) -> None:
-        pending = self.pending() if self.pending is not None else []
-        if pending is None:
+    @staticmethod
+    def _overlay(chunk: _Chunk, overlay: Overlay | None) -> None:
+        if overlay is None:
+            return
+        if overlay.runs is None:
             chunk.keep = False
         else:
-            chunk.later.extend(pending)
+            chunk.later.extend(overlay.runs)
 
-    def _schedule(self, start: int) -> _Chunk:
+    def _schedule(self, start: int, overlay: Overlay | None) -> _Chunk:
         chunk = _Chunk(start, self.chunk)
-        self._overlay_pending(chunk)
+        self._overlay(chunk, overlay)
         self._chunks[start] = chunk
         self.nursery.start_soon(self._fetch, chunk, self._order.place())
         return chunk
