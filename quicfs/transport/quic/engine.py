@@ -18,6 +18,9 @@ not offer in public. Every reach into qh3's internals is here, and nowhere else.
 - :meth:`Engine.handshake_facts`: what the handshake showed of the server (cipher, its
   certificates, whether it asked for ours and naming which CAs), for ``quicfs probe``;
   :func:`verify_server_chain`: qh3's own check of a chain, as its handshake makes it.
+- A client keeps the server's Handshake and 1-RTT packets that arrive before the packet
+  that makes their keys (reordering, RFC 9000 5.2.1, RFC 9001 5.7) and reads them once
+  the keys exist: dropped, they cost the server's loss timer, a second or more.
 - A client never sends 0-RTT: qh3 2.1's client loses the connection when 0-RTT data
   is to be sent again before its 1-RTT keys exist (a lost packet early in the
   handshake). Resumption stays (no certificate, a shorter handshake).
@@ -32,7 +35,11 @@ from typing import Any
 from qh3._hazmat import Buffer, pull_quic_header
 from qh3._hazmat import Certificate as X509Certificate
 from qh3.quic.connection import QuicConnection
-from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
+from qh3.quic.packet import (
+    QuicPacketType,
+    pull_quic_transport_parameters,
+    push_quic_transport_parameters,
+)
 from qh3.tls import ExtensionType, verify_certificate
 
 from quicfs.transport.routes import on_link
@@ -41,6 +48,9 @@ from quicfs.transport.routes import on_link
 _OPEN_STATES = ("first_flight", "connected")
 #: The certificate_authorities extension of a CertificateRequest (RFC 8446 4.2.4).
 _CERTIFICATE_AUTHORITIES = 47
+#: Packets a client keeps for keys it does not have yet: a server's flight is a few
+#: datagrams (RFC 9001 5.7 asks for a bound).
+MAX_EARLY_PACKETS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +93,24 @@ class Engine(QuicConnection):
         self.hold = False
         #: Events qh3's core queued while held (as :meth:`receive` saw them).
         self.held_events = 0
+        #: A client's packets that came before their keys (:meth:`_receive_packet`), with
+        #: the size of the datagram each came in.
+        self._early: list[tuple[bytes, int]] = []
 
     # -- receiving
     def receive(self, datagrams: list[bytes], addr: Any, now: float) -> int:
         """Feed datagrams that came from ``addr``; the number of packets in them that the
         engine authenticated and had not received before."""
         core = self._core
-        if core is None or (self._is_client and not self._handshake_complete):
+        if core is None:
             for data in datagrams:
                 self.receive_datagram(data, addr, now)
             return 0
         address = self._normalize_address(addr)
+        if self._is_client and not self._handshake_complete:
+            for data in datagrams:
+                self._receive_client_handshake(data, address, now)
+            return 0
         if not self._handshake_complete:
             return sum(self._receive_handshake(data, address, now) for data in datagrams)
         if len(datagrams) == 1:
@@ -109,9 +126,10 @@ class Engine(QuicConnection):
         return int(report[2])
 
     def _receive_handshake(self, data: bytes, address: Any, now: float) -> int:
-        """A server's datagram during the handshake, fed as qh3's receive_datagram feeds
-        it (a packet at a time: TLS takes an Initial's CRYPTO before the Handshake
-        packet of the same datagram is read), counting what the core accepted."""
+        """A datagram during the handshake, fed as qh3's receive_datagram feeds it (a
+        packet at a time: TLS takes an Initial's CRYPTO before the Handshake packet of
+        the same datagram is read), counting what the core accepted. A client keeps the
+        packets the core could not read yet (:meth:`_receive_client_handshake`)."""
         self._log_datagram("datagrams_received", data)
         fresh = offset = 0
         cid_length = self._configuration.connection_id_length
@@ -122,15 +140,54 @@ class Engine(QuicConnection):
                 end = len(data)
             if end <= offset:
                 end = len(data)
-            packet = data[offset:end]
-            report = self._call_core(self._core.receive_datagram,  # type: ignore[union-attr]
-                                     packet, address, now, len(data))
-            if report[2]:
-                fresh += int(report[2])
-                self._learn_remote_source_cid(packet)
-            self._drain_core()
+            fresh += self._receive_packet(data[offset:end], len(data), address, now)
             offset = end
         return fresh
+
+    def _receive_packet(self, packet: bytes, size: int, address: Any, now: float) -> int:
+        """Feed one packet of a ``size``-byte datagram; 1 if the core accepted it. A
+        client's Handshake or 1-RTT packet that it refused before its handshake
+        completed is kept for :meth:`_read_early`."""
+        report = self._call_core(self._core.receive_datagram,  # type: ignore[union-attr]
+                                 packet, address, now, size)
+        if report[2]:
+            self._log_packet("packet_received", packet, len(packet))
+            self._learn_remote_source_cid(packet)
+        elif self._is_client and not self._handshake_complete \
+                and _packet_type(packet) != QuicPacketType.INITIAL \
+                and len(self._early) < MAX_EARLY_PACKETS:
+            self._early.append((packet, size))
+        self._drain_core()
+        return int(report[2])
+
+    def _receive_client_handshake(self, data: bytes, address: Any, now: float) -> None:
+        """A client's datagram before its handshake completed. The server's flight is
+        several datagrams (Initial with the ServerHello, Handshake, 1-RTT), and a path
+        that reorders them hands over Handshake or 1-RTT packets before the packet that
+        makes their keys: the client may keep them for those keys (RFC 9000 5.2.1, RFC
+        9001 5.7). Dropped, they are sent again only when the server's loss timer fires
+        (RFC 9002 6.2: a second or more while its RTT is unknown or inflated), and a
+        second loss on top of that doubles the wait: a resumed handshake that missed
+        its 5 s through 2 % loss."""
+        if self._receive_version_negotiation(data, address, now) \
+                or self._receive_retry(data, address, now):
+            self._early.clear()  # a new connection in all but name: new keys
+            return
+        if self._receive_handshake(data, address, now) and self._early:
+            self._read_early(address, now)
+
+    def _read_early(self, address: Any, now: float) -> None:
+        """Feed again the packets kept for keys that were missing, while a pass makes
+        progress (a Handshake packet kept may bring the keys a kept 1-RTT one needs);
+        once the handshake has completed, what is still unreadable is dropped."""
+        progress = True
+        while progress and self._early:
+            early, self._early = self._early, []
+            progress = False
+            for packet, size in early:
+                progress = bool(self._receive_packet(packet, size, address, now)) or progress
+        if self._handshake_complete:
+            self._early.clear()
 
     @property
     def authenticated(self) -> bool:
@@ -188,6 +245,11 @@ class Engine(QuicConnection):
     def receive_gro_buffer(self, buffer: bytes, segment_size: int, addr: Any,
                            now: float) -> None:
         core = self._core
+        if core is not None and not self._handshake_complete and segment_size > 0:
+            # Datagram by datagram, as receive() takes them during the handshake.
+            self.receive([buffer[i:i + segment_size]
+                          for i in range(0, len(buffer), segment_size)], addr, now)
+            return
         if core is None or not self._handshake_complete or self._quic_logger is not None \
                 or segment_size <= 0:
             super().receive_gro_buffer(buffer, segment_size, addr, now)
@@ -265,6 +327,17 @@ def verify_server_chain(chain: list[bytes], server_name: str, *, cafile: str | N
     except Exception as exc:
         return str(exc) or type(exc).__name__
     return None
+
+
+def _packet_type(packet: bytes) -> int | None:
+    """A long-header packet's type (QUIC v1 and v2 alike), None for a short header
+    (1-RTT) or one that does not parse."""
+    if not packet or not packet[0] & 0x80:
+        return None
+    try:
+        return int(pull_quic_header(packet, 0, 0)[1])
+    except ValueError:
+        return None
 
 
 def _opaque_list(data: bytes) -> list[bytes]:

@@ -115,6 +115,11 @@ def describe_failure(driver: QuicDriver, label: str, within: float,
     low = reason.lower()
     alert = code - 0x100 if code is not None and 0x100 <= code < 0x200 else None
     if code is None and not reason:
+        if getattr(driver.quic, "authenticated", False):
+            # The server answered (a packet of this connection authenticated), so UDP
+            # gets through: the handshake ran out of time (loss, a busy peer).
+            return ConnectError(f"QUIC handshake with {label} did not complete within "
+                                f"{within:g} s")
         return ConnectError(f"no QUIC answer from {label} within {within:g} s — is UDP "
                             f"{label.rsplit(':', 1)[-1]} blocked?")
     if driver.handshake_done.is_set() and alert in CLIENT_CERTIFICATE_ALERTS:
