@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.gateway import GatewayError, GatewayProcess
 from tests.support.samba import SambaError, SambaServer
+from tools.localdc import DCError, DomainController, provision
 
 
 def start_samba(**kwargs: object) -> SambaServer:
@@ -146,3 +147,38 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
     with _gate(Path(worker_temp).parent if worker_temp else None,
                item.get_closest_marker("serial") is not None):
         yield
+
+
+# ============================================================================ Kerberos
+@pytest.fixture(scope="session")
+def samba_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DomainController]:
+    """A Samba AD domain controller, realm QUICFS.TEST, on a loopback address of its own
+    (tools/localdc.py): the KDC and the SMB server of shares ``kerb`` and ``kerbsealed``.
+    Provisioned once per run (the xdist workers share the template), started once per
+    worker that asks. ``samba_dc.kinit(cache)`` puts a ticket in a cache of the test's,
+    ``samba_dc.env(cache)`` is a client's environment for it."""
+    base = tmp_path_factory.getbasetemp()
+    run = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    # Under /tmp, not in pytest's root-only directories: the domain's users reach the
+    # shares with the uids winbind gives them.
+    dc = DomainController(Path(tempfile.mkdtemp(prefix="quicfs-dc-")),
+                          run / "samba-dc-template")
+    try:
+        provision(dc.template)
+        dc.start()
+    except DCError as exc:
+        pytest.fail(f"cannot start the domain controller: {exc}", pytrace=False)
+    try:
+        yield dc
+    finally:
+        dc.close()
+
+
+@pytest.fixture(scope="session")
+def dc_gateway(samba_dc: DomainController, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[GatewayProcess]:
+    """`quicfs gateway` in front of the DC's smbd, on 127.0.0.1 (the DC has the service
+    principal cifs/127.0.0.1). The backend is named again after the one running_gateway
+    gives (argparse keeps the last): the DC is not on 127.0.0.1."""
+    yield from running_gateway(tmp_path_factory.mktemp("dc-gateway"), samba_dc.port,
+                               ["--backend", f"{samba_dc.host}:{samba_dc.port}"])

@@ -1,0 +1,301 @@
+"""A private Samba AD domain controller (realm QUICFS.TEST) on a loopback address of its
+own: the KDC and file server that quicfs's Kerberos logins are tested against. Not in the
+package: it knows fixed passwords and adds an address to ``lo``.
+
+A DC listens on fixed ports (88 KDC, 445 SMB, 389 LDAP, 135 RPC...), so each runs on an
+address of 127.0.88.0/24 taken under a lock file (``/run/lock``): test workers and
+concurrent runs each get one (``bind interfaces only``; Samba binds only addresses an
+interface has, so the address is added to ``lo`` while the DC runs). winbindd, which
+smbd asks to map the domain's users to uids, has its socket at the compiled-in
+/run/samba/winbindd; each DC runs in a mount namespace of its own where its directory is
+bound there, so two DCs, and the host's own NSS (nsswitch.conf asks winbind), never meet.
+
+Provisioning (``samba-tool domain provision``, ~15 s) is done once into a template
+(``provision``); each DC copies it and adds the service principal of its address.
+
+Shares: ``kerb``, and ``kerbsealed`` (``smb encrypt = required``). The DC's only cipher
+is AES-256-GCM: a sealed share then proves a Kerberos session's keys (the 32-byte
+subkey, MS-SMB2 3.2.5.3.1). Users: ``alice`` (PASSWORD), ``bob`` (BOB_PASSWORD).
+Service principals: ``cifs/<address>`` and ``cifs/127.0.0.1`` (a gateway there names
+the server so).
+
+Tickets: :meth:`DomainController.kinit` into a cache of the caller's; ``env`` gives the
+KRB5_CONFIG and KRB5CCNAME a client runs with. ``kinit(lifetime="20s")`` gives a short
+ticket: Samba ends an SMB session when its ticket ends (STATUS_NETWORK_SESSION_EXPIRED).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REALM = "QUICFS.TEST"
+DOMAIN = "QUICFS"
+NAME = "dc1"
+ADMIN_PASSWORD = "Quic-fs-Admin-1"
+USER = "alice"
+PASSWORD = "Quic-fs-Alice-1"
+USERS = {USER: PASSWORD, "bob": "Quic-fs-Bob-1"}
+SHARES = ("kerb", "kerbsealed")
+#: The addresses DCs take, one each.
+ADDRESSES = tuple(f"127.0.88.{n}" for n in range(1, 65))
+#: A gateway in front of the DC listens here (tests/support/gateway.py), and the client
+#: asks the KDC for cifs/<the host it dials>.
+GATEWAY_HOST = "127.0.0.1"
+LOCKS = Path("/run/lock")
+#: winbindd's socket directory, compiled in (libwbclient looks nowhere else).
+WINBINDD_RUN = Path("/run/samba")
+
+
+class DCError(RuntimeError):
+    pass
+
+
+def _run(*cmd: str, stdin: str | None = None, env: dict[str, str] | None = None,
+         timeout: float = 120) -> str:
+    proc = subprocess.run(cmd, input=stdin, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise DCError(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n"
+                      f"{(proc.stdout + proc.stderr)[-3000:]}")
+    return proc.stdout
+
+
+def provision(template: Path) -> Path:
+    """The provisioned domain in ``template``, made there unless it already is (under a
+    lock: test workers of one run share one)."""
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with open(template.parent / f"{template.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (template / "ready").exists():
+            return template
+        for tool in ("samba", "samba-tool"):
+            if shutil.which(tool) is None:
+                raise DCError(f"{tool} is not installed (apt-get install samba-ad-dc)")
+        shutil.rmtree(template, ignore_errors=True)
+        template.mkdir()
+        _run("samba-tool", "domain", "provision", f"--targetdir={template}",
+             f"--realm={REALM}", f"--domain={DOMAIN}", "--server-role=dc",
+             "--dns-backend=NONE", f"--adminpass={ADMIN_PASSWORD}", f"--host-name={NAME}",
+             f"--host-ip={ADDRESSES[0]}", timeout=300)
+        conf = str(template / "etc" / "smb.conf")
+        for user, password in USERS.items():
+            _run("samba-tool", "user", "create", user, password, "-s", conf)
+            _run("samba-tool", "user", "setexpiry", user, "--noexpiry", "-s", conf)
+        _run("samba-tool", "spn", "add", f"cifs/{GATEWAY_HOST}", f"{NAME.upper()}$", "-s", conf)
+        (template / "ready").touch()
+        return template
+
+
+def _claim_address() -> tuple[str, object]:
+    """The first address of ADDRESSES no other DC holds, and the lock that holds it."""
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    for address in ADDRESSES:
+        lock = open(LOCKS / f"quicfs-test-dc-{address}.lock", "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        return address, lock
+    raise DCError(f"every address of {ADDRESSES[0]}-{ADDRESSES[-1]} has a DC")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class DomainController:
+    def __init__(self, root: Path, template: Path, *,
+                 extra_global: dict[str, str] | None = None) -> None:
+        self.root = Path(root)
+        self.template = Path(template)
+        self.extra_global = dict(extra_global or {})
+        self.host = ""
+        self.port = 445
+        self.realm = REALM
+        self.domain = DOMAIN
+        self.username = USER
+        self.password = PASSWORD
+        self.conf = self.root / "etc" / "smb.conf"
+        #: The clients' krb5.conf: this DC is the realm's KDC.
+        self.krb5_conf = self.root / "krb5.conf"
+        self.log = self.root / "log" / "stdout.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock: object | None = None
+        self._added_address = False
+
+    # ------------------------------------------------------------------ clients
+    def share_path(self, name: str) -> Path:
+        return self.root / "shares" / name
+
+    def url(self, share: str, path: str = "") -> str:
+        base = f"//{self.host}/{share}"
+        return f"{base}/{path}" if path else base
+
+    def env(self, ccache: Path) -> dict[str, str]:
+        """The environment of a client that uses this realm and the ticket cache
+        ``ccache``."""
+        return {**os.environ, "KRB5_CONFIG": str(self.krb5_conf),
+                "KRB5CCNAME": f"FILE:{ccache}"}
+
+    def kinit(self, ccache: Path, user: str = USER, *, password: str | None = None,
+              lifetime: str | None = None) -> None:
+        """A ticket for ``user`` into ``ccache`` (``lifetime`` as kinit -l takes it)."""
+        _run("kinit", *(["-l", lifetime] if lifetime else []), f"{user}@{REALM}",
+             stdin=f"{password or USERS[user]}\n", env=self.env(ccache))
+
+    # ------------------------------------------------------------------ config
+    def _write_config(self) -> None:
+        r = self.root
+        for d in ("log", "pid", "run", "cache", "ncalrpc"):
+            (r / d).mkdir(parents=True, exist_ok=True)
+        for share in SHARES:
+            p = self.share_path(share)
+            p.mkdir(parents=True, exist_ok=True)
+            p.chmod(0o777)  # the domain users' uids are winbind's (idmap), not known here
+        glob = {
+            "workgroup": DOMAIN,
+            "realm": REALM,
+            "netbios name": NAME.upper(),
+            "server role": "active directory domain controller",
+            "server services": "s3fs, rpc, kdc, winbindd, ldap",
+            "prefork children": "1",
+            "interfaces": self.host,
+            "bind interfaces only": "yes",
+            "smb ports": str(self.port),
+            "disable netbios": "yes",
+            "private dir": str(r / "private"),
+            "lock directory": str(r),
+            "state directory": str(r / "state"),
+            "cache directory": str(r / "cache"),
+            "pid directory": str(r / "pid"),
+            "ncalrpc dir": str(r / "ncalrpc"),
+            "binddns dir": str(r / "bind-dns"),
+            "log file": str(self.root / "log" / "samba.log"),
+            "max log size": "0",
+            "log level": os.environ.get("QUICFS_SMBD_LOG_LEVEL", "1"),
+            "load printers": "no",
+            "printing": "bsd",
+            "printcap name": "/dev/null",
+            "disable spoolss": "yes",
+            "usershare path": "",
+            "dns proxy": "no",
+            "map to guest": "Never",
+            "server signing": "mandatory",
+            "server smb3 encryption algorithms": "AES-256-GCM",
+        }
+        glob.update(self.extra_global)
+        lines = ["[global]"] + [f"  {k} = {v}" for k, v in glob.items()]
+        for share in SHARES:
+            lines += [f"[{share}]", f"  path = {self.share_path(share)}", "  read only = no"]
+            if share == "kerbsealed":
+                lines.append("  smb encrypt = required")
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.krb5_conf.write_text(
+            "[libdefaults]\n"
+            f"  default_realm = {REALM}\n"
+            "  dns_lookup_realm = false\n"
+            "  dns_lookup_kdc = false\n"
+            # The client names the server as the URL has it: an address is its SPN here.
+            "  dns_canonicalize_hostname = false\n"
+            "  rdns = false\n"
+            "[realms]\n"
+            f"  {REALM} = {{\n    kdc = {self.host}\n  }}\n"
+        )
+
+    # ------------------------------------------------------------------ lifetime
+    def start(self) -> DomainController:
+        self.host, self._lock = _claim_address()
+        try:
+            shutil.rmtree(self.root, ignore_errors=True)
+            shutil.copytree(self.template, self.root, symlinks=True)
+            self.root.chmod(0o755)
+            self._write_config()
+            _run("samba-tool", "spn", "add", f"cifs/{self.host}", f"{NAME.upper()}$",
+                 "-s", str(self.conf))
+            proc = subprocess.run(["ip", "addr", "add", f"{self.host}/32", "dev", "lo"],
+                                  capture_output=True, text=True)
+            if proc.returncode == 0:
+                self._added_address = True
+            elif "File exists" not in proc.stderr:
+                raise DCError(f"ip addr add {self.host}/32 dev lo: {proc.stderr.strip()}")
+            WINBINDD_RUN.mkdir(parents=True, exist_ok=True)
+            samba = shutil.which("samba") or "/usr/sbin/samba"
+            self.proc = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                 'mount --bind "$0" "$1" && exec "$2" -i --no-process-group -s "$3"',
+                 str(self.root / "run"), str(WINBINDD_RUN), samba, str(self.conf)],
+                stdout=open(self.log, "wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() ends every child
+            )
+            self._wait_listening()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_listening(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + 60
+        waiting = [88, self.port]
+        while waiting:
+            if self.proc.poll() is not None:
+                raise DCError(f"samba exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise DCError(f"samba did not listen on {self.host} port {waiting[0]} in "
+                              f"60 s:\n{self.log_tail()}")
+            try:
+                with socket.create_connection((self.host, waiting[0]), timeout=0.5):
+                    waiting.pop(0)
+            except OSError:
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            # Every process of the group gone, not only the first: a child still holding
+            # port 88 or 445 would be in the way of the next DC on this address.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while _group_alive(self.proc.pid):
+                if time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self.proc.pid, signal.SIGKILL)
+                    deadline = time.monotonic() + 15
+                self.proc.poll()
+                time.sleep(0.05)
+            self.proc.wait(timeout=10)
+        self.proc = None
+        if self._added_address:
+            subprocess.run(["ip", "addr", "del", f"{self.host}/32", "dev", "lo"],
+                           capture_output=True)
+            self._added_address = False
+        if self._lock is not None:
+            self._lock.close()  # type: ignore[attr-defined]
+            self._lock = None
+
+    def close(self) -> None:
+        """Stopped, and its files gone."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def log_tail(self, n: int = 40) -> str:
+        """The end of what samba and its servers said (``-i`` logs to standard output)."""
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
