@@ -235,6 +235,16 @@ class QuicServer:
                               max_peer_streams=1)
         answer: list[tuple[bytes, object]] = []  # held until it is known to be one
         driver.send_datagrams = answer.extend  # type: ignore[assignment]
+        # What the first datagram gives is held too, and acted on once the connection is
+        # admitted: it may carry 0-RTT data after the Initial (RFC 9001 4.6.1; aioquic
+        # coalesces them after a Retry), which opens the stream, and the engine issues
+        # its connection ids (RFC 9000 5.1.1) at once. Unheld, the stream was opened
+        # with no handler to take it (its NEGOTIATE was never answered) and the ids
+        # were never routed.
+        early_events: list[events.QuicEvent] = []
+        early_streams: list[QuicStream] = []
+        driver.on_event = early_events.append
+        driver.accept_handler = early_streams.append
         driver.deliver(data, addr)
         driver.take_input()
         if not quic.authenticated:
@@ -276,6 +286,10 @@ class QuicServer:
 
         driver.on_event = on_event
         driver.accept_handler = on_stream
+        for event in early_events:
+            on_event(event)
+        for stream in early_streams:
+            on_stream(stream)
         self.nursery.start_soon(self._run_driver, driver, host)
 
     def _retry(self, addr: object, version: int, dcid: bytes, scid: bytes,
