@@ -11,7 +11,8 @@ RUN_PKGS := fuse3 libfuse3-dev pkg-config libkrb5-dev man-db
 # tests/fuse/test_xfstests_stop.py runs it. samba-ad-dc, winbind and krb5-user (kinit,
 # klist): the domain controller and tickets of tests/integration/test_kerberos.py
 # (tools/localdc.py); the Samba step below takes them to its version with samba.
-TEST_PKGS := acl attr iproute2 git xfsprogs samba-ad-dc winbind krb5-user
+# krb5-k5tls: MIT krb5's HTTPS, to reach a KDC through an MS-KKDCP proxy.
+TEST_PKGS := acl attr iproute2 git xfsprogs samba-ad-dc winbind krb5-user krb5-k5tls
 # The test server: Samba 4.22 is the first to grant directory leases
 # (tests/fuse/test_directory_leases.py); Debian 12 has it in bookworm-backports.
 SAMBA_MIN := 4.22

@@ -144,17 +144,37 @@ class DomainController:
         base = f"//{self.host}/{share}"
         return f"{base}/{path}" if path else base
 
-    def env(self, ccache: Path) -> dict[str, str]:
-        """The environment of a client that uses this realm and the ticket cache
-        ``ccache``."""
-        return {**os.environ, "KRB5_CONFIG": str(self.krb5_conf),
+    def env(self, ccache: Path, krb5_conf: Path | None = None) -> dict[str, str]:
+        """The environment of a client that uses this realm (``krb5_conf``, else the
+        one naming this DC as the KDC) and the ticket cache ``ccache``."""
+        return {**os.environ, "KRB5_CONFIG": str(krb5_conf or self.krb5_conf),
                 "KRB5CCNAME": f"FILE:{ccache}"}
 
     def kinit(self, ccache: Path, user: str = USER, *, password: str | None = None,
-              lifetime: str | None = None) -> None:
-        """A ticket for ``user`` into ``ccache`` (``lifetime`` as kinit -l takes it)."""
+              lifetime: str | None = None, krb5_conf: Path | None = None) -> None:
+        """A ticket for ``user`` into ``ccache`` (``lifetime`` as kinit -l takes it; the
+        KDC refuses one of 5 minutes or less)."""
         _run("kinit", *(["-l", lifetime] if lifetime else []), f"{user}@{REALM}",
-             stdin=f"{password or USERS[user]}\n", env=self.env(ccache))
+             stdin=f"{password or USERS[user]}\n", env=self.env(ccache, krb5_conf))
+
+    def write_krb5_conf(self, path: Path, kdc: str | None = None,
+                        http_anchors: Path | None = None) -> Path:
+        """A client's krb5.conf for the realm, its KDC this DC or ``kdc`` (such as an
+        MS-KKDCP proxy's https://HOST:PORT/KdcProxy, whose certificate's CA is
+        ``http_anchors``)."""
+        anchors = f"    http_anchors = FILE:{http_anchors}\n" if http_anchors else ""
+        path.write_text(
+            "[libdefaults]\n"
+            f"  default_realm = {REALM}\n"
+            "  dns_lookup_realm = false\n"
+            "  dns_lookup_kdc = false\n"
+            # The client names the server as the URL has it: an address is its SPN here.
+            "  dns_canonicalize_hostname = false\n"
+            "  rdns = false\n"
+            "[realms]\n"
+            f"  {REALM} = {{\n    kdc = {kdc or self.host}\n{anchors}  }}\n"
+        )
+        return path
 
     # ------------------------------------------------------------------ config
     def _write_config(self) -> None:
@@ -203,17 +223,7 @@ class DomainController:
             if share == "kerbsealed":
                 lines.append("  smb encrypt = required")
         self.conf.write_text("\n".join(lines) + "\n")
-        self.krb5_conf.write_text(
-            "[libdefaults]\n"
-            f"  default_realm = {REALM}\n"
-            "  dns_lookup_realm = false\n"
-            "  dns_lookup_kdc = false\n"
-            # The client names the server as the URL has it: an address is its SPN here.
-            "  dns_canonicalize_hostname = false\n"
-            "  rdns = false\n"
-            "[realms]\n"
-            f"  {REALM} = {{\n    kdc = {self.host}\n  }}\n"
-        )
+        self.write_krb5_conf(self.krb5_conf)
 
     # ------------------------------------------------------------------ lifetime
     def start(self) -> DomainController:
@@ -225,12 +235,13 @@ class DomainController:
             self._write_config()
             _run("samba-tool", "spn", "add", f"cifs/{self.host}", f"{NAME.upper()}$",
                  "-s", str(self.conf))
-            proc = subprocess.run(["ip", "addr", "add", f"{self.host}/32", "dev", "lo"],
+            # The address is ours while the lock is (one a DC that was killed left on lo
+            # included): added, and taken away at stop().
+            proc = subprocess.run(["ip", "addr", "replace", f"{self.host}/32", "dev", "lo"],
                                   capture_output=True, text=True)
-            if proc.returncode == 0:
-                self._added_address = True
-            elif "File exists" not in proc.stderr:
-                raise DCError(f"ip addr add {self.host}/32 dev lo: {proc.stderr.strip()}")
+            if proc.returncode != 0:
+                raise DCError(f"ip addr replace {self.host}/32 dev lo: {proc.stderr.strip()}")
+            self._added_address = True
             WINBINDD_RUN.mkdir(parents=True, exist_ok=True)
             samba = shutil.which("samba") or "/usr/sbin/samba"
             self.proc = subprocess.Popen(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.gateway import GatewayProcess
+from tests.support.kdc_proxy import KdcProxy
 from tools.localdc import GATEWAY_HOST, REALM
 
 QUICFS = [sys.executable, "-m", "quicfs.cli.main"]
@@ -150,3 +151,21 @@ def test_a_server_name_the_kdc_does_not_know(samba_dc, dc_gateway, cache):
     assert one_line_error(proc) == (
         "quicfs: Kerberos login to cifs/localhost failed: Server not found in Kerberos "
         "database")
+
+
+def test_kinit_and_ls_through_an_https_kdc_proxy(samba_dc, cache, tmp_path):
+    """MS-KKDCP, as Windows reaches a KDC from outside: the client's krb5.conf names only
+    ``kdc = https://localhost:PORT/KdcProxy`` (MIT krb5 with krb5-k5tls), the proxy is
+    the kdcproxy package's, and every Kerberos message of kinit and of quicfs's login
+    (the service ticket) goes through it."""
+    with KdcProxy(tmp_path / "proxy", REALM, samba_dc.host) as proxy:
+        conf = samba_dc.write_krb5_conf(tmp_path / "krb5.conf", kdc=proxy.url,
+                                        http_anchors=proxy.cert)
+        samba_dc.kinit(cache, krb5_conf=conf)
+        after_kinit = proxy.requests
+        assert after_kinit >= 1
+        proc = run(samba_dc.env(cache, conf), "ls", "-o", "transport=tcp,username=alice",
+                   samba_dc.url("kerb"))
+        assert proc.returncode == 0, proc.stderr
+        assert proxy.requests == after_kinit + 1  # the TGS exchange for cifs/<host>
+    assert f"cifs/{samba_dc.host}@{REALM}" in service_tickets(samba_dc, cache)
