@@ -22,6 +22,7 @@ from quicfs.client.share import Share
 from quicfs.client.tree import Tree
 from quicfs.options import Options
 from quicfs.transport.framing import FramedStream
+from quicfs.transport.quic.admission import Limits
 from quicfs.transport.quic.server import QuicServer, serve_quic
 from quicfs.transport.quic.stream import QuicStream
 from quicfs.url import parse_url
@@ -41,6 +42,19 @@ def big_file(samba):
     path.chmod(0o644)
     yield name, hashlib.sha256(data).hexdigest()
     path.unlink(missing_ok=True)
+
+
+class _AnsweredClient(AioquicClient):
+    """An :class:`AioquicClient` that tells when the server first answered it."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.answered = trio.Event()
+
+    def _receive(self, now: float) -> None:
+        super()._receive(now)
+        if self.datagrams_received:
+            self.answered.set()
 
 
 async def _handshake(client: AioquicClient) -> None:
@@ -104,7 +118,18 @@ async def test_fresh_handshake_reads_16mib(gateway, samba, big_file):
 @pytest.mark.parametrize("early", [False, True], ids=["1rtt", "0rtt"])
 async def test_resumed_handshake_reads_16mib(gateway, samba, big_file, early):
     """A second connection with the session ticket the first one got: resumed (and,
-    with ``early``, its NEGOTIATE sent as 0-RTT data), then the same 16 MiB read."""
+    with ``early``, its NEGOTIATE sent as 0-RTT data), then the same 16 MiB read.
+
+    The 0-RTT NEGOTIATE leaves once the gateway has answered the client's first flight,
+    not before: the gateway answers aioquic's first Initial with a Retry (its packets
+    are under a third of the gateway's first flight, quic/server.py), and aioquic 1.7.2
+    never sends again 0-RTT data it sent before a Retry (``_receive_retry_packet`` ->
+    ``_connect`` -> ``_initialize`` replaces the packet spaces, so the lost 0-RTT packet
+    is never declared lost): a NEGOTIATE queued before the Retry was back went
+    unanswered, whatever the gateway did (about 1 run in 4 under load: "did not answer
+    NEGOTIATE within 10 s"). Queued after it, the NEGOTIATE goes in 0-RTT or, if the
+    gateway's answer wins the race, in 1-RTT; the 0-RTT case, exactly:
+    test_0rtt_data_in_the_first_datagram_reaches_the_handler."""
     name, digest = big_file
 
     async def case(nursery: trio.Nursery) -> tuple[str, int]:
@@ -118,7 +143,7 @@ async def test_resumed_handshake_reads_16mib(gateway, samba, big_file, early):
         finally:
             await first.aclose()
 
-        second = AioquicClient(gateway.host, gateway.port, ticket=first.tickets[-1])
+        second = _AnsweredClient(gateway.host, gateway.port, ticket=first.tickets[-1])
         await nursery.start(second.run)
         try:
             with trio.fail_after(20):
@@ -128,6 +153,7 @@ async def test_resumed_handshake_reads_16mib(gateway, samba, big_file, early):
                     async with trio.open_nursery() as inner:
 
                         async def read() -> None:
+                            await second.answered.wait()
                             result.append(await _smb_read(second, gateway, samba, name))
 
                         inner.start_soon(read)
@@ -148,11 +174,22 @@ async def test_resumed_handshake_reads_16mib(gateway, samba, big_file, early):
     assert dialect == 0x0311
 
 
+class _EarlyAfterRetry(AioquicClient):
+    """Queues its first bytes on its stream as it acts on the server's Retry: they leave
+    as 0-RTT data in the datagram of the Initial sent again."""
+
+    def _receive(self, now: float) -> None:
+        retried = self.quic._retry_count
+        super()._receive(now)
+        if not retried and self.quic._retry_count:
+            self.quic.send_stream_data(0, b"early " * 50)
+
+
 async def test_0rtt_data_in_the_first_datagram_reaches_the_handler(tmp_path):
-    """aioquic resumes and sends its first bytes as 0-RTT data. The server asks aioquic
-    for a Retry (its first datagram is padded after the Initial: quic/server.py), and
-    aioquic sends its Initial again with the 0-RTT packet in the same datagram: the
-    first the server reads of the connection opens the stream too. That stream
+    """aioquic resumes and sends its first bytes as 0-RTT data once it has acted on the
+    server's Retry (as the gateway asks of aioquic, whose first datagram is padded after
+    its Initial: quic/server.py), in the datagram of its Initial sent again: the first
+    the server reads of the connection opens the stream too. That stream
     reaches the handler (an echo), and every connection id the server gave the client
     routes to the connection. Before: the stream was opened while the new connection
     had no handler yet, and nothing took it: test_resumed_handshake_reads_16mib[0rtt]
@@ -169,6 +206,7 @@ async def test_0rtt_data_in_the_first_datagram_reaches_the_handler(tmp_path):
             server: QuicServer = await nursery.start(
                 lambda task_status: serve_quic("127.0.0.1", 0, cert=str(files.cert),
                                                key=str(files.key), handler=echo,
+                                               limits=Limits(retry="always"),
                                                task_status=task_status))
             port = server.sock.getsockname()[1]
             first = AioquicClient("127.0.0.1", port)
@@ -177,11 +215,11 @@ async def test_0rtt_data_in_the_first_datagram_reaches_the_handler(tmp_path):
             await first.ticket_received.wait()
             await first.aclose()
 
-            second = AioquicClient("127.0.0.1", port, ticket=first.tickets[-1])
-            await nursery.start(second.run)
+            second = _EarlyAfterRetry("127.0.0.1", port, ticket=first.tickets[-1])
             stream = second.open_stream()
-            await stream.send_all(b"early " * 50)  # queued before the Retry is back
+            await nursery.start(second.run)
             await second.handshake(HANDSHAKE_WITHIN)
+            assert second.quic._retry_count == 1
             assert second.session_resumed and second.early_data_accepted
             got = b""
             with trio.move_on_after(5):
