@@ -87,10 +87,13 @@ def _private_ticket_cache(tmp_path_factory: pytest.TempPathFactory,
 # ============================================================================ serial tests
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Serial tests last (a stable sort: the rest keep their order, and with it the
-    grouping of tests around their module's fixtures). Under xdist they are handed out
-    last, so the workers meet at the gate below once, not before every serial test."""
-    items.sort(key=lambda item: item.get_closest_marker("serial") is not None)
+    """Slow tests first and serial tests last (a stable sort: the rest keep their order,
+    and with it the grouping of tests around their module's fixtures). Under xdist a
+    test that takes tens of seconds, handed out near the end, would end the run alone
+    on one worker; serial ones are handed out last, so the workers meet at the gate
+    below once, not before every serial test."""
+    items.sort(key=lambda item: (item.get_closest_marker("serial") is not None,
+                                 item.get_closest_marker("slow") is None))
 
 
 @contextlib.contextmanager

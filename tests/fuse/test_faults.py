@@ -210,6 +210,7 @@ def test_client_socket_rebound_migrates(server, pattern, gw, tmp_path):
         assert any("QUIC connection migrated to local port" in e for e in stats["events"])
 
 
+@pytest.mark.slow
 def test_nat_rebinding_every_second(server, pattern, gw, tmp_path):
     proxy = ImpairProcess(gw.port, rebind_every=1.0)
     try:
@@ -230,6 +231,7 @@ def test_nat_rebinding_every_second(server, pattern, gw, tmp_path):
         proxy.close()
 
 
+@pytest.mark.slow
 def test_udp_blackout_for_ten_seconds(server, pattern, gw, tmp_path):
     proxy = ImpairProcess(gw.port)
     try:
@@ -262,6 +264,7 @@ def test_tcp_connection_reset(server, pattern, tmp_path):
         both_reopened(stats)
 
 
+@pytest.mark.slow
 def test_auto_mount_comes_back_over_tcp_when_quic_stays_down(server, pattern, gw,
                                                               tmp_path):
     """transport=auto with fallback=tcp tries TCP again on reconnect: with the gateway
@@ -498,6 +501,7 @@ def test_quicfs_stats_command(server, gw, tmp_path):
     assert plain.stderr.startswith(f"quicfs: {tmp_path} is not a quicfs mount")
 
 
+@pytest.mark.slow
 def test_quicfs_get_survives_a_blackout(server, pattern, gw, tmp_path):
     """The one-shot command rides the same reconnect: its open is durable too."""
     proxy = ImpairProcess(gw.port)

@@ -39,6 +39,7 @@ def make_tree(root, count: int, seed: int = 1) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 def test_tree_workload_matches_local(mounted, server_dir, tmp_path):
     """A tree of a thousand files in 102 directories, sizes from empty to 300 KB, copied
     in and read back, then renamed, truncated, appended to and removed in part on both
@@ -270,6 +271,7 @@ def test_eight_writers_two_readers(mounted, tmp_path):
     os.unlink(mounted / "shared.bin")
 
 
+@pytest.mark.slow
 def test_one_gib_write_and_read_back(mounted, tmp_path):
     block = os.urandom(1 << 20)
     want = hashlib.sha256()
@@ -589,6 +591,7 @@ def test_write_time_is_set_by_writes_and_stays(mounted):
     os.unlink(f)
 
 
+@pytest.mark.slow
 def test_no_open_left_behind_under_concurrent_churn(mounted, samba):
     """Four threads create, append, read, truncate, fsync, link, rename and delete over a
     few names at once, as fsstress does. No SMB open may outlive its use: one did (a

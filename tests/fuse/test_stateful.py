@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -67,6 +68,7 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
     return out
 
 
+@pytest.mark.slow
 def test_random_operations_match_local(mounted, tmp_path):
     local_root = tmp_path / "ref"
 
