@@ -27,7 +27,8 @@ def render(s: dict[str, Any]) -> str:
         f"requests in flight {s['requests_in_flight']}, credits {s['credits']}",
         f"  SMB requests {s.get('smb_messages_sent', 0)} in {s.get('smb_sends', 0)} sends "
         "(a compound is one send)",
-        f"  reconnects {s['reconnects']}, migrations {s['migrations']}, "
+        f"  reconnects {s['reconnects']}, session renewals {s.get('session_renewals', 0)}, "
+        f"migrations {s['migrations']}, "
         f"replays {s['replays']}, reopened handles {s['reopened_handles']} "
         f"({s['reopened_by_name']} by name), stale handles {s['stale_handles']}",
     ]

@@ -492,7 +492,7 @@ def test_quicfs_stats_command(server, gw, tmp_path):
         first = human.stdout.splitlines()[0]
         assert first == (f"{mnt}: {gw.url('plain')} over QUIC to 127.0.0.1:{gw.port} "
                          "(connected)")
-        assert "reconnects 0, migrations 0, replays 0" in human.stdout
+        assert "reconnects 0, session renewals 0, migrations 0, replays 0" in human.stdout
         as_json = subprocess.run([*run, str(mnt), "--json"], capture_output=True,
                                  text=True, timeout=30)
         stats = json.loads(as_json.stdout)
