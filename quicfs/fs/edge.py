@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -37,6 +38,32 @@ BY_HANDLE = frozenset({"read", "write", "flush", "fsync"})
 CHANGING = frozenset({"setattr", "mkdir", "mknod", "rmdir", "unlink", "rename", "symlink",
                        "link", "create", "setxattr", "removexattr", "write", "flush",
                        "fsync", "release"})
+
+
+class RepeatFilter:
+    """One log line for an error that every call meets (a session that could not be
+    renewed, a soft mount's lost server): a program walking a tree would otherwise write
+    one line per file. The same line again within ``window`` seconds is counted, not
+    logged; the next one logged says how many were left out."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        self.window = window
+        self._last: str | None = None
+        self._since = 0.0
+        self._left_out = 0
+
+    def warn(self, func: str, exc: BaseException) -> None:
+        line, now = str(exc), time.monotonic()
+        if line == self._last and now - self._since < self.window:
+            self._left_out += 1
+            return
+        more = (f" (and {self._left_out} more calls failed the same way)"
+                if self._left_out else "")
+        self._last, self._since, self._left_out = line, now, 0
+        log.warning("%s: %s%s", func, line, more)
+
+
+_repeats = RepeatFilter()
 
 
 def fuse_errors(func: F) -> F:
@@ -74,10 +101,10 @@ def fuse_errors(func: F) -> F:
         except (SMBError, Unnamed) as exc:
             raise pyfuse3.FUSEError(exc.errno) from None
         except ConnectionLost as exc:
-            log.warning("%s: %s", func.__name__, exc)
+            _repeats.warn(func.__name__, exc)
             raise pyfuse3.FUSEError(errno.EIO) from None
         except QuicfsError as exc:
-            log.warning("%s: %s", func.__name__, exc)
+            _repeats.warn(func.__name__, exc)
             raise pyfuse3.FUSEError(exc.errno) from None
         except trio.TooSlowError:
             raise pyfuse3.FUSEError(errno.ETIMEDOUT) from None
