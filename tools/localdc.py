@@ -15,13 +15,16 @@ Provisioning (``samba-tool domain provision``, ~15 s) is done once into a templa
 
 Shares: ``kerb``, and ``kerbsealed`` (``smb encrypt = required``). The DC's only cipher
 is AES-256-GCM: a sealed share then proves a Kerberos session's keys (the 32-byte
-subkey, MS-SMB2 3.2.5.3.1). Users: ``alice`` (PASSWORD), ``bob`` (BOB_PASSWORD).
+subkey, MS-SMB2 3.2.5.3.1). Users: ``alice`` and ``bob``, passwords in USERS.
 Service principals: ``cifs/<address>`` and ``cifs/127.0.0.1`` (a gateway there names
 the server so).
 
 Tickets: :meth:`DomainController.kinit` into a cache of the caller's; ``env`` gives the
-KRB5_CONFIG and KRB5CCNAME a client runs with. ``kinit(lifetime="20s")`` gives a short
-ticket: Samba ends an SMB session when its ticket ends (STATUS_NETWORK_SESSION_EXPIRED).
+KRB5_CONFIG and KRB5CCNAME a client runs with. A short ticket ends the SMB session with
+it: after ``kinit(cache, lifetime="125s")`` a request made past 125 s is answered
+STATUS_NETWORK_SESSION_EXPIRED (a session renewal then needs a new ticket in the cache).
+Samba's KDC takes no ticket-granting ticket of 120 s or less (the service ticket's
+TGS-REQ fails "Ticket expired"), so that is about the shortest.
 """
 
 from __future__ import annotations
@@ -153,7 +156,7 @@ class DomainController:
     def kinit(self, ccache: Path, user: str = USER, *, password: str | None = None,
               lifetime: str | None = None, krb5_conf: Path | None = None) -> None:
         """A ticket for ``user`` into ``ccache`` (``lifetime`` as kinit -l takes it; the
-        KDC refuses one of 5 minutes or less)."""
+        KDC's tickets of 120 s or less are refused when used)."""
         _run("kinit", *(["-l", lifetime] if lifetime else []), f"{user}@{REALM}",
              stdin=f"{password or USERS[user]}\n", env=self.env(ccache, krb5_conf))
 
