@@ -28,6 +28,8 @@ LIBRARIES = {
     "qh3": ("quicfs.transport.quic.",),
     "aioquic": ("quicfs.transport.quic.engine_aioquic", "quicfs.transport.aioquic_cc"),
     "spnego": ("quicfs.client.auth",),
+    "gssapi": ("quicfs.client.auth",),
+    "krb5": ("quicfs.client.auth",),
     "pyfuse3": ("quicfs.fs.", "quicfs.cli.mount"),
 }
 
