@@ -109,6 +109,12 @@ class QuicDriver:
         self.on_event: Callable[[events.QuicEvent], None] | None = None
         self._engine_error: BaseException | None = None
 
+    @property
+    def engine_error(self) -> BaseException | None:
+        """What the engine raised in another task's call (:meth:`_guarded`), until the
+        worker ends the connection with it."""
+        return self._engine_error
+
     # -- called by other tasks
     def wake(self) -> None:
         self._wake_pending = True

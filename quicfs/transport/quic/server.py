@@ -26,7 +26,7 @@ from qh3.quic.packet import QuicPacketType, encode_quic_retry, encode_quic_versi
 
 from quicfs.refusals import Refusals
 from quicfs.transport.quic.admission import Limits, address_key, first_flight_size, packets_length
-from quicfs.transport.quic.configuration import server_configuration
+from quicfs.transport.quic.configuration import MAX_DATAGRAM, server_configuration
 from quicfs.transport.quic.driver import is_fault
 from quicfs.transport.quic.engine import new_engine
 from quicfs.transport.quic.retry import RetryTokens
@@ -203,24 +203,37 @@ class QuicServer:
             original = self.tokens.check(addr, token, dcid, now)
             if original is not None:
                 odcid, retry_cid = original, dcid
+        # Until its address is validated a client may be sent three times what it sent
+        # (RFC 9000 8.1), and qh3 2.1 counts its packets toward that, not its datagram,
+        # and fails the connection ("packet builder capacity exhausted") rather than
+        # wait when our first flight does not fit: a client that pads its first datagram
+        # with bytes after its Initial (14.1; aioquic does) or a long certificate chain
+        # would never get an answer. After a Retry the address is validated: no limit.
+        budget = 3 * packets_length(data, self.config.connection_id_length)
         if retry_cid is None and (
             limits.retry == "always"
             or (limits.retry == "auto" and (len(self.handshaking) >= limits.retry_threshold
                                             or self._junk >= limits.retry_threshold))
-            or 3 * packets_length(data, self.config.connection_id_length) < self.first_flight
+            or budget < MAX_DATAGRAM
         ):
-            # The last case even with --retry never: until its address is validated a
-            # client may be sent three times what it sent (RFC 9000 8.1), and qh3 2.1
-            # counts its packets toward that, not its datagram, and fails the connection
-            # ("packet builder capacity exhausted") rather than wait when our first
-            # flight does not fit. A client that pads its first datagram with bytes after
-            # its Initial (14.1; aioquic does) or a long certificate chain would never
-            # get an answer. After a Retry the address is validated: no limit.
             self._retry(addr, version, dcid, scid, now)
             return
+        # Between the two, the engine is tried: a resumed handshake's flight (no
+        # certificate) may fit where a full one would not, and answering it without a
+        # Retry saves the client a round trip, and its 0-RTT data too (aioquic 1.7.2
+        # never sends again 0-RTT data it sent before a Retry).
+        trial = retry_cid is None and budget < self.first_flight
         if len(self.handshaking) >= limits.max_handshakes:
             self.refusals.note("refused: --max-handshakes reached", f"from {peer}", now)
             return
+        taken: list[object] = []
+
+        def fetch(label: bytes) -> object:
+            ticket = self.tickets.take(label)
+            if ticket is not None:
+                taken.append(ticket)
+            return ticket
+
         quic = new_engine(
             self.cc,
             peer=addr,
@@ -228,7 +241,7 @@ class QuicServer:
             original_destination_connection_id=odcid,
             retry_source_connection_id=retry_cid,
             max_streams=(1, 0),
-            session_ticket_fetcher=self.tickets.take,  # type: ignore[arg-type]
+            session_ticket_fetcher=fetch,  # type: ignore[arg-type]
             session_ticket_handler=self.tickets.add,
         )
         driver = ServerDriver(quic, peer=addr, label=peer,  # type: ignore[arg-type]
@@ -247,6 +260,13 @@ class QuicServer:
         driver.accept_handler = early_streams.append
         driver.deliver(data, addr)
         driver.take_input()
+        if trial and driver.engine_error is not None:
+            # Our flight did not fit in what the client's packets allow: a Retry, and
+            # the ticket the trial took stays good for the Initial that follows it.
+            for ticket in taken:
+                self.tickets.add(ticket)  # type: ignore[arg-type]
+            self._retry(addr, version, dcid, scid, now)
+            return
         if not quic.authenticated:
             second = int(now)
             if second != self._junk_second:
