@@ -56,10 +56,14 @@ deps: deps-run
 	    samba samba-common-bin smbclient; \
 	fi
 
+# gssapi, krb5 and pyfuse3 have no Linux wheels: pip compiles them, ~2.5 CPU minutes,
+# and setuptools compiles one C file at a time unless told (DIST_EXTRA_CONFIG, read by
+# setuptools' distutils: build_ext's parallel option).
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	printf '[build_ext]\nparallel = %s\n' "$$(nproc)" > $(abspath $(VENV))/build_ext.cfg
+	DIST_EXTRA_CONFIG=$(abspath $(VENV))/build_ext.cfg $(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 # Byte-compile our sources: with PYTHONDONTWRITEBYTECODE set (as on CI machines) every
