@@ -14,7 +14,9 @@ not offer in public. Every reach into qh3's internals is here, and nowhere else.
   needs one bidirectional stream (MS-SMB2 2.1).
 - :meth:`Engine.figure`: the path's figures (RTT, window), ``None`` while not known yet.
 - :attr:`Engine.confirmed`: the handshake is confirmed (RFC 9001 4.1.2); qh3 emits no
-  event for a client's HANDSHAKE_DONE.
+  event for a client's HANDSHAKE_DONE. A client also takes the acknowledgement of a PING
+  sent with its Finished as confirmation (4.1.2 allows it): a lost HANDSHAKE_DONE then
+  costs a round trip, not the server's loss timer.
 - :meth:`Engine.handshake_facts`: what the handshake showed of the server (cipher, its
   certificates, whether it asked for ours and naming which CAs), for ``quicfs probe``;
   :func:`verify_server_chain`: qh3's own check of a chain, as its handshake makes it.
