@@ -62,10 +62,10 @@ def gateway(samba: SambaServer, tmp_path_factory: pytest.TempPathFactory
     yield from running_gateway(tmp_path_factory.mktemp("gateway"), samba.port)
 
 
-def running_gateway(root: Path, backend_port: int, extra_args: Sequence[str] = ()
-                    ) -> Iterator[GatewayProcess]:
+def running_gateway(root: Path, backend_port: int, extra_args: Sequence[str] = (),
+                    backend_host: str = "127.0.0.1") -> Iterator[GatewayProcess]:
     """The body of a gateway fixture: started (or the test fails), stopped after."""
-    gw = GatewayProcess(root, backend_port, extra_args=extra_args)
+    gw = GatewayProcess(root, backend_port, extra_args=extra_args, backend_host=backend_host)
     try:
         gw.start()
     except GatewayError as exc:
@@ -180,8 +180,7 @@ def samba_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DomainControl
 @pytest.fixture(scope="session")
 def dc_gateway(samba_dc: DomainController, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[GatewayProcess]:
-    """`quicfs gateway` in front of the DC's smbd, on 127.0.0.1 (the DC has the service
-    principal cifs/127.0.0.1). The backend is named again after the one running_gateway
-    gives (argparse keeps the last): the DC is not on 127.0.0.1."""
+    """`quicfs gateway` in front of the DC's smbd (on an address of its own), on
+    127.0.0.1 (the DC has the service principal cifs/127.0.0.1)."""
     yield from running_gateway(tmp_path_factory.mktemp("dc-gateway"), samba_dc.port,
-                               ["--backend", f"{samba_dc.host}:{samba_dc.port}"])
+                               backend_host=samba_dc.host)

@@ -38,11 +38,11 @@ def free_udp_port() -> int:
 
 class GatewayProcess:
     def __init__(self, root: Path, backend_port: int, *, name: str = "localhost",
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), backend_host: str = "127.0.0.1") -> None:
         self.root = Path(root)
         #: More `quicfs gateway` options (limits, Retry, timeouts).
         self.extra_args = list(extra_args)
-        self.backend_port = backend_port
+        self.backend_host, self.backend_port = backend_host, backend_port
         self.host = "127.0.0.1"
         self.port = free_udp_port()
         files = write_self_signed(name, self.root, extra_names=["127.0.0.1"])
@@ -57,7 +57,7 @@ class GatewayProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "quicfs.cli.main", "gateway",
              "--listen", f"{self.host}:{self.port}",
-             "--backend", f"127.0.0.1:{self.backend_port}",
+             "--backend", f"{self.backend_host}:{self.backend_port}",
              "--cert", self.cert, "--key", self.key,
              *(["--cc", TEST_CC] if TEST_CC else []), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
