@@ -66,7 +66,11 @@ class UdpImpairProxy:
         self.port = 0
         self._listen: socket.socket | None = None
         self._maps: dict[tuple[str, int], _Mapping] = {}
-        self._nursery: trio.Nursery | None = None
+        #: Delayed datagrams, in the order they came: one task sends each when it is due,
+        #: so a delay never reorders (a task per datagram did: trio runs the tasks whose
+        #: sleeps end together in an order of its own). Reordering is ``reorder``'s.
+        self._due_in, self._due_out = trio.open_memory_channel[tuple[float, object, bytes]](
+            float("inf"))
 
     # ------------------------------------------------------------------ control
     def rebind(self) -> None:
@@ -102,9 +106,9 @@ class UdpImpairProxy:
         self.port = listen.getsockname()[1]
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
                 if self.rebind_every:
                     nursery.start_soon(self._rebinder)
+                nursery.start_soon(self._deliver)
                 task_status.started(self.port)
                 while True:
                     await trio.lowlevel.wait_readable(listen)
@@ -184,14 +188,14 @@ class UdpImpairProxy:
         for d in out:
             counters.forwarded += 1
             if self.delay > 0:
-                assert self._nursery is not None
-                self._nursery.start_soon(self._later, send, d)
+                self._due_in.send_nowait((trio.current_time() + self.delay, send, d))
             else:
                 send(d)
 
-    async def _later(self, send, data: bytes) -> None:
-        await trio.sleep(self.delay)
-        send(data)
+    async def _deliver(self) -> None:
+        async for due, send, data in self._due_out:
+            await trio.sleep_until(due)
+            send(data)  # type: ignore[operator]
 
 
 class ImpairProcess:
