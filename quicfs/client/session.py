@@ -9,6 +9,8 @@ cache, or the password the mount holds), once for every request that met the exp
 (3.2.4.2.3.1); the Tree then sends those requests again (tree.py). The session keeps its
 keys: a re-authentication derives none (3.3.5.5.3), and its SESSION_SETUPs are signed
 with the session's signing key (3.2.4.1.1), or encrypted where the session encrypts.
+A renewal that failed for want of credentials (nothing sent) is tried again by the next
+call, once they are back (``usable``: ``kinit`` in the morning brings the mount back).
 """
 
 from __future__ import annotations
@@ -64,8 +66,10 @@ class Session:
         #: a renewal it was sent before needs no other (``renew``).
         self.renewals = 0
         self._renewing: trio.Event | None = None
-        #: Why the last renewal failed: the session is over (3.2.5.1.6).
+        #: Why the last renewal failed: the session is over (3.2.5.1.6), unless
+        #: ``_relogin``: we had no credentials to give and sent nothing (``usable``).
         self._failed: RenewalFailed | None = None
+        self._relogin = False
 
     @property
     def session_id(self) -> int:
@@ -131,12 +135,22 @@ class Session:
                              domain=creds.domain, server=self.conn.server_name)
 
     # ------------------------------------------------------------------ renewal
-    def check_usable(self) -> None:
-        """Raise why the session is over, if a renewal failed: 3.2.5.1.6 fails the
-        operation and ends the session (Samba ends it too), so every later request
-        fails at once with the same error, with nothing sent and nothing tried again."""
-        if self._failed is not None:
-            raise copy_error(self._failed)
+    async def usable(self) -> None:
+        """Raise why the session is over, if a renewal failed, or bring it back first if
+        it failed for want of credentials (no ticket, an unreadable credentials file):
+        then nothing had been sent, the server still holds the session, merely expired
+        (3.3.5.2.9), and a user who has run kinit since expects the mount to work again.
+        That is one renewal more (``renew``: at most one attempt for this call, none
+        while another runs); until the credentials are back it fails in the local check,
+        with nothing sent. A session whose renewal the server refused stays over: it
+        ended it (3.2.5.1.6), and trying the same credentials on every call would only
+        lock the account out."""
+        failed = self._failed
+        if failed is None:
+            return
+        if not self._relogin:
+            raise copy_error(failed)
+        await self.renew(self.renewals)
 
     async def settled(self) -> None:
         """Wait while a renewal is under way: a request sent meanwhile would only meet
@@ -151,27 +165,39 @@ class Session:
         renewal serves every request that met the expiry: the others wait for it.
 
         Raises RenewalFailed when the server did not take our credentials (and so does
-        every later call, ``check_usable``); ConnectionLost when the connection went
-        meanwhile (the Link's to bring back, with a new session)."""
+        every later call, ``usable``, unless we had none to give); ConnectionLost when
+        the connection went meanwhile (the Link's to bring back, with a new session)."""
         while self.renewals == seen:
-            self.check_usable()
             if self._renewing is not None:
                 await self._renewing.wait()
+                if self._failed is not None:
+                    # The attempt waited for failed: its answer is ours too, not
+                    # another attempt (no SESSION_SETUP per waiting caller).
+                    raise copy_error(self._failed)
                 continue
+            if self._failed is not None and not self._relogin:
+                raise copy_error(self._failed)
             done = self._renewing = trio.Event()
+            # Whatever this attempt ends in is what its waiters get (ConnectionLost
+            # leaves it None: the Link's, with a new session).
+            self._failed = None
+            sent: list[bool] = []
             try:
-                await self._reauthenticate()
+                await self._reauthenticate(sent)
             except (SMBError, AuthError, UsageError, SecurityError, ProtocolError) as exc:
                 if self.conn.closed:
                     raise  # the connection's end, not a refusal: the Link's to bring back
                 self._failed = self._failure(exc)
+                # Nothing reached the server: it still holds the session, expired, and
+                # the next call may try again once the credentials are back (``usable``).
+                self._relogin = not sent
                 raise copy_error(self._failed) from None
             finally:
                 self._renewing = None
                 done.set()
             self.renewals += 1
 
-    async def _reauthenticate(self) -> None:
+    async def _reauthenticate(self, sent: list[bool]) -> None:
         """SESSION_SETUP with our SessionId until the server says SUCCESS (3.2.4.2.3.1,
         3.2.5.3.2): signed with the session's key, or encrypted where the session
         encrypts (3.2.4.1.8 exempts only a binding SESSION_SETUP). The connection checks
@@ -182,6 +208,7 @@ class Session:
         auth = self._authenticator(creds)
         token = await trio.to_thread.run_sync(auth.step, conn.params.gss_token or None)
         while True:
+            sent.append(True)
             [reply] = await conn.send_chain(
                 [SessionSetupRequest.reauthentication(token or b"")], keys=self.keys,
                 encrypt=self.encrypt_data)

@@ -189,9 +189,11 @@ class Tree:
                 await wait_interruptibly(self._held.wait)
             conn, session = self.conn, self.session
             await session.settled()
-            seen = session.renewals
-            session.check_usable()
             try:
+                # A session whose renewal failed for want of credentials logs in again
+                # here once they are back (session.py); the connection may be lost then.
+                await session.usable()
+                seen = session.renewals
                 replies = await self._send_timed(conn, reqs, related, allowed, replay)
                 if replies[0].status != Status.NETWORK_SESSION_EXPIRED:
                     # (A later member of a compound expiring alone is left to its

@@ -33,6 +33,8 @@ from quicfs.fs import symlinks
 from quicfs.smb2 import lxmeta
 from tests.fuse.conftest import MOUNT, Mount, is_mounted, unmount
 from tests.support.hostile_smb import (
+    PASSWORD,
+    USER,
     Behaviour,
     HostileServer,
     Node,
@@ -672,3 +674,44 @@ def test_a_refused_renewal_is_eacces_once_and_not_tried_again(hostile):
     assert ("session on 127.0.0.1 expired and could not be renewed: logon failure for "
             "user 'hostile': wrong user name or password") in log, log[-2000:]
     assert is_mounted(h.mountpoint)
+
+
+def test_a_mount_whose_credentials_come_back_works_again(tmp_path):
+    """Relogin: the renewal failed for want of credentials (the credentials file made
+    readable by others, which quicfs will not read; at a Kerberos mount, a ticket that
+    ran out overnight): while they stay missing every open fails with EKEYEXPIRED and
+    nothing reaches the server; once they are back (chmod 600; kinit in the morning)
+    the next read is byte-exact after one renewal of the same session, no remount.
+    Before, the mount stayed failed (EKEYEXPIRED) until a remount."""
+    names = [f"f{i}.bin" for i in range(6)]
+    datas = {name: os.urandom(5000 + i) for i, name in enumerate(names)}
+    root = _good("", *(file(name, data) for name, data in datas.items()))
+    creds = tmp_path / "creds"
+    creds.write_text(f"username={USER}\npassword={PASSWORD}\n")
+    creds.chmod(0o600)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(HostileServer(root, Behaviour()))
+        except Exception as exc:
+            pytest.fail(f"cannot start the hostile SMB server: {exc}", pytrace=False)
+        stack.enter_context(Mount(mnt, server.url, f"transport=tcp,credentials={creds}"))
+        h = Hostile(server, mnt, mnt)
+        assert call("read", mnt / "good.txt") == GOOD_DATA
+        creds.chmod(0o644)
+        server.expire_sessions()
+        assert call("read", mnt / names[0]) == errno.EKEYEXPIRED
+        sent = sum(server.seen.values())
+        for name in names[1:4]:
+            assert call("read", mnt / name) == errno.EKEYEXPIRED
+        assert sum(server.seen.values()) == sent
+        assert server.seen["SESSION_SETUP"] == 2 and server.renewals == []
+        creds.chmod(0o600)
+        assert call("read", mnt / names[4]) == datas[names[4]]
+        assert [r.outcome for r in server.renewals] == ["ok"]
+        assert call("read", mnt / names[5]) == datas[names[5]]
+        assert server.seen["SESSION_SETUP"] == 4
+        log = h.log()
+        assert "Traceback" not in log and "internal error" not in log, log[-2000:]
+        assert not server.errors

@@ -2,7 +2,8 @@
 answers STATUS_NETWORK_SESSION_EXPIRED from then on): a mount, the library and `quicfs
 put` with a fresh ticket in their cache by then renew their sessions and go on as if
 nothing happened; a command whose ticket was left to lapse says so in one line (issue 24
-section 2). The DC is tools/localdc.py's (``samba_dc``).
+section 2); a library session whose ticket lapsed fails so (nothing sent) until kinit,
+then works again on the same session (relogin). The DC is tools/localdc.py's (``samba_dc``).
 
 One test, one wait: all of it shares a ticket that ends SHORT seconds after it begins.
 The DC's KDC gives no service ticket on a TGT with two minutes or less left ("Ticket
@@ -11,6 +12,7 @@ expired"), so the ticket cannot be much shorter than that.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,6 +24,7 @@ import pytest
 import trio
 
 import quicfs
+from quicfs.client.session import RenewalFailed
 from tests.fuse.conftest import Mount
 from tools.localdc import REALM
 
@@ -37,8 +40,11 @@ def sha(data: bytes) -> str:
 @pytest.mark.slow  # waits SHORT seconds for the ticket to end
 def test_sessions_renew_themselves_when_the_ticket_ends(samba_dc, tmp_path, monkeypatch):
     renewed, lapsed = tmp_path / "renewed", tmp_path / "lapsed"
+    # A library share whose ticket lapses, then comes back (kinit in the morning).
+    relogin = tmp_path / "relogin"
     samba_dc.kinit(renewed, lifetime=f"{SHORT}s")
     samba_dc.kinit(lapsed, lifetime=f"{SHORT}s")
+    samba_dc.kinit(relogin, lifetime=f"{SHORT}s")
     end = time.monotonic() + SHORT
     # This process (the library) and the mount it starts use the ticket that is renewed.
     for key, value in samba_dc.env(renewed).items():
@@ -70,16 +76,39 @@ def test_sessions_renew_themselves_when_the_ticket_ends(samba_dc, tmp_path, monk
         lapsing.stdin.write(put[:100_000])
         lapsing.stdin.flush()
 
+        def use(ccache) -> None:  # this process's ticket cache, read at each login
+            monkeypatch.setenv("KRB5CCNAME", samba_dc.env(ccache)["KRB5CCNAME"])
+
         async def library() -> None:
             async with quicfs.connect(samba_dc.url("kerb"), options) as share:
                 assert sha(await share.read_file("renewal/on-server.bin")) == sha(on_server)
                 sid = share.session.session_id
-                samba_dc.kinit(renewed)  # the default life: hours
-                await trio.sleep(max(0.0, end - time.monotonic()) + 2)
-                # The session is over on the server: this read meets the expiry.
-                assert sha(await share.read_file("renewal/on-server.bin")) == sha(on_server)
-                assert share.session.renewals == 1 and share.session.session_id == sid
-                await share.write_file("renewal/library.bin", put)
+                use(relogin)
+                async with quicfs.connect(samba_dc.url("kerb"), options) as back:
+                    use(renewed)
+                    assert sha(await back.read_file("renewal/on-server.bin")) == sha(on_server)
+                    back_sid = back.session.session_id
+                    samba_dc.kinit(renewed)  # the default life: hours
+                    await trio.sleep(max(0.0, end - time.monotonic()) + 2)
+                    # The session is over on the server: this read meets the expiry.
+                    assert sha(await share.read_file("renewal/on-server.bin")) == sha(on_server)
+                    assert share.session.renewals == 1 and share.session.session_id == sid
+                    await share.write_file("renewal/library.bin", put)
+                    # Relogin: its ticket lapsed, so the renewal fails (EKEYEXPIRED), and
+                    # so does every call while it stays so, with nothing sent; after
+                    # kinit the next call renews the same session and reads on.
+                    use(relogin)
+                    sent = None
+                    for _ in range(4):
+                        with pytest.raises(RenewalFailed, match="has expired") as caught:
+                            await back.read_file("renewal/on-server.bin")
+                        assert caught.value.errno == errno.EKEYEXPIRED
+                        sent = sent if sent is not None else back.conn.messages_sent
+                    assert back.conn.messages_sent == sent
+                    samba_dc.kinit(relogin)
+                    assert sha(await back.read_file("renewal/on-server.bin")) == sha(on_server)
+                    assert back.session.renewals == 1 and back.session.session_id == back_sid
+                    use(renewed)
 
         trio.run(library)
         out.write(written[1_000_000:])

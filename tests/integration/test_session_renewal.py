@@ -68,6 +68,19 @@ def renewals(server: HostileServer) -> list[tuple[int, int, bool, str]]:
     return [(r.session_id, r.legs, r.signed, r.outcome) for r in server.renewals]
 
 
+async def read_all_at_once(share) -> dict[str, bytes]:
+    """Every file of SMALL, read by eight tasks at once."""
+    got: dict[str, bytes] = {}
+
+    async def read(name: str) -> None:
+        got[name] = await share.read_file(name)
+
+    async with trio.open_nursery() as nursery:
+        for name in SMALL:
+            nursery.start_soon(read, name)
+    return got
+
+
 def _credentials_file(path: Path, user: str, password: str) -> str:
     path.write_text(f"username={user}\npassword={password}\n")
     path.chmod(0o600)
@@ -128,15 +141,7 @@ async def test_concurrent_requests_at_the_expiry_cost_one_renewal(serve):
         for name in list(SMALL)[:2]:
             assert await share.read_file(name) == SMALL[name]
         server.expire_sessions()
-        got: dict[str, bytes] = {}
-
-        async def read(name: str) -> None:
-            got[name] = await share.read_file(name)
-
-        async with trio.open_nursery() as nursery:
-            for name in SMALL:
-                nursery.start_soon(read, name)
-        assert got == SMALL
+        assert await read_all_at_once(share) == SMALL
         # Every one of the eight met the expiry (a CREATE compound each, whose
         # three members were each answered so), yet one re-authentication.
         assert server.expired_answers >= len(SMALL)
@@ -191,6 +196,69 @@ async def test_a_renewal_without_credentials_to_give_is_ekeyexpired(serve, tmp_p
             f"{path} is readable by group or others (mode 0644); run chmod 600 {path}")
         assert caught.value.errno == errno.EKEYEXPIRED
         assert server.seen["SESSION_SETUP"] == 2 and server.renewals == []
+    assert not server.errors
+
+
+async def test_credentials_restored_bring_the_session_back_with_one_renewal(serve, tmp_path):
+    """(relogin) The renewal failed for want of credentials (the credentials file
+    unusable; for Kerberos an expired ticket): while they stay missing, every call
+    fails with EKEYEXPIRED in the local check, nothing sent; once they are back (chmod
+    600; kinit), the next read is byte-exact after one renewal of the same session (two
+    signed SESSION_SETUPs), and the calls after it go straight through. Before, the
+    session stayed failed until a remount."""
+    server = serve()
+    path = tmp_path / "creds"
+    creds = _credentials_file(path, USER, PASSWORD)
+    async with quicfs.connect(server.url, f"transport=tcp,credentials={creds}") as share:
+        sid = share.session.session_id
+        assert await share.read_file("small-0.bin") == SMALL["small-0.bin"]
+        path.chmod(0o644)
+        server.expire_sessions()
+        with pytest.raises(RenewalFailed) as caught:
+            await share.read_file("small-1.bin")
+        assert caught.value.errno == errno.EKEYEXPIRED
+        sent = sum(server.seen.values())
+        for name in SMALL:
+            with pytest.raises(RenewalFailed, match=r"readable by group or others") as caught:
+                await share.read_file(name)
+            assert caught.value.errno == errno.EKEYEXPIRED
+        path.unlink()  # gone altogether: still local, still nothing sent
+        with pytest.raises(RenewalFailed) as caught:
+            await share.listdir("")
+        assert caught.value.errno == errno.EKEYEXPIRED
+        assert sum(server.seen.values()) == sent
+        assert server.seen["SESSION_SETUP"] == 2 and server.renewals == []
+        _credentials_file(path, USER, PASSWORD)
+        assert sha(await share.read_file("data.bin")) == sha(DATA)
+        assert renewals(server) == [(sid, 2, True, "ok")]
+        assert server.seen["SESSION_SETUP"] == 4
+        for name, data in SMALL.items():
+            assert await share.read_file(name) == data
+        assert server.seen["SESSION_SETUP"] == 4
+        assert share.session.session_id == sid
+        assert share.uplink is not None
+        stats = share.uplink.snapshot()
+        assert stats["session_renewals"] == 1 and stats["reconnects"] == 0
+    assert not server.errors
+
+
+async def test_concurrent_calls_after_credentials_return_cost_one_renewal(serve, tmp_path):
+    """(relogin) Eight reads at once after the credentials came back: one attempt (the
+    others wait for it), one renewal, every file byte-exact."""
+    server = serve()
+    path = tmp_path / "creds"
+    creds = _credentials_file(path, USER, PASSWORD)
+    async with quicfs.connect(server.url, f"transport=tcp,credentials={creds}") as share:
+        for name in list(SMALL)[:2]:
+            assert await share.read_file(name) == SMALL[name]
+        path.chmod(0o644)
+        server.expire_sessions()
+        with pytest.raises(RenewalFailed):
+            await share.read_file("data.bin")
+        path.chmod(0o600)
+        assert await read_all_at_once(share) == SMALL
+        assert [r.outcome for r in server.renewals] == ["ok"]
+        assert server.seen["SESSION_SETUP"] == 4
     assert not server.errors
 
 
