@@ -38,10 +38,10 @@ import trio
 
 from quicfs.client.connection import Connection, Reply, copy_error, open_connection
 from quicfs.client.leases import Leases
-from quicfs.client.session import Session
+from quicfs.client.session import Session, refuses_credentials
 from quicfs.client.tree import Tree
 from quicfs.errors import ConnectError, ConnectionLost, QuicfsError, SMBError, StaleHandle
-from quicfs.options import Options
+from quicfs.options import Credentials, Options
 from quicfs.transport.connect import open_transport
 from quicfs.url import ShareURL
 
@@ -97,6 +97,10 @@ class Link:
         self._closing = False
         #: Why a soft mount stopped waiting for the server; "" while it has not.
         self._given_up = ""
+        #: The server's refusal of the password we hold, and that password's credentials:
+        #: no login is tried again with them (each would count toward locking the account
+        #: out, and a reconnect retries every 2 s), only once they change.
+        self._refused: tuple[QuicfsError, Credentials] | None = None
         #: The transport the first connection got ("quic", "tcp"); reconnects keep it.
         self._kind: str | None = None
 
@@ -137,10 +141,26 @@ class Link:
                 await session.setup(username=creds.username, password=creds.password,
                                     domain=creds.domain,
                                     previous_session_id=previous_session_id)
-        except BaseException:
+        except BaseException as exc:
             self._drop(conn)
+            if creds.password is not None and refuses_credentials(exc):
+                self._refused = (exc, creds)  # type: ignore[assignment]
             raise
         return session
+
+    def _still_refused(self) -> QuicfsError | None:
+        """The refusal of the credentials we hold, while they are the ones refused (a
+        credentials file read again may hold new ones)."""
+        if self._refused is None:
+            return None
+        error, refused = self._refused
+        try:
+            if self.opts.resolved_credentials() == refused:
+                return error
+        except (QuicfsError, OSError):
+            return error  # unreadable now: nothing new to try
+        self._refused = None
+        return None
 
     async def _run_connection(self, transport: object, *,
                               task_status: trio.TaskStatus[Connection]) -> None:
@@ -217,6 +237,9 @@ class Link:
             raise ConnectionLost("connection closed")
         if tree.conn is not broken and not tree.conn.closed:
             return  # someone brought it back already
+        refused = self._still_refused()
+        if refused is not None:
+            raise copy_error(refused)
         if self._given_up:
             # A soft mount whose server stayed away: calls fail at once until it is back
             # (the watch keeps trying), rather than each waiting timeo again.
@@ -257,6 +280,11 @@ class Link:
                         break
                     except (QuicfsError, OSError, trio.TooSlowError) as exc:
                         error = exc
+                if self._refused is not None:
+                    recovery.error = self._refused[0]
+                    log.warning("reconnect to %s: the server refused the credentials (%s); "
+                                "not tried again until they change", self.url.host, error)
+                    return
                 now = trio.current_time()
                 if deadline is not None and now + delay > deadline:
                     recovery.error = ConnectionLost(
@@ -331,7 +359,7 @@ class Link:
                 return
             conn = tree.conn
             if conn.closed:
-                if self._recovery is None:
+                if self._recovery is None and self._still_refused() is None:
                     # Nobody is waiting on it, but durable opens only last so long:
                     # bring it back now.
                     self._start_recovery(conn)

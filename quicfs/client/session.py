@@ -36,6 +36,13 @@ _REFUSED = frozenset({Status.LOGON_FAILURE, Status.WRONG_PASSWORD, Status.NO_SUC
                       Status.ACCESS_DENIED})
 
 
+def refuses_credentials(exc: BaseException) -> bool:
+    """``exc`` is a server's refusal of the credentials themselves: another try with
+    the same ones fails the same way, and counts toward locking the account out."""
+    return isinstance(exc, SMBError) and exc.status in _REFUSED | {
+        Status.PASSWORD_EXPIRED, Status.ACCOUNT_DISABLED}
+
+
 class RenewalFailed(QuicfsError):
     """The server expired the session and did not take our credentials again: EACCES
     when it refused them, EKEYEXPIRED when we had none to give (the ticket is gone)."""

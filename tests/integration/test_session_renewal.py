@@ -24,6 +24,8 @@ import trio
 
 import quicfs
 from quicfs.client.session import RenewalFailed
+from quicfs.errors import SMBError
+from quicfs.smb2.status import Status
 from tests.support.hostile_smb import (
     PASSWORD,
     USER,
@@ -408,4 +410,36 @@ def test_quicfs_get_of_a_file_whose_session_keeps_expiring_is_byte_exact(serve):
     assert len(server.renewals) >= 2  # TREE_CONNECT, CREATE, 4 READs, CLOSE at the least
     assert len({r.session_id for r in server.renewals}) == 1
     assert all((r.legs, r.signed, r.outcome) == (2, True, "ok") for r in server.renewals)
+    assert not server.errors
+
+
+# ------------------------------------------------------------ a reconnect refused
+async def test_a_reconnect_whose_password_is_refused_is_not_tried_again(serve, tmp_path):
+    """The password changed on the server while the connection was down: the reconnect's
+    login is refused, and no other login is tried with the same password (each would
+    count toward locking the account out; before, the reconnect tried again every 2 s
+    for as long as the mount lived). Calls fail with the refusal, sending nothing; once
+    the credentials file holds the new password, the next call reconnects and reads
+    byte-exact."""
+    server = serve()
+    path = tmp_path / "creds"
+    creds = _credentials_file(path, USER, PASSWORD)
+    async with quicfs.connect(server.url, f"transport=tcp,credentials={creds}") as share:
+        assert await share.read_file("small-0.bin") == SMALL["small-0.bin"]
+        server.set_password("Changed-elsewhere-2")
+        server.drop_connections()
+        logins = server.seen["SESSION_SETUP"]
+        with trio.fail_after(20):
+            for name in list(SMALL)[1:6]:
+                with pytest.raises(SMBError) as refused:
+                    await share.read_file(name)
+                assert refused.value.status == Status.LOGON_FAILURE
+                assert refused.value.errno == errno.EACCES
+            await trio.sleep(3)  # the watch, which brings a lost connection back itself
+        assert server.seen["SESSION_SETUP"] - logins == 2  # one NTLM login, refused
+        _credentials_file(path, USER, "Changed-elsewhere-2")
+        with trio.fail_after(20):
+            assert sha(await share.read_file("data.bin")) == sha(DATA)
+        assert server.seen["SESSION_SETUP"] - logins == 4
+        assert share.uplink is not None and share.uplink.snapshot()["reconnects"] == 1
     assert not server.errors

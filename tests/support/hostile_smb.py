@@ -234,6 +234,8 @@ class HostileServer:
         self.set_password(PASSWORD)
         #: Every session established, on any connection.
         self._sessions: list[_Session] = []
+        #: The connections served, for :meth:`drop_connections`.
+        self._connections: set[_Connection] = set()
 
     def _assign_ids(self, node: Node) -> None:
         if not node.file_id:
@@ -290,6 +292,7 @@ class HostileServer:
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         conn = _Connection(self, FramedStream(stream, kind="tcp", peer="client"))
+        self._connections.add(conn)
         try:
             await conn.run()
         except Exception as exc:  # a bug of the test server: make the test see it
@@ -300,6 +303,12 @@ class HostileServer:
         """The user's password from now on (the acceptor reads the file at each login)."""
         with open(self._users, "w") as f:
             f.write(f":{USER}:{password}\n")
+
+    def drop_connections(self) -> None:
+        """Every connection now open is closed at its next request, unanswered (a
+        network that failed)."""
+        for conn in self._connections:
+            conn.drop = True
 
     def expire_sessions(self) -> None:
         """Expire every session now, as a ticket's end does (3.3.5.2.9)."""
