@@ -253,7 +253,9 @@ VFS_FLAGS = frozenset({
     "nostrictatime", "lazytime", "nolazytime", "symfollow", "nosymfollow",
 })
 #: ``suid`` and ``dev`` under names mount(8) passes on to a helper (it drops those two).
-_VFS_ALIASES = {"allow_suid": "suid", "allow_dev": "dev"}
+#: suid and dev as mount(8) lets a helper be told them (it drops those two); an explicit
+#: nosuid or nodev still wins (fs/mountflags.py).
+_VFS_ALLOWS = frozenset({"allow_suid", "allow_dev"})
 #: mount(8)'s own flags: accepted, meaning nothing to us.
 _IGNORED = {
     "defaults", "auto", "noauto", "users", "nouser", "loud", "silent", "owner", "group",
@@ -304,11 +306,10 @@ def parse_options(text: str | None, base: Options | None = None) -> Options:
                 raise UsageError(f"option {name} takes no value")
             fld, flag = _FLAGS[name]
             changes[fld] = flag
-        elif name in VFS_FLAGS or name in _VFS_ALIASES:
+        elif name in VFS_FLAGS or name in _VFS_ALLOWS:
             if eq:
                 raise UsageError(f"option {name} takes no value")
-            flag = _VFS_ALIASES.get(name, name)
-            changes["vfs"] = (*changes.get("vfs", (base or Options()).vfs), flag)
+            changes["vfs"] = (*changes.get("vfs", (base or Options()).vfs), name)
         elif name in _IGNORED or name.startswith("x-") or name == "comment":
             continue
         else:

@@ -9,7 +9,10 @@ Every mount is ``nosuid,nodev`` unless told ``suid`` or ``dev``, root's too: wit
 option metadata, setuid bits and device nodes come from EAs that anyone who may write to
 the share sets (a planted setuid-root program, a world-writable device node). mount(8)
 drops ``suid`` and ``dev`` before it calls a helper (they are the kernel's defaults for
-root), so ``allow_suid`` and ``allow_dev`` say the same through it (options.py).
+root), so ``allow_suid`` and ``allow_dev`` say them through it (options.py); an
+explicit ``nosuid`` or ``nodev`` still wins over them, wherever it stands (mount(8)
+puts its own flags first: `mount -o nosuid` of an fstab entry with allow_suid, as
+xfstests' generic/128 does, must not end suid).
 """
 
 from __future__ import annotations
@@ -33,14 +36,23 @@ AT_MOUNT = frozenset({"suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync"
 
 #: What a mount is unless told otherwise.
 SAFE = ("nosuid", "nodev")
+#: Options that allow a flag mount(8) will not pass: taken unless the opposite is given.
+ALLOWS = {"allow_suid": "suid", "allow_dev": "dev"}
 
 
 def resolve(flags: Iterable[str], *, defaults: bool = True) -> list[str]:
-    """The flags in effect: of a flag and its opposite the last given; with
-    ``defaults`` (a new mount, not a remount) ``nosuid,nodev`` unless ``suid``/``dev``."""
+    """The flags in effect: of a flag and its opposite the last given; ``allow_suid``
+    and ``allow_dev`` where neither was; with ``defaults`` (a new mount, not a remount)
+    ``nosuid,nodev`` unless ``suid``/``dev``."""
     chosen: dict[str, str] = {}
+    allowed = []
     for flag in flags:
-        chosen[min(flag, _OPPOSITE.get(flag, flag))] = flag
+        if flag in ALLOWS:
+            allowed.append(ALLOWS[flag])
+        else:
+            chosen[min(flag, _OPPOSITE.get(flag, flag))] = flag
+    for flag in allowed:
+        chosen.setdefault(min(flag, _OPPOSITE[flag]), flag)
     if defaults:
         for flag in SAFE:
             chosen.setdefault(min(flag, _OPPOSITE[flag]), flag)

@@ -127,7 +127,7 @@ def accepted_mount_options() -> dict[str, set[bool]]:
     """Every option quicfs/options.py takes: name -> the forms its tables give it (True:
     ``name=VALUE``, False: a flag; none known for a name taken outside the tables)."""
     accepted: dict[str, set[bool]] = {name: {True} for name in options._VALUES}
-    for table in (options._FLAGS, options.VFS_FLAGS, options._VFS_ALIASES,
+    for table in (options._FLAGS, options.VFS_FLAGS, options._VFS_ALLOWS,
                   options._IGNORED):
         for name in table:
             accepted.setdefault(name, set()).add(False)

@@ -198,8 +198,18 @@ def test_vfs_flags_kept_in_order_and_split_for_libfuse():
     assert at_mount == {"exec", "nosuid", "nodev"} and later == ["relatime", "nodiratime"]
     # mount(8) drops suid and dev before it calls a helper: allow_suid, allow_dev pass.
     trusted = parse_options("allow_suid,allow_dev")
-    assert trusted.vfs == ("suid", "dev") and mountflags.trusts(trusted.vfs) == (True, True)
+    assert trusted.vfs == ("allow_suid", "allow_dev")
+    assert mountflags.trusts(trusted.vfs) == (True, True)
     assert mountflags.split(trusted.vfs)[0] == {"suid", "dev"}
+    # An explicit nosuid or nodev wins over them wherever it stands: mount(8) puts its
+    # own flags first (`mount -o nosuid` of an fstab entry with allow_suid: generic/128).
+    for text in ("nosuid,allow_suid,allow_dev", "allow_suid,allow_dev,nosuid"):
+        vfs = parse_options(text).vfs
+        assert mountflags.trusts(vfs) == (False, True), text
+        assert mountflags.split(vfs)[0] == {"nosuid", "dev"}, text
+    assert mountflags.trusts(parse_options("nodev,allow_dev,suid").vfs) == (True, False)
+    # suid itself and nosuid: the last one given, as before.
+    assert mountflags.trusts(("nosuid", "suid")) == (True, False)
     assert mountflags.trusts(()) == (False, False)
     assert mountflags.trusts(("suid", "dev", "nosuid")) == (False, True)
     with pytest.raises(UsageError) as err:
