@@ -495,7 +495,9 @@ async def test_honest_nat_rebinding_on_a_lossy_path(gw, samba, big):
             n.cancel_scope.cancel()
         await Honest(gw, samba, big).get("after the rebindings")
         cpu = await settled_cpu(mon)
-    assert figures["same_connection"], "SMB reconnected: the gateway lost the client"
+    assert figures["same_connection"], (
+        f"SMB reconnected (cause: {figures.get('reconnect_cause')}): the gateway lost the "
+        f"client; {describe(gw, mon)}")
     assert proxy.rebinds >= 4, proxy.rebinds
     for c in (proxy.up, proxy.down):
         assert c.dropped > 0 and c.duplicated > 0 and c.reordered > 0, (proxy.up, proxy.down)

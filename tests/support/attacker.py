@@ -932,6 +932,7 @@ async def honest_gets(url: str, opts: str, path: str, sha256: str, *, gets: int 
     done: list[dict[str, object]] = []
     eof = trio.Event()
     same = True
+    cause: object = None  # what ended the first connection, when SMB reconnected
     started = time.monotonic()
 
     async def watch_stdin() -> None:
@@ -982,6 +983,8 @@ async def honest_gets(url: str, opts: str, path: str, sha256: str, *, gets: int 
                             if done[-1]["error"]:
                                 break
                         same = share.conn is conn and not conn.closed
+                        if not same and share.uplink is not None:
+                            cause = share.uplink.snapshot().get("last_reconnect_cause")
                 if scope.cancelled_caught and not done:
                     raise TimeoutError(f"no session within {within:g} s")
             except Exception as exc:
@@ -999,7 +1002,8 @@ async def honest_gets(url: str, opts: str, path: str, sha256: str, *, gets: int 
                     break
         nursery.cancel_scope.cancel()
     return Result("honest", all(d["ok"] for d in done), "", {
-        "gets": done, "same_connection": same if one_session else None})
+        "gets": done, "same_connection": same if one_session else None,
+        "reconnect_cause": cause})
 
 
 # ============================================================================ processes
