@@ -34,10 +34,11 @@ import fcntl
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
+
+from tools.localsmb import wait_listening
 
 REALM = "QUICFS.TEST"
 DOMAIN = "QUICFS"
@@ -263,19 +264,9 @@ class DomainController:
 
     def _wait_listening(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + 60
-        waiting = [88, self.port]
-        while waiting:
-            if self.proc.poll() is not None:
-                raise DCError(f"samba exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise DCError(f"samba did not listen on {self.host} port {waiting[0]} in "
-                              f"60 s:\n{self.log_tail()}")
-            try:
-                with socket.create_connection((self.host, waiting[0]), timeout=0.5):
-                    waiting.pop(0)
-            except OSError:
-                time.sleep(0.1)
+        why = wait_listening(self.proc, "samba", self.host, [88, self.port], 60)
+        if why is not None:
+            raise DCError(f"{why}:\n{self.log_tail()}")
 
     def stop(self) -> None:
         if self.proc is not None:

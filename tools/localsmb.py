@@ -64,6 +64,25 @@ def ensure_unix_user(name: str = USER) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
 
 
+def wait_listening(proc: subprocess.Popen[bytes], name: str, host: str, ports: list[int],
+                   within: float) -> str | None:
+    """Wait until each of ``ports`` on ``host`` takes a connection, in turn; None then,
+    else why not: ``name`` (the server ``proc`` runs) exited, or did not listen in time."""
+    deadline = time.monotonic() + within
+    waiting = list(ports)
+    while waiting:
+        if proc.poll() is not None:
+            return f"{name} exited with {proc.returncode}"
+        if time.monotonic() > deadline:
+            return f"{name} did not listen on {host} port {waiting[0]} in {within:g} s"
+        try:
+            with socket.create_connection((host, waiting[0]), timeout=0.5):
+                waiting.pop(0)
+        except OSError:
+            time.sleep(0.1)
+    return None
+
+
 class SambaServer:
     def __init__(self, root: Path, *, extra_global: dict[str, str] | None = None,
                  signing_mandatory: bool = True, password: str = PASSWORD,
@@ -197,16 +216,9 @@ class SambaServer:
 
     def _wait_listening(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SambaError(f"smbd exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise SambaError(f"smbd did not listen on port {self.port} in 20 s:\n{self.log_tail()}")
+        why = wait_listening(self.proc, "smbd", self.host, [self.port], 20)
+        if why is not None:
+            raise SambaError(f"{why}:\n{self.log_tail()}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
