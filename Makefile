@@ -3,10 +3,10 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # What the mount needs (libfuse3 for pyfuse3; libkrb5-dev for gssapi and krb5, the
-# Python packages of Kerberos logins, which PyPI has only as source for Linux; man-db:
-# `man quicfs` after `make install`, and tests/unit/test_manual.py renders the pages);
-# the tests add the rest.
-RUN_PKGS := fuse3 libfuse3-dev pkg-config libkrb5-dev man-db
+# Python packages of Kerberos logins, which PyPI has only as source for Linux; gcc and
+# python3-dev compile those three; man-db: `man quicfs` after `make install`, and
+# tests/unit/test_manual.py renders the pages); the tests add the rest.
+RUN_PKGS := fuse3 libfuse3-dev pkg-config libkrb5-dev gcc python3-dev man-db
 # xfsprogs: xfstests/run keeps the shares on an XFS image, and
 # tests/fuse/test_xfstests_stop.py runs it. samba-ad-dc, winbind and krb5-user (kinit,
 # klist): the domain controller and tickets of tests/integration/test_kerberos.py
