@@ -34,13 +34,14 @@ from quicfs.smb2.status import Status
 _REFUSED = frozenset({Status.LOGON_FAILURE, Status.WRONG_PASSWORD, Status.NO_SUCH_USER,
                       Status.ACCOUNT_RESTRICTION, Status.INVALID_LOGON_HOURS,
                       Status.ACCESS_DENIED})
+#: Those, and an account that cannot log in at all with them: not to be tried again.
+_NOT_AGAIN = _REFUSED | {Status.PASSWORD_EXPIRED, Status.ACCOUNT_DISABLED}
 
 
 def refuses_credentials(exc: BaseException) -> bool:
     """``exc`` is a server's refusal of the credentials themselves: another try with
     the same ones fails the same way, and counts toward locking the account out."""
-    return isinstance(exc, SMBError) and exc.status in _REFUSED | {
-        Status.PASSWORD_EXPIRED, Status.ACCOUNT_DISABLED}
+    return isinstance(exc, SMBError) and exc.status in _NOT_AGAIN
 
 
 class RenewalFailed(QuicfsError):
