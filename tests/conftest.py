@@ -1,14 +1,17 @@
 """Shared fixtures: a real Samba smbd per test session (tests/support/samba.py), and the
-order tests run in under pytest-xdist (``make test`` runs ``-n 2``): tests marked
-``serial`` (they bound time, CPU or memory) run last, each with no other test beside it.
-Without xdist every test runs alone anyway and the marker does nothing."""
+order tests run in under pytest-xdist (``make test`` runs ``-n 3``): tests marked
+``quiet`` (they time a window) run after the others, beside quiet ones only; tests marked
+``serial`` (they bound CPU or memory, or read every process) run last, each alone.
+Without xdist every test runs alone anyway and the markers do nothing."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -85,15 +88,35 @@ def _private_ticket_cache(tmp_path_factory: pytest.TempPathFactory,
 
 
 # ============================================================================ serial tests
+#: How a test may share the machine under xdist, by its marker: ``quiet`` tests time a
+#: window (actimeo, a timeout) and run beside other quiet ones only; ``serial`` tests
+#: (CPU, memory, every process's state) run with no test beside them.
+KINDS = ("ordinary", "quiet", "serial")
+
+
+def kind_of(item: pytest.Item) -> str:
+    return next((k for k in reversed(KINDS) if item.get_closest_marker(k)), "ordinary")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first and serial tests last (a stable sort: the rest keep their order,
-    and with it the grouping of tests around their module's fixtures). Under xdist a
-    test that takes tens of seconds, handed out near the end, would end the run alone
-    on one worker; serial ones are handed out last, so the workers meet at the gate
-    below once, not before every serial test."""
-    items.sort(key=lambda item: (item.get_closest_marker("serial") is not None,
+    """Slow tests first, quiet ones after the ordinary and serial ones last (a stable
+    sort: the rest keep their order, and with it the grouping of tests around their
+    module's fixtures). Under xdist a test that takes tens of seconds, handed out near
+    the end, would end the run alone on one worker; the others are handed out by kind,
+    so the workers change kinds at the gate below a few times, not before every test."""
+    items.sort(key=lambda item: (KINDS.index(kind_of(item)),
                                  item.get_closest_marker("slow") is None))
+
+
+def _may_enter(kind: str, running: set[str], waiting: set[str]) -> bool:
+    """Whether a test of ``kind`` may start beside tests of the kinds ``running``, while
+    other workers wait to start tests of the kinds ``waiting``. A test waits for the
+    kinds handed out before its own: xdist gives a worker its next test before it runs
+    the one it has, so an ordinary test may reach a worker after the first quiet one
+    reached another, and it must not wait out the quiet ones there."""
+    beside = {"ordinary": {"ordinary"}, "quiet": {"quiet"}, "serial": set()}[kind]
+    return running <= beside and not waiting & set(KINDS[:KINDS.index(kind)])
 
 
 @contextlib.contextmanager
@@ -106,29 +129,53 @@ def _flock(path: Path, how: int) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
-def _gate(workers: Path | None, serial: bool) -> Iterator[None]:
-    """Between the xdist workers of one run (lock files in the run's temporary
-    directory, which holds each worker's): a serial test holds ``run`` exclusively, any
-    other holds it shared. The ``gate`` before it gives a serial test its turn as soon as
-    the tests now running end: it holds the gate while it waits and runs, and the other
-    workers wait there before their next test."""
+def _gate(workers: Path | None, kind: str) -> Iterator[None]:
+    """Between the xdist workers of one run: a table of which worker runs or waits to run
+    which kind of test, in the run's temporary directory (which holds each worker's),
+    read and written under a lock. A worker that died is forgotten, so it blocks no one."""
     if workers is None:  # not under xdist: each test runs alone already
         yield
         return
-    gate, run = workers / "serial.gate", workers / "serial.run"
-    if serial:
-        with _flock(gate, fcntl.LOCK_EX), _flock(run, fcntl.LOCK_EX):
-            yield
-    else:
-        with _flock(gate, fcntl.LOCK_EX):
-            held = open(run, "a")
-            fcntl.flock(held, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(held, fcntl.LOCK_UN)
-            held.close()
+    lock, table = workers / "gate.lock", workers / "gate.json"
+    me = str(os.getpid())
+
+    def update(change: Callable[[dict[str, dict[str, str]]], bool]) -> bool:
+        with _flock(lock, fcntl.LOCK_EX):
+            try:
+                state = json.loads(table.read_text())
+            except (FileNotFoundError, ValueError):
+                state = {"running": {}, "waiting": {}}
+            for pids in state.values():
+                for pid in [p for p in pids if p != me and not _alive(p)]:
+                    del pids[pid]
+            done = change(state)
+            table.write_text(json.dumps(state))
+            return done
+
+    def enter(state: dict[str, dict[str, str]]) -> bool:
+        others = {p: k for p, k in state["waiting"].items() if p != me}
+        if _may_enter(kind, set(state["running"].values()), set(others.values())):
+            state["waiting"].pop(me, None)
+            state["running"][me] = kind
+            return True
+        state["waiting"][me] = kind
+        return False
+
+    while not update(enter):
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        update(lambda state: bool(state["running"].pop(me, None)))
 
 
 @pytest.fixture
@@ -147,8 +194,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
     or is the last to use, inside the gate."""
     # An xdist worker's basetemp is a directory of its own in the run's.
     worker_temp = item.config.option.basetemp if os.environ.get("PYTEST_XDIST_WORKER") else None
-    with _gate(Path(worker_temp).parent if worker_temp else None,
-               item.get_closest_marker("serial") is not None):
+    with _gate(Path(worker_temp).parent if worker_temp else None, kind_of(item)):
         yield
 
 

@@ -81,7 +81,7 @@ def smbclient(samba, command: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.serial  # counts nothing sent in a window timed against actimeo
+@pytest.mark.quiet  # counts nothing sent in a window timed against actimeo
 def test_names_answered_past_actimeo_until_another_clients_create(mounted, samba,
                                                                  request, tmp_path):
     top = f"dl-create-{request.node.callspec.id}"
@@ -123,7 +123,7 @@ def test_another_clients_rename_and_delete_break_the_lease(mounted, samba, reque
     assert sorted(os.listdir(here)) == ["new"]
 
 
-@pytest.mark.serial  # counts nothing sent in a window timed against actimeo
+@pytest.mark.quiet  # counts nothing sent in a window timed against actimeo
 def test_our_own_changes_keep_our_lease(mounted, samba, request):
     """Creates, writes, renames, removals and mkdirs made through the mount name the
     directory's lease as their parent's (ParentLeaseKey): none breaks it, and past
@@ -152,7 +152,7 @@ def test_our_own_changes_keep_our_lease(mounted, samba, request):
     assert sorted(os.listdir(here)) == ["moved", "sub"]
 
 
-@pytest.mark.serial  # bounds the wait: < 2 s
+@pytest.mark.quiet  # bounds the wait: < 2 s
 def test_a_leased_directory_is_removed_and_renamed_at_once(mounted, samba, request):
     """Our own handle keeps the lease: it is let go before our rmdir or rename of the
     directory, which would otherwise wait on it; another client's wait only for our
@@ -210,7 +210,7 @@ def test_another_clients_rename_above_breaks_the_lease(mounted, samba, request):
     assert os.stat(here / "new").st_mode & 0o40000
 
 
-@pytest.mark.serial  # counts nothing sent in a window timed against actimeo
+@pytest.mark.quiet  # counts nothing sent in a window timed against actimeo
 def test_a_path_walked_again_past_actimeo_costs_nothing(mounted, samba, request):
     """The kernel looks up each directory of a path again once actimeo has passed (tar
     x, make): with both a directory and its parent leased, that lookup and the

@@ -281,7 +281,7 @@ def test_auto_mount_comes_back_over_tcp_when_quic_stays_down(server, pattern, gw
         both_reopened(stats)
 
 
-@pytest.mark.serial  # bounds the failure: timeo + 6 s
+@pytest.mark.quiet  # bounds the failure: timeo + 6 s
 def test_soft_mount_fails_in_time_and_keeps_what_was_written(server, pattern, gw,
                                                              tmp_path):
     proxy = ImpairProcess(gw.port)

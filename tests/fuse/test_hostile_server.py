@@ -520,7 +520,7 @@ def test_endless_listing_ends_with_an_error(hostile):
     assert h.listing().names  # and the mount's other listings are whole
 
 
-@pytest.mark.serial  # bounds the wait: timeo + 5 s
+@pytest.mark.quiet  # bounds the wait: timeo + 5 s
 def test_pending_for_ever_times_out_on_a_soft_mount(hostile):
     """Item 4: a READ the server answers only with STATUS_PENDING interims fails on a
     soft mount once timeo has passed (EIO), and the mount serves on."""
@@ -532,7 +532,7 @@ def test_pending_for_ever_times_out_on_a_soft_mount(hostile):
     h.assert_healthy()
 
 
-@pytest.mark.serial  # bounds the wait: < 2 s
+@pytest.mark.quiet  # bounds the wait: < 2 s
 def test_pending_for_ever_ends_on_a_signal_on_a_hard_mount(hostile):
     """Item 4: on a hard mount a READ answered only with interims waits for the server,
     but the program reading stays killable: SIGTERM ends it at once. (A read through the

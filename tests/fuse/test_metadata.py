@@ -222,7 +222,7 @@ def _flags(mountpoint) -> set[str]:
     raise AssertionError(f"{mountpoint} is not mounted")
 
 
-@pytest.mark.serial  # within actimeo
+@pytest.mark.quiet  # within actimeo
 def test_create_over_a_file_made_elsewhere_keeps_its_owner(meta) -> None:
     """A create(2) that finds the name taken (made by another client since our lookup)
     opens that file: its owner and mode stay, nothing of ours replaces them."""

@@ -62,7 +62,7 @@ def test_a_missing_name_costs_one_compound(mounted):
     assert (sends - before[0], messages - before[1]) == (1, 4)
 
 
-@pytest.mark.serial  # all within actimeo
+@pytest.mark.quiet  # all within actimeo
 def test_a_lookup_lists_a_small_directory_for_its_other_names(mounted, samba, request):
     """The first LOOKUP in a directory not listed lists it whole (Operations._snapshot):
     for actimeo the others, present or absent, cost nothing; then it is listed again."""
@@ -117,7 +117,7 @@ def test_another_clients_create_delete_rename_and_write_show_after_actimeo(
     assert (here / "grown").read_bytes() == b"122"
 
 
-@pytest.mark.serial  # all within actimeo
+@pytest.mark.quiet  # all within actimeo
 def test_a_file_changed_here_is_never_answered_from_an_older_listing(mounted, samba,
                                                                     request):
     """A listing taken for a lookup answers a name's attributes only until this mount

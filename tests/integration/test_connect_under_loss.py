@@ -341,7 +341,7 @@ def retry_gateway(samba, tmp_path_factory):
                                ["--retry", "always"])
 
 
-@pytest.mark.serial  # bounds the connect: < 2 s
+@pytest.mark.quiet  # bounds the connect: < 2 s
 async def test_a_lost_retry_is_sent_again(samba, retry_gateway):
     """The gateway's Retry (its first datagram to this client) is lost: the client sends
     its Initial again after its PTO, and the gateway answers it with a Retry again, so

@@ -478,7 +478,7 @@ async def test_interim_for_ever_ends_on_a_signal_to_the_caller():
         proc.wait()
 
 
-@pytest.mark.serial  # bounds the timeout: 0.5 to 1.5 s
+@pytest.mark.quiet  # bounds the timeout: 0.5 to 1.5 s
 async def test_soft_mount_request_has_a_deadline():
     """Soft mount: a request the server keeps pending fails after timeo (and is
     cancelled on the server), instead of waiting for ever."""

@@ -64,7 +64,7 @@ def test_a_gone_process_has_none() -> None:
     assert not signal_pending(proc.pid)
 
 
-@pytest.mark.serial  # bounds the wait: < 1 s
+@pytest.mark.quiet  # bounds the wait: < 1 s
 async def test_the_wait_of_a_signalled_caller_ends(stopped) -> None:
     with calling(stopped.pid):
         with trio.move_on_after(0.5):
