@@ -20,11 +20,11 @@ Service principals: ``cifs/<address>`` and ``cifs/127.0.0.1`` (a gateway there n
 the server so).
 
 Tickets: :meth:`DomainController.kinit` into a cache of the caller's; ``env`` gives the
-KRB5_CONFIG and KRB5CCNAME a client runs with. A short ticket ends the SMB session with
-it: after ``kinit(cache, lifetime="125s")`` a request made past 125 s is answered
-STATUS_NETWORK_SESSION_EXPIRED (a session renewal then needs a new ticket in the cache).
-Samba's KDC takes no ticket-granting ticket of 120 s or less (the service ticket's
-TGS-REQ fails "Ticket expired"), so that is about the shortest.
+KRB5_CONFIG and KRB5CCNAME a client runs with. The SMB session ends with the service
+ticket it logged in with: after ``service_ticket(cache, 30)`` a request made past 30 s is
+answered STATUS_NETWORK_SESSION_EXPIRED (a session renewal then needs a new ticket from
+the cache). A short ticket-granting ticket would not do: Samba's KDC gives no service
+ticket on one with 120 s or less left (the TGS-REQ fails "Ticket expired").
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -54,6 +55,12 @@ ADDRESSES = tuple(f"127.0.88.{n}" for n in range(1, 65))
 #: asks the KDC for cifs/<the host it dials>.
 GATEWAY_HOST = "127.0.0.1"
 LOCKS = Path("/run/lock")
+#: Asks for a service ticket of a given life: GSS-API's time_req becomes the TGS-REQ's
+#: till (RFC 4120 5.4.1), and MIT krb5 keeps the ticket it gets in the cache.
+_SERVICE_TICKET = (
+    "import sys, gssapi\n"
+    "name = gssapi.Name(sys.argv[1], gssapi.NameType.hostbased_service)\n"
+    "gssapi.SecurityContext(name=name, usage='initiate', lifetime=int(sys.argv[2])).step()\n")
 #: winbindd's socket directory, compiled in (libwbclient looks nowhere else).
 WINBINDD_RUN = Path("/run/samba")
 
@@ -157,9 +164,25 @@ class DomainController:
     def kinit(self, ccache: Path, user: str = USER, *, password: str | None = None,
               lifetime: str | None = None, krb5_conf: Path | None = None) -> None:
         """A ticket for ``user`` into ``ccache`` (``lifetime`` as kinit -l takes it; the
-        KDC's tickets of 120 s or less are refused when used)."""
+        KDC gives no service ticket on one with 120 s or less left)."""
         _run("kinit", *(["-l", lifetime] if lifetime else []), f"{user}@{REALM}",
              stdin=f"{password or USERS[user]}\n", env=self.env(ccache, krb5_conf))
+
+    def service_ticket(self, ccache: Path, seconds: int, *, alone: bool = False) -> None:
+        """A ticket for this DC's file server that ends ``seconds`` from now, into
+        ``ccache``, which holds a ticket-granting ticket (:meth:`kinit`): a session
+        logged in with it ends then. ``alone``: the cache then holds that ticket only,
+        as a cache whose ticket-granting ticket lapsed would, so nothing in it can renew
+        the session."""
+        env = self.env(ccache)
+        _run(sys.executable, "-c", _SERVICE_TICKET, f"cifs@{self.host}", str(seconds), env=env)
+        if alone:
+            only = ccache.with_name(f"{ccache.name}.alone")
+            # MIT krb5 files the ticket under the name it asked for, realm left to the
+            # KDC's referral: "cifs/HOST@".
+            _run("kvno", "--cached-only", "--out-cache", f"FILE:{only}", f"cifs/{self.host}@",
+                 env=env)
+            only.replace(ccache)
 
     def write_krb5_conf(self, path: Path, kdc: str | None = None,
                         http_anchors: Path | None = None) -> Path:
