@@ -12,8 +12,15 @@ FULL = b"x" * 1452
 
 
 def path() -> tuple[PeerPath, list[int]]:
+    """A path whose engine makes no datagram at once for a PING (the PING goes out in
+    what it makes next, held in order like the rest)."""
     pings: list[int] = []
-    return PeerPath(A, pings.append, lambda: 0.010), pings
+
+    def ping(uid: int) -> list[bytes]:
+        pings.append(uid)
+        return []
+
+    return PeerPath(A, ping, lambda: 0.010), pings
 
 
 def test_a_move_is_followed_once_the_client_answers_there() -> None:
@@ -83,3 +90,29 @@ def test_a_lost_ping_is_sent_again_and_a_silent_candidate_is_given_up() -> None:
     assert len(pings) == 2 + MAX_PINGS and now == pytest.approx(1.0 + 0.05 * MAX_PINGS)
     assert released == [(FULL, B)] * 3 and p.addr == B
     assert p.route([FULL], now) == [(FULL, B)]
+
+
+def test_the_ping_goes_first_in_a_datagram_of_its_own() -> None:
+    """A NAT rebinds the client in the middle of a download: from its new port come ACKs
+    of 40 bytes, which buy 120 (RFC 9000 8.1), never a full datagram. The PING that
+    validates the port goes at once, ahead of the full datagrams the engine had made
+    (held, none of them sent before it), and each PING sent again goes ahead too; once
+    the client acknowledges one, all that waited follows (before: the PING rode behind
+    them, or in the first of them, and never left)."""
+    PING = b"p" * 29
+    made = [[FULL] * 9]  # the engine's datagrams, made after the ACK opened its window
+    pings: list[int] = []
+
+    def ping(uid: int) -> list[bytes]:
+        pings.append(uid)
+        # The driver has the engine send what it had first: the path holds it all.
+        assert p.route(made.pop() if made else [], 0.0) == []
+        return [PING]
+
+    p = PeerPath(A, ping, lambda: 0.010)
+    assert p.received(B, 40, 0.0) == [(PING, B)]
+    assert p.route([FULL], 0.001) == []
+    assert p.poll(0.05) == [(PING, B)] and len(pings) == 2  # the first was lost
+    assert p.received(B, 40, 0.06) == []  # 160 bytes bought, 58 spent: no full datagram
+    assert p.acknowledged(pings[1]) == [(FULL, B)] * 10
+    assert (p.addr, p.moves) == (B, 1)

@@ -15,15 +15,23 @@ and follows the client itself, with the same rules (RFC 9000 8 and 9.3):
 - until then the candidate gets what an unvalidated address may get: at most three
   times the bytes it sent (8.1, 9.3), and at most a minimum congestion window (two full
   datagrams) per round trip (9.4); what does not fit waits, and goes to the candidate
-  once it is validated (the PING goes first: a NAT rebinding in the middle of a
-  download leaves the client sending nothing but small ACKs);
+  once it is validated;
+- the PING goes first, in a datagram of its own, ahead of what waits: a NAT rebinding
+  in the middle of a download leaves the client sending nothing but ACKs of some 40
+  bytes, whose three times buy no full datagram. The driver has the engine make what
+  it had to send before the PING (held here), so the packet made after it carries the
+  PING alone. Left to the engine, the PING rode in the first full datagram made after
+  the client's ACK, which waited for a budget the client's ACKs never gave, and the
+  client, hearing nothing, gave the connection up (8.2: validation is what lets the
+  data go, so it cannot wait behind the data);
 - a packet from the validated address meanwhile ends the candidacy (a spoofed or
   replayed packet must not move the connection, 9.3.2), and what waited goes there;
 - qh3 does not send a lost PING again: an unanswered one is sent again after three
   round trips, and after four the candidacy ends (the next authenticated packet from
   there starts a new one), so one lost datagram never stalls the connection for good.
 
-Pure: addresses and byte counts in, where each datagram goes out.
+Pure: addresses and byte counts in, where each datagram goes out; ``ping`` has a PING
+sent and gives back the datagrams that carry it.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ class _Candidate:
 
 
 class PeerPath:
-    def __init__(self, first: object, ping: Callable[[int], None],
+    def __init__(self, first: object, ping: Callable[[int], list[bytes]],
                  rtt: Callable[[], float]) -> None:
         #: What qh3 is told the client's address is, for the whole connection.
         self.engine_addr = first
@@ -69,6 +77,8 @@ class PeerPath:
         self._rtt = rtt
         self._candidate: _Candidate | None = None
         self._next_uid = _FIRST_UID
+        #: A PING is being made: what the engine makes meanwhile waits behind it.
+        self._pinging = False
 
     @property
     def pending(self) -> bool:
@@ -93,8 +103,15 @@ class PeerPath:
     def _ping_candidate(self, candidate: _Candidate, now: float) -> None:
         candidate.uids.append(self._next_uid)
         candidate.pinged_at = now
-        self._ping(self._next_uid)
-        self._next_uid += 1
+        uid, self._next_uid = self._next_uid, self._next_uid + 1
+        # What the engine had to send is made first and held (route()), none of it
+        # sent before the PING; the PING's datagram then goes ahead of all that waits.
+        self._pinging = True
+        try:
+            probe = self._ping(uid)
+        finally:
+            self._pinging = False
+        candidate.held[:0] = probe
 
     def _ping_wait(self) -> float:
         return max(PING_ROUNDS * self._rtt(), 0.05)
@@ -112,7 +129,7 @@ class PeerPath:
             return []
         if len(candidate.uids) < MAX_PINGS:
             self._ping_candidate(candidate, now)
-            return []
+            return self._release_within_budget(candidate, now)
         self._candidate = None
         return [(d, self.addr) for d in candidate.held]
 
@@ -134,8 +151,12 @@ class PeerPath:
             return [(d, self.addr) for d in datagrams]
         # Beyond MAX_HELD the newest go (as lost: QUIC sends them again). Never the
         # oldest, and never out of order: qh3 takes a packet passed by later ones as
-        # lost, and a burst of such losses shrinks its window to nothing.
+        # lost, and a burst of such losses shrinks its window to nothing. The PING
+        # alone passes them (_ping_candidate): its acknowledgement may cost one loss
+        # event for what it passed, and without it none of that would ever go.
         candidate.held.extend(datagrams[:max(0, MAX_HELD - len(candidate.held))])
+        if self._pinging:
+            return []
         return self._release_within_budget(candidate, now)
 
     def _release_within_budget(self, candidate: _Candidate, now: float
