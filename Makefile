@@ -19,8 +19,9 @@ SAMBA_MIN := 4.22
 PYTEST_ARGS ?=
 # Test workers (pytest-xdist): the suite waits on servers, mounts and timeouts more than
 # it computes, so three workers on two cores (the whole suite, same machine and load:
-# 781 s with two workers, 621 s with three); tests marked serial still run alone, and an
-# xdist_group's in one worker, in turn (--dist loadgroup).
+# 781 s with two workers, 621 s with three); tests marked quiet or serial wait for their
+# turn (tests/conftest.py). --dist loadgroup hands tests out one at a time as workers
+# free up (no test is in an xdist_group): 358 s, where --dist load's blocks took 398 s.
 # TEST_WORKERS=0 runs everything in this one process.
 TEST_WORKERS ?= 3
 

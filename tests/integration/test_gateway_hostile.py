@@ -29,14 +29,12 @@ from tests.support.gateway import GatewayError, GatewayProcess, ProcessMonitor
 from tests.support.impair import UdpImpairProxy
 from tests.support.tcp_stall import TcpStallProxy
 
-#: One attack at a time (an xdist group: one worker runs them in turn, `make test` passes
-#: --dist loadgroup): two at once would share a machine each test bounds alone. What they
-#: bound is the gateway's own (its memory, its CPU once an attack is over) and the honest
-#: client's 16 MiB gets within 30 s, about 1 s unattacked: another worker's test beside
-#: them moves neither. The Initial flood must also send 10,000 datagrams a second, and
-#: the NAT rebinding's lossy path is a proxy in the test's own process: those two run
-#: with no other test beside them at all (serial, tests/conftest.py).
-one_attack_at_a_time = pytest.mark.xdist_group("gateway_hostile")
+# Each test attacks a gateway of its own, and what it bounds is that gateway's
+# own (its memory, its CPU once the attack is over) and the honest client's 16 MiB gets
+# within 30 s, about 1 s unattacked: tests on other workers, attacks included, move
+# neither. The Initial flood must also send 10,000 datagrams a second, and the NAT
+# rebinding's lossy path is a proxy in the test's own process: those two run with no
+# other test beside them at all (serial, tests/conftest.py).
 
 MiB = 1 << 20
 #: The bound on the gateway's resident memory, whatever peers do.
@@ -228,7 +226,6 @@ async def in_thread(fn: Callable[..., object], *args: object) -> object:
 TWO_DATAGRAM_VARIANTS = ("server-cid", "client-dcid", "client-dcid-junk")
 
 
-@one_attack_at_a_time
 async def test_two_datagrams_do_not_kill_the_gateway(gw, samba, big):
     """An Initial that opens a connection, then a datagram with that connection's id from
     another address: a junk 1-RTT packet to the id the server chose, the Initial replayed
@@ -255,7 +252,6 @@ async def test_two_datagrams_do_not_kill_the_gateway(gw, samba, big):
     assert_healthy(gw, mon, cpu)
 
 
-@one_attack_at_a_time
 async def test_two_datagrams_are_logged_not_a_traceback(gw, samba, big):
     """What becomes of that connection is logged with its peer's address (refused,
     dropped, or closed when its handshake times out, 10 s by default), never as a
@@ -315,7 +311,6 @@ async def test_initial_flood(gw, samba, big):
 
 # ============================================================================ 3. VN loop
 @pytest.mark.parametrize("pair", [False, True], ids=["self", "pair"])
-@one_attack_at_a_time
 async def test_version_negotiation_loop(start_gateway, samba, big, pair):
     """Datagrams of an unknown version (a 1200-byte one, and Version Negotiation packets)
     sent to gateway A from a forged source: A itself, or gateway B. A gateway answers a
@@ -343,7 +338,6 @@ async def test_version_negotiation_loop(start_gateway, samba, big, pair):
 
 
 # ============================================================================ 4. 100 streams
-@one_attack_at_a_time
 async def test_hundred_streams_one_backend_connection(gw, samba, big):
     """One connection opens 100 bidirectional streams, each with an SMB2 NEGOTIATE (the
     client ignores the gateway's stream limit). One stream per connection: the second
@@ -384,7 +378,6 @@ async def test_hundred_streams_one_backend_connection(gw, samba, big):
 
 
 # ============================================================================ 5. never reads
-@one_attack_at_a_time
 async def test_client_that_never_reads(gw, samba, big):
     """Eight SMB sessions each ask for the whole 16 MiB file in 16 reads at once, then
     stop reading their sockets (the process is stopped). The gateway holds a bounded
@@ -408,7 +401,6 @@ async def test_client_that_never_reads(gw, samba, big):
 
 
 # ============================================================================ 6. backend stalls
-@one_attack_at_a_time
 async def test_backend_that_never_reads(start_gateway, samba, big):
     """The backend stops reading the first connection (tests/support/tcp_stall.py) while
     its client pushes 400 MiB into its stream after an SMB2 NEGOTIATE: the gateway stops
@@ -448,7 +440,6 @@ async def test_backend_that_never_reads(start_gateway, samba, big):
 
 
 # ============================================================================ 7. junk, live id
-@one_attack_at_a_time
 async def test_junk_with_a_live_connection_id(gw, samba, big):
     """An on-path observer learns the real client's connection ids and sends junk with
     them from another address, 100 a second, through whole transfers: junk never moves
@@ -505,7 +496,6 @@ async def test_honest_nat_rebinding_on_a_lossy_path(gw, samba, big):
 
 
 # ============================================================================ 9. amplification
-@one_attack_at_a_time
 async def test_anti_amplification_of_an_unanswered_initial(gw, samba, big):
     """A real client's first flight (a one-datagram and a two-datagram hello) from
     sockets that never answer: in 10 s the gateway sends each address at most three times
@@ -533,7 +523,6 @@ async def test_anti_amplification_of_an_unanswered_initial(gw, samba, big):
     assert_healthy(gw, mon, cpu)
 
 
-@one_attack_at_a_time
 async def test_anti_amplification_of_replayed_datagrams(gw, samba, big):
     """An on-path observer copies the real client's small datagrams (authentic packets)
     and replays them from an address that never answers, 100 a second, during
