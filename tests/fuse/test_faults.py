@@ -33,8 +33,8 @@ from tests.support.gateway import GatewayProcess
 from tests.support.impair import ImpairProcess
 from tests.support.samba import SambaServer
 
-MIB = 200
-#: MiB/s each of the writer and the reader go at most: the transfer then lasts ~8 s and
+MIB = 100
+#: MiB/s each of the writer and the reader go at most: the transfer then lasts ~4 s and
 #: the fault lands in its middle, on 2 cores that also run the servers (and other tests:
 #: what makes the transfer last is the pace, not the size).
 RATE = 25
