@@ -40,7 +40,9 @@ def small_samba() -> Iterator[SambaServer]:
         yield server
     finally:
         server.stop()
-        subprocess.run(["umount", str(share)], check=False)
+        # Lazily: an smbd child may still be letting go of the share (a plain umount
+        # then fails as busy, and the tmpfs stayed mounted under /tmp).
+        subprocess.run(["umount", "-l", str(share)], check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 
