@@ -324,11 +324,15 @@ class QuicDriver:
 
     # -- output
     def _flush(self) -> None:
+        datagrams = self._made()
+        if datagrams:
+            self._transmit(datagrams)
+
+    def _made(self) -> list[tuple[bytes, object]]:
+        """What the engine has to send now, counted as sent."""
         datagrams = self.quic.datagrams_to_send(trio.current_time())
-        if not datagrams:
-            return
         self.bytes_sent += sum(len(data) for data, _ in datagrams)
-        self._transmit(datagrams)
+        return datagrams
 
     # -- the engine's events
     def _process_events(self) -> bool:
